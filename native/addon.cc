@@ -1,0 +1,601 @@
+// The N-API surface of the vecgate addon: the only file that includes napi.h. Per-thread
+// state lives in VgAddon (Napi::Addon), so every worker thread loads its own instance.
+// JavaScript sees TLS contexts, listeners, connections and pumps; see src/native.ts.
+#include <napi.h>
+#include <uv.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "conn.h"
+#include "pump.h"
+#include "tls-context.h"
+
+namespace vg {
+namespace {
+
+constexpr int kDefaultBacklog = 511;
+
+// Calls a JS function from a libuv callback; an exception becomes an uncaught exception of
+// this thread (as for any event-loop callback) instead of being lost.
+void CallJs(Napi::Env env, Napi::FunctionReference& fn, const std::vector<napi_value>& args) {
+  if (fn.IsEmpty()) return;
+  Napi::HandleScope scope(env);
+  fn.MakeCallback(env.Global(), args);
+  if (env.IsExceptionPending()) {
+    Napi::Error e = env.GetAndClearPendingException();
+    napi_fatal_exception(env, e.Value());
+  }
+}
+
+Napi::Value ThrowError(Napi::Env env, const std::string& message, const char* code) {
+  Napi::Error e = Napi::Error::New(env, message);
+  if (code) e.Set("code", Napi::String::New(env, code));
+  e.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+std::string BufferOrString(const Napi::Value& v) {
+  if (v.IsBuffer()) {
+    auto b = v.As<Napi::Buffer<char>>();
+    return std::string(b.Data(), b.Length());
+  }
+  if (v.IsString()) return v.As<Napi::String>().Utf8Value();
+  return std::string();
+}
+
+TlsProfile ProfileOf(const Napi::Object& o) {
+  Napi::Value p = o.Get("profile");
+  return p.IsString() && p.As<Napi::String>().Utf8Value() == "intermediate" ? TlsProfile::Intermediate
+                                                                            : TlsProfile::Modern;
+}
+
+std::vector<std::string> StringArray(const Napi::Value& v) {
+  std::vector<std::string> out;
+  if (!v.IsArray()) return out;
+  auto a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value e = a.Get(i);
+    if (e.IsString()) out.push_back(e.As<Napi::String>().Utf8Value());
+  }
+  return out;
+}
+
+}  // namespace
+
+class VgAddon;
+
+// ---- TLS context ---------------------------------------------------------------------------
+
+class TlsContextWrap : public Napi::ObjectWrap<TlsContextWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "TlsContext", {InstanceAccessor<&TlsContextWrap::Kind>("kind")});
+  }
+  explicit TlsContextWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TlsContextWrap>(info) {
+    if (info.Length() < 1 || !info[0].IsExternal()) {
+      Napi::TypeError::New(info.Env(), "TlsContext is created by createServerContext/createClientContext")
+          .ThrowAsJavaScriptException();
+      return;
+    }
+    ctx_ = info[0].As<Napi::External<SSL_CTX>>().Data();
+    server_ = info[1].As<Napi::Boolean>().Value();
+  }
+  ~TlsContextWrap() override {
+    if (ctx_) SSL_CTX_free(ctx_);
+  }
+  Napi::Value Kind(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), server_ ? "server" : "client");
+  }
+  SSL_CTX* ctx() const { return ctx_; }
+  bool server() const { return server_; }
+
+ private:
+  SSL_CTX* ctx_ = nullptr;
+  bool server_ = false;
+};
+
+// ---- Connection ----------------------------------------------------------------------------
+
+class ConnWrap;
+
+class PumpBridge : public PumpObserver {
+ public:
+  PumpBridge(Napi::Env env, ConnWrap* client, ConnWrap* upstream, Conn* c, Conn* u, PumpProtocol protocol,
+             size_t highWater, Napi::Function onEnd);
+  void OnPumpEnd(const PumpStats& stats) override;
+  Pump pump;
+
+ private:
+  Napi::Env env_;
+  Napi::FunctionReference onEnd_;
+  Napi::ObjectReference clientRef_;
+  Napi::ObjectReference upstreamRef_;
+};
+
+class VgAddon : public Napi::Addon<VgAddon> {
+ public:
+  VgAddon(Napi::Env env, Napi::Object exports);
+  ThreadIo io;
+  Napi::FunctionReference connCtor;
+  Napi::FunctionReference tlsCtor;
+  Napi::FunctionReference listenerCtor;
+  uint64_t liveSessions = 0;
+  uint64_t bytesPumped = 0;
+
+ private:
+  Napi::Value CreateServerContext(const Napi::CallbackInfo& info);
+  Napi::Value CreateClientContext(const Napi::CallbackInfo& info);
+  Napi::Value Listen(const Napi::CallbackInfo& info);
+  Napi::Value Connect(const Napi::CallbackInfo& info);
+  Napi::Value StartPump(const Napi::CallbackInfo& info);
+  Napi::Value Stats(const Napi::CallbackInfo& info);
+};
+
+static uv_loop_t* LoopOf(Napi::Env env) {
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  return loop;
+}
+
+class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Connection",
+                       {
+                           InstanceMethod<&ConnWrap::SetCallbacks>("setCallbacks"),
+                           InstanceMethod<&ConnWrap::JsWrite>("write"),
+                           InstanceMethod<&ConnWrap::JsStartTls>("startTls"),
+                           InstanceMethod<&ConnWrap::JsPause>("pause"),
+                           InstanceMethod<&ConnWrap::JsResume>("resume"),
+                           InstanceMethod<&ConnWrap::JsClose>("close"),
+                           InstanceMethod<&ConnWrap::JsDestroy>("destroy"),
+                           InstanceAccessor<&ConnWrap::RemoteAddress>("remoteAddress"),
+                           InstanceAccessor<&ConnWrap::RemotePort>("remotePort"),
+                           InstanceAccessor<&ConnWrap::Closed>("closed"),
+                           InstanceAccessor<&ConnWrap::WriteQueueSize>("writeQueueSize"),
+                       });
+  }
+
+  explicit ConnWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ConnWrap>(info), env_(info.Env()) {
+    if (info.Length() < 1 || !info[0].IsExternal()) {
+      Napi::TypeError::New(info.Env(), "Connection objects come from listen() and connect()")
+          .ThrowAsJavaScriptException();
+      return;
+    }
+    addon_ = info.Env().GetInstanceData<VgAddon>();
+    conn_ = new Conn(&addon_->io, this);
+    Ref();  // alive while the socket is open: callbacks must reach this object
+  }
+
+  ~ConnWrap() override { delete conn_; }
+
+  Conn* conn() const { return conn_; }
+  void AttachPump(PumpBridge* p) { pump_ = p; }
+  bool pumped() const { return pump_ != nullptr || pumpEnded_; }
+
+  // ConnEvents
+  void OnPlaintext(Conn* c, const char* data, size_t len) override {
+    if (pump_) {
+      pump_->pump.OnPlaintext(c, data, len);
+      return;
+    }
+    Napi::HandleScope scope(env_);
+    CallJs(env_, onData_, {Napi::Buffer<char>::Copy(env_, data, len)});
+  }
+  void OnReadDone(Conn* c) override {
+    if (pump_) pump_->pump.OnReadDone(c);
+  }
+  void OnDrain(Conn* c) override {
+    if (pump_) pump_->pump.OnDrain(c);
+  }
+  void OnHandshake(Conn* c, const std::string* error) override {
+    Napi::HandleScope scope(env_);
+    Napi::FunctionReference cb = std::move(onHandshake_);
+    if (cb.IsEmpty()) return;
+    if (error) {
+      Napi::Error e = Napi::Error::New(env_, *error);
+      e.Set("code", Napi::String::New(env_, "ERR_VG_TLS_HANDSHAKE"));
+      CallJs(env_, cb, {e.Value(), env_.Null()});
+      return;
+    }
+    Napi::Object info = Napi::Object::New(env_);
+    info.Set("version", c->TlsVersion());
+    info.Set("cipher", c->TlsCipher());
+    std::string alpn = c->TlsAlpn();
+    info.Set("alpn", alpn.empty() ? env_.Null() : Napi::String::New(env_, alpn));
+    std::string sni = c->TlsServerName();
+    info.Set("servername", sni.empty() ? env_.Null() : Napi::String::New(env_, sni));
+    auto ep = c->ServerEndPoint();
+    info.Set("serverEndPoint", ep.empty() ? env_.Null()
+                                          : Napi::Buffer<char>::Copy(env_, reinterpret_cast<char*>(ep.data()), ep.size()));
+    CallJs(env_, cb, {env_.Null(), info});
+  }
+  void OnConnect(Conn* c, int status) override {
+    Napi::HandleScope scope(env_);
+    Napi::FunctionReference cb = std::move(onConnect_);
+    if (cb.IsEmpty()) return;
+    if (status != 0) {
+      Napi::Error e = Napi::Error::New(env_, std::string("connect failed: ") + uv_strerror(status));
+      e.Set("code", Napi::String::New(env_, uv_err_name(status)));
+      CallJs(env_, cb, {e.Value(), env_.Null()});
+    } else {
+      CallJs(env_, cb, {env_.Null(), Value()});
+    }
+  }
+  void OnClosed(Conn* c) override {
+    PumpBridge* p = pump_;
+    pump_ = nullptr;
+    if (p) {
+      pumpEnded_ = true;
+      p->pump.OnClosed(c);  // may delete p
+    } else if (!pumpEnded_) {
+      Napi::HandleScope scope(env_);
+      CallJs(env_, onClose_, {Napi::String::New(env_, c->closeReason()), Napi::String::New(env_, c->closeDetail())});
+    }
+    onData_.Reset();
+    onClose_.Reset();
+    onConnect_.Reset();
+    onHandshake_.Reset();
+    Unref();
+  }
+
+  Napi::FunctionReference onConnect_;
+
+ private:
+  Napi::Value SetCallbacks(const Napi::CallbackInfo& info) {
+    if (info.Length() >= 1 && info[0].IsFunction()) onData_ = Napi::Persistent(info[0].As<Napi::Function>());
+    if (info.Length() >= 2 && info[1].IsFunction()) onClose_ = Napi::Persistent(info[1].As<Napi::Function>());
+    return info.Env().Undefined();
+  }
+  Napi::Value JsWrite(const Napi::CallbackInfo& info) {
+    if (pumped()) return ThrowError(info.Env(), "connection is pumped; JavaScript may not write to it", "ERR_VG_STATE");
+    if (info.Length() < 1 || !info[0].IsBuffer()) {
+      Napi::TypeError::New(info.Env(), "write(buffer)").ThrowAsJavaScriptException();
+      return info.Env().Undefined();
+    }
+    auto b = info[0].As<Napi::Buffer<char>>();
+    conn_->Write(b.Data(), b.Length());
+    addon_->io.Flush();
+    return info.Env().Undefined();
+  }
+  // startTls(ctx, servername|null, alpn[]|null, cb, initial?: Buffer)
+  Napi::Value JsStartTls(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 4 || !info[0].IsObject() || !info[3].IsFunction()) {
+      Napi::TypeError::New(env, "startTls(ctx, servername, alpn, cb[, initial])").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    TlsContextWrap* ctx = TlsContextWrap::Unwrap(info[0].As<Napi::Object>());
+    if (!ctx || !ctx->ctx()) return ThrowError(env, "not a TLS context", "ERR_INVALID_ARG_TYPE");
+    std::string servername = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+    std::vector<std::string> alpn = StringArray(info[2]);
+    onHandshake_ = Napi::Persistent(info[3].As<Napi::Function>());
+    const char* initial = nullptr;
+    size_t initialLen = 0;
+    std::string initialCopy;
+    if (info.Length() >= 5 && info[4].IsBuffer()) {
+      auto b = info[4].As<Napi::Buffer<char>>();
+      initialCopy.assign(b.Data(), b.Length());
+      initial = initialCopy.data();
+      initialLen = initialCopy.size();
+    }
+    std::string error;
+    if (!conn_->StartTls(ctx->ctx(), ctx->server(), servername, alpn, initial, initialLen, &error)) {
+      onHandshake_.Reset();
+      return ThrowError(env, error, "ERR_VG_STATE");
+    }
+    return env.Undefined();
+  }
+  Napi::Value JsPause(const Napi::CallbackInfo& info) {
+    if (!pumped()) conn_->PauseRead();
+    return info.Env().Undefined();
+  }
+  Napi::Value JsResume(const Napi::CallbackInfo& info) {
+    if (!pumped()) conn_->ResumeRead();
+    return info.Env().Undefined();
+  }
+  Napi::Value JsClose(const Napi::CallbackInfo& info) {
+    conn_->Close("closed", "");
+    addon_->io.Flush();
+    return info.Env().Undefined();
+  }
+  Napi::Value JsDestroy(const Napi::CallbackInfo& info) {
+    conn_->Destroy("closed", "");
+    return info.Env().Undefined();
+  }
+  Napi::Value RemoteAddress(const Napi::CallbackInfo& info) {
+    int port = 0;
+    return Napi::String::New(info.Env(), conn_->RemoteAddress(&port));
+  }
+  Napi::Value RemotePort(const Napi::CallbackInfo& info) {
+    int port = 0;
+    conn_->RemoteAddress(&port);
+    return Napi::Number::New(info.Env(), port);
+  }
+  Napi::Value Closed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), conn_->closed()); }
+  Napi::Value WriteQueueSize(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(conn_->queuedBytes()));
+  }
+
+  Napi::Env env_;
+  VgAddon* addon_ = nullptr;
+  Conn* conn_ = nullptr;
+  PumpBridge* pump_ = nullptr;
+  bool pumpEnded_ = false;
+  Napi::FunctionReference onData_;
+  Napi::FunctionReference onClose_;
+  Napi::FunctionReference onHandshake_;
+};
+
+PumpBridge::PumpBridge(Napi::Env env, ConnWrap* client, ConnWrap* upstream, Conn* c, Conn* u, PumpProtocol protocol,
+                       size_t highWater, Napi::Function onEnd)
+    : pump(c, u, protocol, highWater, this), env_(env) {
+  onEnd_ = Napi::Persistent(onEnd);
+  clientRef_ = Napi::Persistent(client->Value());
+  upstreamRef_ = Napi::Persistent(upstream->Value());
+}
+
+void PumpBridge::OnPumpEnd(const PumpStats& s) {
+  VgAddon* addon = env_.GetInstanceData<VgAddon>();
+  addon->liveSessions--;
+  addon->bytesPumped += s.bytesFromClient + s.bytesFromUpstream;
+  {
+    Napi::HandleScope scope(env_);
+    Napi::Object o = Napi::Object::New(env_);
+    o.Set("bytesFromClient", static_cast<double>(s.bytesFromClient));
+    o.Set("bytesFromUpstream", static_cast<double>(s.bytesFromUpstream));
+    o.Set("messagesFromClient", static_cast<double>(s.messagesFromClient));
+    o.Set("messagesFromUpstream", static_cast<double>(s.messagesFromUpstream));
+    o.Set("statements", static_cast<double>(s.statements));
+    o.Set("reason", s.reason);
+    o.Set("detail", s.detail);
+    CallJs(env_, onEnd_, {o});
+  }
+  delete this;
+}
+
+// ---- Listener ------------------------------------------------------------------------------
+
+class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Listener",
+                       {InstanceMethod<&ListenerWrap::JsClose>("close"),
+                        InstanceAccessor<&ListenerWrap::Port>("port")});
+  }
+  explicit ListenerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ListenerWrap>(info), env_(info.Env()) {
+    if (info.Length() < 1 || !info[0].IsExternal()) {
+      Napi::TypeError::New(info.Env(), "Listener objects come from listen()").ThrowAsJavaScriptException();
+      return;
+    }
+    addon_ = info.Env().GetInstanceData<VgAddon>();
+  }
+  ~ListenerWrap() override {
+    if (tcp_ && !closed_) {
+      tcp_->data = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(tcp_), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+    }
+  }
+
+  // Returns a libuv error code (0 on success).
+  int Open(const std::string& host, int port, int backlog, Napi::Function onConnection, std::string* where) {
+    struct sockaddr_storage ss;
+    int family = AF_INET;
+    if (uv_ip4_addr(host.c_str(), port, reinterpret_cast<struct sockaddr_in*>(&ss)) != 0) {
+      if (uv_ip6_addr(host.c_str(), port, reinterpret_cast<struct sockaddr_in6*>(&ss)) != 0) {
+        *where = "not an IP address";
+        return UV_EINVAL;
+      }
+      family = AF_INET6;
+    }
+    tcp_ = new uv_tcp_t;
+    uv_tcp_init_ex(addon_->io.loop, tcp_, family);
+    tcp_->data = this;
+    uv_os_fd_t fd;
+    uv_fileno(reinterpret_cast<uv_handle_t*>(tcp_), &fd);
+    int one = 1;
+    // Every worker thread binds the same address; the kernel spreads connections.
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+      *where = "setsockopt(SO_REUSEPORT)";
+      return uv_translate_sys_error(errno);
+    }
+    int r = uv_tcp_bind(tcp_, reinterpret_cast<struct sockaddr*>(&ss), 0);
+    if (r == 0) r = uv_listen(reinterpret_cast<uv_stream_t*>(tcp_), backlog, OnConnection);
+    if (r != 0) {
+      *where = "bind";
+      return r;
+    }
+    onConnection_ = Napi::Persistent(onConnection);
+    Ref();
+    return 0;
+  }
+
+  void CloseHandle() {
+    if (closed_ || !tcp_) return;
+    closed_ = true;
+    uv_close(reinterpret_cast<uv_handle_t*>(tcp_), [](uv_handle_t* h) {
+      auto* self = static_cast<ListenerWrap*>(h->data);
+      delete reinterpret_cast<uv_tcp_t*>(h);
+      if (self) {
+        self->tcp_ = nullptr;
+        self->onConnection_.Reset();
+        self->Unref();
+      }
+    });
+  }
+
+ private:
+  static void OnConnection(uv_stream_t* server, int status) {
+    auto* self = static_cast<ListenerWrap*>(server->data);
+    if (!self || status != 0) return;
+    Napi::Env env = self->env_;
+    Napi::HandleScope scope(env);
+    Napi::Object obj = self->addon_->connCtor.New({Napi::External<void>::New(env, nullptr)});
+    ConnWrap* w = ConnWrap::Unwrap(obj);
+    if (w->conn()->Accept(server) != 0) {
+      w->conn()->Destroy("accept-failed", "");
+      return;
+    }
+    CallJs(env, self->onConnection_, {obj});
+  }
+  Napi::Value JsClose(const Napi::CallbackInfo& info) {
+    CloseHandle();
+    return info.Env().Undefined();
+  }
+  Napi::Value Port(const Napi::CallbackInfo& info) {
+    if (!tcp_) return Napi::Number::New(info.Env(), 0);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    uv_tcp_getsockname(tcp_, reinterpret_cast<struct sockaddr*>(&ss), &len);
+    int port = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_port)
+                                        : ntohs(reinterpret_cast<struct sockaddr_in*>(&ss)->sin_port);
+    return Napi::Number::New(info.Env(), port);
+  }
+
+  Napi::Env env_;
+  VgAddon* addon_ = nullptr;
+  uv_tcp_t* tcp_ = nullptr;
+  bool closed_ = false;
+  Napi::FunctionReference onConnection_;
+};
+
+// ---- Module functions ----------------------------------------------------------------------
+
+VgAddon::VgAddon(Napi::Env env, Napi::Object exports) : io(LoopOf(env)) {
+  connCtor = Napi::Persistent(ConnWrap::Define(env));
+  tlsCtor = Napi::Persistent(TlsContextWrap::Define(env));
+  listenerCtor = Napi::Persistent(ListenerWrap::Define(env));
+  DefineAddon(exports, {
+                           InstanceMethod<&VgAddon::CreateServerContext>("createServerContext"),
+                           InstanceMethod<&VgAddon::CreateClientContext>("createClientContext"),
+                           InstanceMethod<&VgAddon::Listen>("listen"),
+                           InstanceMethod<&VgAddon::Connect>("connect"),
+                           InstanceMethod<&VgAddon::StartPump>("pump"),
+                           InstanceMethod<&VgAddon::Stats>("stats"),
+                       });
+}
+
+Napi::Value VgAddon::CreateServerContext(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    Napi::TypeError::New(env, "createServerContext({cert, key, profile, alpn})").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object o = info[0].As<Napi::Object>();
+  ServerContextSpec spec;
+  spec.certPem = BufferOrString(o.Get("cert"));
+  spec.keyPem = BufferOrString(o.Get("key"));
+  spec.profile = ProfileOf(o);
+  spec.alpn = StringArray(o.Get("alpn"));
+  std::string error;
+  SSL_CTX* ctx = BuildServerContext(spec, &error);
+  if (!ctx) return ThrowError(env, error, "ERR_VG_TLS_FILES");
+  return tlsCtor.New({Napi::External<SSL_CTX>::New(env, ctx), Napi::Boolean::New(env, true)});
+}
+
+Napi::Value VgAddon::CreateClientContext(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    Napi::TypeError::New(env, "createClientContext({ca, profile})").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object o = info[0].As<Napi::Object>();
+  ClientContextSpec spec;
+  spec.caPem = BufferOrString(o.Get("ca"));
+  spec.profile = ProfileOf(o);
+  std::string error;
+  SSL_CTX* ctx = BuildClientContext(spec, &error);
+  if (!ctx) return ThrowError(env, error, "ERR_VG_TLS_FILES");
+  return tlsCtor.New({Napi::External<SSL_CTX>::New(env, ctx), Napi::Boolean::New(env, false)});
+}
+
+Napi::Value VgAddon::Listen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsString() || !info[1].IsNumber() || !info[3].IsFunction()) {
+    Napi::TypeError::New(env, "listen(host, port, backlog, onConnection)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string host = info[0].As<Napi::String>().Utf8Value();
+  int port = info[1].As<Napi::Number>().Int32Value();
+  int backlog = info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : kDefaultBacklog;
+  Napi::Object obj = listenerCtor.New({Napi::External<void>::New(env, nullptr)});
+  ListenerWrap* l = ListenerWrap::Unwrap(obj);
+  std::string where;
+  int r = l->Open(host, port, backlog, info[3].As<Napi::Function>(), &where);
+  if (r != 0) {
+    l->CloseHandle();
+    return ThrowError(env, "cannot listen on " + host + ":" + std::to_string(port) + ": " + uv_strerror(r) + " (" + where + ")",
+                      uv_err_name(r));
+  }
+  return obj;
+}
+
+Napi::Value VgAddon::Connect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsFunction()) {
+    Napi::TypeError::New(env, "connect(ip, port, cb)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string ip = info[0].As<Napi::String>().Utf8Value();
+  int port = info[1].As<Napi::Number>().Int32Value();
+  struct sockaddr_storage ss;
+  if (uv_ip4_addr(ip.c_str(), port, reinterpret_cast<struct sockaddr_in*>(&ss)) != 0 &&
+      uv_ip6_addr(ip.c_str(), port, reinterpret_cast<struct sockaddr_in6*>(&ss)) != 0) {
+    return ThrowError(env, "connect: not an IP address: " + ip, "ERR_INVALID_ARG_VALUE");
+  }
+  Napi::Object obj = connCtor.New({Napi::External<void>::New(env, nullptr)});
+  ConnWrap* w = ConnWrap::Unwrap(obj);
+  w->onConnect_ = Napi::Persistent(info[2].As<Napi::Function>());
+  int r = w->conn()->Connect(reinterpret_cast<struct sockaddr*>(&ss));
+  if (r != 0) {
+    w->onConnect_.Reset();
+    w->conn()->Destroy("connect-failed", uv_err_name(r));
+    return ThrowError(env, std::string("connect failed: ") + uv_strerror(r), uv_err_name(r));
+  }
+  return obj;
+}
+
+// pump(client, upstream, {protocol, highWaterBytes}, onEnd)
+Napi::Value VgAddon::StartPump(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsObject() || !info[1].IsObject() || !info[2].IsObject() || !info[3].IsFunction()) {
+    Napi::TypeError::New(env, "pump(client, upstream, opts, onEnd)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  ConnWrap* a = ConnWrap::Unwrap(info[0].As<Napi::Object>());
+  ConnWrap* b = ConnWrap::Unwrap(info[1].As<Napi::Object>());
+  if (!a || !b || a == b) return ThrowError(env, "pump needs two distinct connections", "ERR_INVALID_ARG_TYPE");
+  if (a->pumped() || b->pumped()) return ThrowError(env, "connection already pumped", "ERR_VG_STATE");
+  if (a->conn()->closed() || b->conn()->closed())
+    return ThrowError(env, "cannot pump a closed connection", "ERR_VG_STATE");
+  Napi::Object opts = info[2].As<Napi::Object>();
+  Napi::Value proto = opts.Get("protocol");
+  PumpProtocol protocol =
+      proto.IsString() && proto.As<Napi::String>().Utf8Value() == "pg" ? PumpProtocol::Postgres : PumpProtocol::Raw;
+  Napi::Value hw = opts.Get("highWaterBytes");
+  size_t highWater = hw.IsNumber() ? static_cast<size_t>(hw.As<Napi::Number>().Int64Value()) : 256 * 1024;
+  if (highWater < 16 * 1024) highWater = 16 * 1024;
+  auto* bridge = new PumpBridge(env, a, b, a->conn(), b->conn(), protocol, highWater, info[3].As<Napi::Function>());
+  a->AttachPump(bridge);
+  b->AttachPump(bridge);
+  liveSessions++;
+  bridge->pump.Start();
+  io.Flush();
+  return env.Undefined();
+}
+
+Napi::Value VgAddon::Stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("liveConnections", static_cast<double>(io.liveConns));
+  o.Set("liveSessions", static_cast<double>(liveSessions));
+  o.Set("bytesPumped", static_cast<double>(bytesPumped));
+  return o;
+}
+
+}  // namespace vg
+
+using vg::VgAddon;
+NODE_API_ADDON(VgAddon)

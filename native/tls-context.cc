@@ -1,0 +1,133 @@
+// Builds SSL_CTX objects with the gateway's fixed security posture: TLS 1.3 (modern) or
+// TLS 1.2 ECDHE-AEAD + 1.3 (intermediate), no compression, no renegotiation, no 0-RTT.
+#include "tls-context.h"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <cstring>
+#include <memory>
+
+namespace vg {
+namespace {
+
+// TLS 1.2 suites for the intermediate profile: forward secret, AEAD only.
+constexpr const char* kTls12Ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+constexpr const char* kTls13Suites = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+constexpr const char* kGroups = "X25519:P-256:P-384";
+
+struct BioFree { void operator()(BIO* b) const { BIO_free(b); } };
+
+bool ApplyCommon(SSL_CTX* ctx, TlsProfile profile, std::string* error) {
+  SSL_CTX_set_min_proto_version(ctx, profile == TlsProfile::Modern ? TLS1_3_VERSION : TLS1_2_VERSION);
+  SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // Idle sessions give their read/write buffers back: the 40 kB-per-idle-session budget.
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1 || SSL_CTX_set_ciphersuites(ctx, kTls13Suites) != 1 ||
+      SSL_CTX_set1_groups_list(ctx, kGroups) != 1) {
+    *error = TakeOpenSslError("cannot configure cipher suites");
+    return false;
+  }
+  return true;
+}
+
+int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
+               void* arg) {
+  // arg: wire-format list of accepted protocols (owned by the SSL_CTX ex-data below).
+  auto* accepted = static_cast<std::string*>(arg);
+  unsigned char* selected = nullptr;
+  if (SSL_select_next_proto(&selected, outlen, reinterpret_cast<const unsigned char*>(accepted->data()),
+                            static_cast<unsigned int>(accepted->size()), in, inlen) == OPENSSL_NPN_NEGOTIATED) {
+    *out = selected;
+    return SSL_TLSEXT_ERR_OK;
+  }
+  // A client that offers ALPN but none we speak is refused (RFC 7301, as PostgreSQL 17 does).
+  return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+int g_alpnIndex = -1;
+
+void FreeAlpn(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<std::string*>(ptr); }
+
+}  // namespace
+
+std::string TakeOpenSslError(const char* fallback) {
+  unsigned long code = ERR_get_error();
+  if (code == 0) return fallback;
+  char buf[256];
+  ERR_error_string_n(code, buf, sizeof buf);
+  ERR_clear_error();
+  // "error:0A000086:SSL routines::certificate verify failed" -> keep the readable reason.
+  const char* reason = ERR_reason_error_string(code);
+  std::string out = reason ? reason : buf;
+  return out;
+}
+
+SSL_CTX* BuildServerContext(const ServerContextSpec& spec, std::string* error) {
+  ERR_clear_error();
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  if (!ctx) { *error = TakeOpenSslError("cannot create TLS context"); return nullptr; }
+  if (!ApplyCommon(ctx, spec.profile, error)) { SSL_CTX_free(ctx); return nullptr; }
+  SSL_CTX_set_max_early_data(ctx, 0);
+  SSL_CTX_set_session_id_context(ctx, reinterpret_cast<const unsigned char*>("vecgate"), 7);
+
+  std::unique_ptr<BIO, BioFree> certBio(BIO_new_mem_buf(spec.certPem.data(), static_cast<int>(spec.certPem.size())));
+  X509* leaf = PEM_read_bio_X509(certBio.get(), nullptr, nullptr, nullptr);
+  if (!leaf) { *error = "certificate: no PEM certificate found"; SSL_CTX_free(ctx); ERR_clear_error(); return nullptr; }
+  int ok = SSL_CTX_use_certificate(ctx, leaf);
+  X509_free(leaf);
+  if (ok != 1) { *error = "certificate: " + TakeOpenSslError("unusable"); SSL_CTX_free(ctx); return nullptr; }
+  while (X509* extra = PEM_read_bio_X509(certBio.get(), nullptr, nullptr, nullptr)) {
+    if (SSL_CTX_add0_chain_cert(ctx, extra) != 1) { X509_free(extra); break; }
+  }
+  ERR_clear_error();  // end-of-PEM is reported as an error
+
+  std::unique_ptr<BIO, BioFree> keyBio(BIO_new_mem_buf(spec.keyPem.data(), static_cast<int>(spec.keyPem.size())));
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(keyBio.get(), nullptr, nullptr, nullptr);
+  if (!key) { *error = "key: no usable PEM private key found"; SSL_CTX_free(ctx); ERR_clear_error(); return nullptr; }
+  ok = SSL_CTX_use_PrivateKey(ctx, key);
+  EVP_PKEY_free(key);
+  if (ok != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+    ERR_clear_error();
+    *error = "certificate and key do not match";
+    SSL_CTX_free(ctx);
+    return nullptr;
+  }
+
+  if (!spec.alpn.empty()) {
+    if (g_alpnIndex < 0) g_alpnIndex = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, FreeAlpn);
+    auto* wire = new std::string();
+    for (const auto& p : spec.alpn) {
+      if (p.empty() || p.size() > 255) continue;
+      wire->push_back(static_cast<char>(p.size()));
+      wire->append(p);
+    }
+    SSL_CTX_set_ex_data(ctx, g_alpnIndex, wire);
+    SSL_CTX_set_alpn_select_cb(ctx, SelectAlpn, wire);
+  }
+  return ctx;
+}
+
+SSL_CTX* BuildClientContext(const ClientContextSpec& spec, std::string* error) {
+  ERR_clear_error();
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx) { *error = TakeOpenSslError("cannot create TLS context"); return nullptr; }
+  if (!ApplyCommon(ctx, spec.profile, error)) { SSL_CTX_free(ctx); return nullptr; }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+  std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(spec.caPem.data(), static_cast<int>(spec.caPem.size())));
+  int added = 0;
+  while (X509* ca = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
+    if (X509_STORE_add_cert(store, ca) == 1) added++;
+    X509_free(ca);
+  }
+  ERR_clear_error();
+  if (added == 0) { *error = "ca: no PEM certificate found"; SSL_CTX_free(ctx); return nullptr; }
+  return ctx;
+}
+
+}  // namespace vg

@@ -1,0 +1,124 @@
+// The validated, resolved configuration the gateway runs on: what `loadConfig` returns.
+// Paths are absolute (resolved against the config file's directory); `env:`/`file:`
+// secret references are already resolved to their values.
+
+export type TlsProfile = 'modern' | 'intermediate';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface ServerTlsConfig {
+  cert: string; // absolute path to PEM certificate chain
+  key: string; // absolute path to PEM private key
+  profile: TlsProfile; // modern = TLS 1.3 only; intermediate adds TLS 1.2 ECDHE-AEAD
+}
+
+export interface ServerLimits {
+  /** Longest a client may take from TCP accept to a completed TLS handshake. */
+  handshakeTimeoutMs: number; // server.limits.handshake_timeout, default 10s
+  /** Longest from TLS to an authenticated session (startup + password). */
+  authTimeoutMs: number; // server.limits.auth_timeout, default 30s
+  /** Upstream TCP connect + TLS + auth budget. */
+  upstreamConnectTimeoutMs: number; // server.limits.upstream_connect_timeout, default 10s
+  /** Largest startup packet accepted (PostgreSQL's own limit is 10,000). */
+  maxStartupPacketBytes: number; // server.limits.max_startup_packet, default 10000
+  /** Bytes queued toward a slow peer before the other side stops being read. */
+  pumpHighWaterBytes: number; // server.limits.pump_high_water, default 262144
+}
+
+export interface ServerConfig {
+  tls: ServerTlsConfig;
+  admin: HostPort | null; // server.admin.listen; null when absent
+  workers: number; // 'auto' resolved to os.availableParallelism()
+  /** 32-byte key that maps gateway cancel keys to upstream ones; shared by replicas. Random when unset. */
+  cancelKey: Buffer | null; // server.cancel_key (secret ref, base64 or hex of 32 bytes)
+  drainTimeoutMs: number; // server.drain_timeout, default 30s
+  limits: ServerLimits;
+}
+
+export interface IssuerConfig {
+  issuer: string;
+  audience: string | string[];
+  groupsClaim: string; // default 'groups'; dotted path allowed
+  usernameClaim: string; // default 'sub'; dotted path allowed
+  /** Pinned keys: absolute file path or https URL. When absent, OIDC discovery is used. */
+  jwks: string | null;
+  /** Allowlisted JWS algorithms; default asymmetric only: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA. */
+  algorithms: string[];
+  clockSkewSec: number; // default 60, max 300
+  /** Extra CA (PEM path) for discovery and JWKS fetches. */
+  ca: string | null;
+}
+
+export type AccessLevel = 'read' | 'write' | 'admin';
+
+export interface PolicyConfig {
+  name: string;
+  groups: string[];
+  connections: string[];
+  access: AccessLevel;
+}
+
+export interface UpstreamTlsConfig {
+  /** verify-full: chain + host name. insecure-plaintext: no TLS at all, loopback upstreams only (dev). */
+  mode: 'verify-full' | 'insecure-plaintext';
+  ca: string | null; // absolute PEM path; null = system trust store
+  serverName: string; // defaults to upstream host
+}
+
+export interface DbCredential {
+  user: string;
+  password: string;
+}
+
+export type RecordingMode = 'off' | 'metadata' | 'queries' | 'full';
+
+export interface PostgresConnectionConfig {
+  name: string;
+  protocol: 'postgres';
+  listen: HostPort;
+  upstream: { host: string; port: number; database: string; tls: UpstreamTlsConfig };
+  /** Credential per access level; a single {user,password} in YAML fills all three. */
+  credentials: Partial<Record<AccessLevel, DbCredential>>;
+  recording: RecordingMode;
+}
+
+export interface MysqlConnectionConfig {
+  name: string;
+  protocol: 'mysql';
+  listen: HostPort;
+  upstream: { host: string; port: number; database: string; tls: UpstreamTlsConfig };
+  credentials: Partial<Record<AccessLevel, DbCredential>>;
+  recording: RecordingMode;
+}
+
+export interface HttpConnectionConfig {
+  name: string;
+  protocol: 'http';
+  flavor: 'qdrant' | 'chroma' | 'weaviate' | 'milvus' | 'opensearch' | 'generic';
+  listen: HostPort;
+  upstream: { url: string; tls: UpstreamTlsConfig };
+  credentials: { header: string; value: string } | { bearer: string } | { basic: { user: string; password: string } } | null;
+  guard: { returnVectors: string[] | null; maxLimit: number | null };
+  recording: RecordingMode;
+}
+
+export type ConnectionConfig = PostgresConnectionConfig | MysqlConnectionConfig | HttpConnectionConfig;
+
+export interface RecordingsConfig {
+  dir: string; // absolute
+  retentionMs: number; // recordings.retention like '30d'
+  durability: 'strict' | 'async';
+}
+
+export interface VecgateConfig {
+  /** Absolute path of the file this was loaded from. */
+  configPath: string;
+  server: ServerConfig;
+  identity: { issuers: IssuerConfig[] };
+  policies: PolicyConfig[];
+  connections: Record<string, ConnectionConfig>;
+  recordings: RecordingsConfig;
+}

@@ -1,0 +1,136 @@
+// The only file that loads the vecgate native addon (build/Release/vecgate.node) and the
+// TypeScript description of its surface. Every worker thread loads it; the addon keeps
+// per-thread state, so nothing here is shared between threads.
+//
+// Contract, in short: JavaScript decides, native moves bytes. A Connection delivers its
+// bytes to JavaScript (`onData`) only during the setup phase (protocol negotiation,
+// authentication); once `pump()` joins two connections, bytes flow inside C++ and
+// JavaScript hears only of the end of the session (and, later, statement events).
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** What a completed TLS handshake tells JavaScript. */
+export interface TlsInfo {
+  version: string; // 'TLSv1.3'
+  cipher: string; // 'TLS_AES_256_GCM_SHA384'
+  alpn: string | null; // negotiated ALPN protocol, if any
+  servername: string | null; // SNI the client sent (server side)
+  /**
+   * Client side only: the tls-server-end-point channel-binding value (RFC 5929): hash of the
+   * server's leaf certificate with its signature hash (SHA-256 when that is MD5/SHA-1).
+   */
+  serverEndPoint: Buffer | null;
+}
+
+/** An opaque OpenSSL SSL_CTX. Live sessions keep the context they started with. */
+export interface TlsContext {
+  readonly kind: 'server' | 'client';
+}
+
+export interface ServerContextOptions {
+  cert: Buffer | string; // PEM chain, leaf first
+  key: Buffer | string; // PEM private key
+  profile: 'modern' | 'intermediate';
+  /** ALPN protocols this server accepts; a client offering only others is refused with no_application_protocol. */
+  alpn?: string[];
+}
+
+export interface ClientContextOptions {
+  /** PEM bundle of trusted CAs. Use tls.rootCertificates for the system store. */
+  ca: Buffer | string;
+  profile: 'modern' | 'intermediate';
+}
+
+export interface PumpStats {
+  /** Plaintext bytes client -> upstream / upstream -> client. */
+  bytesFromClient: number;
+  bytesFromUpstream: number;
+  messagesFromClient: number;
+  messagesFromUpstream: number;
+  /** Simple-protocol Query plus extended Parse messages seen from the client. */
+  statements: number;
+  /** Who ended the session: 'client-eof' | 'upstream-eof' | 'client-error' | 'upstream-error' | 'protocol-error' | 'closed'. */
+  reason: string;
+  /** Human-readable detail for errors (errno name, TLS alert, parser complaint). */
+  detail: string;
+}
+
+export interface PumpOptions {
+  /** 'pg': both directions are PostgreSQL typed-message streams, parsed for boundaries and counters. 'raw': bytes only. */
+  protocol: 'pg' | 'raw';
+  /** Bytes queued toward one side before the other side stops being read. */
+  highWaterBytes: number;
+}
+
+export interface Connection {
+  /** Setup-phase callbacks. `chunk` is a fresh Buffer owned by JavaScript. */
+  setCallbacks(onData: (chunk: Buffer) => void, onClose: (reason: string, detail: string) => void): void;
+  /** Writes bytes (encrypted first when TLS is up). The bytes are copied; reuse the buffer freely. */
+  write(data: Buffer): void;
+  /**
+   * Starts TLS on this connection. Must be called synchronously from the onData callback that
+   * ended the plaintext phase (or before any data for direct TLS / client side), so that no
+   * plaintext is ever mixed into the TLS stream. Server: `servername` unused.
+   */
+  startTls(ctx: TlsContext, servername: string | null, alpn: string[] | null, cb: (err: Error | null, info: TlsInfo | null) => void): void;
+  /** Stops / resumes reading from the socket. */
+  pause(): void;
+  resume(): void;
+  /** Flushes queued writes, sends TLS close_notify, then closes. Idempotent. */
+  close(): void;
+  /** Closes now, dropping queued writes. Idempotent. */
+  destroy(): void;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly closed: boolean;
+  /** Bytes waiting in the kernel-refused write queue. */
+  readonly writeQueueSize: number;
+}
+
+export interface Listener {
+  readonly port: number;
+  close(): void;
+}
+
+export interface NativeStats {
+  liveConnections: number;
+  liveSessions: number; // pumps running
+  bytesPumped: number;
+}
+
+export interface NativeBinding {
+  createServerContext(opts: ServerContextOptions): TlsContext;
+  createClientContext(opts: ClientContextOptions): TlsContext;
+  /**
+   * Listens with SO_REUSEPORT (every worker binds the same address). Throws an Error with
+   * `code` ('EADDRINUSE', 'EACCES', ...) when the address cannot be bound.
+   */
+  listen(host: string, port: number, backlog: number, onConnection: (conn: Connection) => void): Listener;
+  /** Connects to an IP address (resolve names first). The callback fires once. */
+  connect(ip: string, port: number, cb: (err: Error | null, conn: Connection | null) => void): Connection;
+  /** Joins two set-up connections; from now on bytes move in C++. onEnd fires once, after both are closed. */
+  pump(client: Connection, upstream: Connection, opts: PumpOptions, onEnd: (stats: PumpStats) => void): void;
+  stats(): NativeStats;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+// dist/src/native.js -> repository root
+const root = path.resolve(here, '..', '..');
+
+let binding: NativeBinding | null = null;
+
+/** Loads the addon once per thread. Throws a clear error when it has not been built. */
+export function native(): NativeBinding {
+  if (binding) return binding;
+  const require = createRequire(import.meta.url);
+  const file = path.join(root, 'build', 'Release', 'vecgate.node');
+  try {
+    binding = require(file) as NativeBinding;
+  } catch (err) {
+    const e = new Error(`vecgate native addon not loadable at ${file} (${(err as Error).message}); run \`npm ci\` or \`npm run build\``);
+    (e as NodeJS.ErrnoException).code = 'ERR_VG_NATIVE_MISSING';
+    throw e;
+  }
+  return binding;
+}

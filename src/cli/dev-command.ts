@@ -1,0 +1,98 @@
+// `vecgate dev`: the embedded default. A dev CA and server certificate, the embedded dev
+// token issuer, an embedded pgvector upstream (PGlite over the wire protocol on loopback —
+// the one plaintext upstream, dev only), and the gateway in front of it.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import { loadConfig } from '../config/load.js';
+import { ensureDevPki } from '../dev/pki.js';
+import { startPgliteUpstream } from '../dev/pglite-upstream.js';
+import { DevIssuer } from '../identity/dev-issuer.js';
+import { startGateway } from '../gateway/gateway.js';
+import { createLogger } from '../log.js';
+
+export const DEV_DEFAULT_PORT = 15432;
+export const DEV_CONNECTION = 'vectors';
+
+export async function runDev(opts: { dir?: string; port?: number | string }): Promise<void> {
+  const dir = path.resolve(opts.dir ?? '.vecgate-dev');
+  const port = opts.port === undefined ? DEV_DEFAULT_PORT : Number(opts.port);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const logger = createLogger();
+
+  const pki = await ensureDevPki(dir);
+  const issuer = await DevIssuer.open(dir);
+  const upstream = await startPgliteUpstream({ dataDir: path.join(dir, 'pgdata'), seed: true });
+
+  const configFile = path.join(dir, 'vecgate.dev.yaml');
+  const doc = {
+    server: { tls: { cert: pki.serverCert, key: pki.serverKey, profile: 'modern' }, workers: 'auto' },
+    identity: {
+      issuers: [{ issuer: issuer.issuer, audience: 'vecgate', jwks: issuer.jwksPath, groups_claim: 'groups', username_claim: 'sub' }],
+    },
+    policies: [
+      { name: 'dev-admin', groups: ['vectors-admin'], connections: [DEV_CONNECTION], access: 'admin' },
+      { name: 'dev-write', groups: ['vectors-writers'], connections: [DEV_CONNECTION], access: 'write' },
+      { name: 'dev-read', groups: ['vectors-readers'], connections: [DEV_CONNECTION], access: 'read' },
+    ],
+    connections: {
+      [DEV_CONNECTION]: {
+        protocol: 'postgres',
+        listen: `127.0.0.1:${port}`,
+        upstream: {
+          host: '127.0.0.1',
+          port: upstream.port,
+          database: 'postgres',
+          // The embedded PGlite upstream speaks no TLS; allowed only because it is on loopback.
+          tls: { mode: 'insecure-plaintext' },
+        },
+        credentials: { user: 'postgres', password: 'postgres' },
+        recording: 'metadata',
+      },
+    },
+    recordings: { dir: path.join(dir, 'recordings') },
+  };
+  writeFileSync(configFile, '# Written by `vecgate dev` on every start; copy it as a starting point.\n' + stringify(doc), { mode: 0o600 });
+  const config = await loadConfig(configFile);
+
+  let gw;
+  try {
+    gw = await startGateway(config, { logger, signals: false });
+  } catch (err) {
+    await upstream.close();
+    throw err;
+  }
+  const gwPort = gw.listeners.find((l) => l.connection === DEV_CONNECTION)?.port ?? port;
+  const rel = path.relative(process.cwd(), dir) || '.';
+  const ca = path.join(rel, path.relative(dir, pki.caCert));
+  process.stderr.write(
+    [
+      '',
+      'vecgate dev is running (embedded dev issuer, PGlite + pgvector upstream on loopback).',
+      '',
+      `  token:   ./bin/vecgate token --dev --dir ${rel} --user you@example.com --groups vectors-admin`,
+      `  psql:    PGPASSWORD=$(./bin/vecgate token --dev --dir ${rel}) psql "host=localhost port=${gwPort} dbname=${DEV_CONNECTION} user=you sslmode=verify-full sslrootcert=${ca}"`,
+      `  try:     SELECT id, title FROM items ORDER BY embedding <-> '[1,2,3]' LIMIT 5;`,
+      '',
+      `  groups:  vectors-admin (admin), vectors-writers (write), vectors-readers (read)`,
+      `  config:  ${path.join(rel, 'vecgate.dev.yaml')}   upstream: PGlite on 127.0.0.1:${upstream.port} (plaintext, loopback only)`,
+      '  stop:    Ctrl-C',
+      '',
+    ].join('\n'),
+  );
+  logger.info({ listeners: gw.listeners, upstream: `127.0.0.1:${upstream.port}`, dir }, 'ready');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'draining');
+    await gw.stop({ drainMs: 5000 });
+    await upstream.close();
+    logger.info('stopped');
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGHUP', () => gw.reloadTls());
+}

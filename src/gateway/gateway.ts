@@ -1,0 +1,251 @@
+// The primary thread's gateway: starts one worker thread per core, answers their
+// authorization requests (token verification + policy + credential choice), rotates the
+// server certificate on file change or SIGHUP, and drains on SIGTERM.
+import { randomBytes } from 'node:crypto';
+import { unwatchFile, watchFile } from 'node:fs';
+import { createSecureContext } from 'node:tls';
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import type { AccessLevel, DbCredential, PostgresConnectionConfig, VecgateConfig } from '../config/types.js';
+import { loadServerTlsFiles } from '../config/load.js';
+import { VgError } from '../errors.js';
+import { TokenVerifier } from '../identity/token-verifier.js';
+import { compilePolicy, credentialFor } from '../policy/policy.js';
+import { packInit, receive, send, type AuthClientInfo, type AuthResult, type ToPrimary } from '../../workers/messages.js';
+
+/** How often certificate files are checked for changes (SIGHUP reloads at once). */
+export const TLS_WATCH_INTERVAL_MS = 2000;
+
+export interface GatewayHandle {
+  listeners: { connection: string; port: number }[];
+  /** Re-reads the certificate and key; keeps the current pair when the new one is unusable. */
+  reloadTls(): boolean;
+  /** Stops accepting, lets sessions finish up to the drain deadline, then stops the workers. */
+  stop(opts?: { drainMs?: number }): Promise<void>;
+  stats(): Promise<{ liveSessions: number; liveConnections: number; bytesPumped: number }>;
+}
+
+export interface GatewayOptions {
+  logger: Logger;
+  /** Install SIGHUP / SIGTERM / SIGINT handlers (the CLI does; tests usually do not). */
+  signals?: boolean;
+}
+
+const workerUrl = new URL('../../workers/worker-main.js', import.meta.url);
+
+export async function startGateway(config: VecgateConfig, opts: GatewayOptions): Promise<GatewayHandle> {
+  const log = opts.logger;
+  const tlsFiles = loadServerTlsFiles(config.server.tls);
+  const verifier = new TokenVerifier(config.identity.issuers);
+  const policy = compilePolicy(config.policies);
+  const cancelKey = config.server.cancelKey ?? randomBytes(32);
+
+  const authorize = async (token: string, connection: string, client: AuthClientInfo): Promise<AuthResult> => {
+    const conn = config.connections[connection];
+    if (!conn) return { ok: false, code: 'ERR_VG_ACCESS_DENIED', sqlstate: '28000', message: `unknown connection ${connection}` };
+    let principal;
+    try {
+      principal = await verifier.verify(token);
+    } catch (err) {
+      const e = err as VgError;
+      log.info({ connection, client: `${client.address}:${client.port}`, code: e.code, reason: e.message, detail: e.operatorDetail }, 'token refused');
+      const code = typeof e.code === 'string' ? e.code : 'ERR_VG_TOKEN_MALFORMED';
+      const message = typeof e.code === 'string' && e.code.startsWith('ERR_VG_') ? e.message : 'the access token could not be verified';
+      return { ok: false, code, sqlstate: code === 'ERR_VG_JWKS_UNAVAILABLE' ? '08006' : '28P01', message };
+    }
+    const decision = policy.decide(principal.groups, connection);
+    if (!decision) {
+      const allowed = policy.groupsFor(connection);
+      const who = principal.username || principal.subject;
+      const groups = principal.groups.length ? principal.groups.join(', ') : 'none';
+      log.info({ connection, subject: principal.subject, groups: principal.groups }, 'access denied by policy');
+      return {
+        ok: false,
+        code: 'ERR_VG_ACCESS_DENIED',
+        sqlstate: '28000',
+        message: `${who} (groups: ${groups}) has no access to connection "${connection}"${allowed.length ? `; it is granted to groups: ${allowed.join(', ')}` : ''}`,
+      };
+    }
+    let credential: DbCredential | null = null;
+    if (conn.protocol === 'postgres' || conn.protocol === 'mysql') {
+      credential = credentialFor((conn as PostgresConnectionConfig).credentials, decision.access as AccessLevel);
+    }
+    if (!credential) {
+      log.error({ connection, access: decision.access }, 'no upstream credential configured for this access level');
+      return { ok: false, code: 'ERR_VG_ACCESS_DENIED', sqlstate: '28000', message: `connection "${connection}" has no credential for ${decision.access} access; ask the operator` };
+    }
+    return {
+      ok: true,
+      subject: principal.subject,
+      username: principal.username,
+      issuer: principal.issuer,
+      groups: principal.groups,
+      access: decision.access,
+      rules: decision.rules,
+      credential,
+      expiresAt: principal.expiresAt,
+    };
+  };
+
+  const workers: Worker[] = [];
+  const listeners: { connection: string; port: number }[] = [];
+  const statsWaiters: ((s: { liveSessions: number; liveConnections: number; bytesPumped: number; worker: number }) => void)[] = [];
+  let drained = 0;
+  let drainResolve: (() => void) | null = null;
+
+  const onWorkerMessage = (w: Worker, msg: ToPrimary) => {
+    switch (msg.t) {
+      case 'auth':
+        authorize(msg.token, msg.connection, msg.client).then(
+          (result) => send(w, { t: 'auth-result', id: msg.id, result }),
+          (err: Error) => {
+            log.error({ err: err.message }, 'authorization error');
+            send(w, { t: 'auth-result', id: msg.id, result: { ok: false, code: 'ERR_VG_ACCESS_DENIED', sqlstate: '08006', message: 'the gateway could not check your token right now; try again' } });
+          },
+        );
+        break;
+      case 'log':
+        log[msg.level](msg.fields, msg.msg);
+        break;
+      case 'session-end':
+        log.info({ ...msg.summary }, 'session ended');
+        break;
+      case 'drained':
+        drained++;
+        if (drained === workers.length && drainResolve) drainResolve();
+        break;
+      case 'stats': {
+        const cb = statsWaiters.shift();
+        if (cb) cb(msg);
+        break;
+      }
+      default:
+        break;
+    }
+  };
+
+  const count = Math.max(1, config.server.workers);
+  const readyAll = Promise.all(
+    Array.from({ length: count }, (_, index) => {
+      const w = new Worker(workerUrl, {
+        workerData: packInit({ index, config, tlsCert: tlsFiles.cert, tlsKey: tlsFiles.key, cancelKey }),
+        name: `vecgate-worker-${index}`,
+      });
+      workers.push(w);
+      return new Promise<void>((resolve, reject) => {
+        w.on('message', (data: unknown) => {
+          const msg = receive<ToPrimary>(data);
+          if (msg.t === 'ready') {
+            if (index === 0) listeners.push(...msg.listeners);
+            resolve();
+          } else if (msg.t === 'listen-error') {
+            const c = config.connections[msg.connection];
+            const addr = c ? `${c.listen.host}:${c.listen.port}` : '?';
+            const why = msg.code === 'EADDRINUSE' ? 'the address is already in use' : msg.code === 'EACCES' ? 'permission denied' : msg.message;
+            reject(new VgError('ERR_VG_LISTEN', `connections.${msg.connection}.listen: cannot listen on ${addr}: ${why} (${msg.code})`));
+          } else {
+            onWorkerMessage(w, msg);
+          }
+        });
+        w.on('error', (err) => {
+          log.error({ worker: index, err: err.message }, 'worker failed');
+          reject(err);
+        });
+        w.on('exit', (code) => {
+          if (!stopping) {
+            log.error({ worker: index, code }, 'worker exited unexpectedly');
+            reject(new Error(`worker ${index} exited with code ${code}`));
+          }
+        });
+      });
+    }),
+  );
+
+  let stopping = false;
+  const terminateAll = async () => {
+    stopping = true;
+    await Promise.all(workers.map((w) => w.terminate().catch(() => 0)));
+  };
+
+  try {
+    await readyAll;
+  } catch (err) {
+    await terminateAll();
+    throw err;
+  }
+
+  const reloadTls = (): boolean => {
+    try {
+      const next = loadServerTlsFiles(config.server.tls);
+      createSecureContext({ cert: next.cert, key: next.key }); // the pair must load before any worker sees it
+      for (const w of workers) send(w, { t: 'tls', cert: next.cert, key: next.key });
+      log.info({ cert: config.server.tls.cert }, 'certificate reloaded');
+      return true;
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'certificate reload failed; keeping the current certificate');
+      return false;
+    }
+  };
+
+  let tlsTimer: NodeJS.Timeout | null = null;
+  const onTlsFileChange = () => {
+    if (tlsTimer) clearTimeout(tlsTimer);
+    // Writers replace cert and key one after the other: wait for both.
+    tlsTimer = setTimeout(reloadTls, 300);
+    tlsTimer.unref();
+  };
+  watchFile(config.server.tls.cert, { interval: TLS_WATCH_INTERVAL_MS, persistent: false }, onTlsFileChange);
+  watchFile(config.server.tls.key, { interval: TLS_WATCH_INTERVAL_MS, persistent: false }, onTlsFileChange);
+
+  const stop = async (stopOpts?: { drainMs?: number }) => {
+    if (stopping) return;
+    stopping = true;
+    unwatchFile(config.server.tls.cert, onTlsFileChange);
+    unwatchFile(config.server.tls.key, onTlsFileChange);
+    const drainMs = stopOpts?.drainMs ?? config.server.drainTimeoutMs;
+    const allDrained = new Promise<void>((resolve) => {
+      drainResolve = resolve;
+    });
+    for (const w of workers) send(w, { t: 'drain', deadlineMs: drainMs });
+    const timeout = new Promise<void>((resolve) => setTimeout(resolve, drainMs + 2000).unref());
+    await Promise.race([allDrained, timeout]);
+    await Promise.all(workers.map((w) => w.terminate().catch(() => 0)));
+  };
+
+  if (opts.signals) {
+    process.on('SIGHUP', () => {
+      log.info('SIGHUP: reloading certificates');
+      reloadTls();
+    });
+    const onStop = (sig: string) => {
+      log.info({ signal: sig, drainMs: config.server.drainTimeoutMs }, 'draining');
+      stop().then(() => {
+        log.info('stopped');
+        process.exit(0);
+      });
+    };
+    process.once('SIGTERM', () => onStop('SIGTERM'));
+    process.once('SIGINT', () => onStop('SIGINT'));
+  }
+
+  return {
+    listeners,
+    reloadTls,
+    stop,
+    async stats() {
+      const results = await Promise.all(
+        workers.map(
+          (w) =>
+            new Promise<{ liveSessions: number; liveConnections: number; bytesPumped: number }>((resolve) => {
+              statsWaiters.push(resolve);
+              send(w, { t: 'stats?' });
+            }),
+        ),
+      );
+      return results.reduce(
+        (a, b) => ({ liveSessions: a.liveSessions + b.liveSessions, liveConnections: a.liveConnections + b.liveConnections, bytesPumped: a.bytesPumped + b.bytesPumped }),
+        { liveSessions: 0, liveConnections: 0, bytesPumped: 0 },
+      );
+    },
+  };
+}

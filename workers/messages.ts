@@ -1,0 +1,98 @@
+// Typed messages between the primary thread and the worker threads. Encoded with msgpackr
+// (one pack per message, the buffer transferred, never cloned) so both sides agree on one
+// schema and binary fields (certificates, keys) cross without base64.
+import { Packr } from 'msgpackr';
+import type { MessagePort } from 'node:worker_threads';
+import type { AccessLevel, DbCredential, VecgateConfig } from '../src/config/types.js';
+
+const packr = new Packr({ useRecords: false, moreTypes: true });
+
+export interface AuthClientInfo {
+  address: string;
+  port: number;
+  /** `user` from the client's StartupMessage (informational: identity comes from the token). */
+  user: string;
+  applicationName: string;
+}
+
+export interface AuthGranted {
+  ok: true;
+  subject: string;
+  username: string;
+  issuer: string;
+  groups: string[];
+  access: AccessLevel;
+  rules: string[];
+  credential: DbCredential;
+  /** ms epoch; the worker caches the decision no longer than this. */
+  expiresAt: number;
+}
+
+export interface AuthRefused {
+  ok: false;
+  code: string; // ERR_VG_*
+  /** SQLSTATE for PostgreSQL clients: 28P01 bad token, 28000 no access. */
+  sqlstate: string;
+  message: string;
+}
+
+export type AuthResult = AuthGranted | AuthRefused;
+
+export interface SessionSummary {
+  connection: string;
+  subject: string;
+  access: AccessLevel;
+  client: string;
+  upstreamUser: string;
+  clientTls: string;
+  upstreamTls: string;
+  durationMs: number;
+  bytesFromClient: number;
+  bytesFromUpstream: number;
+  statements: number;
+  reason: string;
+  detail: string;
+}
+
+export type ToPrimary =
+  | { t: 'ready'; worker: number; listeners: { connection: string; port: number }[] }
+  | { t: 'listen-error'; worker: number; connection: string; code: string; message: string }
+  | { t: 'auth'; id: number; token: string; connection: string; client: AuthClientInfo }
+  | { t: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; msg: string; fields: Record<string, unknown> }
+  | { t: 'session-end'; summary: SessionSummary }
+  | { t: 'drained'; worker: number; sessionsLeft: number }
+  | { t: 'stats'; worker: number; liveSessions: number; liveConnections: number; bytesPumped: number };
+
+export type ToWorker =
+  | { t: 'auth-result'; id: number; result: AuthResult }
+  | { t: 'tls'; cert: Buffer; key: Buffer }
+  | { t: 'drain'; deadlineMs: number }
+  | { t: 'stats?' };
+
+export interface WorkerInit {
+  index: number;
+  config: VecgateConfig;
+  tlsCert: Buffer;
+  tlsKey: Buffer;
+  cancelKey: Buffer;
+}
+
+export function send(port: Pick<MessagePort, 'postMessage'>, msg: ToPrimary | ToWorker): void {
+  const packed = packr.pack(msg);
+  // A fresh ArrayBuffer slice we own, so it can be transferred instead of copied.
+  const ab = packed.buffer.slice(packed.byteOffset, packed.byteOffset + packed.byteLength);
+  port.postMessage(ab, [ab as ArrayBuffer]);
+}
+
+export function receive<T extends ToPrimary | ToWorker>(data: unknown): T {
+  return packr.unpack(new Uint8Array(data as ArrayBuffer)) as T;
+}
+
+export function packInit(init: WorkerInit): Uint8Array {
+  return packr.pack(init);
+}
+
+export function unpackInit(data: Uint8Array): WorkerInit {
+  const init = packr.unpack(data) as WorkerInit;
+  return init;
+}

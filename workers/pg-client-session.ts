@@ -1,0 +1,340 @@
+// One PostgreSQL client session in a worker: TLS negotiation (SSLRequest or PG 17 direct
+// TLS), startup, token in the password message, authorization by the primary, the verified
+// upstream leg with injected credentials, then the native pump. JavaScript runs only here,
+// in the setup phase; after `pump()` the bytes never come back to JS.
+import type { Connection, PumpStats, TlsInfo } from '../src/native.js';
+import type { PostgresConnectionConfig } from '../src/config/types.js';
+import type { AuthGranted, SessionSummary } from './messages.js';
+import { parseStartupPacket } from './pg/startup-parser.js';
+import { MessageReader } from './pg/message-reader.js';
+import { parseBackendMessage, parsePasswordMessage } from './pg/backend-parser.js';
+import * as ser from './pg/serializer.js';
+import { encodeCancelKey, decodeCancelKey } from './pg/cancel-key.js';
+import { UpstreamSetup, type UpstreamReady } from './pg-upstream-setup.js';
+import type { WorkerContext } from './worker-context.js';
+
+type State = 'initial' | 'tls-handshake' | 'startup' | 'password' | 'authorizing' | 'upstream' | 'pumping' | 'closed';
+
+/** Startup parameters a client may set that are passed on to the upstream. */
+const FORWARDED_PARAMS = new Set([
+  'application_name',
+  'client_encoding',
+  'DateStyle',
+  'TimeZone',
+  'extra_float_digits',
+  'search_path',
+  'intervalstyle',
+  'IntervalStyle',
+  'options',
+  'datestyle',
+  'timezone',
+]);
+
+export class PgClientSession {
+  private state: State = 'initial';
+  private pending: Buffer = Buffer.alloc(0);
+  private reader: MessageReader | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private params = new Map<string, string>();
+  private clientTls: TlsInfo | null = null;
+  private startedAt = Date.now();
+  private grant: AuthGranted | null = null;
+  private upstream: UpstreamSetup | null = null;
+  private clientEarly: Buffer[] = [];
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly ctx: WorkerContext,
+    private readonly cfg: PostgresConnectionConfig,
+  ) {}
+
+  start(): void {
+    this.conn.setCallbacks(
+      (chunk) => this.onData(chunk),
+      (reason, detail) => this.onClientClosed(reason, detail),
+    );
+    this.arm(this.ctx.limits.handshakeTimeoutMs, 'TLS handshake not completed in time');
+  }
+
+  private arm(ms: number, why: string): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.ctx.log('info', 'session timed out during setup', { connection: this.cfg.name, state: this.state, why, client: this.clientLabel() });
+      this.abort(why);
+    }, ms);
+    this.timer.unref();
+  }
+
+  private clientLabel(): string {
+    return `${this.conn.remoteAddress}:${this.conn.remotePort}`;
+  }
+
+  private onData(chunk: Buffer): void {
+    switch (this.state) {
+      case 'initial':
+        return this.onInitial(chunk);
+      case 'startup':
+        return this.onStartup(chunk);
+      case 'password':
+        return this.onPassword(chunk);
+      case 'authorizing':
+      case 'upstream':
+        // A conforming client waits for AuthenticationOk; keep what arrives for the upstream.
+        this.clientEarly.push(chunk);
+        if (this.clientEarly.reduce((n, b) => n + b.length, 0) > this.ctx.limits.maxStartupPacketBytes) {
+          this.fatal('08P01', 'protocol violation: data sent before authentication completed');
+        }
+        return;
+      default:
+        return;
+    }
+  }
+
+  private onInitial(chunk: Buffer): void {
+    this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    const r = parseStartupPacket(this.pending, { maxStartupPacketBytes: this.ctx.limits.maxStartupPacketBytes });
+    if (r.status === 'need-more') return;
+    if (r.status === 'error') {
+      this.ctx.log('info', 'bad first packet', { connection: this.cfg.name, client: this.clientLabel(), error: r.message });
+      return this.plainFatal('08P01', `invalid startup packet: ${r.message}`);
+    }
+    const p = r.packet;
+    const rest = this.pending.subarray(r.consumed);
+    switch (p.kind) {
+      case 'ssl-request': {
+        if (rest.length > 0) {
+          // CVE-2021-23214 class: bytes sent before the TLS handshake must never be read as TLS data.
+          return this.plainFatal('08P01', 'received unencrypted data after SSLRequest; refusing the connection');
+        }
+        this.pending = Buffer.alloc(0);
+        this.conn.write(Buffer.from('S'));
+        return this.beginTls(null);
+      }
+      case 'direct-tls': {
+        const initial = this.pending;
+        this.pending = Buffer.alloc(0);
+        return this.beginTls(initial);
+      }
+      case 'gssenc-request': {
+        this.pending = Buffer.from(rest);
+        this.conn.write(Buffer.from('N'));
+        if (this.pending.length) this.onInitial(Buffer.alloc(0));
+        return;
+      }
+      case 'cancel':
+        this.pending = Buffer.alloc(0);
+        return this.onCancel(p.processId, p.secretKey);
+      case 'startup':
+        this.ctx.log('info', 'plaintext startup refused', { connection: this.cfg.name, client: this.clientLabel() });
+        return this.plainFatal(
+          '28000',
+          'vecgate accepts only TLS connections: connect with sslmode=verify-full (or require) and the gateway CA as sslrootcert',
+        );
+    }
+  }
+
+  private beginTls(initial: Buffer | null): void {
+    this.state = 'tls-handshake';
+    const direct = initial !== null;
+    this.conn.startTls(this.ctx.serverContext(), null, ['postgresql'], (err, info) => {
+      if (err || !info) {
+        this.ctx.log('info', 'client TLS handshake failed', { connection: this.cfg.name, client: this.clientLabel(), error: err?.message });
+        this.state = 'closed';
+        return;
+      }
+      if (direct && info.alpn !== 'postgresql') {
+        // PG 17 direct TLS is only valid with ALPN "postgresql" (protects against cross-protocol attacks).
+        this.ctx.log('info', 'direct TLS without ALPN postgresql refused', { connection: this.cfg.name, client: this.clientLabel() });
+        return this.abort('direct TLS without ALPN postgresql');
+      }
+      this.clientTls = info;
+      this.state = 'startup';
+      this.arm(this.ctx.limits.authTimeoutMs, 'authentication not completed in time');
+    }, initial ?? undefined);
+  }
+
+  private onStartup(chunk: Buffer): void {
+    this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    const r = parseStartupPacket(this.pending, { maxStartupPacketBytes: this.ctx.limits.maxStartupPacketBytes });
+    if (r.status === 'need-more') return;
+    if (r.status === 'error') return this.fatal('08P01', `invalid startup packet: ${r.message}`);
+    const p = r.packet;
+    const rest = this.pending.subarray(r.consumed);
+    this.pending = Buffer.alloc(0);
+    if (p.kind === 'cancel') return this.onCancel(p.processId, p.secretKey);
+    if (p.kind !== 'startup') return this.fatal('08P01', `unexpected ${p.kind} after TLS was established`);
+    for (const [k, v] of p.params) this.params.set(k, v);
+    if (this.params.has('replication')) {
+      return this.fatal('28000', 'replication connections are not supported through vecgate');
+    }
+    const db = this.params.get('database') ?? this.params.get('user') ?? '';
+    if (db !== this.cfg.name && db !== this.cfg.upstream.database) {
+      return this.fatal('3D000', `database "${db}" is not served on this port: use dbname=${this.cfg.name}`);
+    }
+    this.state = 'password';
+    this.reader = new MessageReader(this.ctx.limits.maxPasswordMessageBytes);
+    this.conn.write(ser.authenticationCleartextPassword());
+    if (rest.length) this.onPassword(Buffer.alloc(0), rest);
+  }
+
+  private onPassword(chunk: Buffer, extra?: Buffer): void {
+    const reader = this.reader!;
+    if (extra) reader.push(extra);
+    if (chunk.length) reader.push(chunk);
+    const m = reader.next();
+    if (m.status === 'need-more') return;
+    if (m.status === 'error') return this.fatal('08P01', `invalid password message: ${m.message}`);
+    if (m.type !== 0x70 /* 'p' */) return this.fatal('08P01', 'expected a password message');
+    const pw = parsePasswordMessage(m.body);
+    if (pw.kind !== 'password') return this.fatal('08P01', 'invalid password message');
+    const token = pw.password.trim();
+    if (!token) {
+      return this.fatal('28P01', 'no access token: set the password to an access token, e.g. PGPASSWORD=$(vecgate token)');
+    }
+    if (reader.pending() > 0) return this.fatal('08P01', 'protocol violation: data sent before authentication completed');
+    this.reader = null;
+    this.state = 'authorizing';
+    this.ctx
+      .authorize(token, this.cfg.name, {
+        address: this.conn.remoteAddress,
+        port: this.conn.remotePort,
+        user: this.params.get('user') ?? '',
+        applicationName: this.params.get('application_name') ?? '',
+      })
+      .then((result) => {
+        if (this.state !== 'authorizing') return;
+        if (!result.ok) {
+          this.ctx.log('info', 'session refused', {
+            connection: this.cfg.name,
+            client: this.clientLabel(),
+            code: result.code,
+            reason: result.message,
+          });
+          return this.fatal(result.sqlstate, result.message);
+        }
+        this.grant = result;
+        this.connectUpstream();
+      })
+      .catch((err: Error) => {
+        this.ctx.log('error', 'authorization failed', { connection: this.cfg.name, error: err.message });
+        this.fatal('08006', 'the gateway could not check your token right now; try again');
+      });
+  }
+
+  private connectUpstream(): void {
+    this.state = 'upstream';
+    this.arm(this.ctx.limits.upstreamConnectTimeoutMs, 'upstream connection not established in time');
+    const params = new Map<string, string>();
+    for (const [k, v] of this.params) if (FORWARDED_PARAMS.has(k)) params.set(k, v);
+    if (!params.has('application_name')) params.set('application_name', 'vecgate');
+    this.upstream = new UpstreamSetup(this.ctx, this.cfg, this.grant!.credential, params);
+    this.upstream.run().then(
+      (ready) => this.onUpstreamReady(ready),
+      (err: Error & { code?: string; sqlstate?: string; clientMessage?: string }) => {
+        if (this.state !== 'upstream') return;
+        this.ctx.log('warn', 'upstream setup failed', {
+          connection: this.cfg.name,
+          code: err.code,
+          error: err.message,
+          subject: this.grant?.subject,
+        });
+        this.fatal(err.sqlstate ?? '08006', err.clientMessage ?? 'the gateway could not reach the database; try again later');
+      },
+    );
+  }
+
+  private onUpstreamReady(ready: UpstreamReady): void {
+    if (this.state !== 'upstream') {
+      ready.conn.destroy();
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const gatewayKey = ready.backendKey ? encodeCancelKey(this.ctx.cancelKey, ready.backendKey) : null;
+    const out: Buffer[] = [ser.authenticationOk()];
+    for (const [k, v] of ready.parameters) out.push(ser.parameterStatus(k, v));
+    if (gatewayKey) out.push(ser.backendKeyData(gatewayKey.processId, gatewayKey.secretKey));
+    out.push(ser.readyForQuery(ready.transactionStatus));
+    this.conn.write(Buffer.concat(out));
+    if (ready.leftover.length) this.conn.write(ready.leftover);
+    for (const b of this.clientEarly) ready.conn.write(b);
+    this.clientEarly = [];
+    this.state = 'pumping';
+    const grant = this.grant!;
+    const upstreamTls = ready.tls ? `${ready.tls.version} ${ready.tls.cipher}` : 'none (insecure-plaintext)';
+    this.ctx.sessionStarted();
+    this.ctx.log('info', 'session started', {
+      connection: this.cfg.name,
+      subject: grant.subject,
+      username: grant.username,
+      access: grant.access,
+      client: this.clientLabel(),
+      upstreamUser: grant.credential.user,
+      clientTls: `${this.clientTls?.version} ${this.clientTls?.cipher}`,
+      upstreamTls,
+    });
+    this.ctx.native.pump(this.conn, ready.conn, { protocol: 'pg', highWaterBytes: this.ctx.limits.pumpHighWaterBytes }, (stats: PumpStats) => {
+      this.state = 'closed';
+      this.ctx.sessionEnded();
+      const summary: SessionSummary = {
+        connection: this.cfg.name,
+        subject: grant.subject,
+        access: grant.access,
+        client: this.clientLabel(),
+        upstreamUser: grant.credential.user,
+        clientTls: `${this.clientTls?.version} ${this.clientTls?.cipher}`,
+        upstreamTls,
+        durationMs: Date.now() - this.startedAt,
+        bytesFromClient: stats.bytesFromClient,
+        bytesFromUpstream: stats.bytesFromUpstream,
+        statements: stats.statements,
+        reason: stats.reason,
+        detail: stats.detail,
+      };
+      this.ctx.sessionSummary(summary);
+    });
+  }
+
+  private onCancel(processId: number, secretKey: Buffer): void {
+    this.state = 'closed';
+    this.conn.close();
+    if (secretKey.length !== 4) return; // we only ever hand out 4-byte keys
+    const upstreamKey = decodeCancelKey(this.ctx.cancelKey, { processId, secretKey: secretKey.readUInt32BE(0) });
+    UpstreamSetup.sendCancel(this.ctx, this.cfg, upstreamKey).catch((err: Error) => {
+      this.ctx.log('info', 'cancel request could not be forwarded', { connection: this.cfg.name, error: err.message });
+    });
+  }
+
+  /** ErrorResponse FATAL over the current leg (TLS once up), then close. */
+  private fatal(sqlstate: string, message: string): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    if (this.timer) clearTimeout(this.timer);
+    this.upstream?.abort();
+    this.conn.write(ser.errorResponse({ severity: 'FATAL', code: sqlstate, message }));
+    this.conn.close();
+  }
+
+  /** Before TLS: an ErrorResponse carries no secrets, so clients see why they were refused. */
+  private plainFatal(sqlstate: string, message: string): void {
+    this.fatal(sqlstate, message);
+  }
+
+  private abort(why: string): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    if (this.timer) clearTimeout(this.timer);
+    this.upstream?.abort();
+    this.conn.destroy();
+    void why;
+  }
+
+  private onClientClosed(reason: string, detail: string): void {
+    if (this.timer) clearTimeout(this.timer);
+    if (this.state !== 'closed' && this.state !== 'pumping') {
+      this.upstream?.abort();
+      this.ctx.log('debug', 'client left during setup', { connection: this.cfg.name, state: this.state, reason, detail });
+    }
+    this.state = 'closed';
+  }
+}

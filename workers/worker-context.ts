@@ -1,0 +1,131 @@
+// What a worker's sessions share: the native binding, the current TLS contexts, limits,
+// the cancel key, and the channel to the primary (authorization with a local cache, logs,
+// session summaries).
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
+import type { MessagePort } from 'node:worker_threads';
+import type { NativeBinding, TlsContext } from '../src/native.js';
+import type { PostgresConnectionConfig, ServerLimits, VecgateConfig } from '../src/config/types.js';
+import { send, type AuthClientInfo, type AuthResult, type SessionSummary, type ToPrimary } from './messages.js';
+
+/** Decisions cached per worker, so most connections never wait on the primary. */
+export const AUTH_CACHE_MAX_ENTRIES = 10_000;
+/** A cached decision is re-checked with the primary at least this often (policy reloads). */
+export const AUTH_CACHE_MAX_AGE_MS = 60_000;
+/** Refusals are cached briefly so a flood of one bad token does not flood the primary. */
+export const AUTH_REFUSAL_CACHE_MS = 5_000;
+/** Largest password message (the access token) accepted from a client. */
+export const MAX_PASSWORD_MESSAGE_BYTES = 16 * 1024;
+
+export interface WorkerLimits extends ServerLimits {
+  maxPasswordMessageBytes: number;
+}
+
+interface CacheEntry {
+  result: AuthResult;
+  until: number;
+}
+
+export class WorkerContext {
+  readonly limits: WorkerLimits;
+  private serverCtx: TlsContext;
+  private upstreamCtx = new Map<string, TlsContext>();
+  private authCache = new Map<string, CacheEntry>();
+  private pendingAuth = new Map<number, (r: AuthResult) => void>();
+  private nextAuthId = 1;
+  liveSessions = 0;
+
+  constructor(
+    readonly native: NativeBinding,
+    readonly index: number,
+    readonly config: VecgateConfig,
+    readonly cancelKey: Buffer,
+    private readonly port: MessagePort,
+    cert: Buffer,
+    key: Buffer,
+  ) {
+    this.limits = { ...config.server.limits, maxPasswordMessageBytes: MAX_PASSWORD_MESSAGE_BYTES };
+    this.serverCtx = this.buildServerContext(cert, key);
+  }
+
+  private buildServerContext(cert: Buffer, key: Buffer): TlsContext {
+    return this.native.createServerContext({ cert, key, profile: this.config.server.tls.profile, alpn: ['postgresql'] });
+  }
+
+  serverContext(): TlsContext {
+    return this.serverCtx;
+  }
+
+  /** New handshakes use the new certificate; live sessions keep theirs. Throws when the pair is unusable. */
+  rotateServerCertificate(cert: Buffer, key: Buffer): void {
+    this.serverCtx = this.buildServerContext(cert, key);
+  }
+
+  upstreamContext(cfg: PostgresConnectionConfig): TlsContext {
+    let ctx = this.upstreamCtx.get(cfg.name);
+    if (!ctx) {
+      const ca = cfg.upstream.tls.ca ? readFileSync(cfg.upstream.tls.ca) : rootCertificates.join('\n');
+      ctx = this.native.createClientContext({ ca, profile: 'intermediate' });
+      this.upstreamCtx.set(cfg.name, ctx);
+    }
+    return ctx;
+  }
+
+  authorize(token: string, connection: string, client: AuthClientInfo): Promise<AuthResult> {
+    const key = createHash('sha256').update(connection).update('\0').update(token).digest('base64');
+    const now = Date.now();
+    const hit = this.authCache.get(key);
+    if (hit && hit.until > now) return Promise.resolve(hit.result);
+    if (hit) this.authCache.delete(key);
+    return new Promise<AuthResult>((resolve) => {
+      const id = this.nextAuthId++;
+      this.pendingAuth.set(id, (result) => {
+        const until = result.ok ? Math.min(result.expiresAt, now + AUTH_CACHE_MAX_AGE_MS) : now + AUTH_REFUSAL_CACHE_MS;
+        if (this.authCache.size >= AUTH_CACHE_MAX_ENTRIES) {
+          const oldest = this.authCache.keys().next().value;
+          if (oldest !== undefined) this.authCache.delete(oldest);
+        }
+        this.authCache.set(key, { result, until });
+        resolve(result);
+      });
+      this.post({ t: 'auth', id, token, connection, client });
+    });
+  }
+
+  onAuthResult(id: number, result: AuthResult): void {
+    const cb = this.pendingAuth.get(id);
+    if (!cb) return;
+    this.pendingAuth.delete(id);
+    // A granted decision may not outlive its token.
+    if (result.ok && result.expiresAt <= Date.now()) {
+      cb({ ok: false, code: 'ERR_VG_TOKEN_EXPIRED', sqlstate: '28P01', message: 'token expired; get a fresh one with `vecgate token`' });
+      return;
+    }
+    cb(result);
+  }
+
+  clearAuthCache(): void {
+    this.authCache.clear();
+  }
+
+  log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {
+    this.post({ t: 'log', level, msg, fields: { worker: this.index, ...fields } });
+  }
+
+  sessionStarted(): void {
+    this.liveSessions++;
+  }
+
+  sessionEnded(): void {
+    this.liveSessions--;
+  }
+
+  sessionSummary(summary: SessionSummary): void {
+    this.post({ t: 'session-end', summary });
+  }
+
+  post(msg: ToPrimary): void {
+    send(this.port, msg);
+  }
+}

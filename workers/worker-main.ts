@@ -1,0 +1,79 @@
+// Entry point of a worker thread: loads the native addon (its own per-thread instance),
+// listens on every PostgreSQL connection's address with SO_REUSEPORT, and runs sessions.
+import { parentPort, workerData } from 'node:worker_threads';
+import { native, type Listener } from '../src/native.js';
+import type { PostgresConnectionConfig } from '../src/config/types.js';
+import { receive, send, unpackInit, type ToWorker } from './messages.js';
+import { WorkerContext } from './worker-context.js';
+import { PgClientSession } from './pg-client-session.js';
+
+const LISTEN_BACKLOG = 511;
+
+function main(): void {
+  const port = parentPort;
+  if (!port) throw new Error('worker-main must run in a worker thread');
+  const init = unpackInit(workerData as Uint8Array);
+  const binding = native();
+  const ctx = new WorkerContext(binding, init.index, init.config, Buffer.from(init.cancelKey), port, Buffer.from(init.tlsCert), Buffer.from(init.tlsKey));
+  const listeners: Listener[] = [];
+  const ready: { connection: string; port: number }[] = [];
+
+  for (const c of Object.values(init.config.connections)) {
+    if (c.protocol !== 'postgres') continue;
+    const cfg = c as PostgresConnectionConfig;
+    try {
+      const l = binding.listen(cfg.listen.host, cfg.listen.port, LISTEN_BACKLOG, (conn) => {
+        new PgClientSession(conn, ctx, cfg).start();
+      });
+      listeners.push(l);
+      ready.push({ connection: cfg.name, port: l.port });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      send(port, { t: 'listen-error', worker: init.index, connection: cfg.name, code: e.code ?? 'ERR', message: e.message });
+      for (const l of listeners) l.close();
+      return;
+    }
+  }
+
+  let draining = false;
+  port.on('message', (data: unknown) => {
+    const msg = receive<ToWorker>(data);
+    switch (msg.t) {
+      case 'auth-result':
+        ctx.onAuthResult(msg.id, msg.result);
+        break;
+      case 'tls':
+        try {
+          ctx.rotateServerCertificate(Buffer.from(msg.cert), Buffer.from(msg.key));
+          ctx.log('info', 'server certificate rotated');
+        } catch (err) {
+          ctx.log('error', 'new certificate not usable; keeping the current one', { error: (err as Error).message });
+        }
+        break;
+      case 'drain': {
+        if (draining) break;
+        draining = true;
+        for (const l of listeners) l.close();
+        const deadline = Date.now() + msg.deadlineMs;
+        const check = () => {
+          if (ctx.liveSessions <= 0 || Date.now() >= deadline) {
+            send(port, { t: 'drained', worker: init.index, sessionsLeft: Math.max(0, ctx.liveSessions) });
+            port.close();
+            return;
+          }
+          setTimeout(check, 100).unref();
+        };
+        check();
+        break;
+      }
+      case 'stats?': {
+        const s = binding.stats();
+        send(port, { t: 'stats', worker: init.index, liveSessions: s.liveSessions, liveConnections: s.liveConnections, bytesPumped: s.bytesPumped });
+        break;
+      }
+    }
+  });
+  send(port, { t: 'ready', worker: init.index, listeners: ready });
+}
+
+main();

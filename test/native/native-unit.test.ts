@@ -1,0 +1,54 @@
+// Builds and runs the pure-C++ parser tests under AddressSanitizer + UBSan, and the
+// libFuzzer target for the frame parser for a short, bounded time (the CI budget).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const native = path.join(root, 'native');
+/** Seconds the fuzzer runs in `npm test`; longer runs: VECGATE_FUZZ_SECONDS=600 npm test -- native-unit. */
+const FUZZ_SECONDS = Number(process.env.VECGATE_FUZZ_SECONDS ?? 20);
+
+function compiler(): string {
+  for (const c of ['clang++-14', 'clang++']) {
+    if (spawnSync(c, ['--version']).status === 0) return c;
+  }
+  throw new Error('clang++ (Debian clang-14 + libclang-rt-14-dev) is required; scripts/ensure-system-deps.sh installs it');
+}
+
+test('pg-frame-parser unit tests under ASan/UBSan', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vg-native-'));
+  try {
+    const bin = path.join(dir, 'pg-frame-parser-test');
+    const cc = spawnSync(compiler(), ['-std=c++17', '-g', '-O1', '-fsanitize=address,undefined', '-fno-sanitize-recover=all',
+      path.join(native, 'test', 'pg-frame-parser-test.cc'), path.join(native, 'pg-frame-parser.cc'), '-o', bin], { encoding: 'utf8' });
+    assert.equal(cc.status, 0, cc.stderr);
+    const run = spawnSync(bin, [], { encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr + run.stdout);
+    assert.match(run.stdout, /all checks passed/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test(`pg-frame-parser libFuzzer target runs ${FUZZ_SECONDS}s without a finding`, () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vg-fuzz-'));
+  try {
+    const bin = path.join(dir, 'pg-frame-parser-fuzz');
+    const cc = spawnSync(compiler(), ['-std=c++17', '-g', '-O1', '-fsanitize=fuzzer,address,undefined', '-fno-sanitize-recover=all',
+      path.join(native, 'fuzz', 'pg-frame-parser-fuzz.cc'), path.join(native, 'pg-frame-parser.cc'), '-o', bin], { encoding: 'utf8' });
+    assert.equal(cc.status, 0, cc.stderr);
+    const run = spawnSync(bin, [`-max_total_time=${FUZZ_SECONDS}`, `-dict=${path.join(native, 'fuzz', 'pg-frame-parser.dict')}`, '-max_len=4096', `-artifact_prefix=${dir}/`], {
+      encoding: 'utf8',
+      cwd: dir,
+    });
+    assert.equal(run.status, 0, run.stderr.slice(-4000));
+    assert.match(run.stderr, /Done \d+ runs/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

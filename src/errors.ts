@@ -7,6 +7,7 @@ export type VgErrorCode =
   | 'ERR_VG_TLS_FILES'
   | 'ERR_VG_LISTEN'
   | 'ERR_VG_NATIVE_MISSING'
+  | 'ERR_VG_USAGE'
   // identity
   | 'ERR_VG_TOKEN_MISSING'
   | 'ERR_VG_TOKEN_MALFORMED'

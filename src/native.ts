@@ -73,7 +73,14 @@ export interface Connection {
    * ended the plaintext phase (or before any data for direct TLS / client side), so that no
    * plaintext is ever mixed into the TLS stream. Server: `servername` unused.
    */
-  startTls(ctx: TlsContext, servername: string | null, alpn: string[] | null, cb: (err: Error | null, info: TlsInfo | null) => void): void;
+  startTls(
+    ctx: TlsContext,
+    servername: string | null,
+    alpn: string[] | null,
+    cb: (err: Error | null, info: TlsInfo | null) => void,
+    /** Server side: bytes already received that open the TLS stream (PG 17 direct TLS). */
+    initial?: Buffer,
+  ): void;
   /** Stops / resumes reading from the socket. */
   pause(): void;
   resume(): void;

@@ -189,6 +189,7 @@ export class UpstreamSetup {
                   conn.write(ser.passwordMessage(outer));
                 } else if (a.type === 'sasl') {
                   scram = new ScramClient({ password: cred.password, mechanisms: a.mechanisms, channelBinding: tls?.serverEndPoint ?? null });
+                  if (scram.failure) return fail('ERR_VG_UPSTREAM_AUTH', `SCRAM: ${scram.failure}`, '08006', 'the database asked for an authentication method the gateway does not support');
                   conn.write(ser.saslInitialResponse(scram.mechanism, scram.clientFirst()));
                 } else if (a.type === 'sasl-continue') {
                   if (!scram) return fail('ERR_VG_UPSTREAM_PROTOCOL', 'SASLContinue without SASL', '08P01', 'the database sent an unexpected message');
@@ -222,7 +223,7 @@ export class UpstreamSetup {
               case 'negotiate-protocol':
                 break;
               default:
-                return fail('ERR_VG_UPSTREAM_PROTOCOL', `unexpected upstream message during startup: ${msg.kind}`, '08P01', 'the database sent an unexpected message');
+                return fail('ERR_VG_UPSTREAM_PROTOCOL', `unexpected upstream message during startup: ${(msg as { kind: string }).kind}`, '08P01', 'the database sent an unexpected message');
             }
           }
         },

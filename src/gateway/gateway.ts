@@ -69,6 +69,9 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
     let credential: DbCredential | null = null;
     if (conn.protocol === 'postgres' || conn.protocol === 'mysql') {
       credential = credentialFor((conn as PostgresConnectionConfig).credentials, decision.access as AccessLevel);
+    } else {
+      // HTTP connections carry one upstream credential (a header), injected by the worker from config.
+      credential = { user: '', password: '' };
     }
     if (!credential) {
       log.error({ connection, access: decision.access }, 'no upstream credential configured for this access level');

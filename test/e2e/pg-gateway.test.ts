@@ -1,0 +1,397 @@
+// The PostgreSQL gateway end to end: a real PostgreSQL 15 cluster (TLS + SCRAM) upstream,
+// the real gateway (worker threads + native addon) in front, and real clients (psql,
+// node-postgres, pgbench) connecting with verify-full. Each refusal from TESTING.md that
+// belongs to the data path is checked for its protocol-native error.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash, X509Certificate } from 'node:crypto';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import pg from 'pg';
+import { writeTestPki, type TestPki } from '../../src/dev/pki.js';
+import { startPgCluster, type PgCluster } from '../harness/pg-cluster.js';
+import { startGatewayFixture, type GatewayFixture } from '../harness/gateway-fixture.js';
+import { collect, connectPlain, connectSslRequest, errorFields, gssencRequest, messageTypes, passwordMessage, sslRequest, startupMessage } from '../harness/pg-wire.js';
+
+const PG_BIN = '/usr/lib/postgresql/15/bin';
+
+let dir: string;
+let pki: TestPki;
+let cluster: PgCluster;
+let gw: GatewayFixture;
+
+function clientConfig(token: string, extra: Partial<pg.ClientConfig> = {}): pg.ClientConfig {
+  return {
+    host: 'localhost',
+    port: gw.port,
+    database: 'vectors',
+    user: 'ignored',
+    password: token,
+    ssl: { ca: readFileSync(pki.caCert), servername: 'localhost' },
+    ...extra,
+  };
+}
+
+async function withClient<T>(token: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client(clientConfig(token));
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+function psql(token: string, args: string[], opts: { input?: string; port?: number } = {}) {
+  return spawnSync('psql', [`host=localhost port=${opts.port ?? gw.port} dbname=vectors user=me sslmode=verify-full sslrootcert=${pki.caCert}`, '-X', '-v', 'ON_ERROR_STOP=1', ...args], {
+    env: { ...process.env, PGPASSWORD: token, PGCONNECT_TIMEOUT: '10' },
+    input: opts.input,
+    encoding: 'utf8',
+    maxBuffer: 256 * 1024 * 1024,
+  });
+}
+
+before(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'vg-e2e-'));
+  pki = await writeTestPki(path.join(dir, 'pki'));
+  cluster = await startPgCluster({ pki });
+  await cluster.psql(`INSERT INTO docs (body, embedding) SELECT 'doc ' || g, array_fill(g::real, ARRAY[1536]) FROM generate_series(1, 200) g;`);
+  gw = await startGatewayFixture({
+    dir,
+    serverCert: pki.serverCert,
+    serverKey: pki.serverKey,
+    upstream: { host: 'localhost', port: cluster.port, database: 'vectors', tls: { mode: 'verify-full', ca: pki.caCert } },
+    credentials: { read: cluster.roles.ro, write: cluster.roles.rw },
+  });
+});
+
+after(async () => {
+  await gw?.stop();
+  await cluster?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('sessions through the gateway', () => {
+  test('node-postgres: simple and extended protocol as the injected user', async () => {
+    const token = await gw.token('alice@example.com', ['ml-writers']);
+    await withClient(token, async (c) => {
+      const who = await c.query('SELECT current_user AS u, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()');
+      assert.equal(who.rows[0].u, cluster.roles.rw.user);
+      assert.equal(who.rows[0].ssl, true, 'the upstream leg is TLS');
+      const p = await c.query('SELECT $1::int + $2::int AS s, $3::text AS t', [40, 2, 'vecgate']);
+      assert.deepEqual(p.rows[0], { s: 42, t: 'vecgate' });
+      const named = { name: 'by-id', text: 'SELECT id, body FROM docs WHERE id = $1', values: [7] };
+      assert.equal((await c.query(named)).rows[0].body, 'doc 7');
+      assert.equal((await c.query({ ...named, values: [8] })).rows[0].body, 'doc 8');
+      const ins = await c.query('INSERT INTO docs (body, embedding) VALUES ($1, $2) RETURNING id', ['new', Array(1536).fill(0.5)]);
+      assert.ok(ins.rows[0].id > 200);
+    });
+  });
+
+  test('read group gets the read credential', async () => {
+    const token = await gw.token('bob@example.com', ['ml-readers']);
+    const u = await withClient(token, (c) => c.query('SELECT current_user AS u'));
+    assert.equal(u.rows[0].u, cluster.roles.ro.user);
+  });
+
+  test('psql: COPY in and out, and a large result byte for byte equal to a direct connection', async () => {
+    const token = await gw.token('alice@example.com', ['ml-writers']);
+    const rows = Array.from({ length: 5000 }, (_, i) => `copy-${i}\t{${Array(8).fill(i / 10).join(',')}}`).join('\n') + '\n';
+    const cin = psql(token, ['-c', '\\copy docs (body, embedding) FROM STDIN'], { input: rows });
+    assert.equal(cin.status, 0, cin.stderr);
+    assert.match(cin.stdout, /COPY 5000/);
+    const query = 'SELECT id, body, embedding FROM docs ORDER BY id';
+    const through = psql(token, ['-A', '-t', '-c', `COPY (${query}) TO STDOUT`]);
+    assert.equal(through.status, 0, through.stderr);
+    const direct = spawnSync('psql', [`host=${cluster.socketDir} port=${cluster.port} dbname=vectors user=${cluster.superuser}`, '-X', '-A', '-t', '-c', `COPY (${query}) TO STDOUT`], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+    assert.equal(direct.status, 0, direct.stderr);
+    assert.ok(through.stdout.length > 5_000_000, `large result (${through.stdout.length} bytes)`);
+    assert.equal(createHash('sha256').update(through.stdout).digest('hex'), createHash('sha256').update(direct.stdout).digest('hex'));
+  });
+
+  test('similarity-style query over 1536-dim rows returns rows', async () => {
+    const token = await gw.token('bob@example.com', ['ml-readers']);
+    const r = psql(token, ['-A', '-t', '-c', 'SELECT id FROM docs WHERE id <= 200 ORDER BY abs(embedding[1] - 42) LIMIT 5']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim().split('\n')[0], '42');
+  });
+
+  test('cancel (psql Ctrl-C) cancels the upstream query', async () => {
+    const token = await gw.token('alice@example.com', ['ml-writers']);
+    const child = spawn('psql', [`host=localhost port=${gw.port} dbname=vectors user=me sslmode=verify-full sslrootcert=${pki.caCert}`, '-X', '-c', 'SELECT pg_sleep(60)'], {
+      env: { ...process.env, PGPASSWORD: token },
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    // Wait until the statement is running upstream, then Ctrl-C.
+    for (let i = 0; i < 100; i++) {
+      const active = await cluster.psql(`SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'`);
+      if (active.trim() === '1') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const t0 = Date.now();
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.notEqual(code, 0);
+    assert.match(stderr, /canceling statement due to user request/);
+    assert.ok(Date.now() - t0 < 30_000, 'cancelled long before pg_sleep(60) would end');
+  });
+
+  test('many concurrent sessions', async () => {
+    const token = await gw.token('alice@example.com', ['ml-writers']);
+    const results = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => withClient(token, async (c) => (await c.query('SELECT $1::int AS i, count(*)::int AS n FROM docs WHERE id <= 200', [i])).rows[0])),
+    );
+    results.forEach((r, i) => assert.deepEqual(r, { i, n: 200 }));
+  });
+
+  test('pgbench -S through the gateway', async () => {
+    const token = await gw.token('alice@example.com', ['ml-writers']);
+    const init = spawnSync(`${PG_BIN}/pgbench`, ['-i', '-s', '1', '-q', `host=localhost port=${gw.port} dbname=vectors user=me sslmode=verify-full sslrootcert=${pki.caCert}`], {
+      env: { ...process.env, PGPASSWORD: token },
+      encoding: 'utf8',
+    });
+    assert.equal(init.status, 0, init.stderr);
+    const r = spawnSync(`${PG_BIN}/pgbench`, ['-S', '-c', '4', '-j', '2', '-t', '200', `host=localhost port=${gw.port} dbname=vectors user=me sslmode=verify-full sslrootcert=${pki.caCert}`], {
+      env: { ...process.env, PGPASSWORD: token },
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /number of transactions actually processed: 800\/800/);
+  });
+});
+
+describe('refusals are protocol-native and clear', () => {
+  test('plaintext startup is refused before any authentication request', async () => {
+    const s = await connectPlain(gw.port);
+    s.write(startupMessage({ user: 'me', database: 'vectors' }));
+    const { data, closed } = await collect(s);
+    assert.ok(closed);
+    assert.deepEqual(messageTypes(data), ['E']);
+    const e = errorFields(data)!;
+    assert.equal(e.C, '28000');
+    assert.match(e.M!, /only TLS/);
+  });
+
+  test('psql with sslmode=disable gets the reason', () => {
+    const r = spawnSync('psql', [`host=localhost port=${gw.port} dbname=vectors user=me sslmode=disable`, '-c', 'select 1'], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: 'x' } });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /accepts only TLS connections/);
+  });
+
+  test('bytes sent together with SSLRequest are refused (CVE-2021-23214 class)', async () => {
+    const s = await connectPlain(gw.port);
+    s.write(Buffer.concat([sslRequest(), startupMessage({ user: 'me', database: 'vectors' })]));
+    const { data, closed } = await collect(s);
+    assert.ok(closed);
+    assert.ok(!data.includes(Buffer.from('S')) || data[0] !== 0x53, 'no S answer');
+    assert.equal(errorFields(data)?.C, '08P01');
+  });
+
+  test('GSSENCRequest is answered N, then SSLRequest works', async () => {
+    const s = await connectPlain(gw.port);
+    s.write(gssencRequest());
+    const n: Buffer = await new Promise((r) => s.once('data', r));
+    assert.equal(n.toString(), 'N');
+    s.write(sslRequest());
+    const sAns: Buffer = await new Promise((r) => s.once('data', r));
+    assert.equal(sAns.toString(), 'S');
+    s.destroy();
+  });
+
+  test('PG 17 direct TLS: accepted with ALPN postgresql, refused without', async () => {
+    const ok = await new Promise<tls.TLSSocket>((resolve, reject) => {
+      const t = tls.connect({ host: '127.0.0.1', port: gw.port, ca: readFileSync(pki.caCert), servername: 'localhost', ALPNProtocols: ['postgresql'] }, () => resolve(t));
+      t.once('error', reject);
+    });
+    assert.equal(ok.alpnProtocol, 'postgresql');
+    ok.write(startupMessage({ user: 'me', database: 'vectors' }));
+    const first: Buffer = await new Promise((r) => ok.once('data', r));
+    assert.equal(first[0], 0x52 /* R */);
+    assert.equal(first.readInt32BE(5), 3 /* cleartext password */);
+    ok.destroy();
+
+    const noAlpn = tls.connect({ host: '127.0.0.1', port: gw.port, ca: readFileSync(pki.caCert), servername: 'localhost' });
+    noAlpn.on('secureConnect', () => noAlpn.write(startupMessage({ user: 'me', database: 'vectors' })));
+    const res = await collect(noAlpn);
+    assert.ok(res.closed);
+    assert.equal(res.data.length, 0, 'nothing answered without ALPN');
+
+    const wrongAlpn = tls.connect({ host: '127.0.0.1', port: gw.port, ca: readFileSync(pki.caCert), servername: 'localhost', ALPNProtocols: ['http/1.1'] });
+    const err = await new Promise<Error>((resolve) => wrongAlpn.once('error', resolve));
+    assert.match(err.message, /no application protocol|alert/i);
+  });
+
+  async function refusalFor(token: string, database = 'vectors') {
+    const s = await connectSslRequest(gw.port, readFileSync(pki.caCert));
+    s.write(startupMessage({ user: 'me', database }));
+    const r: Buffer = await new Promise((resolve) => s.once('data', resolve));
+    if (r[0] !== 0x52) return { fields: errorFields(r), data: r };
+    s.write(passwordMessage(token));
+    const { data } = await collect(s);
+    return { fields: errorFields(data), data };
+  }
+
+  test('missing, garbage, expired and foreign tokens get 28P01 with a reason', async () => {
+    const none = await refusalFor('');
+    assert.equal(none.fields?.C, '28P01');
+    assert.match(none.fields!.M!, /no access token/);
+    const garbage = await refusalFor('not-a-jwt');
+    assert.equal(garbage.fields?.C, '28P01');
+    const expired = await refusalFor(await gw.issuer.mint({ user: 'a', groups: ['ml-writers'], ttlSec: -120 }));
+    assert.equal(expired.fields?.C, '28P01');
+    assert.match(expired.fields!.M!, /expired/);
+    const wrongAud = await refusalFor(await gw.issuer.mint({ user: 'a', groups: ['ml-writers'], ttlSec: 60, audience: 'other' }));
+    assert.equal(wrongAud.fields?.C, '28P01');
+    assert.match(wrongAud.fields!.M!, /audience/);
+    assert.equal(wrongAud.fields?.S, 'FATAL');
+  });
+
+  test('a group without access is refused with 28000 naming who may', async () => {
+    const r = await refusalFor(await gw.token('eve@example.com', ['marketing']));
+    assert.equal(r.fields?.C, '28000');
+    assert.match(r.fields!.M!, /eve@example.com.*no access to connection "vectors".*ml-readers/);
+  });
+
+  test('an unknown database name is refused with 3D000', async () => {
+    const r = await refusalFor('x', 'other');
+    assert.equal(r.fields?.C, '3D000');
+  });
+
+  test('psql shows the refusal reason', async () => {
+    const r = psql(await gw.issuer.mint({ user: 'a', groups: ['ml-writers'], ttlSec: -60 }), ['-c', 'select 1']);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /FATAL: {2}token expired/);
+  });
+});
+
+describe('secrets', () => {
+  test('the upstream passwords never reach the client or the logs', async () => {
+    const token = await gw.token('alice@example.com', ['ml-writers']);
+    const s = await connectSslRequest(gw.port, readFileSync(pki.caCert));
+    s.write(startupMessage({ user: 'me', database: 'vectors' }));
+    await new Promise((r) => s.once('data', r));
+    s.write(passwordMessage(token));
+    const { data } = await collect(s, 1500);
+    assert.ok(messageTypes(data).includes('Z'), 'session established');
+    for (const secret of [cluster.roles.rw.password, cluster.roles.ro.password]) {
+      assert.ok(!data.includes(Buffer.from(secret)), 'password not sent to the client');
+      assert.ok(!gw.logs().includes(secret), 'password not in logs');
+    }
+    assert.ok(!gw.logs().includes(token), 'token not in logs');
+    s.destroy();
+  });
+});
+
+describe('upstream faults', () => {
+  test('wrong upstream CA or host name: refused with the failed check named', async () => {
+    const sub = path.join(dir, 'wrong');
+    const wrongCa = await startGatewayFixture({
+      dir: sub,
+      serverCert: pki.serverCert,
+      serverKey: pki.serverKey,
+      upstream: { host: 'localhost', port: cluster.port, database: 'vectors', tls: { mode: 'verify-full', ca: pki.wrongCaCert } },
+      credentials: cluster.roles.rw,
+      workers: 1,
+    }).catch((e) => { throw e; });
+    try {
+      const token = await wrongCa.token('alice@example.com', ['ml-writers']);
+      const r = psql(token, ['-c', 'select 1'], { port: wrongCa.port });
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /could not verify the database's TLS certificate.*(unable to get local issuer|self.signed|certificate verify failed)/);
+      assert.match(wrongCa.logs(), /upstream TLS/);
+    } finally {
+      await wrongCa.stop();
+    }
+    const wrongName = await startGatewayFixture({
+      dir: sub,
+      serverCert: pki.serverCert,
+      serverKey: pki.serverKey,
+      upstream: { host: '127.0.0.1', port: cluster.port, database: 'vectors', tls: { mode: 'verify-full', ca: pki.caCert, server_name: 'db.wrong.example' } },
+      credentials: cluster.roles.rw,
+      workers: 1,
+    });
+    try {
+      const token = await wrongName.token('alice@example.com', ['ml-writers']);
+      const r = psql(token, ['-c', 'select 1'], { port: wrongName.port });
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /hostname mismatch|certificate verify failed/);
+    } finally {
+      await wrongName.stop();
+    }
+  });
+
+  test('client gone mid-result: the session ends and the gateway keeps serving', async () => {
+    const token = await gw.token('alice@example.com', ['ml-writers']);
+    const s = await connectSslRequest(gw.port, readFileSync(pki.caCert));
+    s.write(startupMessage({ user: 'me', database: 'vectors' }));
+    await new Promise((r) => s.once('data', r));
+    s.write(passwordMessage(token));
+    await new Promise((r) => setTimeout(r, 500));
+    const q = Buffer.from('SELECT repeat(\'x\', 1000) FROM generate_series(1, 2000000)\0');
+    const head = Buffer.alloc(5);
+    head.write('Q');
+    head.writeInt32BE(q.length + 4, 1);
+    s.write(Buffer.concat([head, q]));
+    await new Promise((r) => s.once('data', r));
+    s.destroy();
+    for (let i = 0; i < 50; i++) {
+      const st = await gw.handle.stats();
+      if (st.liveSessions === 0) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal((await gw.handle.stats()).liveSessions, 0, 'session closed on both legs');
+    const active = await cluster.psql(`SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%generate_series(1, 2000000)%' AND pid <> pg_backend_pid()`);
+    assert.equal(active.trim(), '0', 'the upstream backend is gone too');
+    const again = await withClient(token, (c) => c.query('SELECT 1 AS one'));
+    assert.equal(again.rows[0].one, 1);
+  });
+
+  test('upstream killed mid-result: the client gets an error, the gateway keeps serving', async () => {
+    const token = await gw.token('alice@example.com', ['ml-writers']);
+    const c = new pg.Client(clientConfig(token));
+    await c.connect();
+    c.on('error', () => {});
+    const pidRow = await c.query('SELECT pg_backend_pid() AS pid');
+    const running = c.query("SELECT repeat('x', 1000), pg_sleep(0.0001) FROM generate_series(1, 100000)");
+    await new Promise((r) => setTimeout(r, 300));
+    await cluster.psql(`SELECT pg_terminate_backend(${pidRow.rows[0].pid})`);
+    await assert.rejects(running);
+    await c.end().catch(() => {});
+    const again = await withClient(token, (cl) => cl.query('SELECT 2 AS two'));
+    assert.equal(again.rows[0].two, 2);
+  });
+});
+
+describe('certificate rotation', () => {
+  test('a new certificate is served after reload; a mismatched pair keeps the old one', async () => {
+    const fingerprint = async () => {
+      const s = await connectSslRequest(gw.port, readFileSync(pki.caCert));
+      const fp = s.getPeerX509Certificate()!.fingerprint256;
+      s.destroy();
+      return fp;
+    };
+    const before = await fingerprint();
+    const token = await gw.token('alice@example.com', ['ml-writers']);
+    const live = new pg.Client(clientConfig(token));
+    await live.connect();
+    // Same names, new key pair: issued by the same CA.
+    copyFileSync(pki.altServerCert, pki.serverCert);
+    copyFileSync(pki.altServerKey, pki.serverKey);
+    assert.equal(gw.handle.reloadTls(), true);
+    await new Promise((r) => setTimeout(r, 200));
+    const afterFp = await fingerprint();
+    assert.notEqual(afterFp, before);
+    assert.equal(afterFp, new X509Certificate(readFileSync(pki.altServerCert)).fingerprint256);
+    assert.equal((await live.query('SELECT 3 AS three')).rows[0].three, 3, 'live session kept');
+    await live.end();
+    // Mismatched pair: refused, old one kept.
+    copyFileSync(pki.wrongNameKey, pki.serverKey);
+    assert.equal(gw.handle.reloadTls(), false);
+    assert.equal(await fingerprint(), afterFp);
+    assert.match(gw.logs(), /keeping the current certificate/);
+  });
+});

@@ -59,7 +59,9 @@ export type ToPrimary =
   | { t: 'listen-error'; worker: number; connection: string; code: string; message: string }
   | { t: 'auth'; id: number; token: string; connection: string; client: AuthClientInfo }
   | { t: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; msg: string; fields: Record<string, unknown> }
+  | { t: 'session-start'; connection: string; access: AccessLevel }
   | { t: 'session-end'; summary: SessionSummary }
+  | { t: 'refusal'; connection: string; code: string }
   | { t: 'drained'; worker: number; sessionsLeft: number }
   | { t: 'stats'; worker: number; liveSessions: number; liveConnections: number; bytesPumped: number };
 

@@ -210,6 +210,7 @@ export class PgClientSession {
             code: result.code,
             reason: result.message,
           });
+          this.ctx.refused(this.cfg.name, result.code);
           return this.fatal(result.sqlstate, result.message);
         }
         this.grant = result;
@@ -262,7 +263,7 @@ export class PgClientSession {
     this.state = 'pumping';
     const grant = this.grant!;
     const upstreamTls = ready.tls ? `${ready.tls.version} ${ready.tls.cipher}` : 'none (insecure-plaintext)';
-    this.ctx.sessionStarted();
+    this.ctx.sessionStarted(this.cfg.name, grant.access);
     this.ctx.log('info', 'session started', {
       connection: this.cfg.name,
       subject: grant.subject,

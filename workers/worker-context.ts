@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import type { MessagePort } from 'node:worker_threads';
 import type { NativeBinding, TlsContext } from '../src/native.js';
-import type { PostgresConnectionConfig, ServerLimits, VecgateConfig } from '../src/config/types.js';
+import type { AccessLevel, PostgresConnectionConfig, ServerLimits, VecgateConfig } from '../src/config/types.js';
 import { send, type AuthClientInfo, type AuthResult, type SessionSummary, type ToPrimary } from './messages.js';
 
 /** Decisions cached per worker, so most connections never wait on the primary. */
@@ -113,8 +113,13 @@ export class WorkerContext {
     this.post({ t: 'log', level, msg, fields: { worker: this.index, ...fields } });
   }
 
-  sessionStarted(): void {
+  sessionStarted(connection: string, access: AccessLevel): void {
     this.liveSessions++;
+    this.post({ t: 'session-start', connection, access });
+  }
+
+  refused(connection: string, code: string): void {
+    this.post({ t: 'refusal', connection, code });
   }
 
   sessionEnded(): void {

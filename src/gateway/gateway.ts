@@ -11,6 +11,8 @@ import { loadServerTlsFiles } from '../config/load.js';
 import { VgError } from '../errors.js';
 import { TokenVerifier } from '../identity/token-verifier.js';
 import { compilePolicy, credentialFor } from '../policy/policy.js';
+import { GatewayMetrics } from '../admin/metrics.js';
+import { startAdminServer, type AdminServer } from '../admin/admin-server.js';
 import { packInit, receive, send, type AuthClientInfo, type AuthResult, type ToPrimary } from '../../workers/messages.js';
 
 /** How often certificate files are checked for changes (SIGHUP reloads at once). */
@@ -23,6 +25,9 @@ export interface GatewayHandle {
   /** Stops accepting, lets sessions finish up to the drain deadline, then stops the workers. */
   stop(opts?: { drainMs?: number }): Promise<void>;
   stats(): Promise<{ liveSessions: number; liveConnections: number; bytesPumped: number }>;
+  metrics: GatewayMetrics;
+  /** Port of the admin endpoint, when configured. */
+  adminPort: number | null;
 }
 
 export interface GatewayOptions {
@@ -39,6 +44,8 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
   const verifier = new TokenVerifier(config.identity.issuers);
   const policy = compilePolicy(config.policies);
   const cancelKey = config.server.cancelKey ?? randomBytes(32);
+  const metrics = new GatewayMetrics();
+  let ready = false;
 
   const authorize = async (token: string, connection: string, client: AuthClientInfo): Promise<AuthResult> => {
     const conn = config.connections[connection];
@@ -110,8 +117,22 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
       case 'log':
         log[msg.level](msg.fields, msg.msg);
         break;
-      case 'session-end':
-        log.info({ ...msg.summary }, 'session ended');
+      case 'session-start':
+        metrics.sessionsStarted.inc({ connection: msg.connection, access: msg.access });
+        metrics.liveSessions.inc();
+        break;
+      case 'session-end': {
+        const s = msg.summary;
+        log.info({ ...s }, 'session ended');
+        metrics.liveSessions.dec();
+        metrics.sessionsEnded.inc({ connection: s.connection, reason: s.reason });
+        metrics.bytes.inc({ connection: s.connection, direction: 'from_client' }, s.bytesFromClient);
+        metrics.bytes.inc({ connection: s.connection, direction: 'from_upstream' }, s.bytesFromUpstream);
+        metrics.statements.inc({ connection: s.connection }, s.statements);
+        break;
+      }
+      case 'refusal':
+        metrics.refusals.inc({ connection: msg.connection, code: msg.code });
         break;
       case 'drained':
         drained++;
@@ -170,12 +191,15 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
     await Promise.all(workers.map((w) => w.terminate().catch(() => 0)));
   };
 
+  let admin: AdminServer | null = null;
   try {
     await readyAll;
+    if (config.server.admin) admin = await startAdminServer(config.server.admin, { ready: () => ready, metrics });
   } catch (err) {
     await terminateAll();
     throw err;
   }
+  ready = true;
 
   const reloadTls = (): boolean => {
     try {
@@ -183,8 +207,10 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
       createSecureContext({ cert: next.cert, key: next.key }); // the pair must load before any worker sees it
       for (const w of workers) send(w, { t: 'tls', cert: next.cert, key: next.key });
       log.info({ cert: config.server.tls.cert }, 'certificate reloaded');
+      metrics.certReloads.inc({ result: 'ok' });
       return true;
     } catch (err) {
+      metrics.certReloads.inc({ result: 'refused' });
       log.error({ err: (err as Error).message }, 'certificate reload failed; keeping the current certificate');
       return false;
     }
@@ -203,6 +229,8 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
   const stop = async (stopOpts?: { drainMs?: number }) => {
     if (stopping) return;
     stopping = true;
+    ready = false;
+    admin?.close();
     unwatchFile(config.server.tls.cert, onTlsFileChange);
     unwatchFile(config.server.tls.key, onTlsFileChange);
     const drainMs = stopOpts?.drainMs ?? config.server.drainTimeoutMs;
@@ -235,6 +263,8 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
     listeners,
     reloadTls,
     stop,
+    metrics,
+    adminPort: admin ? (admin as AdminServer).port : null,
     async stats() {
       const results = await Promise.all(
         workers.map(

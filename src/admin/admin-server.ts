@@ -1,0 +1,54 @@
+// The admin endpoint on the primary thread (uWebSockets.js App, plain HTTP, meant for
+// loopback or a cluster-internal port): /healthz (alive), /readyz (every listener accepts
+// and not draining), /metrics (Prometheus text).
+import uWS from 'uWebSockets.js';
+import type { HostPort } from '../config/types.js';
+import type { GatewayMetrics } from './metrics.js';
+
+export interface AdminServer {
+  port: number;
+  close(): void;
+}
+
+export interface AdminState {
+  ready(): boolean;
+  metrics: GatewayMetrics;
+}
+
+export function startAdminServer(listen: HostPort, state: AdminState): Promise<AdminServer> {
+  return new Promise((resolve, reject) => {
+    const app = uWS.App();
+    app.get('/healthz', (res) => {
+      res.writeHeader('content-type', 'application/json').end('{"status":"ok"}');
+    });
+    app.get('/readyz', (res) => {
+      const ok = state.ready();
+      res.writeStatus(ok ? '200 OK' : '503 Service Unavailable').writeHeader('content-type', 'application/json').end(ok ? '{"status":"ready"}' : '{"status":"not ready"}');
+    });
+    app.get('/metrics', (res) => {
+      let aborted = false;
+      res.onAborted(() => {
+        aborted = true;
+      });
+      state.metrics.registry.metrics().then((text) => {
+        if (aborted) return;
+        res.cork(() => {
+          res.writeHeader('content-type', state.metrics.registry.contentType).end(text);
+        });
+      });
+    });
+    app.any('/*', (res) => {
+      res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json').end('{"error":"not found: use /healthz, /readyz or /metrics"}');
+    });
+    app.listen(listen.host, listen.port, (token) => {
+      if (!token) {
+        reject(Object.assign(new Error(`server.admin.listen: cannot listen on ${listen.host}:${listen.port} (in use or not permitted)`), { code: 'ERR_VG_LISTEN' }));
+        return;
+      }
+      resolve({
+        port: uWS.us_socket_local_port(token),
+        close: () => uWS.us_listen_socket_close(token),
+      });
+    });
+  });
+}

@@ -1,0 +1,17 @@
+// Every Prometheus metric the gateway exports, declared once (the Envoy rule: one list).
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  readonly sessionsStarted = new Counter({ name: 'vecgate_sessions_started_total', help: 'Sessions authorized and connected upstream', labelNames: ['connection', 'access'], registers: [this.registry] });
+  readonly sessionsEnded = new Counter({ name: 'vecgate_sessions_ended_total', help: 'Sessions ended, by reason', labelNames: ['connection', 'reason'], registers: [this.registry] });
+  readonly refusals = new Counter({ name: 'vecgate_refusals_total', help: 'Connections refused, by error code', labelNames: ['connection', 'code'], registers: [this.registry] });
+  readonly bytes = new Counter({ name: 'vecgate_bytes_total', help: 'Plaintext bytes forwarded, by direction', labelNames: ['connection', 'direction'], registers: [this.registry] });
+  readonly statements = new Counter({ name: 'vecgate_statements_total', help: 'Statements (Query/Parse) forwarded', labelNames: ['connection'], registers: [this.registry] });
+  readonly liveSessions = new Gauge({ name: 'vecgate_live_sessions', help: 'Sessions being pumped now', registers: [this.registry] });
+  readonly certReloads = new Counter({ name: 'vecgate_certificate_reloads_total', help: 'Server certificate reloads, by result', labelNames: ['result'], registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'vecgate_process_' });
+  }
+}

@@ -291,7 +291,7 @@ describe('ScramClient against a real PostgreSQL 15', { skip: haveServer ? false 
   });
 
   /** One connection: optional SSLRequest + TLS, startup, SCRAM to ReadyForQuery or an error. */
-  async function authenticate(o: { useTls: boolean; password: string; offer?: (m: string[]) => string[]; bind?: boolean }): Promise<Outcome> {
+  async function authenticate(o: { useTls: boolean; password: string; offer?: (m: string[]) => string[]; bind?: boolean; bindingOverride?: Buffer }): Promise<Outcome> {
     const raw = net.connect(port, '127.0.0.1');
     await new Promise<void>((resolve, reject) => raw.once('connect', resolve).once('error', reject));
     let sock: net.Socket = raw;
@@ -325,7 +325,7 @@ describe('ScramClient against a real PostgreSQL 15', { skip: haveServer ? false 
           messages.push(msg);
           if (msg.kind === 'auth' && msg.type === 'sasl') {
             const mechanisms = o.offer ? o.offer(msg.mechanisms) : msg.mechanisms;
-            scram = new ScramClient({ password: o.password, mechanisms, channelBinding: o.bind === false ? null : binding });
+            scram = new ScramClient({ password: o.password, mechanisms, channelBinding: o.bind === false ? null : (o.bindingOverride ?? binding) });
             sock.write(ser.saslInitialResponse(scram.mechanism, scram.clientFirst()));
           } else if (msg.kind === 'auth' && msg.type === 'sasl-continue') {
             const r = scram!.handleServerFirst(msg.data);
@@ -367,6 +367,18 @@ describe('ScramClient against a real PostgreSQL 15', { skip: haveServer ? false 
     const n = await authenticate({ useTls: false, password: PASSWORD });
     assert.equal(n.mechanism, 'SCRAM-SHA-256');
     assertReady(n);
+    // With a binding at hand but no PLUS offered, the client says y,, (the server, without TLS, agrees).
+    const y = await authenticate({ useTls: false, password: PASSWORD, bindingOverride: Buffer.alloc(32, 1) });
+    assert.equal(y.mechanism, 'SCRAM-SHA-256');
+    assertReady(y);
+  });
+
+  it('a wrong tls-server-end-point hash is refused by the server (the binding is really checked)', async () => {
+    const out = await authenticate({ useTls: true, password: PASSWORD, bindingOverride: Buffer.alloc(32, 7) });
+    assert.equal(out.mechanism, 'SCRAM-SHA-256-PLUS');
+    const err = out.messages.find((m) => m.kind === 'error');
+    assert.ok(err && err.kind === 'error' && err.source === 'server', 'an ErrorResponse');
+    assert.equal(out.done, false);
   });
 
   it('SCRAM-SHA-256 over TLS without a binding (n,,) is accepted', async () => {

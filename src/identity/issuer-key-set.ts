@@ -73,15 +73,22 @@ export class IssuerKeySet {
     );
   }
 
-  /** Fetch now unless the cached set is fresh; used at start-up to warm the cache. */
+  /** Fetches now unless the cached set is fresh (or a fetch was tried within the cooldown), and waits for it. */
   async warm(): Promise<void> {
-    await this.ensureUsable();
+    await this.ensureUsable(true);
   }
 
-  private async ensureUsable(): Promise<void> {
+  private async ensureUsable(waitForRefresh = false): Promise<void> {
     const age = this.now() - this.fetchedAt;
     if (this.keys !== null && age < this.limits.jwksMaxAgeMs) return;
-    if (this.inflight !== null || this.now() - this.lastAttemptAt >= this.limits.unknownKidCooldownMs) await this.refresh();
+    const mayFetch = this.inflight !== null || this.now() - this.lastAttemptAt >= this.limits.unknownKidCooldownMs;
+    if (this.keys !== null && age <= this.limits.staleKeysMaxAgeMs && !waitForRefresh) {
+      // Due for refresh but still usable: refresh in the background, so the auth path does not
+      // wait on the issuer every jwksMaxAge (refresh() never rejects).
+      if (mayFetch) void this.refresh();
+      return;
+    }
+    if (mayFetch) await this.refresh();
     if (this.keys === null || this.now() - this.fetchedAt > this.limits.staleKeysMaxAgeMs) {
       // Fail closed: no keys, or keys not confirmed by the issuer for longer than the stale limit.
       throw new VgError('ERR_VG_JWKS_UNAVAILABLE', `the gateway cannot get the signing keys of issuer ${this.config.issuer} right now; try again shortly`, {

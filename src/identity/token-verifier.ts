@@ -81,7 +81,7 @@ export class TokenVerifier {
     }
   }
 
-  /** Loads every issuer's keys now, so an unreachable issuer shows up at start-up. Never throws. */
+  /** Loads (or refreshes, when due) every issuer's keys and waits, so an unreachable issuer shows up at start-up. Never throws. */
   async warm(): Promise<Array<{ issuer: string; error: VgError | null }>> {
     return Promise.all(
       [...this.issuers.values()].map(async ({ config, keys }) => {

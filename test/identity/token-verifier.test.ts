@@ -273,6 +273,13 @@ describe('discovery and JWKS over https with the issuer CA', () => {
     assert.match(String(e.operatorDetail), /certificate/i);
   });
 
+  test('plain http to an issuer that is not on loopback is never fetched', async () => {
+    const plain = 'http://idp.example.com';
+    const v = new TokenVerifier([discoveryConfig(plain)], { now: () => clock });
+    const e = await refusal(v.verify(await sign(key, plain)), 'ERR_VG_JWKS_UNAVAILABLE', /cannot get the signing keys/);
+    assert.match(String(e.operatorDetail), /only https \(or http to loopback\) is allowed/);
+  });
+
   test('a discovery document naming another issuer is not trusted', async () => {
     const other = await issuerServer([key.publicJwk]);
     other.discoveryIssuer = 'https://idp.example.com';
@@ -300,6 +307,22 @@ describe('key rotation, unknown-kid flood, issuer outage', () => {
     // The old key is still published, so its fresh tokens still verify without another fetch.
     await v.verify(await sign(a, srv.url, { jti: 'another' }));
     assert.equal(srv.counts.jwks, 2);
+  });
+
+  test('after the max age the key set is refreshed in the background; a withdrawn key then stops working', async () => {
+    clock = Date.now();
+    const a = await makeKey('ES256');
+    const b = await makeKey('ES256');
+    const srv = await issuerServer([a.publicJwk, b.publicJwk]);
+    const v = new TokenVerifier([discoveryConfig(srv.url)], { now: () => clock });
+    await v.verify(await sign(a, srv.url));
+    srv.keys = [b.publicJwk];
+    clock += DEFAULT_JWKS_MAX_AGE_MS + 1000;
+    await v.verify(await sign(b, srv.url)); // served from the current set while the refresh runs
+    assert.deepEqual(await v.warm(), [{ issuer: srv.url, error: null }]); // waits for that refresh
+    assert.equal(srv.counts.jwks, 2);
+    await refusal(v.verify(await sign(a, srv.url, { jti: 'after-withdrawal' })), 'ERR_VG_TOKEN_KID_UNKNOWN', /does not publish/);
+    assert.equal(srv.counts.jwks, 2, 'the refreshed set is inside the cooldown: no further fetch');
   });
 
   test('a flood of 50 unknown kids costs at most one fetch per cooldown', async () => {

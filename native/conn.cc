@@ -382,18 +382,21 @@ void Conn::DrainTls() {
       }
       continue;
     }
+    // SSL_get_error must see the failed SSL_read's state: take it before the owner's
+    // callback runs (which may SSL_write on this very connection).
+    int err = SSL_get_error(ssl_, r);
+    std::string tlsError = err == SSL_ERROR_SSL ? TakeOpenSslError("TLS record error") : std::string();
     if (have > 0) {
       events_->OnPlaintext(this, out, have);
       have = 0;
       if (closing_) return;
     }
-    int err = SSL_get_error(ssl_, r);
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return;
     if (err == SSL_ERROR_ZERO_RETURN) {
       Close("eof", "close_notify");
       return;
     }
-    Fail("tls-error", TakeOpenSslError("TLS record error"));
+    Fail("tls-error", err == SSL_ERROR_SSL ? tlsError : std::string("connection closed without close_notify"));
     return;
   }
 }

@@ -27,7 +27,13 @@ export type VgErrorCode =
   | 'ERR_VG_UPSTREAM_CONNECT'
   | 'ERR_VG_UPSTREAM_TLS'
   | 'ERR_VG_UPSTREAM_AUTH'
-  | 'ERR_VG_UPSTREAM_PROTOCOL';
+  | 'ERR_VG_UPSTREAM_PROTOCOL'
+  | 'ERR_VG_UPSTREAM_TIMEOUT'
+  // HTTP data path
+  | 'ERR_VG_HTTP_BAD_REQUEST'
+  | 'ERR_VG_HTTP_BODY_TOO_LARGE'
+  | 'ERR_VG_HTTP_HEADERS_TOO_LARGE'
+  | 'ERR_VG_HTTP_UNSUPPORTED';
 
 export class VgError extends Error {
   readonly code: VgErrorCode;

@@ -41,6 +41,7 @@ export class PgClientSession {
   private grant: AuthGranted | null = null;
   private upstream: UpstreamSetup | null = null;
   private clientEarly: Buffer[] = [];
+  private client = '';
 
   constructor(
     private readonly conn: Connection,
@@ -49,6 +50,7 @@ export class PgClientSession {
   ) {}
 
   start(): void {
+    this.client = `${this.conn.remoteAddress}:${this.conn.remotePort}`;
     this.conn.setCallbacks(
       (chunk) => this.onData(chunk),
       (reason, detail) => this.onClientClosed(reason, detail),
@@ -66,7 +68,7 @@ export class PgClientSession {
   }
 
   private clientLabel(): string {
-    return `${this.conn.remoteAddress}:${this.conn.remotePort}`;
+    return this.client;
   }
 
   private onData(chunk: Buffer): void {

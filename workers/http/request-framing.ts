@@ -1,0 +1,157 @@
+// Request framing checks and header re-serialization for the HTTP data path. uWebSockets.js
+// already drops connections with CL+TE, a non-numeric Content-Length, obs-fold, bare LF, NUL
+// in headers, no Host, or HTTP/1.0 (see test/http/framing.test.ts); what it lets through and
+// we refuse here: duplicate Content-Length, Transfer-Encoding other than exactly `chunked`,
+// duplicate Host, and oversized header sections. Headers are rebuilt for the upstream, never
+// passed raw: hop-by-hop headers (RFC 9110 §7.6.1) and the client's credentials are dropped.
+
+/** Largest request header section accepted (names + values), config `max_request_headers`. */
+export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
+/** Most request header fields accepted. */
+export const DEFAULT_MAX_HEADER_COUNT = 100;
+/** Largest upstream response header value passed back (guards against a broken upstream). */
+export const MAX_RESPONSE_HEADER_VALUE_BYTES = 16 * 1024;
+
+export type HeaderList = [name: string, value: string][];
+
+export interface FramingLimits {
+  maxHeaderBytes: number;
+  maxHeaderCount: number;
+}
+
+export type BodyFraming = { kind: 'none' } | { kind: 'length'; length: number } | { kind: 'chunked' };
+
+export type FramingResult =
+  | { ok: true; body: BodyFraming }
+  | { ok: false; status: 400 | 431 | 501; code: 'ERR_VG_HTTP_BAD_REQUEST' | 'ERR_VG_HTTP_HEADERS_TOO_LARGE' | 'ERR_VG_HTTP_UNSUPPORTED'; message: string };
+
+/** Hop-by-hop or gateway-owned: never forwarded in either direction. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'content-length', // recomputed from the framing we forward
+  'host',
+  'expect', // the gateway answers 100-continue itself
+]);
+
+/** Set by the gateway only; whatever the client sent is dropped (it is the edge and would be trusted upstream). */
+const GATEWAY_SET = new Set(['authorization', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip']);
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/** Checks the framing of a request from its header list (names lower-case, as uWS gives them). */
+export function checkRequestFraming(method: string, headers: HeaderList, limits: FramingLimits): FramingResult {
+  if (headers.length > limits.maxHeaderCount) {
+    return { ok: false, status: 431, code: 'ERR_VG_HTTP_HEADERS_TOO_LARGE', message: `the request has ${headers.length} header fields; at most ${limits.maxHeaderCount} are accepted` };
+  }
+  let bytes = 0;
+  const contentLengths: string[] = [];
+  const transferEncodings: string[] = [];
+  let hosts = 0;
+  for (const [name, value] of headers) {
+    bytes += name.length + value.length + 4;
+    if (!TOKEN.test(name)) return bad(`header name ${JSON.stringify(name.slice(0, 40))} is not a valid token`);
+    if (!FIELD_VALUE.test(value)) return bad(`header ${name} has a control character in its value`);
+    if (name === 'content-length') contentLengths.push(value);
+    else if (name === 'transfer-encoding') transferEncodings.push(value);
+    else if (name === 'host') hosts++;
+  }
+  if (bytes > limits.maxHeaderBytes) {
+    return { ok: false, status: 431, code: 'ERR_VG_HTTP_HEADERS_TOO_LARGE', message: `the request headers are ${bytes} bytes; at most ${limits.maxHeaderBytes} are accepted` };
+  }
+  if (hosts > 1) return bad('more than one Host header');
+  if (contentLengths.length > 0 && transferEncodings.length > 0) return bad('Content-Length together with Transfer-Encoding is ambiguous framing (RFC 9112 §6.1)');
+  if (contentLengths.length > 1) return bad('more than one Content-Length header is ambiguous framing');
+  if (transferEncodings.length > 1) return bad('more than one Transfer-Encoding header');
+  if (transferEncodings.length === 1) {
+    if (transferEncodings[0]!.trim().toLowerCase() !== 'chunked') {
+      return { ok: false, status: 501, code: 'ERR_VG_HTTP_UNSUPPORTED', message: `Transfer-Encoding "${transferEncodings[0]!.slice(0, 40)}" is not supported; send the body with Content-Length or plain chunked` };
+    }
+    return { ok: true, body: { kind: 'chunked' } };
+  }
+  if (contentLengths.length === 1) {
+    const v = contentLengths[0]!;
+    if (!/^\d{1,15}$/.test(v)) return bad('Content-Length is not a plain decimal number');
+    const length = Number(v);
+    return { ok: true, body: length === 0 && (method === 'GET' || method === 'HEAD') ? { kind: 'none' } : { kind: 'length', length } };
+  }
+  return { ok: true, body: { kind: 'none' } };
+}
+
+function bad(message: string): FramingResult {
+  return { ok: false, status: 400, code: 'ERR_VG_HTTP_BAD_REQUEST', message };
+}
+
+/** Names listed in a Connection header are hop-by-hop too (RFC 9110 §7.6.1). */
+function connectionListed(headers: HeaderList): Set<string> {
+  const out = new Set<string>();
+  for (const [name, value] of headers) {
+    if (name !== 'connection') continue;
+    for (const part of value.split(',')) {
+      const t = part.trim().toLowerCase();
+      if (t) out.add(t);
+    }
+  }
+  return out;
+}
+
+export interface ForwardInfo {
+  clientAddress: string;
+  /** Host header the client used (for X-Forwarded-Host / Forwarded host=). */
+  clientHost: string;
+  /** Host header for the upstream (its own authority). */
+  upstreamHost: string;
+  /** Upstream credential header, already lower-case name; null for none. */
+  credential: { name: string; value: string } | null;
+}
+
+/** The header object sent upstream: end-to-end client headers, minus anything the gateway owns, plus forwarding and credential headers. */
+export function upstreamRequestHeaders(headers: HeaderList, info: ForwardInfo): Record<string, string | string[]> {
+  const drop = connectionListed(headers);
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of headers) {
+    if (HOP_BY_HOP.has(name) || GATEWAY_SET.has(name) || drop.has(name)) continue;
+    if (info.credential && name === info.credential.name) continue; // a client never supplies the upstream credential
+    const cur = out[name];
+    if (cur === undefined) out[name] = value;
+    else if (Array.isArray(cur)) cur.push(value);
+    else out[name] = [cur, value];
+  }
+  out['host'] = info.upstreamHost;
+  out['x-forwarded-for'] = info.clientAddress;
+  out['x-forwarded-proto'] = 'https';
+  if (info.clientHost) out['x-forwarded-host'] = info.clientHost;
+  const forAddr = info.clientAddress.includes(':') ? `"[${info.clientAddress}]"` : info.clientAddress;
+  out['forwarded'] = `for=${forAddr};proto=https${info.clientHost && TOKEN_OR_HOST.test(info.clientHost) ? `;host="${info.clientHost}"` : ''}`;
+  if (info.credential) out[info.credential.name] = info.credential.value;
+  return out;
+}
+
+const TOKEN_OR_HOST = /^[A-Za-z0-9.\-:[\]]+$/;
+
+/** Response headers passed back to the client: end-to-end only; framing is uWS's job. */
+export function clientResponseHeaders(raw: readonly string[]): HeaderList {
+  const pairs: HeaderList = [];
+  const names: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) names.push(raw[i]!.toLowerCase());
+  const listed = new Set<string>();
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (names[i / 2] === 'connection') for (const p of raw[i + 1]!.split(',')) listed.add(p.trim().toLowerCase());
+  }
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = names[i / 2]!;
+    const value = raw[i + 1]!;
+    if (HOP_BY_HOP.has(name) || listed.has(name) || name === 'date') continue; // uWS writes its own Date
+    if (!TOKEN.test(name) || !FIELD_VALUE.test(value) || value.length > MAX_RESPONSE_HEADER_VALUE_BYTES) continue;
+    pairs.push([name, value]);
+  }
+  return pairs;
+}

@@ -103,13 +103,15 @@ class ConnWrap;
 class PumpBridge : public PumpObserver {
  public:
   PumpBridge(Napi::Env env, ConnWrap* client, ConnWrap* upstream, Conn* c, Conn* u, PumpProtocol protocol,
-             size_t highWater, Napi::Function onEnd);
+             size_t highWater, Napi::Function onEnd, Napi::Value onStatement);
   void OnPumpEnd(const PumpStats& stats) override;
+  bool OnStatement(uint8_t type, const std::string& text, std::string* denial) override;
   Pump pump;
 
  private:
   Napi::Env env_;
   Napi::FunctionReference onEnd_;
+  Napi::FunctionReference onStatement_;
   Napi::ObjectReference clientRef_;
   Napi::ObjectReference upstreamRef_;
 };
@@ -330,11 +332,28 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
 };
 
 PumpBridge::PumpBridge(Napi::Env env, ConnWrap* client, ConnWrap* upstream, Conn* c, Conn* u, PumpProtocol protocol,
-                       size_t highWater, Napi::Function onEnd)
-    : pump(c, u, protocol, highWater, this), env_(env) {
+                       size_t highWater, Napi::Function onEnd, Napi::Value onStatement)
+    : pump(c, u, protocol, highWater, this, onStatement.IsFunction()), env_(env) {
   onEnd_ = Napi::Persistent(onEnd);
+  if (onStatement.IsFunction()) onStatement_ = Napi::Persistent(onStatement.As<Napi::Function>());
   clientRef_ = Napi::Persistent(client->Value());
   upstreamRef_ = Napi::Persistent(upstream->Value());
+}
+
+bool PumpBridge::OnStatement(uint8_t type, const std::string& text, std::string* denial) {
+  if (onStatement_.IsEmpty()) return true;
+  Napi::HandleScope scope(env_);
+  char t[2] = {static_cast<char>(type), 0};
+  Napi::Value r = onStatement_.MakeCallback(env_.Global(), {Napi::String::New(env_, t), Napi::String::New(env_, text)});
+  if (env_.IsExceptionPending()) {
+    Napi::Error e = env_.GetAndClearPendingException();
+    napi_fatal_exception(env_, e.Value());
+    *denial = "statement could not be checked";
+    return false;  // fail closed
+  }
+  if (r.IsEmpty() || r.IsNull() || r.IsUndefined()) return true;
+  *denial = r.IsString() ? r.As<Napi::String>().Utf8Value() : "permission denied";
+  return false;
 }
 
 void PumpBridge::OnPumpEnd(const PumpStats& s) {
@@ -349,6 +368,7 @@ void PumpBridge::OnPumpEnd(const PumpStats& s) {
     o.Set("messagesFromClient", static_cast<double>(s.messagesFromClient));
     o.Set("messagesFromUpstream", static_cast<double>(s.messagesFromUpstream));
     o.Set("statements", static_cast<double>(s.statements));
+    o.Set("refusedStatements", static_cast<double>(s.refusedStatements));
     o.Set("reason", s.reason);
     o.Set("detail", s.detail);
     CallJs(env_, onEnd_, {o});
@@ -577,7 +597,8 @@ Napi::Value VgAddon::StartPump(const Napi::CallbackInfo& info) {
   Napi::Value hw = opts.Get("highWaterBytes");
   size_t highWater = hw.IsNumber() ? static_cast<size_t>(hw.As<Napi::Number>().Int64Value()) : 256 * 1024;
   if (highWater < 16 * 1024) highWater = 16 * 1024;
-  auto* bridge = new PumpBridge(env, a, b, a->conn(), b->conn(), protocol, highWater, info[3].As<Napi::Function>());
+  auto* bridge = new PumpBridge(env, a, b, a->conn(), b->conn(), protocol, highWater, info[3].As<Napi::Function>(),
+                                opts.Get("onStatement"));
   a->AttachPump(bridge);
   b->AttachPump(bridge);
   liveSessions++;

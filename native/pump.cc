@@ -3,8 +3,138 @@
 
 namespace vg {
 
-Pump::Pump(Conn* client, Conn* upstream, PumpProtocol protocol, size_t highWater, PumpObserver* observer)
-    : client_(client), upstream_(upstream), protocol_(protocol), highWater_(highWater), observer_(observer) {
+namespace {
+
+void AppendHeader(std::string* out, uint8_t type, uint32_t bodyLength) {
+  uint32_t len = bodyLength + 4;
+  out->push_back(static_cast<char>(type));
+  out->push_back(static_cast<char>(len >> 24));
+  out->push_back(static_cast<char>(len >> 16));
+  out->push_back(static_cast<char>(len >> 8));
+  out->push_back(static_cast<char>(len));
+}
+
+// ErrorResponse ERROR 42501 (insufficient_privilege): the session goes on.
+std::string ErrorResponse(const std::string& message) {
+  std::string body;
+  body += 'S'; body += "ERROR"; body.push_back('\0');
+  body += 'V'; body += "ERROR"; body.push_back('\0');
+  body += 'C'; body += "42501"; body.push_back('\0');
+  body += 'M'; body += message; body.push_back('\0');
+  body.push_back('\0');
+  std::string out;
+  AppendHeader(&out, 'E', static_cast<uint32_t>(body.size()));
+  return out + body;
+}
+
+// The statement text of a Query ("text\0") or Parse ("name\0text\0...") body.
+std::string StatementText(uint8_t type, const std::string& body) {
+  size_t start = 0;
+  if (type == 'P') {
+    size_t nameEnd = body.find('\0');
+    if (nameEnd == std::string::npos) return std::string();
+    start = nameEnd + 1;
+  } else if (type != 'Q') {
+    return std::string();
+  }
+  size_t end = body.find('\0', start);
+  return body.substr(start, end == std::string::npos ? std::string::npos : end - start);
+}
+
+}  // namespace
+
+void Pump::ClientInspector::OnMessageStart(uint8_t type, uint32_t length) {
+  holding_ = false;
+  dropping_ = false;
+  tooLong_ = false;
+  if (discardToSync_) {
+    if (type != 'S') {
+      dropping_ = true;  // the rest of a refused extended-protocol batch
+      return;
+    }
+    discardToSync_ = false;
+    AppendHeader(&out, type, length);
+    pump_->syncPoints_.push_back(std::move(pendingDenial_));
+    pendingDenial_.clear();
+    return;
+  }
+  if (type == 'Q' || type == 'P' || type == 'F') {
+    pump_->stats_.statements += type == 'F' ? 0 : 1;
+    holding_ = true;
+    held_.clear();
+    if (length > kMaxInspectedStatementBytes) {
+      tooLong_ = true;
+      dropping_ = true;
+      holding_ = false;
+      return;
+    }
+    AppendHeader(&held_, type, length);
+    return;
+  }
+  if (type == 'S') pump_->syncPoints_.push_back(std::string());
+  AppendHeader(&out, type, length);
+}
+
+void Pump::ClientInspector::OnMessageBody(uint8_t, const uint8_t* data, size_t len) {
+  if (dropping_) return;
+  (holding_ ? held_ : out).append(reinterpret_cast<const char*>(data), len);
+}
+
+void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
+  if (!holding_ && !tooLong_) return;
+  bool allowed = false;
+  std::string denial;
+  if (tooLong_) {
+    denial = "statement too long to inspect for a read-only session";
+  } else {
+    std::string text = type == 'F' ? std::string() : StatementText(type, held_.substr(5));
+    allowed = pump_->observer_->OnStatement(type, text, &denial);
+  }
+  holding_ = false;
+  tooLong_ = false;
+  dropping_ = false;
+  if (allowed) {
+    out += held_;
+    if (type == 'Q' || type == 'F') pump_->syncPoints_.push_back(std::string());
+  } else {
+    pump_->stats_.refusedStatements++;
+    std::string err = ErrorResponse(denial.empty() ? "permission denied: statement not allowed" : denial);
+    if (type == 'P') {
+      // Discard the batch up to its Sync, which is forwarded so that earlier messages in
+      // the pipeline are answered; the refusal is emitted before that Sync's ReadyForQuery.
+      discardToSync_ = true;
+      pendingDenial_ = std::move(err);
+    } else {
+      // Replace the statement with a Sync: the upstream answers ReadyForQuery in order.
+      AppendHeader(&out, 'S', 0);
+      pump_->syncPoints_.push_back(std::move(err));
+    }
+  }
+  held_.clear();
+  held_.shrink_to_fit();
+}
+
+void Pump::UpstreamInspector::OnMessageStart(uint8_t type, uint32_t length) {
+  if (type == 'Z' && !pump_->syncPoints_.empty()) {
+    std::string inject = std::move(pump_->syncPoints_.front());
+    pump_->syncPoints_.pop_front();
+    out += inject;
+  }
+  AppendHeader(&out, type, length);
+}
+
+void Pump::UpstreamInspector::OnMessageBody(uint8_t, const uint8_t* data, size_t len) {
+  out.append(reinterpret_cast<const char*>(data), len);
+}
+
+Pump::Pump(Conn* client, Conn* upstream, PumpProtocol protocol, size_t highWater, PumpObserver* observer,
+           bool inspectStatements)
+    : client_(client),
+      upstream_(upstream),
+      protocol_(protocol),
+      highWater_(highWater),
+      observer_(observer),
+      inspect_(inspectStatements && protocol == PumpProtocol::Postgres) {
   client_->SetLowWater(highWater_ / 4);
   upstream_->SetLowWater(highWater_ / 4);
 }
@@ -21,8 +151,9 @@ void Pump::OnPlaintext(Conn* from, const char* data, size_t len) {
   Conn* to = fromClient ? upstream_ : client_;
   if (protocol_ == PumpProtocol::Postgres) {
     PgFrameParser& parser = fromClient ? clientParser_ : upstreamParser_;
-    Counter& counter = fromClient ? clientCounter_ : upstreamCounter_;
-    PgFrameResult r = parser.Feed(reinterpret_cast<const uint8_t*>(data), len, &counter);
+    PgFrameCallbacks* cb = fromClient ? static_cast<PgFrameCallbacks*>(&clientCounter_) : &upstreamCounter_;
+    if (inspect_) cb = fromClient ? static_cast<PgFrameCallbacks*>(&clientInspector_) : &upstreamInspector_;
+    PgFrameResult r = parser.Feed(reinterpret_cast<const uint8_t*>(data), len, cb);
     if (r.status == PgFrameStatus::Error) {
       // Fail closed: a frame we cannot parse ends the session; nothing of it is forwarded.
       if (stats_.reason.empty()) {
@@ -36,6 +167,12 @@ void Pump::OnPlaintext(Conn* from, const char* data, size_t len) {
   }
   if (fromClient) stats_.bytesFromClient += len;
   else stats_.bytesFromUpstream += len;
+  if (inspect_) {
+    std::string& out = fromClient ? clientInspector_.out : upstreamInspector_.out;
+    if (!out.empty()) to->Write(out.data(), out.size());
+    out.clear();
+    return;
+  }
   to->Write(data, len);
 }
 
@@ -71,7 +208,7 @@ void Pump::OnClosed(Conn* c) {
     ended_ = true;
     stats_.messagesFromClient = clientParser_.messages();
     stats_.messagesFromUpstream = upstreamParser_.messages();
-    stats_.statements = clientCounter_.statements;
+    if (!inspect_) stats_.statements = clientCounter_.statements;
     observer_->OnPumpEnd(stats_);
   }
 }

@@ -4,6 +4,8 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <deque>
+#include <vector>
 
 #include "conn.h"
 #include "pg-frame-parser.h"
@@ -16,6 +18,7 @@ struct PumpStats {
   uint64_t messagesFromClient = 0;
   uint64_t messagesFromUpstream = 0;
   uint64_t statements = 0;
+  uint64_t refusedStatements = 0;
   std::string reason;
   std::string detail;
 };
@@ -25,13 +28,20 @@ class PumpObserver {
   virtual ~PumpObserver() = default;
   // Both connections are closed; the pump may be deleted after this returns.
   virtual void OnPumpEnd(const PumpStats& stats) = 0;
+  // Statement inspection (read-only sessions): `type` is 'Q' (simple query), 'P' (Parse) or
+  // 'F' (FunctionCall, text empty). Return true to forward; false and a message to refuse.
+  virtual bool OnStatement(uint8_t type, const std::string& text, std::string* denial) { return true; }
 };
 
 enum class PumpProtocol { Raw, Postgres };
 
+// Longest statement buffered for inspection; a longer one is refused (fail closed).
+constexpr uint32_t kMaxInspectedStatementBytes = 1024 * 1024;
+
 class Pump {
  public:
-  Pump(Conn* client, Conn* upstream, PumpProtocol protocol, size_t highWater, PumpObserver* observer);
+  Pump(Conn* client, Conn* upstream, PumpProtocol protocol, size_t highWater, PumpObserver* observer,
+       bool inspectStatements = false);
   // Begin forwarding. Bytes the setup phase left unread are already in the sockets.
   void Start();
   // Routed here by the connections' owners.
@@ -42,6 +52,40 @@ class Pump {
   bool ended() const { return ended_; }
 
  private:
+  // Client -> upstream when statements are inspected: rebuilds the forwarded stream message
+  // by message, holding Q/P/F whole until the observer decides.
+  class ClientInspector : public PgFrameCallbacks {
+   public:
+    explicit ClientInspector(Pump* p) : pump_(p) {}
+    void OnMessageStart(uint8_t type, uint32_t length) override;
+    void OnMessageBody(uint8_t type, const uint8_t* data, size_t len) override;
+    void OnMessageEnd(uint8_t type) override;
+    std::string out;  // bytes to forward for the current chunk
+
+   private:
+    Pump* pump_;
+    bool holding_ = false;
+    bool dropping_ = false;
+    bool discardToSync_ = false;
+    bool tooLong_ = false;
+    std::string held_;
+    std::string pendingDenial_;
+  };
+  // Upstream -> client when statements are inspected: injects refusals before the
+  // ReadyForQuery that answers the Sync sent in place of a refused statement.
+  class UpstreamInspector : public PgFrameCallbacks {
+   public:
+    explicit UpstreamInspector(Pump* p) : pump_(p) {}
+    void OnMessageStart(uint8_t type, uint32_t length) override;
+    void OnMessageBody(uint8_t type, const uint8_t* data, size_t len) override;
+    std::string out;
+
+   private:
+    Pump* pump_;
+  };
+  friend class ClientInspector;
+  friend class UpstreamInspector;
+
   class Counter : public PgFrameCallbacks {
    public:
     explicit Counter(bool fromClient) : fromClient_(fromClient) {}
@@ -63,6 +107,13 @@ class Pump {
   PgFrameParser upstreamParser_;
   Counter clientCounter_{true};
   Counter upstreamCounter_{false};
+  bool inspect_ = false;
+  ClientInspector clientInspector_{this};
+  UpstreamInspector upstreamInspector_{this};
+  // One entry per sync point forwarded (Q or S) whose ReadyForQuery is still due: the
+  // refusal to emit before it, or empty.
+  std::deque<std::string> syncPoints_;
+  uint64_t refused_ = 0;
   bool clientClosed_ = false;
   bool upstreamClosed_ = false;
   bool ended_ = false;

@@ -50,6 +50,8 @@ export interface PumpStats {
   messagesFromUpstream: number;
   /** Simple-protocol Query plus extended Parse messages seen from the client. */
   statements: number;
+  /** Statements refused by `onStatement` (ERROR 42501 sent, session kept). */
+  refusedStatements: number;
   /** Who ended the session: 'client-eof' | 'upstream-eof' | 'client-error' | 'upstream-error' | 'protocol-error' | 'closed'. */
   reason: string;
   /** Human-readable detail for errors (errno name, TLS alert, parser complaint). */
@@ -61,6 +63,14 @@ export interface PumpOptions {
   protocol: 'pg' | 'raw';
   /** Bytes queued toward one side before the other side stops being read. */
   highWaterBytes: number;
+  /**
+   * Statement inspection (PostgreSQL, read-only sessions). Called synchronously for every
+   * Query ('Q'), Parse ('P') and FunctionCall ('F', text empty) before it is forwarded.
+   * Return null to forward it, or a message to refuse it: the client gets ERROR 42501 with
+   * that message (in protocol order), the rest of a refused extended batch is discarded up
+   * to Sync, and the session goes on. Only statement text crosses into JS, never row data.
+   */
+  onStatement?: (type: 'Q' | 'P' | 'F', text: string) => string | null;
 }
 
 export interface Connection {

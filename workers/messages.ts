@@ -50,6 +50,7 @@ export interface SessionSummary {
   bytesFromClient: number;
   bytesFromUpstream: number;
   statements: number;
+  refusedStatements: number;
   reason: string;
   detail: string;
 }

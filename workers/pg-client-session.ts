@@ -12,6 +12,15 @@ import * as ser from './pg/serializer.js';
 import { encodeCancelKey, decodeCancelKey } from './pg/cancel-key.js';
 import { UpstreamSetup, type UpstreamReady } from './pg-upstream-setup.js';
 import type { WorkerContext } from './worker-context.js';
+import { classifyStatement, isReadOnly } from '../src/policy/statement-classifier.js';
+
+/** The refusal a read-only session gets for a statement that is not a read. */
+export function readOnlyRefusal(who: string, connection: string, type: 'Q' | 'P' | 'F', text: string): string | null {
+  if (type === 'F') return `permission denied: ${who} has read access to "${connection}"; function calls over the fast-path protocol are not allowed`;
+  const c = classifyStatement(text);
+  if (c.kind === 'read' || isReadOnly(c)) return null;
+  return `permission denied: ${who} has read access to "${connection}"; ${c.reason} is not allowed (statement: ${c.statement})`;
+}
 
 type State = 'initial' | 'tls-handshake' | 'startup' | 'password' | 'authorizing' | 'upstream' | 'pumping' | 'closed';
 
@@ -276,7 +285,13 @@ export class PgClientSession {
       clientTls: `${this.clientTls?.version} ${this.clientTls?.cipher}`,
       upstreamTls,
     });
-    this.ctx.native.pump(this.conn, ready.conn, { protocol: 'pg', highWaterBytes: this.ctx.limits.pumpHighWaterBytes }, (stats: PumpStats) => {
+    const who = grant.username || grant.subject;
+    const onStatement = grant.access === 'read' ? (type: 'Q' | 'P' | 'F', text: string) => {
+      const refusal = readOnlyRefusal(who, this.cfg.name, type, text);
+      if (refusal) this.ctx.log('info', 'statement refused', { connection: this.cfg.name, subject: grant.subject, refusal });
+      return refusal;
+    } : undefined;
+    this.ctx.native.pump(this.conn, ready.conn, { protocol: 'pg', highWaterBytes: this.ctx.limits.pumpHighWaterBytes, onStatement }, (stats: PumpStats) => {
       this.state = 'closed';
       this.ctx.sessionEnded();
       const summary: SessionSummary = {
@@ -291,6 +306,7 @@ export class PgClientSession {
         bytesFromClient: stats.bytesFromClient,
         bytesFromUpstream: stats.bytesFromUpstream,
         statements: stats.statements,
+        refusedStatements: stats.refusedStatements,
         reason: stats.reason,
         detail: stats.detail,
       };

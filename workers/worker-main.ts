@@ -6,14 +6,17 @@ import type { PostgresConnectionConfig } from '../src/config/types.js';
 import { receive, send, unpackInit, type ToWorker } from './messages.js';
 import { WorkerContext } from './worker-context.js';
 import { PgClientSession } from './pg-client-session.js';
+import { initStatementClassifier } from '../src/policy/statement-classifier.js';
 
 const LISTEN_BACKLOG = 511;
 
-function main(): void {
+async function main(): Promise<void> {
   const port = parentPort;
   if (!port) throw new Error('worker-main must run in a worker thread');
   const init = unpackInit(workerData as Uint8Array);
   const binding = native();
+  // Read-only sessions classify statements synchronously in the pump: load the parser first.
+  await initStatementClassifier();
   const ctx = new WorkerContext(binding, init.index, init.config, Buffer.from(init.cancelKey), port, Buffer.from(init.tlsCert), Buffer.from(init.tlsKey));
   const listeners: Listener[] = [];
   const ready: { connection: string; port: number }[] = [];
@@ -76,4 +79,4 @@ function main(): void {
   send(port, { t: 'ready', worker: init.index, listeners: ready });
 }
 
-main();
+void main();

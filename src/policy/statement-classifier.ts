@@ -375,22 +375,23 @@ const IDENTITY_OR_ENFORCEMENT_SETTINGS: Readonly<Record<string, string>> = {
 
 function classifySet(body: Body): Finding | null {
   const kind = body.kind;
-  if (kind === 'VAR_RESET_ALL') return null; // back to the connection's start-up values
+  // RESET goes back to the value the session started with (start-up packet, role and database
+  // defaults), which the gateway chose: it can never lift read-only or change the role.
+  if (kind === 'VAR_RESET_ALL' || kind === 'VAR_RESET') return null;
   const name = typeof body.name === 'string' ? body.name : '';
   if (kind === 'VAR_SET_MULTI') {
     // SET TRANSACTION ... / SET SESSION CHARACTERISTICS AS TRANSACTION ...
     if ((name === 'TRANSACTION' || name === 'SESSION CHARACTERISTICS') && transactionModesAreRead(body.args)) return null;
     return { kind: 'write', reason: `SET ${name} READ WRITE` };
   }
-  if (kind !== 'VAR_SET_VALUE' && kind !== 'VAR_SET_DEFAULT' && kind !== 'VAR_SET_CURRENT' && kind !== 'VAR_RESET') {
+  if (kind !== 'VAR_SET_VALUE' && kind !== 'VAR_SET_DEFAULT' && kind !== 'VAR_SET_CURRENT') {
     return { kind: 'unknown', reason: `SET form ${String(kind)} is not known to be read-only` };
   }
   const key = name.toLowerCase();
   if (READ_SAFE_SETTINGS.has(key) || READ_SAFE_SETTING_PREFIXES.some((p) => key.startsWith(p))) return null;
-  const verb = kind === 'VAR_RESET' ? 'RESET' : 'SET';
   const dangerous = IDENTITY_OR_ENFORCEMENT_SETTINGS[key];
-  if (dangerous) return { kind: 'admin', reason: verb === 'SET' ? dangerous : `RESET ${key}` };
-  return { kind: 'unknown', reason: `${verb} ${name} (not on the read-only settings list)` };
+  if (dangerous) return { kind: 'admin', reason: dangerous };
+  return { kind: 'unknown', reason: `SET ${name} (not on the read-only settings list)` };
 }
 
 // ---------------------------------------------------------------------------------------------

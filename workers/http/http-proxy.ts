@@ -1,0 +1,527 @@
+// The HTTP data path of one `protocol: http` connection in one worker: a uWebSockets.js SSLApp
+// on the connection's listen address (SO_REUSEPORT across workers), bearer-token auth, per-route
+// access (route-table.ts), the body guard (guard.ts), and streaming to and from a keep-alive
+// pool of verified TLS upstream connections with backpressure both ways.
+import { STATUS_CODES } from 'node:http';
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import uWS from 'uWebSockets.js';
+import type { HttpResponse, HttpRequest, us_listen_socket } from 'uWebSockets.js';
+import type { HttpConnectionConfig, TlsProfile } from '../../src/config/types.js';
+import { VgError } from '../../src/errors.js';
+import type { AuthClientInfo, AuthResult } from '../messages.js';
+import { DEFAULT_MAX_INSPECT_BODY_BYTES, guardBody, guardNeedsBody, guardRoute } from './guard.js';
+import { DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_COUNT, checkRequestFraming, clientResponseHeaders, upstreamRequestHeaders } from './request-framing.js';
+import type { BodyFraming, HeaderList } from './request-framing.js';
+import { accessAllows, classifyRoute, unsafePathReason } from './route-table.js';
+import type { RouteDecision } from './route-table.js';
+import { DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS, DEFAULT_UPSTREAM_MAX_FREE_SOCKETS, DEFAULT_UPSTREAM_MAX_SOCKETS, createUpstreamPool, describeUpstreamFailure } from './upstream-pool.js';
+import type { UpstreamPool } from './upstream-pool.js';
+
+/** Longest wait for the upstream's response headers (config `upstream_response_timeout`); then 504. */
+export const DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS = 60_000;
+/** Request-body bytes held while the token is being verified (the socket is paused meanwhile). */
+export const MAX_PREAUTH_BODY_BYTES = 1024 * 1024;
+
+/** TLS 1.2 suites for `intermediate`: ECDHE with AEAD only. */
+const INTERMEDIATE_TLS12_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+/**
+ * `modern` = TLS 1.3 only. uWS exposes no minimum-version option, and its BoringSSL refuses an
+ * empty TLS 1.2 suite list; so the 1.2 list holds only PSK suites, which can never be chosen
+ * (no PSK callback is set): a TLS 1.2 ClientHello fails with handshake_failure, TLS 1.3 is
+ * unaffected. Checked with `openssl s_client -tls1_2` in test/http/http-proxy.test.ts.
+ */
+const MODERN_TLS12_CIPHERS = 'PSK';
+
+export interface HttpLimits {
+  maxInspectBodyBytes: number;
+  maxHeaderBytes: number;
+  maxHeaderCount: number;
+  upstreamResponseTimeoutMs: number;
+  upstreamMaxSockets: number;
+  upstreamMaxFreeSockets: number;
+  upstreamIdleTimeoutMs: number;
+}
+
+export const DEFAULT_HTTP_LIMITS: HttpLimits = {
+  maxInspectBodyBytes: DEFAULT_MAX_INSPECT_BODY_BYTES,
+  maxHeaderBytes: DEFAULT_MAX_HEADER_BYTES,
+  maxHeaderCount: DEFAULT_MAX_HEADER_COUNT,
+  upstreamResponseTimeoutMs: DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS,
+  upstreamMaxSockets: DEFAULT_UPSTREAM_MAX_SOCKETS,
+  upstreamMaxFreeSockets: DEFAULT_UPSTREAM_MAX_FREE_SOCKETS,
+  upstreamIdleTimeoutMs: DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS,
+};
+
+export type HttpLogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** What the HTTP data path needs from its worker. */
+export interface HttpWorkerContext {
+  certFile: string;
+  keyFile: string;
+  profile: TlsProfile;
+  /** Verifies the token and applies connection-level policy (worker cache, else the primary). */
+  authorize(token: string, connection: string, client: AuthClientInfo): Promise<AuthResult>;
+  log(level: HttpLogLevel, msg: string, fields: Record<string, unknown>): void;
+  limits?: Partial<HttpLimits>;
+}
+
+export interface HttpConnectionHandle {
+  port: number;
+  close(): void;
+}
+
+interface ErrorAnswer {
+  status: number;
+  code: string;
+  message: string;
+  headers?: HeaderList;
+}
+
+/** Per-request state; `res` must not be touched once `done` (aborted or answered). */
+interface Exchange {
+  res: HttpResponse;
+  method: string;
+  path: string; // path + query as forwarded
+  headers: HeaderList;
+  clientAddress: string;
+  framing: BodyFraming;
+  done: boolean;
+  /** True once the client's body has been read to the end (or there was none). */
+  bodyEnded: boolean;
+  /** Body chunks not yet forwarded or inspected (copies: uWS neuters its buffers). */
+  queued: Buffer[];
+  queuedBytes: number;
+  onBody: (() => void) | null;
+  upstream: ClientRequest | null;
+  timer: NodeJS.Timeout | null;
+  subject: string;
+  route: RouteDecision | null;
+}
+
+/**
+ * Starts serving connection `cfg` in this worker. Resolves when the listener accepts.
+ *
+ * @example
+ * const h = await startHttpConnection(ctx, config.connections.qdrant as HttpConnectionConfig);
+ * // ... h.close() on drain
+ */
+export function startHttpConnection(ctx: HttpWorkerContext, cfg: HttpConnectionConfig): Promise<HttpConnectionHandle> {
+  const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...ctx.limits };
+  const pool = createUpstreamPool(cfg, { maxSockets: limits.upstreamMaxSockets, maxFreeSockets: limits.upstreamMaxFreeSockets, idleTimeoutMs: limits.upstreamIdleTimeoutMs });
+  let app: uWS.TemplatedApp;
+  try {
+    app = uWS.SSLApp({
+      cert_file_name: ctx.certFile,
+      key_file_name: ctx.keyFile,
+      ssl_ciphers: ctx.profile === 'modern' ? MODERN_TLS12_CIPHERS : INTERMEDIATE_TLS12_CIPHERS,
+      ssl_prefer_low_memory_usage: true,
+    });
+  } catch (err) {
+    pool.close();
+    return Promise.reject(new VgError('ERR_VG_TLS_FILES', `connection "${cfg.name}": cannot use certificate ${ctx.certFile} with key ${ctx.keyFile}: ${(err as Error).message}`));
+  }
+  app.any('/*', (res, req) => onRequest(ctx, cfg, limits, pool, res, req));
+  return new Promise((resolve, reject) => {
+    app.listen(cfg.listen.host, cfg.listen.port, (token: us_listen_socket | false) => {
+      if (!token) {
+        pool.close();
+        reject(new VgError('ERR_VG_LISTEN', `connection "${cfg.name}" cannot listen on ${cfg.listen.host}:${cfg.listen.port} (port in use or address not local)`));
+        return;
+      }
+      const port = uWS.us_socket_local_port(token);
+      let closed = false;
+      resolve({
+        port,
+        close() {
+          if (closed) return;
+          closed = true;
+          uWS.us_listen_socket_close(token);
+          pool.close();
+        },
+      });
+    });
+  });
+}
+
+function onRequest(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: HttpLimits, pool: UpstreamPool, res: HttpResponse, req: HttpRequest): void {
+  // Everything from `req` is read now: it is only valid during this call.
+  const method = req.getMethod().toUpperCase();
+  const rawPath = req.getUrl();
+  const query = req.getQuery();
+  const headers: HeaderList = [];
+  req.forEach((k, v) => {
+    headers.push([k, v]);
+  });
+  const ex: Exchange = {
+    res,
+    method,
+    path: query ? `${rawPath}?${query}` : rawPath,
+    headers,
+    clientAddress: remoteAddress(res),
+    framing: { kind: 'none' },
+    done: false,
+    bodyEnded: true,
+    queued: [],
+    queuedBytes: 0,
+    onBody: null,
+    upstream: null,
+    timer: null,
+    subject: '',
+    route: null,
+  };
+  res.onAborted(() => {
+    ex.done = true;
+    if (ex.timer) clearTimeout(ex.timer);
+    ex.upstream?.destroy();
+  });
+
+  const framing = checkRequestFraming(method, headers, limits);
+  if (!framing.ok) {
+    ctx.log('info', 'http request refused: framing', { connection: cfg.name, client: ex.clientAddress, code: framing.code, reason: framing.message });
+    // The framing is in doubt, so nothing after this request on the connection can be trusted: always close.
+    ex.done = true;
+    answerErrorNow(res, { status: framing.status, code: framing.code, message: framing.message }, true);
+    return;
+  }
+  ex.framing = framing.body;
+  if (ex.framing.kind !== 'none') {
+    ex.bodyEnded = false;
+    res.onData((chunk, isLast) => {
+      if (ex.done) return;
+      if (chunk.byteLength > 0) {
+        ex.queued.push(Buffer.from(new Uint8Array(chunk)));
+        ex.queuedBytes += chunk.byteLength;
+      }
+      if (isLast) ex.bodyEnded = true;
+      if (ex.onBody) ex.onBody();
+      else if (ex.queuedBytes > MAX_PREAUTH_BODY_BYTES) res.pause();
+    });
+  }
+
+  const pathProblem = unsafePathReason(rawPath);
+  if (pathProblem) {
+    answerError(ex, { status: 400, code: 'ERR_VG_HTTP_BAD_REQUEST', message: pathProblem }, true);
+    return;
+  }
+
+  const token = bearerToken(headers);
+  if (token === null) {
+    answerError(ex, unauthorized('send an access token as "Authorization: Bearer <token>" (for example from `vecgate token`)'), true);
+    return;
+  }
+  const userAgent = headers.find(([k]) => k === 'user-agent')?.[1] ?? '';
+  ctx
+    .authorize(token, cfg.name, { address: ex.clientAddress, port: 0, user: '', applicationName: userAgent.slice(0, 64) })
+    .then(
+      (result) => afterAuth(ctx, cfg, limits, pool, ex, result),
+      (err: unknown) => {
+        ctx.log('error', 'http authorization failed', { connection: cfg.name, err: (err as Error)?.message });
+        answerError(ex, { status: 503, code: 'ERR_VG_JWKS_UNAVAILABLE', message: 'the gateway could not check the access token right now; retry shortly' }, true);
+      },
+    );
+}
+
+function afterAuth(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: HttpLimits, pool: UpstreamPool, ex: Exchange, auth: AuthResult): void {
+  if (ex.done) return;
+  if (!auth.ok) {
+    ctx.log('info', 'http request refused: token or policy', { connection: cfg.name, client: ex.clientAddress, code: auth.code });
+    if (auth.code === 'ERR_VG_ACCESS_DENIED') answerError(ex, { status: 403, code: auth.code, message: auth.message }, true);
+    else if (auth.code === 'ERR_VG_JWKS_UNAVAILABLE') answerError(ex, { status: 503, code: auth.code, message: auth.message }, true);
+    else answerError(ex, { ...unauthorized(auth.message), code: auth.code }, true);
+    return;
+  }
+  ex.subject = auth.subject;
+  const route = classifyRoute(cfg.flavor, ex.method, ex.path.split('?')[0]!);
+  ex.route = route;
+  const what = `${ex.method} ${ex.path.split('?')[0]} (${route.operation}${route.collection !== null ? ` on "${route.collection}"` : ''})`;
+  if (!accessAllows(auth.access, route.access)) {
+    const who = auth.username || auth.subject;
+    ctx.log('info', 'http request refused: access level', { connection: cfg.name, subject: auth.subject, operation: route.operation, collection: route.collection, needed: route.access, granted: auth.access });
+    answerError(
+      ex,
+      {
+        status: 403,
+        code: 'ERR_VG_ACCESS_DENIED',
+        message: `${what} needs ${route.access} access on connection "${cfg.name}"; ${who} (groups: ${auth.groups.join(', ') || 'none'}) has ${auth.access} access`,
+      },
+      true,
+    );
+    return;
+  }
+  const routeRefusal = guardRoute(cfg.flavor, route, cfg.guard, auth.groups, cfg.name);
+  if (routeRefusal) {
+    answerError(ex, routeRefusal, true);
+    return;
+  }
+  if (ex.framing.kind !== 'none' && guardNeedsBody(route, cfg.guard, auth.groups)) {
+    const cap = limits.maxInspectBodyBytes;
+    const tooLarge = (): void => {
+      answerError(ex, { status: 413, code: 'ERR_VG_HTTP_BODY_TOO_LARGE', message: `${what} has a body over ${cap} bytes (max_inspect_body); this connection's guard reads such bodies, so send smaller requests` }, true);
+    };
+    if (ex.framing.kind === 'length' && ex.framing.length > cap) return tooLarge();
+    ex.onBody = () => {
+      if (ex.done) return;
+      if (ex.queuedBytes > cap) return tooLarge();
+      if (!ex.bodyEnded) return;
+      ex.onBody = null;
+      const body = Buffer.concat(ex.queued, ex.queuedBytes);
+      ex.queued = [];
+      ex.queuedBytes = 0;
+      const refusal = guardBody(cfg.flavor, route, body, cfg.guard, auth.groups, cfg.name);
+      if (refusal) {
+        ctx.log('info', 'http request refused: guard', { connection: cfg.name, subject: auth.subject, operation: route.operation, reason: refusal.message });
+        answerError(ex, refusal, false);
+        return;
+      }
+      forward(ctx, cfg, limits, pool, ex, auth, body);
+    };
+    ex.res.resume();
+    ex.onBody();
+    return;
+  }
+  forward(ctx, cfg, limits, pool, ex, auth, null);
+}
+
+/** Sends the request upstream; `body` is the whole body when it was buffered for the guard, else it streams from the client. */
+function forward(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: HttpLimits, pool: UpstreamPool, ex: Exchange, auth: Extract<AuthResult, { ok: true }>, body: Buffer | null): void {
+  if (ex.done) return;
+  const host = ex.headers.find(([k]) => k === 'host')?.[1] ?? '';
+  const headers = upstreamRequestHeaders(ex.headers, { clientAddress: ex.clientAddress, clientHost: host, upstreamHost: pool.hostHeader, credential: credentialHeader(cfg) });
+  if (body !== null) headers['content-length'] = String(body.length);
+  else if (ex.framing.kind === 'length') headers['content-length'] = String(ex.framing.length);
+  else if (ex.framing.kind === 'chunked') headers['transfer-encoding'] = 'chunked';
+  let up: ClientRequest;
+  try {
+    up = pool.request(ex.method, ex.path, headers);
+  } catch (err) {
+    answerError(ex, { status: 502, code: 'ERR_VG_UPSTREAM_PROTOCOL', message: `the request could not be sent upstream: ${(err as Error).message}` }, true);
+    return;
+  }
+  ex.upstream = up;
+  ex.timer = setTimeout(() => {
+    const e = new Error('upstream response timeout') as NodeJS.ErrnoException;
+    e.code = 'ERR_VG_UPSTREAM_TIMEOUT';
+    up.destroy(e);
+  }, limits.upstreamResponseTimeoutMs);
+  up.on('error', (err) => {
+    if (ex.timer) clearTimeout(ex.timer);
+    if (ex.done) return;
+    const failure = describeUpstreamFailure(err, cfg);
+    ctx.log('warn', 'http upstream failed', { connection: cfg.name, subject: ex.subject, code: failure.code, reason: failure.message });
+    answerError(ex, failure, !ex.bodyEnded);
+  });
+  up.on('response', (upRes) => {
+    if (ex.timer) clearTimeout(ex.timer);
+    relayResponse(ctx, cfg, ex, upRes);
+  });
+
+  if (body !== null) {
+    up.end(body);
+    return;
+  }
+  if (ex.framing.kind === 'none') {
+    up.end();
+    return;
+  }
+  // Stream the client's body: pause the client while the upstream socket is full.
+  let waitingDrain = false;
+  const pump = (): void => {
+    if (ex.done || waitingDrain) return;
+    while (ex.queued.length > 0) {
+      const chunk = ex.queued.shift()!;
+      ex.queuedBytes -= chunk.length;
+      if (!up.write(chunk)) {
+        waitingDrain = true;
+        ex.res.pause();
+        up.once('drain', () => {
+          waitingDrain = false;
+          if (ex.done) return;
+          ex.res.resume();
+          pump();
+        });
+        return;
+      }
+    }
+    if (ex.bodyEnded) {
+      ex.onBody = null;
+      up.end();
+    }
+  };
+  ex.onBody = pump;
+  ex.res.resume();
+  pump();
+}
+
+function relayResponse(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, ex: Exchange, upRes: IncomingMessage): void {
+  if (ex.done) {
+    upRes.destroy();
+    return;
+  }
+  const res = ex.res;
+  const status = upRes.statusCode ?? 502;
+  const statusLine = `${status} ${upRes.statusMessage || STATUS_CODES[status] || ''}`.trim();
+  const headers = clientResponseHeaders(upRes.rawHeaders);
+  const lengthHeader = upRes.headers['content-length'];
+  const total = lengthHeader !== undefined && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : null;
+  const noBody = ex.method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
+  const closeAfter = !ex.bodyEnded; // the client is still sending a body nobody will read
+
+  ctx.log('debug', 'http request', { connection: cfg.name, subject: ex.subject, method: ex.method, operation: ex.route?.operation, collection: ex.route?.collection, status });
+  const writeHead = (): void => {
+    res.writeStatus(statusLine);
+    for (const [k, v] of headers) res.writeHeader(k, v);
+  };
+
+  if (noBody) {
+    upRes.resume();
+    ex.done = true;
+    res.cork(() => {
+      writeHead();
+      res.endWithoutBody(total ?? undefined, closeAfter);
+    });
+    return;
+  }
+
+  let headWritten = false;
+  let pending: Buffer | null = null; // the tail of a chunk uWS could not take (tryEnd mode)
+  let pendingOffset = 0; // write offset at which `pending` starts
+  res.onWritable((offset) => {
+    if (ex.done) return true;
+    if (total === null) {
+      // write() mode: uWS buffered everything; it drained, so read upstream again.
+      upRes.resume();
+      return true;
+    }
+    if (pending === null) return true;
+    const rest = pending.subarray(offset - pendingOffset);
+    let ok = false;
+    let finished = false;
+    res.cork(() => {
+      [ok, finished] = res.tryEnd(rest, total);
+    });
+    if (finished) {
+      ex.done = true;
+      pending = null;
+      return true;
+    }
+    if (ok) {
+      pending = null;
+      upRes.resume();
+    }
+    return ok;
+  });
+
+  upRes.on('data', (chunk: Buffer) => {
+    if (ex.done) return;
+    res.cork(() => {
+      if (!headWritten) {
+        writeHead();
+        headWritten = true;
+      }
+      if (total === null) {
+        if (!res.write(chunk)) upRes.pause();
+        return;
+      }
+      const offset = res.getWriteOffset();
+      const [ok, finished] = res.tryEnd(chunk, total);
+      if (finished) {
+        ex.done = true;
+        if (closeAfter) res.close();
+        return;
+      }
+      if (!ok) {
+        pending = chunk;
+        pendingOffset = offset;
+        upRes.pause();
+      }
+    });
+  });
+  upRes.on('end', () => {
+    if (ex.done) return;
+    if (total !== null && pending === null) {
+      // Upstream sent fewer bytes than it announced: the client must not take a short body as whole.
+      ex.done = true;
+      res.close();
+      return;
+    }
+    if (total === null) {
+      ex.done = true;
+      res.cork(() => {
+        if (!headWritten) writeHead();
+        res.end(undefined, closeAfter);
+      });
+    }
+  });
+  upRes.on('error', () => {
+    if (ex.done) return;
+    ex.done = true;
+    if (!headWritten) {
+      answerErrorNow(res, { status: 502, code: 'ERR_VG_UPSTREAM_PROTOCOL', message: `upstream of connection "${cfg.name}" failed while answering` }, true);
+      return;
+    }
+    res.close(); // mid-body: the only honest signal is a cut connection
+  });
+  if (total === 0) {
+    // No data event will come: answer now.
+    ex.done = true;
+    upRes.resume();
+    res.cork(() => {
+      writeHead();
+      res.end(undefined, closeAfter);
+    });
+  }
+}
+
+function credentialHeader(cfg: HttpConnectionConfig): { name: string; value: string } | null {
+  const c = cfg.credentials;
+  if (c === null) return null;
+  if ('header' in c) return { name: c.header.toLowerCase(), value: c.value };
+  if ('bearer' in c) return { name: 'authorization', value: `Bearer ${c.bearer}` };
+  return { name: 'authorization', value: `Basic ${Buffer.from(`${c.basic.user}:${c.basic.password}`).toString('base64')}` };
+}
+
+function bearerToken(headers: HeaderList): string | null {
+  const values = headers.filter(([k]) => k === 'authorization');
+  if (values.length !== 1) return null;
+  const m = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(values[0]![1]);
+  return m ? m[1]! : null;
+}
+
+function unauthorized(description: string): ErrorAnswer {
+  const d = description.replace(/[\\"]/g, "'").replace(/[^\x20-\x7e]/g, '?');
+  return { status: 401, code: 'ERR_VG_TOKEN_MISSING', message: description, headers: [['www-authenticate', `Bearer error="invalid_token", error_description="${d}"`]] };
+}
+
+function remoteAddress(res: HttpResponse): string {
+  const text = Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
+  // uWS reports IPv4 clients of a dual-stack socket as mapped IPv6.
+  const m = /^(?:0000:0000:0000:0000:0000:ffff:|::ffff:)(\d+\.\d+\.\d+\.\d+)$/i.exec(text);
+  return m ? m[1]! : text;
+}
+
+/** Answers with a JSON error unless the exchange is already over. `close` ends the connection (an unread body follows). */
+function answerError(ex: Exchange, e: ErrorAnswer, close: boolean): void {
+  if (ex.done) return;
+  ex.done = true;
+  if (ex.timer) clearTimeout(ex.timer);
+  ex.upstream?.destroy();
+  answerErrorNow(ex.res, e, close && !ex.bodyEnded);
+}
+
+function answerErrorNow(res: HttpResponse, e: ErrorAnswer, close: boolean): void {
+  const body = JSON.stringify({ error: { code: e.code, message: e.message } });
+  res.cork(() => {
+    res.writeStatus(`${e.status} ${STATUS_CODES[e.status] ?? ''}`.trim());
+    res.writeHeader('content-type', 'application/json');
+    res.writeHeader('cache-control', 'no-store');
+    for (const [k, v] of e.headers ?? []) res.writeHeader(k, v);
+    res.end(body, close);
+  });
+}

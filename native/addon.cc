@@ -599,6 +599,13 @@ Napi::Value VgAddon::StartPump(const Napi::CallbackInfo& info) {
   if (highWater < 16 * 1024) highWater = 16 * 1024;
   auto* bridge = new PumpBridge(env, a, b, a->conn(), b->conn(), protocol, highWater, info[3].As<Napi::Function>(),
                                 opts.Get("onStatement"));
+  Napi::Value expiresIn = opts.Get("expiresInMs");
+  if (expiresIn.IsNumber()) {
+    double ms = expiresIn.As<Napi::Number>().DoubleValue();
+    Napi::Value msg = opts.Get("expiryMessage");
+    bridge->pump.SetDeadline(uv_now(io.loop) + static_cast<uint64_t>(ms > 0 ? ms : 0),
+                             msg.IsString() ? msg.As<Napi::String>().Utf8Value() : std::string());
+  }
   a->AttachPump(bridge);
   b->AttachPump(bridge);
   liveSessions++;

@@ -87,6 +87,8 @@ class Conn {
   std::vector<unsigned char> ServerEndPoint() const;
 
   void SetLowWater(size_t bytes) { lowWater_ = bytes; }
+  // The loop's cached clock (milliseconds).
+  uint64_t Now() const { return uv_now(io_->loop); }
 
   // Called by the BIO: queue raw (ciphertext or plain) bytes for the socket.
   void QueueRaw(const char* data, size_t len);

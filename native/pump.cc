@@ -27,6 +27,18 @@ std::string ErrorResponse(const std::string& message) {
   return out + body;
 }
 
+std::string FatalResponse(const char* sqlstate, const std::string& message) {
+  std::string body;
+  body += 'S'; body += "FATAL"; body.push_back('\0');
+  body += 'V'; body += "FATAL"; body.push_back('\0');
+  body += 'C'; body += sqlstate; body.push_back('\0');
+  body += 'M'; body += message; body.push_back('\0');
+  body.push_back('\0');
+  std::string out;
+  AppendHeader(&out, 'E', static_cast<uint32_t>(body.size()));
+  return out + body;
+}
+
 // The statement text of a Query ("text\0") or Parse ("name\0text\0...") body.
 std::string StatementText(uint8_t type, const std::string& body) {
   size_t start = 0;
@@ -60,6 +72,7 @@ void Pump::ClientInspector::OnMessageStart(uint8_t type, uint32_t length) {
   }
   if (type == 'Q' || type == 'P' || type == 'F') {
     pump_->stats_.statements += type == 'F' ? 0 : 1;
+    pump_->CheckDeadline();
     holding_ = true;
     held_.clear();
     if (length > kMaxInspectedStatementBytes) {
@@ -114,6 +127,21 @@ void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
   held_.shrink_to_fit();
 }
 
+void Pump::CheckDeadline() {
+  if (deadline_ != 0 && !expired_ && client_->Now() >= deadline_) expired_ = true;
+}
+
+void Pump::EndExpired() {
+  if (stats_.reason.empty()) {
+    stats_.reason = "token-expired";
+    stats_.detail = expiryMessage_;
+  }
+  std::string fatal = FatalResponse("28P01", expiryMessage_.empty() ? "access token expired; reconnect with a fresh token" : expiryMessage_);
+  client_->Write(fatal.data(), fatal.size());
+  client_->Close("token-expired", "");
+  upstream_->Close("token-expired", "");
+}
+
 void Pump::UpstreamInspector::OnMessageStart(uint8_t type, uint32_t length) {
   if (type == 'Z' && !pump_->syncPoints_.empty()) {
     std::string inject = std::move(pump_->syncPoints_.front());
@@ -164,6 +192,12 @@ void Pump::OnPlaintext(Conn* from, const char* data, size_t len) {
       upstream_->Destroy("protocol-error", stats_.detail);
       return;
     }
+  }
+  if (fromClient && expired_) {
+    // Nothing of this chunk is forwarded: the statement came after the token's expiry.
+    clientInspector_.out.clear();
+    EndExpired();
+    return;
   }
   if (fromClient) stats_.bytesFromClient += len;
   else stats_.bytesFromUpstream += len;

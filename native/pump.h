@@ -50,6 +50,12 @@ class Pump {
   void OnDrain(Conn* c);
   void OnClosed(Conn* c);
   bool ended() const { return ended_; }
+  // Sessions are bound to their token: the first statement after `deadline` (uv_now() ms)
+  // gets FATAL `message` and the session ends.
+  void SetDeadline(uint64_t deadline, const std::string& message) {
+    deadline_ = deadline;
+    expiryMessage_ = message;
+  }
 
  private:
   // Client -> upstream when statements are inspected: rebuilds the forwarded stream message
@@ -88,15 +94,22 @@ class Pump {
 
   class Counter : public PgFrameCallbacks {
    public:
-    explicit Counter(bool fromClient) : fromClient_(fromClient) {}
+    Counter(Pump* p, bool fromClient) : pump_(p), fromClient_(fromClient) {}
     void OnMessageStart(uint8_t type, uint32_t) override {
-      if (fromClient_ && (type == 'Q' || type == 'P')) statements++;
+      if (fromClient_ && (type == 'Q' || type == 'P' || type == 'F')) {
+        if (type != 'F') statements++;
+        pump_->CheckDeadline();
+      }
     }
     uint64_t statements = 0;
 
    private:
+    Pump* pump_;
     bool fromClient_;
   };
+  // Marks the session expired when a statement arrives past the deadline.
+  void CheckDeadline();
+  void EndExpired();
 
   Conn* client_;
   Conn* upstream_;
@@ -105,8 +118,11 @@ class Pump {
   PumpObserver* observer_;
   PgFrameParser clientParser_;
   PgFrameParser upstreamParser_;
-  Counter clientCounter_{true};
-  Counter upstreamCounter_{false};
+  Counter clientCounter_{this, true};
+  Counter upstreamCounter_{this, false};
+  uint64_t deadline_ = 0;  // uv_now() milliseconds; 0 = none
+  bool expired_ = false;
+  std::string expiryMessage_;
   bool inspect_ = false;
   ClientInspector clientInspector_{this};
   UpstreamInspector upstreamInspector_{this};

@@ -52,7 +52,7 @@ export interface PumpStats {
   statements: number;
   /** Statements refused by `onStatement` (ERROR 42501 sent, session kept). */
   refusedStatements: number;
-  /** Who ended the session: 'client-eof' | 'upstream-eof' | 'client-error' | 'upstream-error' | 'protocol-error' | 'closed'. */
+  /** Who ended the session: 'client-eof' | 'upstream-eof' | 'client-error' | 'upstream-error' | 'protocol-error' | 'token-expired' | 'closed'. */
   reason: string;
   /** Human-readable detail for errors (errno name, TLS alert, parser complaint). */
   detail: string;
@@ -71,6 +71,12 @@ export interface PumpOptions {
    * to Sync, and the session goes on. Only statement text crosses into JS, never row data.
    */
   onStatement?: (type: 'Q' | 'P' | 'F', text: string) => string | null;
+  /**
+   * The session is bound to its token: the first statement after this many milliseconds
+   * gets ErrorResponse FATAL 28P01 `expiryMessage` and the session ends.
+   */
+  expiresInMs?: number;
+  expiryMessage?: string;
 }
 
 export interface Connection {

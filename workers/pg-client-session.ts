@@ -291,7 +291,13 @@ export class PgClientSession {
       if (refusal) this.ctx.log('info', 'statement refused', { connection: this.cfg.name, subject: grant.subject, refusal });
       return refusal;
     } : undefined;
-    this.ctx.native.pump(this.conn, ready.conn, { protocol: 'pg', highWaterBytes: this.ctx.limits.pumpHighWaterBytes, onStatement }, (stats: PumpStats) => {
+    this.ctx.native.pump(this.conn, ready.conn, {
+      protocol: 'pg',
+      highWaterBytes: this.ctx.limits.pumpHighWaterBytes,
+      onStatement,
+      expiresInMs: Math.max(0, grant.expiresAt - Date.now()),
+      expiryMessage: `your access token expired at ${new Date(grant.expiresAt).toISOString()}; reconnect with a fresh token (e.g. PGPASSWORD=$(vecgate token))`,
+    }, (stats: PumpStats) => {
       this.state = 'closed';
       this.ctx.sessionEnded();
       const summary: SessionSummary = {

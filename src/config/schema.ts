@@ -480,12 +480,12 @@ function httpConnectionSchema(ctx: SchemaContext) {
       listen: listen('address clients connect to, like 0.0.0.0:6443'),
       upstream: mapping(
         {
-          url: leaf((v): Check<URL> => {
+          url: leaf((v): Check<{ text: string; parsed: URL }> => {
             const t = requiredText('upstream base URL, like https://qdrant.internal:6333', v);
             if (!t.ok) return t;
             try {
-              const u = new URL(t.value);
-              if (u.protocol === 'https:' || u.protocol === 'http:') return ok(u);
+              const u = new URL(t.value.trim());
+              if (u.protocol === 'https:' || u.protocol === 'http:') return ok({ text: t.value.trim(), parsed: u });
             } catch {
               // fall through to the message below
             }
@@ -495,15 +495,16 @@ function httpConnectionSchema(ctx: SchemaContext) {
         },
         'url, tls',
       ).transform((u, rctx) => {
-        const host = u.url.hostname.startsWith('[') ? u.url.hostname.slice(1, -1) : u.url.hostname;
+        const url = u.url.parsed;
+        const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
         const tls = resolveUpstreamTls(u.tls, host, rctx);
-        if (tls.mode === 'verify-full' && u.url.protocol !== 'https:') {
-          rctx.addIssue({ code: 'custom', path: ['url'], message: `must be https with tls mode verify-full (got ${got(u.url.href)})` });
+        if (tls.mode === 'verify-full' && url.protocol !== 'https:') {
+          rctx.addIssue({ code: 'custom', path: ['url'], message: `must be https with tls mode verify-full (got ${got(u.url.text)})` });
         }
-        if (tls.mode === 'insecure-plaintext' && u.url.protocol !== 'http:') {
-          rctx.addIssue({ code: 'custom', path: ['url'], message: `must be http:// with tls mode insecure-plaintext (got ${got(u.url.href)})` });
+        if (tls.mode === 'insecure-plaintext' && url.protocol !== 'http:') {
+          rctx.addIssue({ code: 'custom', path: ['url'], message: `must be http:// with tls mode insecure-plaintext (got ${got(u.url.text)})` });
         }
-        return { url: u.url.href, tls };
+        return { url: u.url.text, tls };
       }),
       credentials: z.preprocess((v) => v ?? undefined, httpCredentials(ctx).optional()).transform((c) => c ?? null),
       guard: section(

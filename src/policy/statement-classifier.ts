@@ -450,7 +450,8 @@ function classifyCopy(body: Body): Finding | null {
 const READ_NODE_TYPES: ReadonlySet<string> = new Set([
   'SelectStmt', 'ResTarget', 'ColumnRef', 'A_Star', 'A_Const', 'String', 'Integer', 'Float', 'Boolean',
   'BitString', 'List', 'A_Expr', 'BoolExpr', 'FuncCall', 'TypeCast', 'TypeName', 'RangeVar',
-  'RangeSubselect', 'RangeFunction', 'RangeTableSample', 'RangeTableFunc', 'RangeTableFuncCol',
+  // ColumnDef: only a function's column definition list, `FROM f() AS t(a int)`, in a read
+  'RangeSubselect', 'RangeFunction', 'ColumnDef', 'RangeTableSample', 'RangeTableFunc', 'RangeTableFuncCol',
   'JoinExpr', 'SubLink', 'CaseExpr', 'CaseWhen', 'CoalesceExpr', 'MinMaxExpr', 'NullTest',
   'BooleanTest', 'SortBy', 'WindowDef', 'A_Indirection', 'A_Indices', 'A_ArrayExpr', 'RowExpr',
   'ParamRef', 'CollateClause', 'WithClause', 'CommonTableExpr', 'CTESearchClause', 'CTECycleClause',

@@ -93,6 +93,8 @@ export interface FixtureUpstream {
   seen: SeenRequest[];
   /** Sockets the upstream accepted (keep-alive reuse shows as fewer sockets than requests). */
   sockets(): number;
+  /** Bytes of /__big responses the upstream has handed to its socket so far. */
+  bigBytesSent(): number;
   close(): Promise<void>;
 }
 
@@ -135,6 +137,7 @@ export async function startFixtureUpstream(opts: FixtureUpstreamOptions): Promis
   const qdrant = new Map<string, { size: number; points: Map<string, QPoint> }>();
   const chroma = new Map<string, ChromaCollection>();
   let socketCount = 0;
+  let bigSent = 0;
 
   const server = https.createServer({ cert: readFileSync(opts.certFile), key: readFileSync(opts.keyFile), keepAliveTimeout: 30_000 }, (req, res) => {
     void handle(req, res).catch((err: Error) => {
@@ -171,6 +174,7 @@ export async function startFixtureUpstream(opts: FixtureUpstreamOptions): Promis
         while (left > 0) {
           const c = block.subarray(0, Math.min(block.length, left));
           left -= c.length;
+          bigSent += c.length;
           if (!res.write(c)) return void res.once('drain', more);
         }
         res.end();
@@ -335,6 +339,7 @@ export async function startFixtureUpstream(opts: FixtureUpstreamOptions): Promis
     url: `https://127.0.0.1:${port}`,
     seen,
     sockets: () => socketCount,
+    bigBytesSent: () => bigSent,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

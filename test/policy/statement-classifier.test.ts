@@ -20,7 +20,7 @@ import { deniedFunction } from '../../src/policy/write-functions.js';
 /** [sql, expected kind, a piece of the expected reason] */
 type Case = readonly [string, ClassificationKind, string?];
 
-const READS: Case[] = [
+const READS: (readonly [string])[] = [
   ['SELECT 1'],
   ['select * from docs where id = 1'],
   ["SELECT id FROM items ORDER BY embedding <-> '[1,2,3]' LIMIT 5"],
@@ -355,6 +355,13 @@ describe('refusal details', () => {
 
 // PostgreSQL itself as an oracle: in a session whose transactions are READ ONLY, any statement
 // PostgreSQL refuses with 25006 (read_only_sql_transaction) must not be classified read.
+/** A clean session whose transactions are READ ONLY (DISCARD ALL cannot share a query string). */
+async function resetSession(db: PGlite): Promise<void> {
+  await db.exec('ROLLBACK');
+  await db.exec('DISCARD ALL');
+  await db.exec('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY');
+}
+
 describe('PostgreSQL agrees (PGlite, read-only session)', () => {
   let db: PGlite;
   before(async () => {
@@ -379,8 +386,7 @@ describe('PostgreSQL agrees (PGlite, read-only session)', () => {
     for (const [sql] of CORPUS) {
       if (sql.includes('\u0000') || sql.trim() === '' || sql === ';;') continue;
       // Each statement starts from a clean read-only session.
-      await db.exec('ROLLBACK');
-      await db.exec('DISCARD ALL; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY');
+      await resetSession(db);
       let code: string | undefined;
       try {
         await db.exec(sql);
@@ -400,8 +406,7 @@ describe('PostgreSQL agrees (PGlite, read-only session)', () => {
   test('the read corpus runs in a read-only transaction without a 25006', async () => {
     for (const [sql] of READS) {
       if (sql.trim() === '' || sql === ';;') continue;
-      await db.exec('ROLLBACK');
-      await db.exec('DISCARD ALL; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY');
+      await resetSession(db);
       try {
         await db.exec(sql);
       } catch (err) {

@@ -1,0 +1,353 @@
+// The HTTP data path end to end: uWS SSLApp gateway in this thread, a fixture Qdrant/Chroma
+// upstream over verified TLS, real dev-issuer tokens and compiled policy. Covers 401/403/413/
+// 502/504, the guard, credential injection (and that the canary never comes back), streaming
+// both ways, keep-alive reuse, slow clients and the TLS profiles.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
+import type { IncomingHttpHeaders } from 'node:http';
+import tls from 'node:tls';
+import { after, before, describe, it } from 'node:test';
+import type { HttpConnectionConfig, PolicyConfig } from '../../src/config/types.js';
+import { startHttpConnection } from '../../workers/http/http-proxy.js';
+import type { HttpConnectionHandle } from '../../workers/http/http-proxy.js';
+import { devAuthContext, fixtureVector, makeTestPki, startFixtureUpstream } from '../harness/http-upstream.js';
+import type { DevAuthContext, FixtureUpstream, TestPki } from '../harness/http-upstream.js';
+
+const CANARY = `CANARY-upstream-key-${createHash('sha256').update(String(Math.random())).digest('hex').slice(0, 16)}`;
+const INSPECT_CAP = 256 * 1024;
+
+const POLICIES: PolicyConfig[] = [
+  { name: 'r', groups: ['ml-readers'], connections: ['qdrant', 'qdrant-bad'], access: 'read' },
+  { name: 'w', groups: ['ml-writers'], connections: ['qdrant'], access: 'write' },
+  { name: 'a', groups: ['ml-admins'], connections: ['qdrant', 'qdrant-bad'], access: 'admin' },
+];
+
+function qdrantCfg(name: string, upstreamUrl: string, ca: string, extra: Partial<HttpConnectionConfig> = {}): HttpConnectionConfig {
+  return {
+    name,
+    protocol: 'http',
+    flavor: 'qdrant',
+    listen: { host: '127.0.0.1', port: 0 },
+    upstream: { url: upstreamUrl, tls: { mode: 'verify-full', ca, serverName: '' } },
+    credentials: { header: 'api-key', value: CANARY },
+    guard: { returnVectors: ['ml-writers'], maxLimit: 100 },
+    recording: 'off',
+    ...extra,
+  };
+}
+
+interface Reply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+let pki: TestPki;
+let upstream: FixtureUpstream;
+let dev: DevAuthContext;
+let gw: HttpConnectionHandle;
+const handles: HttpConnectionHandle[] = [];
+const agent = () => new https.Agent({ keepAlive: true });
+let clientAgent: https.Agent;
+let reader = '';
+let writer = '';
+let admin = '';
+const seenBody: Buffer[] = []; // every byte the client received, for the canary check
+
+function call(port: number, method: string, path: string, opts: { token?: string; body?: Buffer | string | object; headers?: Record<string, string> } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const body = opts.body === undefined ? undefined : Buffer.isBuffer(opts.body) ? opts.body : Buffer.from(typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body));
+    const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+    if (opts.token) headers['authorization'] = `Bearer ${opts.token}`;
+    if (body) {
+      headers['content-type'] ??= 'application/json';
+      headers['content-length'] = String(body.length);
+    }
+    const req = https.request({ host: '127.0.0.1', port, method, path, headers, ca: readFileSync(pki.caFile), servername: 'localhost', agent: clientAgent }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => {
+        const b = Buffer.concat(parts);
+        seenBody.push(b, Buffer.from(JSON.stringify(res.headers)));
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const errorOf = (r: Reply) => (JSON.parse(r.body.toString()) as { error: { code: string; message: string } }).error;
+
+before(async () => {
+  pki = makeTestPki();
+  clientAgent = agent();
+  upstream = await startFixtureUpstream({ certFile: pki.certFile, keyFile: pki.keyFile, credential: { header: 'api-key', value: CANARY } });
+  dev = await devAuthContext({ certFile: pki.certFile, keyFile: pki.keyFile, profile: 'modern', policies: POLICIES, limits: { maxInspectBodyBytes: INSPECT_CAP, upstreamResponseTimeoutMs: 1500 } });
+  gw = await startHttpConnection(dev.ctx, qdrantCfg('qdrant', upstream.url, pki.caFile));
+  handles.push(gw);
+  [reader, writer, admin] = await Promise.all([dev.mint('rita', ['ml-readers']), dev.mint('will', ['ml-writers']), dev.mint('ada', ['ml-admins'])]);
+  const created = await call(gw.port, 'PUT', '/collections/docs', { token: admin, body: { vectors: { size: 1536, distance: 'Dot' } } });
+  assert.equal(created.status, 200, created.body.toString());
+  const points = Array.from({ length: 20 }, (_, i) => ({ id: i + 1, vector: fixtureVector(i + 1), payload: { n: i + 1 } }));
+  const up = await call(gw.port, 'PUT', '/collections/docs/points?wait=true', { token: writer, body: { points } });
+  assert.equal(up.status, 200, up.body.toString());
+});
+
+after(async () => {
+  for (const h of handles) h.close();
+  clientAgent?.destroy();
+  await upstream?.close();
+  dev?.cleanup();
+  pki?.cleanup();
+});
+
+describe('authentication', () => {
+  it('401 with WWW-Authenticate when the token is missing, and nothing reaches the upstream', async () => {
+    const before = upstream.seen.length;
+    const r = await call(gw.port, 'POST', '/collections/docs/points/search', { body: { vector: fixtureVector(1), limit: 3 } });
+    assert.equal(r.status, 401);
+    assert.match(String(r.headers['www-authenticate']), /^Bearer error="invalid_token", error_description="[^"]+"$/);
+    assert.equal(errorOf(r).code, 'ERR_VG_TOKEN_MISSING');
+    assert.equal(upstream.seen.length, before);
+  });
+
+  it('401 naming the reason for a tampered token', async () => {
+    const [h, p, s] = reader.split('.');
+    const tampered = `${h}.${p}.${s!.slice(0, -4)}AAAA`;
+    const r = await call(gw.port, 'GET', '/collections', { token: tampered });
+    assert.equal(r.status, 401);
+    assert.match(String(r.headers['www-authenticate']), /error="invalid_token"/);
+    assert.match(errorOf(r).code, /^ERR_VG_TOKEN_/);
+  });
+
+  it('403 for a valid token whose groups have no access to the connection', async () => {
+    const stranger = await dev.mint('sam', ['marketing']);
+    const r = await call(gw.port, 'GET', '/collections', { token: stranger });
+    assert.equal(r.status, 403);
+    assert.match(errorOf(r).message, /no access to connection "qdrant"/);
+  });
+});
+
+describe('per-route access', () => {
+  it('a reader can search and gets scores, not vectors', async () => {
+    const r = await call(gw.port, 'POST', '/collections/docs/points/search', { token: reader, body: { vector: fixtureVector(3), limit: 5 } });
+    assert.equal(r.status, 200);
+    const result = (JSON.parse(r.body.toString()) as { result: { id: number; vector: unknown }[] }).result;
+    assert.equal(result.length, 5);
+    assert.equal(result[0]!.id, 3);
+    assert.equal(result[0]!.vector, null);
+  });
+
+  it('a reader cannot upsert (403 naming write) and nothing is forwarded', async () => {
+    const before = upstream.seen.length;
+    const r = await call(gw.port, 'PUT', '/collections/docs/points', { token: reader, body: { points: [{ id: 99, vector: fixtureVector(99) }] } });
+    assert.equal(r.status, 403);
+    const e = errorOf(r);
+    assert.equal(e.code, 'ERR_VG_ACCESS_DENIED');
+    assert.match(e.message, /points\.upsert on "docs"\) needs write access/);
+    assert.match(e.message, /has read access/);
+    assert.equal(upstream.seen.length, before);
+  });
+
+  it('a writer cannot drop a collection (admin) but an admin can manage collections', async () => {
+    const r = await call(gw.port, 'DELETE', '/collections/docs', { token: writer });
+    assert.equal(r.status, 403);
+    assert.match(errorOf(r).message, /needs admin access/);
+    const tmp = await call(gw.port, 'PUT', '/collections/tmp', { token: admin, body: { vectors: { size: 4, distance: 'Dot' } } });
+    assert.equal(tmp.status, 200);
+    const del = await call(gw.port, 'DELETE', '/collections/tmp', { token: admin });
+    assert.equal(del.status, 200);
+  });
+
+  it('refuses paths with encoded separators or dot segments before classifying them', async () => {
+    for (const p of ['/collections/docs/points/search/../../points', '/collections/docs%2Fpoints/search', '/collections//docs']) {
+      const r = await call(gw.port, 'POST', p, { token: admin, body: {} });
+      assert.equal(r.status, 400, p);
+    }
+  });
+});
+
+describe('guard', () => {
+  it('refuses with_vector for groups outside return_vectors and says how to ask without them', async () => {
+    const before = upstream.seen.length;
+    const r = await call(gw.port, 'POST', '/collections/docs/points/search', { token: reader, body: { vector: fixtureVector(1), limit: 3, with_vector: true } });
+    assert.equal(r.status, 403);
+    assert.match(errorOf(r).message, /raw vectors.*with_vector.*only groups ml-writers.*omit with_vector/s);
+    assert.equal(upstream.seen.length, before);
+    const nested = await call(gw.port, 'POST', '/collections/docs/points/query', { token: reader, body: { query: fixtureVector(1), prefetch: [{ query: fixtureVector(2), with_vectors: ['text'] }] } });
+    assert.equal(nested.status, 403);
+  });
+
+  it('lets return_vectors groups have vectors', async () => {
+    const r = await call(gw.port, 'POST', '/collections/docs/points/search', { token: writer, body: { vector: fixtureVector(2), limit: 2, with_vector: true } });
+    assert.equal(r.status, 200);
+    const result = (JSON.parse(r.body.toString()) as { result: { vector: number[] }[] }).result;
+    assert.equal(result[0]!.vector.length, 1536);
+  });
+
+  it('refuses GET of one point (always returns vectors) for readers', async () => {
+    const r = await call(gw.port, 'GET', '/collections/docs/points/1', { token: reader });
+    assert.equal(r.status, 403);
+    assert.match(errorOf(r).message, /POST \/collections\/\{name\}\/points/);
+  });
+
+  it('refuses a limit above max_limit with 403 (not clamped)', async () => {
+    const r = await call(gw.port, 'POST', '/collections/docs/points/scroll', { token: reader, body: { limit: 5000 } });
+    assert.equal(r.status, 403);
+    assert.match(errorOf(r).message, /limit=5000.*max_limit of 100/);
+    const ok = await call(gw.port, 'POST', '/collections/docs/points/scroll', { token: reader, body: { limit: 100 } });
+    assert.equal(ok.status, 200);
+  });
+
+  it('413 when an inspected body is over max_inspect_body, 400 when it is not JSON', async () => {
+    const big = JSON.stringify({ vector: fixtureVector(1), limit: 3, pad: 'x'.repeat(INSPECT_CAP) });
+    const r = await call(gw.port, 'POST', '/collections/docs/points/search', { token: reader, body: big });
+    assert.equal(r.status, 413);
+    assert.equal(errorOf(r).code, 'ERR_VG_HTTP_BODY_TOO_LARGE');
+    const bad = await call(gw.port, 'POST', '/collections/docs/points/search', { token: reader, body: '{"vector": [1,2' });
+    assert.equal(bad.status, 400);
+  });
+});
+
+describe('credentials and forwarding', () => {
+  it('injects the upstream credential, drops the client Authorization and any client api-key, sets X-Forwarded-For', async () => {
+    const r = await call(gw.port, 'POST', '/__echo', { token: admin, body: { a: 1 }, headers: { 'api-key': 'client-forged', 'x-forwarded-for': '6.6.6.6', connection: 'x-secret-hop', 'x-secret-hop': '1' } });
+    assert.equal(r.status, 200);
+    const last = upstream.seen[upstream.seen.length - 1]!;
+    assert.equal(last.headers['api-key'], CANARY);
+    assert.equal(last.headers['authorization'], undefined);
+    assert.equal(last.headers['x-forwarded-for'], '127.0.0.1');
+    assert.match(String(last.headers['forwarded']), /^for=127\.0\.0\.1;proto=https/);
+    assert.equal(last.headers['x-secret-hop'], undefined);
+    assert.equal(r.headers['x-upstream'], 'fixture');
+  });
+
+  it('reuses pooled upstream connections', async () => {
+    const before = upstream.sockets();
+    for (let i = 0; i < 10; i++) assert.equal((await call(gw.port, 'POST', '/collections/docs/points/count', { token: reader, body: {} })).status, 200);
+    assert.ok(upstream.sockets() - before <= 1, `opened ${upstream.sockets() - before} upstream sockets for 10 sequential requests`);
+  });
+});
+
+describe('streaming', () => {
+  it('streams a 24 MB upload to the upstream (not buffered by the guard: admin route)', async () => {
+    const body = Buffer.alloc(24 * 1024 * 1024, 0x62);
+    const r = await call(gw.port, 'POST', '/__echo', { token: admin, body, headers: { 'content-type': 'application/octet-stream' } });
+    assert.equal(r.status, 200);
+    assert.equal((JSON.parse(r.body.toString()) as { bodyBytes: number }).bodyBytes, body.length);
+  });
+
+  for (const withLength of [true, false]) {
+    it(`streams a 48 MB response ${withLength ? 'with Content-Length' : 'chunked'}`, async () => {
+      const n = 48 * 1024 * 1024;
+      const r = await call(gw.port, 'GET', `/__big?bytes=${n}&length=${withLength ? 1 : 0}`, { token: admin });
+      assert.equal(r.status, 200);
+      assert.equal(r.body.length, n);
+    });
+  }
+
+  it('a client that stops reading holds the upstream back (backpressure), then gets every byte', async () => {
+    const n = 256 * 1024 * 1024;
+    const sentBefore = upstream.bigBytesSent();
+    const received = await new Promise<number>((resolve, reject) => {
+      const req = https.request({ host: '127.0.0.1', port: gw.port, path: `/__big?bytes=${n}&length=1`, headers: { authorization: `Bearer ${admin}` }, ca: readFileSync(pki.caFile), servername: 'localhost' }, (res) => {
+        res.pause();
+        // While the client reads nothing, the upstream must stall far below the total.
+        setTimeout(() => {
+          const sent = upstream.bigBytesSent() - sentBefore;
+          try {
+            assert.ok(sent < n / 4, `upstream sent ${sent} of ${n} bytes to a client that read nothing`);
+          } catch (err) {
+            reject(err);
+            return;
+          }
+          let got = 0;
+          res.on('data', (c: Buffer) => (got += c.length));
+          res.on('end', () => resolve(got));
+          res.resume();
+        }, 1000);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(received, n);
+  });
+
+  it('cuts the client connection when the upstream dies mid-body (no short body taken as whole)', async () => {
+    await assert.rejects(call(gw.port, 'GET', '/__cut', { token: admin }));
+  });
+});
+
+describe('upstream failures', () => {
+  it('504 with a JSON body when the upstream does not answer in time', async () => {
+    const r = await call(gw.port, 'GET', '/__hang', { token: admin });
+    assert.equal(r.status, 504);
+    assert.equal(errorOf(r).code, 'ERR_VG_UPSTREAM_TIMEOUT');
+  });
+
+  it('502 naming the failed check: refused connection, host name, chain', async () => {
+    const wrongHost = await startFixtureUpstream({ certFile: pki.wrongHostCertFile, keyFile: pki.wrongHostKeyFile, credential: null });
+    const otherCa = await startFixtureUpstream({ certFile: pki.otherCaCertFile, keyFile: pki.otherCaKeyFile, credential: null });
+    const dead = await startFixtureUpstream({ certFile: pki.certFile, keyFile: pki.keyFile, credential: null });
+    const deadUrl = dead.url;
+    await dead.close();
+    try {
+      const cases: [string, RegExp][] = [
+        [deadUrl, /cannot be reached \(ECONNREFUSED\)/],
+        [wrongHost.url, /host name check failed/],
+        [otherCa.url, /certificate chain check failed/],
+      ];
+      for (const [url, expected] of cases) {
+        const h = await startHttpConnection(dev.ctx, qdrantCfg('qdrant-bad', url, pki.caFile));
+        handles.push(h);
+        const r = await call(h.port, 'GET', '/collections', { token: admin });
+        assert.equal(r.status, 502, url);
+        assert.match(errorOf(r).message, expected);
+        h.close();
+      }
+      assert.equal(wrongHost.seen.length + otherCa.seen.length, 0, 'no request reached an unverified upstream');
+    } finally {
+      await wrongHost.close();
+      await otherCa.close();
+    }
+  });
+});
+
+describe('TLS profiles', () => {
+  const handshake = (port: number, maxVersion: tls.SecureVersion): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: readFileSync(pki.caFile), maxVersion }, () => {
+        const v = s.getProtocol() ?? '';
+        s.end();
+        resolve(v);
+      });
+      s.on('error', reject);
+    });
+
+  it('modern offers TLS 1.3 only', async () => {
+    assert.equal(await handshake(gw.port, 'TLSv1.3'), 'TLSv1.3');
+    await assert.rejects(handshake(gw.port, 'TLSv1.2'), /handshake failure|alert/i);
+  });
+
+  it('intermediate also accepts TLS 1.2 with an ECDHE AEAD suite', async () => {
+    const ctx = { ...dev.ctx, profile: 'intermediate' as const };
+    const h = await startHttpConnection(ctx, qdrantCfg('qdrant', upstream.url, pki.caFile));
+    handles.push(h);
+    assert.equal(await handshake(h.port, 'TLSv1.2'), 'TLSv1.2');
+    h.close();
+  });
+});
+
+describe('secrets', () => {
+  it('the upstream credential canary never reached the client or the logs', () => {
+    const all = Buffer.concat(seenBody).toString('latin1');
+    assert.ok(seenBody.length > 10);
+    assert.equal(all.includes(CANARY), false);
+    assert.equal(dev.logs.join('\n').includes(CANARY), false);
+    assert.equal(dev.logs.join('\n').includes(reader), false, 'tokens are not logged');
+  });
+});

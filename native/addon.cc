@@ -133,6 +133,7 @@ class VgAddon : public Napi::Addon<VgAddon> {
   Napi::Value Connect(const Napi::CallbackInfo& info);
   Napi::Value StartPump(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
+  Napi::Value EndPump(const Napi::CallbackInfo& info);
 };
 
 static uv_loop_t* LoopOf(Napi::Env env) {
@@ -174,6 +175,7 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
   ~ConnWrap() override { delete conn_; }
 
   Conn* conn() const { return conn_; }
+  PumpBridge* pump() const { return pump_; }
   void AttachPump(PumpBridge* p) { pump_ = p; }
   bool pumped() const { return pump_ != nullptr || pumpEnded_; }
 
@@ -494,6 +496,7 @@ VgAddon::VgAddon(Napi::Env env, Napi::Object exports) : io(LoopOf(env)) {
                            InstanceMethod<&VgAddon::Connect>("connect"),
                            InstanceMethod<&VgAddon::StartPump>("pump"),
                            InstanceMethod<&VgAddon::Stats>("stats"),
+                           InstanceMethod<&VgAddon::EndPump>("endPump"),
                        });
 }
 
@@ -612,6 +615,25 @@ Napi::Value VgAddon::StartPump(const Napi::CallbackInfo& info) {
   bridge->pump.Start();
   io.Flush();
   return env.Undefined();
+}
+
+// endPump(client, reason, finalBytes?): ends a pumped session from the gateway's side.
+Napi::Value VgAddon::EndPump(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsString()) {
+    Napi::TypeError::New(env, "endPump(connection, reason[, finalBytes])").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  ConnWrap* w = ConnWrap::Unwrap(info[0].As<Napi::Object>());
+  if (!w || !w->pump()) return Napi::Boolean::New(env, false);
+  std::string bytes;
+  if (info.Length() >= 3 && info[2].IsBuffer()) {
+    auto b = info[2].As<Napi::Buffer<char>>();
+    bytes.assign(b.Data(), b.Length());
+  }
+  w->pump()->pump.End(info[1].As<Napi::String>().Utf8Value(), bytes.data(), bytes.size());
+  io.Flush();
+  return Napi::Boolean::New(env, true);
 }
 
 Napi::Value VgAddon::Stats(const Napi::CallbackInfo& info) {

@@ -131,6 +131,13 @@ void Pump::CheckDeadline() {
   if (deadline_ != 0 && !expired_ && client_->Now() >= deadline_) expired_ = true;
 }
 
+void Pump::Terminate(const std::string& reason, const char* finalBytes, size_t len) {
+  if (stats_.reason.empty()) stats_.reason = reason;
+  if (len > 0 && !client_->closed()) client_->Write(finalBytes, len);
+  client_->Close(reason.c_str(), "");
+  upstream_->Close(reason.c_str(), "");
+}
+
 void Pump::EndExpired() {
   if (stats_.reason.empty()) {
     stats_.reason = "token-expired";

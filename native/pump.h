@@ -50,6 +50,7 @@ class Pump {
   void OnDrain(Conn* c);
   void OnClosed(Conn* c);
   bool ended() const { return ended_; }
+  void End(const std::string& reason, const char* finalBytes, size_t len) { Terminate(reason, finalBytes, len); }
   // Sessions are bound to their token: the first statement after `deadline` (uv_now() ms)
   // gets FATAL `message` and the session ends.
   void SetDeadline(uint64_t deadline, const std::string& message) {
@@ -107,6 +108,9 @@ class Pump {
     Pump* pump_;
     bool fromClient_;
   };
+  // Ends the session from the gateway's side: `finalBytes` (e.g. ErrorResponse FATAL) go to
+  // the client after everything already queued, then both legs close.
+  void Terminate(const std::string& reason, const char* finalBytes, size_t len);
   // Marks the session expired when a statement arrives past the deadline.
   void CheckDeadline();
   void EndExpired();

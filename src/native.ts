@@ -135,6 +135,12 @@ export interface NativeBinding {
   /** Joins two set-up connections; from now on bytes move in C++. onEnd fires once, after both are closed. */
   pump(client: Connection, upstream: Connection, opts: PumpOptions, onEnd: (stats: PumpStats) => void): void;
   stats(): NativeStats;
+  /**
+   * Ends a pumped session from the gateway's side (policy revoked, drain deadline):
+   * `finalBytes` reach the client after what is already queued, then both legs close.
+   * Returns false when the connection is not pumped (any more).
+   */
+  endPump(client: Connection, reason: string, finalBytes?: Buffer): boolean;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -3,7 +3,7 @@
 // schema and binary fields (certificates, keys) cross without base64.
 import { Packr } from 'msgpackr';
 import type { MessagePort } from 'node:worker_threads';
-import type { AccessLevel, DbCredential, VecgateConfig } from '../src/config/types.js';
+import type { AccessLevel, DbCredential, PolicyConfig, VecgateConfig } from '../src/config/types.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: true });
 
@@ -70,6 +70,7 @@ export type ToWorker =
   | { t: 'auth-result'; id: number; result: AuthResult }
   | { t: 'tls'; cert: Buffer; key: Buffer }
   | { t: 'drain'; deadlineMs: number }
+  | { t: 'policy'; policies: PolicyConfig[] }
   | { t: 'stats?' };
 
 export interface WorkerInit {

@@ -12,6 +12,7 @@ import * as ser from './pg/serializer.js';
 import { encodeCancelKey, decodeCancelKey } from './pg/cancel-key.js';
 import { UpstreamSetup, type UpstreamReady } from './pg-upstream-setup.js';
 import type { WorkerContext } from './worker-context.js';
+import { accessRank, type CompiledPolicy } from '../src/policy/policy.js';
 import { classifyStatement, isReadOnly } from '../src/policy/statement-classifier.js';
 
 /** The refusal a read-only session gets for a statement that is not a read. */
@@ -291,6 +292,7 @@ export class PgClientSession {
       if (refusal) this.ctx.log('info', 'statement refused', { connection: this.cfg.name, subject: grant.subject, refusal });
       return refusal;
     } : undefined;
+    this.ctx.sessions.add(this);
     this.ctx.native.pump(this.conn, ready.conn, {
       protocol: 'pg',
       highWaterBytes: this.ctx.limits.pumpHighWaterBytes,
@@ -299,6 +301,7 @@ export class PgClientSession {
       expiryMessage: `your access token expired at ${new Date(grant.expiresAt).toISOString()}; reconnect with a fresh token (e.g. PGPASSWORD=$(vecgate token))`,
     }, (stats: PumpStats) => {
       this.state = 'closed';
+      this.ctx.sessions.delete(this);
       this.ctx.sessionEnded();
       const summary: SessionSummary = {
         connection: this.cfg.name,
@@ -318,6 +321,25 @@ export class PgClientSession {
       };
       this.ctx.sessionSummary(summary);
     });
+  }
+
+  /** After a policy reload: a session that lost its access level ends with a clear message. */
+  revokeIfDenied(policy: CompiledPolicy): void {
+    const grant = this.grant;
+    if (!grant || this.state !== 'pumping') return;
+    const now = policy.decide(grant.groups, this.cfg.name);
+    if (now && accessRank(now.access) >= accessRank(grant.access)) return;
+    const message = now
+      ? `your access to "${this.cfg.name}" was reduced to ${now.access} by a policy change; reconnect`
+      : `your access to "${this.cfg.name}" was revoked by a policy change`;
+    this.ctx.log('info', 'session ended by policy change', { connection: this.cfg.name, subject: grant.subject, access: grant.access, now: now?.access ?? null });
+    this.ctx.native.endPump(this.conn, 'policy-revoked', ser.errorResponse({ severity: 'FATAL', code: '28000', message }));
+  }
+
+  /** Drain deadline passed: end the session the way PostgreSQL's own shutdown does. */
+  shutdown(message: string): void {
+    if (this.state !== 'pumping') return;
+    this.ctx.native.endPump(this.conn, 'shutdown', ser.errorResponse({ severity: 'FATAL', code: '57P01', message }));
   }
 
   private onCancel(processId: number, secretKey: Buffer): void {

@@ -7,6 +7,7 @@ import { rootCertificates } from 'node:tls';
 import type { MessagePort } from 'node:worker_threads';
 import type { NativeBinding, TlsContext } from '../src/native.js';
 import type { AccessLevel, PostgresConnectionConfig, ServerLimits, VecgateConfig } from '../src/config/types.js';
+import type { CompiledPolicy } from '../src/policy/policy.js';
 import { send, type AuthClientInfo, type AuthResult, type SessionSummary, type ToPrimary } from './messages.js';
 
 /** Decisions cached per worker, so most connections never wait on the primary. */
@@ -35,6 +36,8 @@ export class WorkerContext {
   private pendingAuth = new Map<number, (r: AuthResult) => void>();
   private nextAuthId = 1;
   liveSessions = 0;
+  /** Pumped sessions, so a policy change or a drain deadline can end them. */
+  readonly sessions = new Set<{ revokeIfDenied(policy: CompiledPolicy): void; shutdown(message: string): void }>();
 
   constructor(
     readonly native: NativeBinding,

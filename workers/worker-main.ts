@@ -7,6 +7,7 @@ import { receive, send, unpackInit, type ToWorker } from './messages.js';
 import { WorkerContext } from './worker-context.js';
 import { PgClientSession } from './pg-client-session.js';
 import { initStatementClassifier } from '../src/policy/statement-classifier.js';
+import { compilePolicy } from '../src/policy/policy.js';
 
 const LISTEN_BACKLOG = 511;
 
@@ -53,12 +54,21 @@ async function main(): Promise<void> {
           ctx.log('error', 'new certificate not usable; keeping the current one', { error: (err as Error).message });
         }
         break;
+      case 'policy': {
+        ctx.clearAuthCache();
+        const policy = compilePolicy(msg.policies);
+        for (const s of [...ctx.sessions]) s.revokeIfDenied(policy);
+        break;
+      }
       case 'drain': {
         if (draining) break;
         draining = true;
         for (const l of listeners) l.close();
         const deadline = Date.now() + msg.deadlineMs;
         const check = () => {
+          if (ctx.liveSessions > 0 && Date.now() >= deadline) {
+            for (const s of [...ctx.sessions]) s.shutdown('vecgate is shutting down; reconnect to another replica');
+          }
           if (ctx.liveSessions <= 0 || Date.now() >= deadline) {
             send(port, { t: 'drained', worker: init.index, sessionsLeft: Math.max(0, ctx.liveSessions) });
             port.close();

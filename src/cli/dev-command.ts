@@ -94,5 +94,5 @@ export async function runDev(opts: { dir?: string; port?: number | string }): Pr
   };
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGHUP', () => gw.reloadTls());
+  process.on('SIGHUP', () => void gw.reloadConfig());
 }

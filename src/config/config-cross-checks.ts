@@ -5,6 +5,7 @@ import { credentialFor } from '../policy/policy.js';
 import type { AccessLevel } from './types.js';
 import { formatPath, type ConfigIssue } from './config-issues.js';
 import { isWildcardHost, parseListen } from './host-address.js';
+import { plaintextUpstreamProblem } from './schema.js';
 
 type Raw = Record<string, unknown>;
 const asMap = (v: unknown): Raw | null => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Raw) : null);
@@ -18,7 +19,27 @@ export function crossCheck(raw: unknown): ConfigIssue[] {
   checkListens(root, connections, issues);
   checkPolicies(root, connections, issues);
   checkIssuers(root, issues);
+  checkPlaintextUpstreams(connections, issues);
   return issues;
+}
+
+/** Also in the schema; repeated here so it is reported even when a sibling key is invalid. */
+function checkPlaintextUpstreams(connections: Raw, issues: ConfigIssue[]): void {
+  for (const [name, c] of Object.entries(connections)) {
+    const upstream = asMap(asMap(c)?.['upstream']);
+    if (upstream === null || asMap(upstream['tls'])?.['mode'] !== 'insecure-plaintext') continue;
+    let host: string | null = null;
+    if (typeof upstream['host'] === 'string') host = upstream['host'].trim().replace(/^\[(.*)\]$/, '$1');
+    else if (typeof upstream['url'] === 'string') {
+      try {
+        host = new URL(upstream['url'].trim()).hostname.replace(/^\[(.*)\]$/, '$1');
+      } catch {
+        host = null; // the schema reports the URL itself
+      }
+    }
+    const problem = host === null ? null : plaintextUpstreamProblem(host);
+    if (problem !== null) issues.push({ path: formatPath(['connections', name, 'upstream', 'tls', 'mode']), message: problem });
+  }
 }
 
 function checkListens(root: Raw, connections: Raw, issues: ConfigIssue[]): void {

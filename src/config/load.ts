@@ -55,7 +55,14 @@ export function resolveConfig(raw: unknown, configPath: string, opts: LoadConfig
   const ctx: SchemaContext = { ...base, env: opts.env ?? base.env, availableParallelism: opts.availableParallelism ?? base.availableParallelism };
   const schema = buildConfigSchema(ctx);
   const parsed = schema.safeParse(raw);
-  const issues = [...(parsed.success ? [] : issuesFromZod(parsed.error, schema, raw)), ...crossCheck(raw)];
+  const issues: ConfigIssue[] = [];
+  const seen = new Set<string>();
+  // A rule checked both per key and across entries must be reported once.
+  for (const issue of [...(parsed.success ? [] : issuesFromZod(parsed.error, schema, raw)), ...crossCheck(raw)]) {
+    const line = issueLine(issue);
+    if (!seen.has(line)) issues.push(issue);
+    seen.add(line);
+  }
   if (issues.length > 0 || !parsed.success) fail(file, issues);
   return { configPath: file, ...parsed.data };
 }

@@ -373,18 +373,19 @@ function upstreamTlsSchema(ctx: SchemaContext) {
   );
 }
 
+/** Why `insecure-plaintext` is refused for this upstream host, or null when it is loopback. */
+export function plaintextUpstreamProblem(host: string): string | null {
+  if (isLoopbackHost(host)) return null;
+  return `insecure-plaintext is allowed only for a loopback upstream (127.0.0.0/8, ::1, localhost), and ${host} is not one: anything on the network could read the credentials and data; use verify-full with the upstream's CA`;
+}
+
 type RawUpstreamTls = { mode: UpstreamTlsConfig['mode']; ca: string | null; server_name: string | null };
 
 /** Fills server_name and enforces "insecure-plaintext only on loopback"; issues go to `tls.*`. */
 function resolveUpstreamTls(tls: RawUpstreamTls, host: string, ctx: z.RefinementCtx): UpstreamTlsConfig {
   if (tls.mode === 'insecure-plaintext') {
-    if (!isLoopbackHost(host)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['tls', 'mode'],
-        message: `insecure-plaintext is allowed only for a loopback upstream (127.0.0.0/8, ::1, localhost), and ${host} is not one: anything on the network could read the credentials and data; use verify-full with the upstream's CA`,
-      });
-    }
+    const problem = plaintextUpstreamProblem(host);
+    if (problem !== null) ctx.addIssue({ code: 'custom', path: ['tls', 'mode'], message: problem });
     if (tls.ca !== null) ctx.addIssue({ code: 'custom', path: ['tls', 'ca'], message: 'has no effect with mode insecure-plaintext (no TLS at all); remove it or use verify-full' });
     if (tls.server_name !== null) ctx.addIssue({ code: 'custom', path: ['tls', 'server_name'], message: 'has no effect with mode insecure-plaintext (no TLS at all); remove it or use verify-full' });
   }

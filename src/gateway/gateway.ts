@@ -7,7 +7,7 @@ import { createSecureContext } from 'node:tls';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { AccessLevel, DbCredential, PostgresConnectionConfig, VecgateConfig } from '../config/types.js';
-import { loadServerTlsFiles } from '../config/load.js';
+import { loadConfig, loadServerTlsFiles } from '../config/load.js';
 import { VgError } from '../errors.js';
 import { TokenVerifier } from '../identity/token-verifier.js';
 import { compilePolicy, credentialFor } from '../policy/policy.js';
@@ -22,6 +22,12 @@ export interface GatewayHandle {
   listeners: { connection: string; port: number }[];
   /** Re-reads the certificate and key; keeps the current pair when the new one is unusable. */
   reloadTls(): boolean;
+  /**
+   * Re-reads the config file: identity and policies apply to new sessions at once, live
+   * sessions that lost access are ended; listener or upstream changes need a restart
+   * (logged). An invalid file changes nothing. Also reloads the certificate.
+   */
+  reloadConfig(): Promise<boolean>;
   /** Stops accepting, lets sessions finish up to the drain deadline, then stops the workers. */
   stop(opts?: { drainMs?: number }): Promise<void>;
   stats(): Promise<{ liveSessions: number; liveConnections: number; bytesPumped: number }>;
@@ -41,8 +47,8 @@ const workerUrl = new URL('../../workers/worker-main.js', import.meta.url);
 export async function startGateway(config: VecgateConfig, opts: GatewayOptions): Promise<GatewayHandle> {
   const log = opts.logger;
   const tlsFiles = loadServerTlsFiles(config.server.tls);
-  const verifier = new TokenVerifier(config.identity.issuers);
-  const policy = compilePolicy(config.policies);
+  let verifier = new TokenVerifier(config.identity.issuers);
+  let policy = compilePolicy(config.policies);
   const cancelKey = config.server.cancelKey ?? randomBytes(32);
   const metrics = new GatewayMetrics();
   let ready = false;
@@ -216,6 +222,32 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
     }
   };
 
+  const reloadConfig = async (): Promise<boolean> => {
+    let next: VecgateConfig;
+    try {
+      next = await loadConfig(config.configPath);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'config reload failed; keeping the current config');
+      return false;
+    }
+    const shape = (c: VecgateConfig) => JSON.stringify(Object.values(c.connections).map((x) => [x.name, x.protocol, x.listen, x.upstream]));
+    if (shape(next) !== shape(config) || next.server.workers !== config.server.workers) {
+      log.warn('connection listeners or upstreams changed: restart vecgate to apply those changes');
+    }
+    verifier = new TokenVerifier(next.identity.issuers);
+    policy = compilePolicy(next.policies);
+    config.identity = next.identity;
+    config.policies = next.policies;
+    for (const [name, c] of Object.entries(next.connections)) {
+      const cur = config.connections[name];
+      if (cur && cur.protocol === c.protocol && 'credentials' in cur) (cur as { credentials: unknown }).credentials = (c as { credentials: unknown }).credentials;
+    }
+    for (const w of workers) send(w, { t: 'policy', policies: next.policies });
+    log.info({ issuers: next.identity.issuers.length, policies: next.policies.length }, 'config reloaded');
+    reloadTls();
+    return true;
+  };
+
   let tlsTimer: NodeJS.Timeout | null = null;
   const onTlsFileChange = () => {
     if (tlsTimer) clearTimeout(tlsTimer);
@@ -245,8 +277,8 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
 
   if (opts.signals) {
     process.on('SIGHUP', () => {
-      log.info('SIGHUP: reloading certificates');
-      reloadTls();
+      log.info('SIGHUP: reloading config and certificates');
+      void reloadConfig();
     });
     const onStop = (sig: string) => {
       log.info({ signal: sig, drainMs: config.server.drainTimeoutMs }, 'draining');
@@ -262,6 +294,7 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
   return {
     listeners,
     reloadTls,
+    reloadConfig,
     stop,
     metrics,
     adminPort: admin ? (admin as AdminServer).port : null,

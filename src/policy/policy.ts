@@ -4,6 +4,10 @@ import type { AccessLevel, PolicyConfig } from '../config/types.js';
 
 const RANK: Record<AccessLevel, number> = { read: 1, write: 2, admin: 3 };
 
+export function accessRank(level: AccessLevel): number {
+  return RANK[level];
+}
+
 export interface PolicyDecision {
   access: AccessLevel;
   /** Names of the rules that granted it (for logs and recordings). */

@@ -17,6 +17,9 @@ import {
 } from '../../src/policy/statement-classifier.js';
 import { deniedFunction } from '../../src/policy/write-functions.js';
 
+/** PGlite runs no programs: this one leaves its backend broken, so the oracle skips it. */
+const COPY_TO_PROGRAM = "COPY docs TO PROGRAM 'cat > /tmp/x'";
+
 /** [sql, expected kind, a piece of the expected reason] */
 type Case = readonly [string, ClassificationKind, string?];
 
@@ -195,7 +198,7 @@ const REFUSED: Case[] = [
   ['COPY t FROM STDIN', 'write', 'COPY ... FROM'],
   ["COPY docs FROM '/tmp/docs.csv' WITH (FORMAT csv)", 'write', 'COPY ... FROM'],
   ["COPY docs TO '/tmp/x'", 'admin', "COPY ... TO 'file'"],
-  ["COPY docs TO PROGRAM 'cat > /tmp/x'", 'admin', 'PROGRAM'],
+  [COPY_TO_PROGRAM, 'admin', 'PROGRAM'],
   ['COPY (DELETE FROM docs RETURNING *) TO STDOUT', 'write', 'DELETE'],
   ["COPY (SELECT nextval('s')) TO STDOUT", 'write', 'nextval'],
   // settings and identity
@@ -384,7 +387,7 @@ describe('PostgreSQL agrees (PGlite, read-only session)', () => {
   test('nothing PostgreSQL refuses in a read-only transaction is classified read', async () => {
     let refusedByPostgres = 0;
     for (const [sql] of CORPUS) {
-      if (sql.includes('\u0000') || sql.trim() === '' || sql === ';;') continue;
+      if (sql.includes('\u0000') || sql.trim() === '' || sql === ';;' || sql === COPY_TO_PROGRAM) continue;
       // Each statement starts from a clean read-only session.
       await resetSession(db);
       let code: string | undefined;

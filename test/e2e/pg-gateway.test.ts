@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -393,5 +393,56 @@ describe('certificate rotation', () => {
     assert.equal(gw.handle.reloadTls(), false);
     assert.equal(await fingerprint(), afterFp);
     assert.match(gw.logs(), /keeping the current certificate/);
+  });
+});
+
+describe('policy in the session', () => {
+  test('read access: writes are refused with 42501 and the session goes on (simple and extended)', async () => {
+    const token = await gw.token('bob@example.com', ['ml-readers']);
+    await withClient(token, async (c) => {
+      await assert.rejects(c.query("INSERT INTO docs (body) VALUES ('nope')"), (e: Error & { code?: string }) => {
+        assert.equal(e.code, '42501');
+        assert.match(e.message, /read access to "vectors"; INSERT into docs is not allowed/);
+        return true;
+      });
+      await assert.rejects(c.query('INSERT INTO docs (body) VALUES ($1)', ['nope']), (e: Error & { code?: string }) => e.code === '42501');
+      await assert.rejects(c.query('WITH d AS (DELETE FROM docs RETURNING id) SELECT count(*) FROM d'), (e: Error & { code?: string }) => e.code === '42501');
+      await assert.rejects(c.query('SET ROLE vec_rw'), (e: Error & { code?: string }) => e.code === '42501');
+      const r = await c.query('SELECT count(*)::int AS n FROM docs WHERE id <= $1', [200]);
+      assert.equal(r.rows[0].n, 200, 'the session goes on after refusals');
+    });
+    const rows = await cluster.psql("SELECT count(*) FROM docs WHERE body = 'nope'");
+    assert.equal(rows.trim(), '0', 'nothing reached the database');
+  });
+
+  test('a session ends with a clear error after its token expires', async () => {
+    const token = await gw.issuer.mint({ user: 'carol@example.com', groups: ['ml-writers'], ttlSec: 2 });
+    const c = new pg.Client(clientConfig(token));
+    c.on('error', () => {});
+    await c.connect();
+    assert.equal((await c.query('SELECT 1 AS one')).rows[0].one, 1);
+    await new Promise((r) => setTimeout(r, 2600));
+    await assert.rejects(c.query('SELECT 1'), /token expired at .*reconnect with a fresh token/);
+    await c.end().catch(() => {});
+  });
+
+  test('a policy reload ends live sessions that lost access and applies to new ones', async () => {
+    const token = await gw.token('dave@example.com', ['ml-writers']);
+    const c = new pg.Client(clientConfig(token));
+    const ended = new Promise<Error>((resolve) => c.on('error', resolve));
+    await c.connect();
+    const original = readFileSync(gw.configFile, 'utf8');
+    try {
+      writeFileSync(gw.configFile, original.replace(/- name: writers\n\s+groups:\n\s+- ml-writers/, '- name: writers\n    groups:\n      - ml-writers-v2'));
+      assert.notEqual(readFileSync(gw.configFile, 'utf8'), original, 'policy edited');
+      assert.equal(await gw.handle.reloadConfig(), true);
+      const err = await ended;
+      assert.match(err.message, /revoked by a policy change/);
+      await assert.rejects(withClient(token, (cl) => cl.query('SELECT 1')), /no access to connection "vectors"/);
+    } finally {
+      writeFileSync(gw.configFile, original);
+      assert.equal(await gw.handle.reloadConfig(), true);
+      await c.end().catch(() => {});
+    }
   });
 });

@@ -101,6 +101,8 @@ interface Exchange {
   onBody: (() => void) | null;
   upstream: ClientRequest | null;
   timer: NodeJS.Timeout | null;
+  /** uWS 20.30: resume() on a socket that is not paused stalls the next keep-alive request, so track it. */
+  paused: boolean;
   subject: string;
   route: RouteDecision | null;
 }
@@ -173,6 +175,7 @@ function onRequest(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
     onBody: null,
     upstream: null,
     timer: null,
+    paused: false,
     subject: '',
     route: null,
   };
@@ -201,7 +204,7 @@ function onRequest(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
       }
       if (isLast) ex.bodyEnded = true;
       if (ex.onBody) ex.onBody();
-      else if (ex.queuedBytes > MAX_PREAUTH_BODY_BYTES) res.pause();
+      else if (ex.queuedBytes > MAX_PREAUTH_BODY_BYTES) pauseClient(ex);
     });
   }
 
@@ -282,7 +285,7 @@ function afterAuth(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
       }
       forward(ctx, cfg, limits, pool, ex, auth, body);
     };
-    ex.res.resume();
+    resumeClient(ex);
     ex.onBody();
     return;
   }
@@ -339,11 +342,11 @@ function forward(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Http
       ex.queuedBytes -= chunk.length;
       if (!up.write(chunk)) {
         waitingDrain = true;
-        ex.res.pause();
+        pauseClient(ex);
         up.once('drain', () => {
           waitingDrain = false;
           if (ex.done) return;
-          ex.res.resume();
+          resumeClient(ex);
           pump();
         });
         return;
@@ -355,7 +358,7 @@ function forward(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Http
     }
   };
   ex.onBody = pump;
-  ex.res.resume();
+  resumeClient(ex);
   pump();
 }
 
@@ -477,6 +480,18 @@ function relayResponse(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, ex: Ex
       res.end(undefined, closeAfter);
     });
   }
+}
+
+function pauseClient(ex: Exchange): void {
+  if (ex.paused || ex.done) return;
+  ex.paused = true;
+  ex.res.pause();
+}
+
+function resumeClient(ex: Exchange): void {
+  if (!ex.paused || ex.done) return;
+  ex.paused = false;
+  ex.res.resume();
 }
 
 function credentialHeader(cfg: HttpConnectionConfig): { name: string; value: string } | null {

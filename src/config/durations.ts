@@ -30,5 +30,5 @@ export function formatDuration(ms: number): string {
     const size = UNIT_MS[unit]!;
     if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
   }
-  return `${ms}ms`;
+  return ms === 0 ? '0s' : `${ms}ms`;
 }

@@ -19,7 +19,10 @@ export type Classification =
       kind: 'write' | 'ddl' | 'admin' | 'unknown';
       /** Person-readable, e.g. "INSERT into docs", "data-modifying CTE (DELETE)", "SET ROLE". */
       reason: string;
-      /** The first offending statement, trimmed, at most MAX_STATEMENT_EXCERPT_CHARS characters. */
+      /**
+       * The offending statement (of several: the first one of the most restrictive kind), trimmed,
+       * at most MAX_STATEMENT_EXCERPT_CHARS characters.
+       */
       statement: string;
     };
 
@@ -388,7 +391,8 @@ function classifySet(body: Body): Finding | null {
     return { kind: 'unknown', reason: `SET form ${String(kind)} is not known to be read-only` };
   }
   const key = name.toLowerCase();
-  if (READ_SAFE_SETTINGS.has(key) || READ_SAFE_SETTING_PREFIXES.some((p) => key.startsWith(p))) return null;
+  // Prefixes match built-in names only: a dotted name is an extension's (custom) setting.
+  if (READ_SAFE_SETTINGS.has(key) || (!key.includes('.') && READ_SAFE_SETTING_PREFIXES.some((p) => key.startsWith(p)))) return null;
   const dangerous = IDENTITY_OR_ENFORCEMENT_SETTINGS[key];
   if (dangerous) return { kind: 'admin', reason: dangerous };
   return { kind: 'unknown', reason: `SET ${name} (not on the read-only settings list)` };

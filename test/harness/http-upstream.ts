@@ -160,7 +160,9 @@ export async function startFixtureUpstream(opts: FixtureUpstreamOptions): Promis
     }
     const doc = body.length > 0 && (req.headers['content-type'] ?? '').includes('json') ? (JSON.parse(body.toString('utf8')) as Record<string, any>) : {};
     if (p === '/__echo') {
-      json(res, 200, { method: req.method, bodyBytes: body.length, headers: req.headers });
+      // Like a real server, never reflect the credential (tests read it from `seen`).
+      const { [opts.credential?.header.toLowerCase() ?? '']: _secret, ...headers } = req.headers;
+      json(res, 200, { method: req.method, bodyBytes: body.length, headers });
       return;
     }
     if (p === '/__big') {

@@ -1,0 +1,130 @@
+// The `vecgate` command line: parses arguments with commander and lazily loads the module
+// of the chosen subcommand. Any error that reaches here becomes ONE line on stderr
+// (`vecgate: <message>`) and an exit code: 2 for config and usage errors, 1 otherwise.
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { VgError, isVgError } from '../errors.js';
+
+/** Exit codes. */
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+/** After a failure, give stdout/stderr this long to flush before forcing the exit (open handles must not hang a failed start). */
+export const EXIT_GRACE_MS = 2000;
+
+/** Error codes that mean "fix your config or command line" (exit 2). */
+const USAGE_CODES = new Set(['ERR_VG_CONFIG', 'ERR_VG_TLS_FILES', 'ERR_VG_USAGE']);
+
+function packageVersion(): string {
+  try {
+    // dist/src/cli/main.js -> package.json at the repository root.
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+function parsePort(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be an integer 0-65535.');
+  return n;
+}
+
+function notYet(command: string): never {
+  throw new VgError('ERR_VG_USAGE', `\`vecgate ${command}\` is not available in this version yet`);
+}
+
+function buildProgram(setExitCode: (code: number) => void): Command {
+  const program = new Command()
+    .name('vecgate')
+    .description('Layer-7 gateway for vector databases: TLS in, verified TLS out, OIDC identity, group policy, recorded sessions.')
+    .version(packageVersion(), '-V, --version', 'print the version')
+    .helpCommand(true)
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    // Commander's own error text is reported by main() as one `vecgate: ...` line.
+    .configureOutput({ outputError: () => undefined });
+
+  program
+    .command('start')
+    .description('run the gateway (JSON log lines on stdout; one "ready" line when every listener accepts)')
+    .requiredOption('-c, --config <file>', 'config file (YAML)')
+    .action(async (opts: { config: string }) => {
+      const { runStart } = await import('./start-command.js');
+      await runStart({ configPath: opts.config });
+    });
+
+  program
+    .command('dev')
+    .description('run the embedded default: dev CA and certificates, dev token issuer, PGlite + pgvector upstream, the gateway in front')
+    .option('--dir <dir>', 'dev state directory', '.vecgate-dev')
+    .addOption(new Option('--port <n>', 'gateway port for clients (default 15432)').argParser(parsePort))
+    .action(async (opts: { dir: string; port?: number }) => {
+      const { runDev } = await import('./dev-command.js');
+      await runDev({ dir: opts.dir, port: opts.port });
+    });
+
+  program
+    .command('token')
+    .description('print an access token: from the embedded dev issuer (--dev), else from your `vecgate login` session')
+    .option('--dev', 'mint a token from the embedded dev issuer in --dir')
+    .option('--user <user>', 'dev token subject')
+    .option('--groups <a,b>', 'dev token groups, comma-separated')
+    .option('--ttl <duration>', 'dev token lifetime: 30s, 15m, 2h, 1d (default 15m)')
+    .option('--dir <dir>', 'dev state directory (default .vecgate-dev)')
+    .action(async (opts: { dev?: boolean; user?: string; groups?: string; ttl?: string; dir?: string }) => {
+      const { runToken } = await import('./token-command.js');
+      await runToken({ dev: opts.dev, user: opts.user, groups: opts.groups, ttl: opts.ttl, dir: opts.dir });
+    });
+
+  program
+    .command('check-config')
+    .description('validate a config; every problem names its key path and what is allowed')
+    .requiredOption('-c, --config <file>', 'config file (YAML)')
+    .action(async (opts: { config: string }) => {
+      const { runCheckConfig } = await import('./check-config-command.js');
+      setExitCode(await runCheckConfig({ configPath: opts.config }));
+    });
+
+  program.command('login').description('OIDC login for people (not available yet)').action(() => notYet('login'));
+  program.command('whoami').description('show the identity of your login session (not available yet)').action(() => notYet('whoami'));
+  program.command('sessions').description('list recorded sessions (not available yet)').action(() => notYet('sessions'));
+  program.command('replay').argument('<id>', 'session id').description('replay a recorded session (not available yet)').action(() => notYet('replay'));
+  program.command('verify-recordings').description('verify the hash chain of the recordings (not available yet)').action(() => notYet('verify-recordings'));
+  return program;
+}
+
+/** The one line for an error, and its exit code. */
+export function describeError(err: unknown): { line: string; code: number } {
+  if (err instanceof CommanderError) {
+    return { line: err.message.replace(/^error: /, '').split('\n')[0]!, code: EXIT_USAGE };
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  const firstLine = message.split('\n').find((l) => l.trim() !== '') ?? 'unknown error';
+  const code = isVgError(err) && USAGE_CODES.has((err as VgError).code) ? EXIT_USAGE : EXIT_FAILURE;
+  return { line: firstLine, code };
+}
+
+export async function main(argv: string[]): Promise<void> {
+  let exitCode: number | undefined;
+  const program = buildProgram((code) => {
+    exitCode = code;
+  });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    if (exitCode !== undefined && exitCode !== EXIT_OK) process.exitCode = exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError && (err.code === 'commander.helpDisplayed' || err.code === 'commander.version')) return;
+    // `vecgate` alone or an unknown command: commander already printed the help.
+    if (err instanceof CommanderError && (err.code === 'commander.help' || err.code === 'commander.executeSubCommandAsync')) {
+      process.exitCode = EXIT_USAGE;
+      return;
+    }
+    const { line, code } = describeError(err);
+    process.stderr.write(`vecgate: ${line}\n`);
+    if (process.env['VECGATE_DEBUG'] === '1' && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = code;
+    setTimeout(() => process.exit(code), EXIT_GRACE_MS).unref();
+  }
+}

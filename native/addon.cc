@@ -119,7 +119,8 @@ class PumpBridge : public PumpObserver {
 class VgAddon : public Napi::Addon<VgAddon> {
  public:
   VgAddon(Napi::Env env, Napi::Object exports);
-  ThreadIo io;
+  std::shared_ptr<ThreadIo> ioShared;
+  ThreadIo& io;
   Napi::FunctionReference connCtor;
   Napi::FunctionReference tlsCtor;
   Napi::FunctionReference listenerCtor;
@@ -168,7 +169,7 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
       return;
     }
     addon_ = info.Env().GetInstanceData<VgAddon>();
-    conn_ = new Conn(&addon_->io, this);
+    conn_ = new Conn(addon_->ioShared, this);
     Ref();  // alive while the socket is open: callbacks must reach this object
   }
 
@@ -485,7 +486,8 @@ class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
 
 // ---- Module functions ----------------------------------------------------------------------
 
-VgAddon::VgAddon(Napi::Env env, Napi::Object exports) : io(LoopOf(env)) {
+VgAddon::VgAddon(Napi::Env env, Napi::Object exports)
+    : ioShared(std::make_shared<ThreadIo>(LoopOf(env))), io(*ioShared) {
   connCtor = Napi::Persistent(ConnWrap::Define(env));
   tlsCtor = Napi::Persistent(TlsContextWrap::Define(env));
   listenerCtor = Napi::Persistent(ListenerWrap::Define(env));

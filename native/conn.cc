@@ -98,7 +98,7 @@ void ThreadIo::Flush() {
   out.clear();
 }
 
-Conn::Conn(ThreadIo* io, ConnEvents* events) : io_(io), events_(events), tcp_(new uv_tcp_t) {
+Conn::Conn(std::shared_ptr<ThreadIo> io, ConnEvents* events) : io_(std::move(io)), events_(events), tcp_(new uv_tcp_t) {
   uv_tcp_init(io_->loop, tcp_);
   tcp_->data = this;
   io_->liveConns++;

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -50,7 +51,9 @@ struct ThreadIo {
 
 class Conn {
  public:
-  Conn(ThreadIo* io, ConnEvents* events);
+  // `io` is shared: a connection finalized after its addon instance (thread teardown) must
+  // still find it.
+  Conn(std::shared_ptr<ThreadIo> io, ConnEvents* events);
   ~Conn();
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
@@ -112,7 +115,7 @@ class Conn {
   void Fail(const char* reason, const std::string& detail);
   void FinishClose();
 
-  ThreadIo* io_;
+  std::shared_ptr<ThreadIo> io_;
   ConnEvents* events_;
   uv_tcp_t* tcp_;  // heap: outlives this object when the owner goes away first (orphaned handle)
   SSL* ssl_ = nullptr;

@@ -7,6 +7,8 @@
 #include <openssl/x509.h>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <set>
 
 namespace vg {
 namespace {
@@ -49,9 +51,15 @@ int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const uns
   return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
-int g_alpnIndex = -1;
-
-void FreeAlpn(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<std::string*>(ptr); }
+// ALPN lists in wire format, interned for the life of the process: the select callback's
+// argument must outlive every SSL_CTX that uses it, and an ex_data free callback would be a
+// pointer into this library that OpenSSL keeps calling after a worker unloads it.
+const std::string* InternAlpn(const std::string& wire) {
+  static std::mutex mu;
+  static auto* interned = new std::set<std::string>();
+  std::lock_guard<std::mutex> lock(mu);
+  return &*interned->insert(wire).first;
+}
 
 }  // namespace
 
@@ -99,15 +107,13 @@ SSL_CTX* BuildServerContext(const ServerContextSpec& spec, std::string* error) {
   }
 
   if (!spec.alpn.empty()) {
-    if (g_alpnIndex < 0) g_alpnIndex = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, FreeAlpn);
-    auto* wire = new std::string();
+    std::string wire;
     for (const auto& p : spec.alpn) {
       if (p.empty() || p.size() > 255) continue;
-      wire->push_back(static_cast<char>(p.size()));
-      wire->append(p);
+      wire.push_back(static_cast<char>(p.size()));
+      wire.append(p);
     }
-    SSL_CTX_set_ex_data(ctx, g_alpnIndex, wire);
-    SSL_CTX_set_alpn_select_cb(ctx, SelectAlpn, wire);
+    SSL_CTX_set_alpn_select_cb(ctx, SelectAlpn, const_cast<std::string*>(InternAlpn(wire)));
   }
   return ctx;
 }

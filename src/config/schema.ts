@@ -96,7 +96,7 @@ function leaf<T>(check: (v: unknown) => Check<T>) {
 /** A strict mapping: unknown keys are errors (a typo must not be silently ignored). */
 function mapping<S extends z.core.$ZodLooseShape>(shape: S, what: string) {
   return z.strictObject(shape, {
-    error: (iss) => (iss.input === undefined ? `required: ${what}` : `must be a mapping (${what}), got ${got(iss.input)}`),
+    error: (iss) => (iss.input === undefined || iss.input === null ? `required: ${what}` : `must be a mapping (${what}), got ${got(iss.input)}`),
   });
 }
 
@@ -108,7 +108,7 @@ function section<T extends z.ZodType>(schema: T) {
 /** A list; `null`/absent handled by the caller's wrapping. */
 function list<T extends z.ZodType>(item: T, what: string) {
   return z.array(item, {
-    error: (iss) => (iss.input === undefined ? `required: ${what}` : `must be a list (${what}), got ${got(iss.input)}`),
+    error: (iss) => (iss.input === undefined || iss.input === null ? `required: ${what}` : `must be a list (${what}), got ${got(iss.input)}`),
   });
 }
 
@@ -295,7 +295,7 @@ function issuerSchema(ctx: SchemaContext) {
       audience: leaf((v): Check<string | string[]> => {
         const r = stringList('audiences', v);
         if (!r.ok) return r;
-        return ok(r.value.length === 1 ? r.value[0]! : r.value);
+        return ok(typeof v === 'string' ? r.value[0]! : r.value);
       }),
       groups_claim: text('claim (dotted path) holding the groups', 'groups'),
       username_claim: text('claim (dotted path) holding the user name', 'sub'),

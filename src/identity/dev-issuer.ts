@@ -31,6 +31,8 @@ export interface MintOptions {
   ttlSec: number;
   /** Defaults to 'vecgate'. */
   audience?: string;
+  /** Tests only: mint as if at this time (seconds since the epoch), e.g. to get an expired token. */
+  issuedAtSec?: number;
 }
 
 /**
@@ -90,7 +92,7 @@ export class DevIssuer {
       throw new VgError('ERR_VG_USAGE', `dev token lifetime must be between 1 s and ${MAX_DEV_TOKEN_TTL_SEC / 3600} h, got ${String(opts.ttlSec)} s`);
     }
     const user = opts.user.trim();
-    const now = Math.floor(Date.now() / 1000);
+    const now = opts.issuedAtSec ?? Math.floor(Date.now() / 1000);
     return new SignJWT({
       groups: [...opts.groups],
       email: user.includes('@') ? user : `${user}@dev.invalid`,

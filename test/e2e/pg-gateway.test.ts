@@ -45,13 +45,30 @@ async function withClient<T>(token: string, fn: (c: pg.Client) => Promise<T>): P
   }
 }
 
-function psql(token: string, args: string[], opts: { input?: string; port?: number } = {}) {
-  return spawnSync('psql', [`host=localhost port=${opts.port ?? gw.port} dbname=vectors user=me sslmode=verify-full sslrootcert=${pki.caCert}`, '-X', '-v', 'ON_ERROR_STOP=1', ...args], {
-    env: { ...process.env, PGPASSWORD: token, PGCONNECT_TIMEOUT: '10' },
-    input: opts.input,
-    encoding: 'utf8',
-    maxBuffer: 256 * 1024 * 1024,
+/** Runs a client program without blocking this thread (the gateway's primary runs here). */
+function run(cmd: string, args: string[], opts: { input?: string; env?: Record<string, string> } = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { env: { ...process.env, ...opts.env } });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.on('close', (status) => resolve({ status, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
+    if (opts.input !== undefined) child.stdin.end(opts.input);
+    else child.stdin.end();
   });
+}
+
+function psql(token: string, args: string[], opts: { input?: string; port?: number } = {}) {
+  return run('psql', [`host=localhost port=${opts.port ?? gw.port} dbname=vectors user=me sslmode=verify-full sslrootcert=${pki.caCert}`, '-X', '-v', 'ON_ERROR_STOP=1', ...args], {
+    env: { PGPASSWORD: token, PGCONNECT_TIMEOUT: '10' },
+    input: opts.input,
+  });
+}
+
+/** A token that expired an hour ago (beyond any clock skew). */
+function expiredToken(groups: string[]) {
+  return gw.issuer.mint({ user: 'a@example.com', groups, ttlSec: 60, issuedAtSec: Math.floor(Date.now() / 1000) - 3600 });
 }
 
 before(async () => {
@@ -100,21 +117,22 @@ describe('sessions through the gateway', () => {
   test('psql: COPY in and out, and a large result byte for byte equal to a direct connection', async () => {
     const token = await gw.token('alice@example.com', ['ml-writers']);
     const rows = Array.from({ length: 5000 }, (_, i) => `copy-${i}\t{${Array(8).fill(i / 10).join(',')}}`).join('\n') + '\n';
-    const cin = psql(token, ['-c', '\\copy docs (body, embedding) FROM STDIN'], { input: rows });
+    const cin = await psql(token, ['-c', '\\copy docs (body, embedding) FROM STDIN'], { input: rows });
     assert.equal(cin.status, 0, cin.stderr);
     assert.match(cin.stdout, /COPY 5000/);
-    const query = 'SELECT id, body, embedding FROM docs ORDER BY id';
-    const through = psql(token, ['-A', '-t', '-c', `COPY (${query}) TO STDOUT`]);
+    // docs (with the 1536-dim rows) joined with generated rows: about 20 MB of result.
+    const query = "SELECT d.id, d.body, d.embedding, g, repeat(md5(g::text), 8) FROM docs d, generate_series(1, 40) g WHERE d.id <= 200 ORDER BY d.id, g";
+    const through = await psql(token, ['-A', '-t', '-c', `COPY (${query}) TO STDOUT`]);
     assert.equal(through.status, 0, through.stderr);
     const direct = spawnSync('psql', [`host=${cluster.socketDir} port=${cluster.port} dbname=vectors user=${cluster.superuser}`, '-X', '-A', '-t', '-c', `COPY (${query}) TO STDOUT`], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
     assert.equal(direct.status, 0, direct.stderr);
-    assert.ok(through.stdout.length > 5_000_000, `large result (${through.stdout.length} bytes)`);
+    assert.ok(through.stdout.length > 20_000_000, `large result (${through.stdout.length} bytes)`);
     assert.equal(createHash('sha256').update(through.stdout).digest('hex'), createHash('sha256').update(direct.stdout).digest('hex'));
   });
 
   test('similarity-style query over 1536-dim rows returns rows', async () => {
     const token = await gw.token('bob@example.com', ['ml-readers']);
-    const r = psql(token, ['-A', '-t', '-c', 'SELECT id FROM docs WHERE id <= 200 ORDER BY abs(embedding[1] - 42) LIMIT 5']);
+    const r = await psql(token, ['-A', '-t', '-c', 'SELECT id FROM docs WHERE id <= 200 ORDER BY abs(embedding[1] - 42) LIMIT 5']);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout.trim().split('\n')[0], '42');
   });
@@ -150,14 +168,12 @@ describe('sessions through the gateway', () => {
 
   test('pgbench -S through the gateway', async () => {
     const token = await gw.token('alice@example.com', ['ml-writers']);
-    const init = spawnSync(`${PG_BIN}/pgbench`, ['-i', '-s', '1', '-q', `host=localhost port=${gw.port} dbname=vectors user=me sslmode=verify-full sslrootcert=${pki.caCert}`], {
-      env: { ...process.env, PGPASSWORD: token },
-      encoding: 'utf8',
+    const init = await run(`${PG_BIN}/pgbench`, ['-i', '-s', '1', '-q', `host=localhost port=${gw.port} dbname=vectors user=me sslmode=verify-full sslrootcert=${pki.caCert}`], {
+      env: { PGPASSWORD: token },
     });
     assert.equal(init.status, 0, init.stderr);
-    const r = spawnSync(`${PG_BIN}/pgbench`, ['-S', '-c', '4', '-j', '2', '-t', '200', `host=localhost port=${gw.port} dbname=vectors user=me sslmode=verify-full sslrootcert=${pki.caCert}`], {
-      env: { ...process.env, PGPASSWORD: token },
-      encoding: 'utf8',
+    const r = await run(`${PG_BIN}/pgbench`, ['-S', '-c', '4', '-j', '2', '-t', '200', `host=localhost port=${gw.port} dbname=vectors user=me sslmode=verify-full sslrootcert=${pki.caCert}`], {
+      env: { PGPASSWORD: token },
     });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /number of transactions actually processed: 800\/800/);
@@ -176,8 +192,8 @@ describe('refusals are protocol-native and clear', () => {
     assert.match(e.M!, /only TLS/);
   });
 
-  test('psql with sslmode=disable gets the reason', () => {
-    const r = spawnSync('psql', [`host=localhost port=${gw.port} dbname=vectors user=me sslmode=disable`, '-c', 'select 1'], { encoding: 'utf8', env: { ...process.env, PGPASSWORD: 'x' } });
+  test('psql with sslmode=disable gets the reason', async () => {
+    const r = await run('psql', [`host=localhost port=${gw.port} dbname=vectors user=me sslmode=disable`, '-c', 'select 1'], { env: { PGPASSWORD: 'x' } });
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /accepts only TLS connections/);
   });
@@ -241,7 +257,7 @@ describe('refusals are protocol-native and clear', () => {
     assert.match(none.fields!.M!, /no access token/);
     const garbage = await refusalFor('not-a-jwt');
     assert.equal(garbage.fields?.C, '28P01');
-    const expired = await refusalFor(await gw.issuer.mint({ user: 'a', groups: ['ml-writers'], ttlSec: -120 }));
+    const expired = await refusalFor(await expiredToken(['ml-writers']));
     assert.equal(expired.fields?.C, '28P01');
     assert.match(expired.fields!.M!, /expired/);
     const wrongAud = await refusalFor(await gw.issuer.mint({ user: 'a', groups: ['ml-writers'], ttlSec: 60, audience: 'other' }));
@@ -262,7 +278,7 @@ describe('refusals are protocol-native and clear', () => {
   });
 
   test('psql shows the refusal reason', async () => {
-    const r = psql(await gw.issuer.mint({ user: 'a', groups: ['ml-writers'], ttlSec: -60 }), ['-c', 'select 1']);
+    const r = await psql(await expiredToken(['ml-writers']), ['-c', 'select 1']);
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /FATAL: {2}token expired/);
   });
@@ -299,7 +315,7 @@ describe('upstream faults', () => {
     }).catch((e) => { throw e; });
     try {
       const token = await wrongCa.token('alice@example.com', ['ml-writers']);
-      const r = psql(token, ['-c', 'select 1'], { port: wrongCa.port });
+      const r = await psql(token, ['-c', 'select 1'], { port: wrongCa.port });
       assert.notEqual(r.status, 0);
       assert.match(r.stderr, /could not verify the database's TLS certificate.*(unable to get local issuer|self.signed|certificate verify failed)/);
       assert.match(wrongCa.logs(), /upstream TLS/);
@@ -316,7 +332,7 @@ describe('upstream faults', () => {
     });
     try {
       const token = await wrongName.token('alice@example.com', ['ml-writers']);
-      const r = psql(token, ['-c', 'select 1'], { port: wrongName.port });
+      const r = await psql(token, ['-c', 'select 1'], { port: wrongName.port });
       assert.notEqual(r.status, 0);
       assert.match(r.stderr, /hostname mismatch|certificate verify failed/);
     } finally {

@@ -1,0 +1,70 @@
+// Runs pgbouncer in session mode with TLS on both legs (client: require, server:
+// verify-full) using the benchmark's certificates; clients authenticate with SCRAM against
+// the upstream role's SCRAM secret, which pgbouncer then reuses toward PostgreSQL.
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { freePortOn } from '../src/dev/free-port.js';
+import { startServer, type Server } from './bench-processes.js';
+
+/** Client connections pgbouncer accepts (idle-session runs need many). */
+export const PGBOUNCER_MAX_CLIENT_CONN = 20_000;
+
+export interface PgbouncerPeer {
+  server: Server;
+  port: number;
+}
+
+export async function startPgbouncer(opts: {
+  dir: string;
+  serverCert: string;
+  serverKey: string;
+  caCert: string;
+  upstream: { host: string; port: number; database: string };
+  user: string;
+  /** The role's `SCRAM-SHA-256$...` secret from pg_authid. */
+  scramSecret: string;
+  /** Server connections per (db, user): one per client in session mode. */
+  poolSize: number;
+}): Promise<PgbouncerPeer> {
+  const port = await freePortOn('127.0.0.1');
+  const userlist = path.join(opts.dir, 'pgbouncer-userlist.txt');
+  writeFileSync(userlist, `"${opts.user}" "${opts.scramSecret}"\n`, { mode: 0o600 });
+  const ini = path.join(opts.dir, `pgbouncer-${port}.ini`);
+  writeFileSync(
+    ini,
+    [
+      '[databases]',
+      `${opts.upstream.database} = host=${opts.upstream.host} port=${opts.upstream.port} dbname=${opts.upstream.database}`,
+      '[pgbouncer]',
+      'listen_addr = 127.0.0.1',
+      `listen_port = ${port}`,
+      `unix_socket_dir =`,
+      'pool_mode = session',
+      `max_client_conn = ${PGBOUNCER_MAX_CLIENT_CONN}`,
+      `default_pool_size = ${opts.poolSize}`,
+      `max_db_connections = 0`,
+      'auth_type = scram-sha-256',
+      `auth_file = ${userlist}`,
+      `client_tls_sslmode = require`,
+      `client_tls_cert_file = ${opts.serverCert}`,
+      `client_tls_key_file = ${opts.serverKey}`,
+      `client_tls_protocols = tlsv1.3`,
+      `server_tls_sslmode = verify-full`,
+      `server_tls_ca_file = ${opts.caCert}`,
+      `server_tls_protocols = tlsv1.3`,
+      'ignore_startup_parameters = extra_float_digits',
+      `logfile = ${path.join(opts.dir, `pgbouncer-${port}.log`)}`,
+      'log_connections = 0',
+      'log_disconnections = 0',
+      'log_pooler_errors = 1',
+      `pidfile = ${path.join(opts.dir, `pgbouncer-${port}.pid`)}`,
+      'server_login_retry = 1',
+      '',
+    ].join('\n'),
+  );
+  // pgbouncer refuses to run as root; it drops to `postgres` with -u.
+  const asRoot = process.getuid?.() === 0;
+  const server = startServer('pgbouncer', '/usr/sbin/pgbouncer', [...(asRoot ? ['-u', 'postgres'] : []), '-v', ini], { cwd: opts.dir });
+  await server.waitFor(/process up|listening on/i, 15_000);
+  return { server, port };
+}

@@ -1,0 +1,106 @@
+// nginx (stream module) and haproxy (mode tcp) as TLS-terminating, TLS-re-encrypting
+// stream proxies with the benchmark's certificates: TLS 1.3 on both legs, upstream
+// certificate verified against the CA and the name `localhost`.
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { freePortOn } from '../src/dev/free-port.js';
+import { childPids } from './proc-usage.js';
+import { startServer, type Server } from './bench-processes.js';
+
+/** Worker processes / threads for each proxy: one per core, like vecgate's workers. */
+export const STREAM_PROXY_WORKERS = 2;
+/** Connections each proxy accepts. */
+export const STREAM_PROXY_MAX_CONN = 20_000;
+
+export interface StreamProxyPeer {
+  server: Server;
+  port: number;
+  /** Every pid whose CPU belongs to the proxy (nginx: master and workers). */
+  pids(): number[];
+}
+
+interface TlsFiles {
+  dir: string;
+  serverCert: string;
+  serverKey: string;
+  caCert: string;
+}
+
+export async function startNginxStream(opts: TlsFiles & { upstreamPort: number; workers?: number }): Promise<StreamProxyPeer> {
+  const port = await freePortOn('127.0.0.1');
+  const conf = path.join(opts.dir, `nginx-${port}.conf`);
+  writeFileSync(
+    conf,
+    `load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes ${opts.workers ?? STREAM_PROXY_WORKERS};
+worker_rlimit_nofile ${STREAM_PROXY_MAX_CONN * 3};
+daemon off;
+master_process on;
+pid ${path.join(opts.dir, `nginx-${port}.pid`)};
+error_log ${path.join(opts.dir, `nginx-${port}-error.log`)} warn;
+events { worker_connections ${STREAM_PROXY_MAX_CONN}; }
+stream {
+  server {
+    listen 127.0.0.1:${port} ssl reuseport;
+    ssl_certificate ${opts.serverCert};
+    ssl_certificate_key ${opts.serverKey};
+    ssl_protocols TLSv1.3;
+    proxy_pass 127.0.0.1:${opts.upstreamPort};
+    proxy_ssl on;
+    proxy_ssl_protocols TLSv1.3;
+    proxy_ssl_verify on;
+    proxy_ssl_trusted_certificate ${opts.caCert};
+    proxy_ssl_name localhost;
+    proxy_ssl_server_name on;
+    proxy_buffer_size 16k;
+  }
+}
+`,
+  );
+  const server = startServer('nginx', '/usr/sbin/nginx', ['-p', opts.dir, '-e', path.join(opts.dir, `nginx-${port}-error.log`), '-c', conf]);
+  await waitForListen(port, server, 10_000);
+  return { server, port, pids: () => [server.pid, ...childPids(server.pid)] };
+}
+
+export async function startHaproxy(opts: TlsFiles & { upstreamPort: number; threads?: number }): Promise<StreamProxyPeer> {
+  const port = await freePortOn('127.0.0.1');
+  const combined = path.join(opts.dir, 'haproxy-server.pem');
+  writeFileSync(combined, readFileSync(opts.serverCert, 'utf8') + readFileSync(opts.serverKey, 'utf8'), { mode: 0o600 });
+  const conf = path.join(opts.dir, `haproxy-${port}.cfg`);
+  writeFileSync(
+    conf,
+    `global
+  maxconn ${STREAM_PROXY_MAX_CONN}
+  nbthread ${opts.threads ?? STREAM_PROXY_WORKERS}
+  tune.ssl.default-dh-param 2048
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 120s
+  timeout server 120s
+frontend bench
+  bind 127.0.0.1:${port} ssl crt ${combined} ssl-min-ver TLSv1.3
+  default_backend upstream
+backend upstream
+  server up 127.0.0.1:${opts.upstreamPort} ssl verify required ca-file ${opts.caCert} verifyhost localhost sni str(localhost) ssl-min-ver TLSv1.3
+`,
+  );
+  const server = startServer('haproxy', '/usr/sbin/haproxy', ['-db', '-f', conf]);
+  await waitForListen(port, server, 10_000);
+  return { server, port, pids: () => [server.pid] };
+}
+
+async function waitForListen(port: number, server: Server, timeoutMs: number): Promise<void> {
+  const { connect } = await import('node:net');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => (s.destroy(), resolve(true)));
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (server.child.exitCode !== null || Date.now() > deadline) throw new Error(`${server.name} did not listen on ${port}: ${server.output().slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -33,7 +33,9 @@ export type VgErrorCode =
   | 'ERR_VG_HTTP_BAD_REQUEST'
   | 'ERR_VG_HTTP_BODY_TOO_LARGE'
   | 'ERR_VG_HTTP_HEADERS_TOO_LARGE'
-  | 'ERR_VG_HTTP_UNSUPPORTED';
+  | 'ERR_VG_HTTP_UNSUPPORTED'
+  // recordings
+  | 'ERR_VG_RECORDING';
 
 export class VgError extends Error {
   readonly code: VgErrorCode;

@@ -2,7 +2,8 @@
 // listens on every PostgreSQL connection's address with SO_REUSEPORT, and runs sessions.
 import { parentPort, workerData } from 'node:worker_threads';
 import { native, type Listener } from '../src/native.js';
-import type { PostgresConnectionConfig } from '../src/config/types.js';
+import type { HttpConnectionConfig, PostgresConnectionConfig } from '../src/config/types.js';
+import { startHttpConnection, type HttpConnectionHandle, type HttpWorkerContext } from './http/http-proxy.js';
 import { receive, send, unpackInit, type ToWorker } from './messages.js';
 import { WorkerContext } from './worker-context.js';
 import { PgClientSession } from './pg-client-session.js';
@@ -39,6 +40,30 @@ async function main(): Promise<void> {
     }
   }
 
+  // HTTP vector APIs: one uWebSockets.js SSLApp per worker on the same port (SO_REUSEPORT).
+  const httpCtx: HttpWorkerContext = {
+    certFile: init.config.server.tls.cert,
+    keyFile: init.config.server.tls.key,
+    profile: init.config.server.tls.profile,
+    authorize: (token, connection, client) => ctx.authorize(token, connection, client),
+    log: (level, msg, fields) => ctx.log(level, msg, fields),
+  };
+  const httpHandles: HttpConnectionHandle[] = [];
+  for (const c of Object.values(init.config.connections)) {
+    if (c.protocol !== 'http') continue;
+    try {
+      const h = await startHttpConnection(httpCtx, c as HttpConnectionConfig);
+      httpHandles.push(h);
+      ready.push({ connection: c.name, port: h.port });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      send(port, { t: 'listen-error', worker: init.index, connection: c.name, code: e.code ?? 'ERR', message: e.message });
+      for (const l of listeners) l.close();
+      for (const h of httpHandles) h.close();
+      return;
+    }
+  }
+
   let draining = false;
   port.on('message', (data: unknown) => {
     const msg = receive<ToWorker>(data);
@@ -64,6 +89,7 @@ async function main(): Promise<void> {
         if (draining) break;
         draining = true;
         for (const l of listeners) l.close();
+        for (const h of httpHandles) h.close();
         const deadline = Date.now() + msg.deadlineMs;
         const check = () => {
           if (ctx.liveSessions > 0 && Date.now() >= deadline) {

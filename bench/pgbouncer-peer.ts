@@ -81,7 +81,7 @@ export async function startPgbouncer(opts: {
     chownSync(dir, uid, gid);
     for (const f of readdirSync(dir)) chownSync(path.join(dir, f), uid, gid);
   }
-  const server = startServer('pgbouncer', '/usr/sbin/pgbouncer', [...(asRoot ? ['-u', 'postgres'] : []), '-v', ini], { cwd: dir });
+  const server = startServer('pgbouncer', '/usr/sbin/pgbouncer', [...(asRoot ? ['-u', 'postgres'] : []), ini], { cwd: dir });
   await server.waitFor(/process up|listening on/i, 15_000);
   return { server, port };
 }

@@ -230,6 +230,7 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
     }
   }
   void OnClosed(Conn* c) override {
+    Napi::HandleScope scope(env_);
     PumpBridge* p = pump_;
     pump_ = nullptr;
     if (p) {
@@ -432,6 +433,7 @@ class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
     }
     onConnection_ = Napi::Persistent(onConnection);
     Ref();
+    refd_ = true;
     return 0;
   }
 
@@ -442,9 +444,13 @@ class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
       auto* self = static_cast<ListenerWrap*>(h->data);
       delete reinterpret_cast<uv_tcp_t*>(h);
       if (self) {
+        Napi::HandleScope scope(self->env_);
         self->tcp_ = nullptr;
         self->onConnection_.Reset();
-        self->Unref();
+        if (self->refd_) {
+          self->refd_ = false;
+          self->Unref();
+        }
       }
     });
   }
@@ -481,6 +487,7 @@ class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
   VgAddon* addon_ = nullptr;
   uv_tcp_t* tcp_ = nullptr;
   bool closed_ = false;
+  bool refd_ = false;
   Napi::FunctionReference onConnection_;
 };
 

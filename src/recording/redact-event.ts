@@ -1,0 +1,192 @@
+// Removes secrets from an event before anything is written: values under secret-looking
+// keys anywhere in the event, `Bearer`/`Basic` credentials inside strings, and the string
+// literal after PASSWORD (PostgreSQL, MySQL) or IDENTIFIED ... BY (MySQL) in SQL text.
+// The SQL scan knows quotes, dollar quotes and comments so it finds the real literal; it
+// is not a parser (the policy uses one) and it masks generously when unsure.
+import type { RecordEvent } from './record-event.js';
+
+/** What a removed secret is replaced with. */
+export const REDACTED = '[redacted]';
+/** What a masked SQL password literal becomes. */
+export const REDACTED_SQL_LITERAL = "'[redacted]'";
+/** Keys whose values are never written, matched anywhere in the key name. */
+export const SECRET_KEY_PATTERN = /passw(?:or)?d|token|authori[sz]ation|secret|api[-_]?key|cookie|credential/i;
+/** Credentials inside free text ("Authorization: Bearer abc", error messages). */
+const AUTH_SCHEME_PATTERN = /\b(Bearer|Basic)(\s+)[A-Za-z0-9._~+/=-]+/g;
+/** Nesting deeper than this is cut off: events come from our own workers, not clients, but stay bounded. */
+export const MAX_REDACT_DEPTH = 32;
+
+export function redactEvent(e: RecordEvent): RecordEvent {
+  return redactValue(e, 0) as RecordEvent;
+}
+
+function redactValue(value: unknown, depth: number): unknown {
+  if (typeof value === 'string') return redactString(value);
+  if (value === null || typeof value !== 'object') return value;
+  // Binary payloads (vectors in `full` mode) are kept as they are.
+  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return value;
+  if (depth >= MAX_REDACT_DEPTH) return REDACTED;
+  if (Array.isArray(value)) return value.map((v) => redactValue(v, depth + 1));
+  if (value instanceof Map) {
+    const out = new Map<unknown, unknown>();
+    for (const [k, v] of value) out.set(k, typeof k === 'string' && SECRET_KEY_PATTERN.test(k) ? REDACTED : redactValue(v, depth + 1));
+    return out;
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = SECRET_KEY_PATTERN.test(k) ? REDACTED : redactValue(v, depth + 1);
+  return out;
+}
+
+function redactString(s: string): string {
+  let out = s;
+  if (/password|identified/i.test(out)) out = maskSqlPasswords(out);
+  if (/bearer|basic/i.test(out)) out = out.replace(AUTH_SCHEME_PATTERN, `$1$2${REDACTED}`);
+  return out;
+}
+
+type TokenKind = 'word' | 'string' | 'quoted' | 'op' | 'space' | 'comment';
+interface Token {
+  kind: TokenKind;
+  start: number;
+  end: number;
+}
+
+const isWordStart = (c: string) => /[A-Za-z_\u0080-\uffff]/.test(c);
+const isWordPart = (c: string) => /[A-Za-z0-9_$\u0080-\uffff]/.test(c);
+
+/** End of a '...' literal starting at `i` (the quote), by PostgreSQL rules ('' escapes a quote). */
+function endOfStandardString(sql: string, i: number): number {
+  let j = i + 1;
+  for (;;) {
+    if (j >= sql.length) return sql.length;
+    if (sql[j] === "'") {
+      if (sql[j + 1] === "'") j += 2;
+      else return j + 1;
+    } else j++;
+  }
+}
+
+/** End of a literal where backslash escapes the next character (E'...' and MySQL strings). */
+function endOfBackslashString(sql: string, i: number, quote: string): number {
+  let j = i + 1;
+  for (;;) {
+    if (j >= sql.length) return sql.length;
+    const c = sql[j];
+    if (c === '\\') j += 2;
+    else if (c === quote) {
+      if (sql[j + 1] === quote) j += 2;
+      else return j + 1;
+    } else j++;
+  }
+}
+
+type Dialect = 'postgres' | 'mysql';
+
+function tokenize(sql: string, dialect: Dialect): Token[] {
+  const tokens: Token[] = [];
+  const my = dialect === 'mysql';
+  let i = 0;
+  while (i < sql.length) {
+    const c = sql[i]!;
+    const start = i;
+    let kind: TokenKind;
+    if (/\s/.test(c)) {
+      while (i < sql.length && /\s/.test(sql[i]!)) i++;
+      kind = 'space';
+    } else if ((c === '-' && sql[i + 1] === '-') || (my && c === '#')) {
+      while (i < sql.length && sql[i] !== '\n') i++;
+      kind = 'comment';
+    } else if (c === '/' && sql[i + 1] === '*') {
+      let depth = 1; // PostgreSQL block comments nest; MySQL's do not, and never contain '/*' in practice
+      i += 2;
+      while (i < sql.length && depth > 0) {
+        if (!my && sql[i] === '/' && sql[i + 1] === '*') (depth++, (i += 2));
+        else if (sql[i] === '*' && sql[i + 1] === '/') (depth--, (i += 2));
+        else i++;
+      }
+      kind = 'comment';
+    } else if (c === "'") {
+      i = my ? endOfBackslashString(sql, i, "'") : endOfStandardString(sql, i);
+      kind = 'string';
+    } else if (!my && (c === 'E' || c === 'e') && sql[i + 1] === "'" && (i === 0 || !isWordPart(sql[i - 1]!))) {
+      i = endOfBackslashString(sql, i + 1, "'");
+      kind = 'string';
+    } else if (my && c === '"') {
+      i = endOfBackslashString(sql, i, '"');
+      kind = 'string';
+    } else if (c === '"' || c === '`') {
+      const close = sql.indexOf(c, i + 1);
+      i = close < 0 ? sql.length : close + 1;
+      while (i < sql.length && sql[i] === c) {
+        const next = sql.indexOf(c, i + 1);
+        i = next < 0 ? sql.length : next + 1;
+      }
+      kind = c === '"' ? 'quoted' : 'word';
+    } else if (!my && c === '$' && /[A-Za-z_$]/.test(sql[i + 1] ?? '')) {
+      const m = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(sql.slice(i, i + 80));
+      if (m !== null) {
+        const close = sql.indexOf(m[0], i + m[0].length);
+        i = close < 0 ? sql.length : close + m[0].length;
+        kind = 'string';
+      } else {
+        i++;
+        kind = 'op';
+      }
+    } else if (isWordStart(c)) {
+      while (i < sql.length && isWordPart(sql[i]!)) i++;
+      kind = 'word';
+    } else {
+      i++;
+      kind = 'op';
+    }
+    tokens.push({ kind, start, end: i });
+  }
+  return tokens;
+}
+
+/** How many significant tokens may stand between IDENTIFIED and BY (`IDENTIFIED WITH plugin BY`). */
+const IDENTIFIED_BY_WINDOW = 4;
+
+/**
+ * Masks the literal after PASSWORD / IDENTIFIED ... BY; everything else is left as it was.
+ * The text is scanned once with PostgreSQL's quoting rules and once with MySQL's (the event
+ * does not say which server it went to), so a quote that one dialect escapes cannot hide a
+ * later PASSWORD from the other.
+ */
+export function maskSqlPasswords(sql: string): string {
+  return maskWith(maskWith(sql, 'postgres'), 'mysql');
+}
+
+function maskWith(sql: string, dialect: Dialect): string {
+  const all = tokenize(sql, dialect);
+  const sig = all.filter((t) => t.kind !== 'space' && t.kind !== 'comment');
+  const word = (t: Token | undefined) => (t !== undefined && t.kind === 'word' ? sql.slice(t.start, t.end).toUpperCase() : '');
+  const text = (t: Token | undefined) => (t === undefined ? '' : sql.slice(t.start, t.end));
+  const masked: Token[] = [];
+  for (let i = 0; i < sig.length; i++) {
+    const w = word(sig[i]);
+    let armed = w === 'PASSWORD';
+    if (w === 'BY') {
+      for (let k = Math.max(0, i - IDENTIFIED_BY_WINDOW); k < i; k++) if (word(sig[k]) === 'IDENTIFIED') armed = true;
+    }
+    if (!armed) continue;
+    // Skip what may stand between the keyword and the literal: `=`, `PASSWORD(`, `AS`.
+    let j = i + 1;
+    while (j < sig.length && (text(sig[j]) === '=' || text(sig[j]) === '(' || word(sig[j]) === 'PASSWORD' || word(sig[j]) === 'AS')) j++;
+    const lit = sig[j];
+    if (lit === undefined || (lit.kind !== 'string' && lit.kind !== 'quoted')) continue;
+    // Mask to the later of the two dialects' ends of a quoted literal, so no tail of it survives.
+    const q = sql[lit.start];
+    const end = q === "'" || q === '"' ? Math.max(lit.end, endOfBackslashString(sql, lit.start, q)) : lit.end;
+    masked.push({ kind: lit.kind, start: lit.start, end });
+  }
+  if (masked.length === 0) return sql;
+  let out = '';
+  let pos = 0;
+  for (const t of masked) {
+    if (t.start < pos) continue;
+    out += sql.slice(pos, t.start) + REDACTED_SQL_LITERAL;
+    pos = t.end;
+  }
+  return out + sql.slice(pos);
+}

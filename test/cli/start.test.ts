@@ -1,0 +1,108 @@
+// `vecgate start` as a user runs it: a child process, JSON logs on stdout, one "ready"
+// line, the admin endpoint, a clear one-line refusal when the port is taken, and a clean
+// drain on SIGTERM.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { writeTestPki } from '../../src/dev/pki.js';
+import { DevIssuer } from '../../src/identity/dev-issuer.js';
+import { freePort } from '../harness/free-port.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const bin = path.join(root, 'bin', 'vecgate');
+let dir: string;
+
+async function writeConfig(name: string, listenPort: number, adminPort: number): Promise<string> {
+  const pki = await writeTestPki(path.join(dir, 'pki'));
+  const issuer = await DevIssuer.open(dir);
+  const file = path.join(dir, name);
+  writeFileSync(
+    file,
+    stringify({
+      server: { tls: { cert: pki.serverCert, key: pki.serverKey }, admin: { listen: `127.0.0.1:${adminPort}` }, workers: 2, drain_timeout: '3s' },
+      identity: { issuers: [{ issuer: issuer.issuer, audience: 'vecgate', jwks: issuer.jwksPath }] },
+      policies: [{ name: 'all', groups: ['g'], connections: ['vectors'], access: 'read' }],
+      connections: {
+        vectors: {
+          protocol: 'postgres',
+          listen: `127.0.0.1:${listenPort}`,
+          upstream: { host: '127.0.0.1', port: 1, database: 'vectors', tls: { mode: 'insecure-plaintext' } },
+          credentials: { user: 'u', password: 'p' },
+        },
+      },
+    }),
+  );
+  return file;
+}
+
+function startGateway(config: string): { child: ChildProcess; lines: string[]; stderr: () => string; ready: Promise<void>; exit: Promise<number | null> } {
+  const child = spawn(process.execPath, [bin, 'start', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  let err = '';
+  let buf = '';
+  let onReady: () => void = () => {};
+  const ready = new Promise<void>((resolve) => (onReady = resolve));
+  child.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      lines.push(line);
+      if (line.includes('"msg":"ready"')) onReady();
+    }
+  });
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, lines, stderr: () => err, ready, exit };
+}
+
+before(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'vg-start-'));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+test('start: ready line, admin endpoint, port in use refused in one line, SIGTERM drains', async () => {
+  const port = await freePort();
+  const adminPort = await freePort();
+  const g = startGateway(await writeConfig('a.yaml', port, adminPort));
+  try {
+    await Promise.race([g.ready, g.exit.then((c) => assert.fail(`exited early (${c}): ${g.stderr()}`))]);
+    const ready = JSON.parse(g.lines.find((l) => l.includes('"msg":"ready"'))!);
+    assert.deepEqual(ready.listeners, [{ connection: 'vectors', port }]);
+    for (const line of g.lines) JSON.parse(line); // every stdout line is JSON
+    const readyz = await fetch(`http://127.0.0.1:${adminPort}/readyz`);
+    assert.equal(readyz.status, 200);
+    const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    assert.match(metrics, /vecgate_live_sessions 0/);
+
+    // A port held by another process (without SO_REUSEPORT): one clear line, non-zero exit.
+    const blocker = net.createServer();
+    const taken = await freePort();
+    await new Promise<void>((r) => blocker.listen(taken, '127.0.0.1', r));
+    try {
+      const g2 = startGateway(await writeConfig('b.yaml', taken, await freePort()));
+      const code = await g2.exit;
+      assert.notEqual(code, 0);
+      const errLines = g2.stderr().trim().split('\n');
+      assert.equal(errLines.length, 1, g2.stderr());
+      assert.match(errLines[0]!, /connections\.vectors\.listen: cannot listen on 127\.0\.0\.1:\d+: the address is already in use/);
+      assert.doesNotMatch(g2.stderr(), /\n\s+at /, 'no stack trace');
+    } finally {
+      blocker.close();
+    }
+
+    g.child.kill('SIGTERM');
+    assert.equal(await g.exit, 0);
+    assert.ok(g.lines.some((l) => l.includes('"msg":"draining"')));
+    assert.ok(g.lines.some((l) => l.includes('"msg":"stopped"')));
+  } finally {
+    if (g.child.exitCode === null) g.child.kill('SIGKILL');
+  }
+});

@@ -10,8 +10,10 @@ import { childCpuSecondsFromStat } from './proc-usage.js';
 
 /** A server outlives the benchmark by at most this long if the benchmark is killed. */
 export const SERVER_MAX_LIFETIME_SEC = 3600;
-/** Open-file limit raised in every process the benchmark starts (idle-session runs). */
+/** Open-file limit asked for in every process the benchmark starts (idle-session runs). */
 export const BENCH_NOFILE = 65536;
+/** Shell prefix: BENCH_NOFILE, else as high as the hard limit allows (containers cap it). */
+export const RAISE_NOFILE_SH = `ulimit -n ${BENCH_NOFILE} 2>/dev/null || ulimit -n $(ulimit -Hn) 2>/dev/null;`;
 
 const started = new Set<ChildProcess>();
 
@@ -34,7 +36,7 @@ export interface Server {
  * (what /proc is read for). A detached watchdog kills it when this process is gone.
  */
 export function startServer(name: string, cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Server {
-  const line = `ulimit -n ${BENCH_NOFILE} 2>/dev/null || ulimit -n $(ulimit -Hn); exec ${[cmd, ...args].map(shQuote).join(' ')}`;
+  const line = `${RAISE_NOFILE_SH} exec ${[cmd, ...args].map(shQuote).join(' ')}`;
   const child = spawn('sh', ['-c', line], { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   started.add(child);
   let out = '';
@@ -126,7 +128,7 @@ export async function runMeasured(
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'vg-bench-run-'));
   const statFile = path.join(tmp, 'stat');
   const pin = opts.cpuList ? `taskset -c ${opts.cpuList} ` : '';
-  const line = `ulimit -n ${BENCH_NOFILE} 2>/dev/null; ${pin}timeout -k 5 ${opts.timeoutSec} ${[cmd, ...args].map(shQuote).join(' ')}; rc=$?; cat /proc/$$/stat > ${shQuote(statFile)}; exit $rc`;
+  const line = `${RAISE_NOFILE_SH} ${pin}timeout -k 5 ${opts.timeoutSec} ${[cmd, ...args].map(shQuote).join(' ')}; rc=$?; cat /proc/$$/stat > ${shQuote(statFile)}; exit $rc`;
   const devnull = opts.discardStdout ? openSync('/dev/null', 'w') : null;
   const t0 = process.hrtime.bigint();
   const child = spawn('sh', ['-c', line], { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', devnull ?? 'pipe', 'pipe'] });

@@ -1,6 +1,6 @@
 // What the results were measured on: machine, kernel, Node and OpenSSL versions, the
 // peers' versions, the commit and the date, recorded next to every result.
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 
@@ -17,13 +17,10 @@ export interface MachineInfo {
   peers: Record<string, string>;
 }
 
+/** stdout, else stderr (nginx -v prints its version there). */
 function run(cmd: string, args: string[]): string {
-  try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 }).trim();
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string };
-    return `${e.stdout ?? ''}${e.stderr ?? ''}`.trim();
-  }
+  const r = spawnSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
+  return (r.stdout?.trim() || r.stderr?.trim() || '').trim();
 }
 
 export function machineInfo(repoRoot: string): MachineInfo {

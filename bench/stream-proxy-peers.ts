@@ -9,8 +9,8 @@ import { startServer, type Server } from './bench-processes.js';
 
 /** Worker processes / threads for each proxy: one per core, like vecgate's workers. */
 export const STREAM_PROXY_WORKERS = 2;
-/** Connections each proxy accepts. */
-export const STREAM_PROXY_MAX_CONN = 20_000;
+/** Connections each proxy accepts (haproxy needs about 2 fds per connection under the hard open-file limit). */
+export const STREAM_PROXY_MAX_CONN = 8000;
 
 export interface StreamProxyPeer {
   server: Server;
@@ -33,7 +33,7 @@ export async function startNginxStream(opts: TlsFiles & { upstreamPort: number; 
     conf,
     `load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 worker_processes ${opts.workers ?? STREAM_PROXY_WORKERS};
-worker_rlimit_nofile ${STREAM_PROXY_MAX_CONN * 3};
+worker_rlimit_nofile ${STREAM_PROXY_MAX_CONN * 2};
 daemon off;
 master_process on;
 pid ${path.join(opts.dir, `nginx-${port}.pid`)};

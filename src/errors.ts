@@ -21,6 +21,7 @@ export type VgErrorCode =
   | 'ERR_VG_TOKEN_KID_UNKNOWN'
   | 'ERR_VG_TOKEN_NOT_ACCESS_TOKEN'
   | 'ERR_VG_JWKS_UNAVAILABLE'
+  | 'ERR_VG_LOGIN'
   // policy
   | 'ERR_VG_ACCESS_DENIED'
   // upstream

@@ -96,6 +96,7 @@ async function main(): Promise<void> {
             for (const s of [...ctx.sessions]) s.shutdown('vecgate is shutting down; reconnect to another replica');
           }
           if (ctx.liveSessions <= 0 || Date.now() >= deadline) {
+            for (const h of httpHandles) h.closeAll();
             send(port, { t: 'drained', worker: init.index, sessionsLeft: Math.max(0, ctx.liveSessions) });
             port.close();
             return;

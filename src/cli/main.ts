@@ -87,8 +87,38 @@ function buildProgram(setExitCode: (code: number) => void): Command {
       setExitCode(await runCheckConfig({ configPath: opts.config }));
     });
 
-  program.command('login').description('OIDC login for people (not available yet)').action(() => notYet('login'));
-  program.command('whoami').description('show the identity of your login session (not available yet)').action(() => notYet('whoami'));
+  program
+    .command('login')
+    .description('OIDC login for people: device code when the issuer offers it, else authorization code + PKCE on a loopback redirect; the session is cached for `vecgate token`')
+    .requiredOption('--issuer <url>', 'OpenID issuer URL (https)')
+    .requiredOption('--client-id <id>', 'public client registered for vecgate at the issuer')
+    .option('--scope <scopes>', 'scopes to ask for', 'openid offline_access')
+    .option('--audience <aud>', 'audience parameter, for issuers that use one (Auth0 style)')
+    .option('--resource <url>', 'resource indicator (RFC 8707) for the access token')
+    .option('--ca <file>', 'extra CA certificate (PEM) for an issuer with an internal CA (NODE_EXTRA_CA_CERTS works too)')
+    .option('--no-browser', 'do not open a browser; print the URL only')
+    .addOption(new Option('--flow <flow>', 'login flow').choices(['auto', 'device', 'code']).default('auto'))
+    .addOption(new Option('--redirect-port <n>', 'loopback port for the code flow redirect (default: any free port)').argParser(parsePort))
+    .option('--insecure-http-loopback', 'INSECURE: allow a plain-http issuer, on a loopback address only (local test issuers)')
+    .action(async (opts: { issuer: string; clientId: string; scope: string; audience?: string; resource?: string; ca?: string; browser: boolean; flow: 'auto' | 'device' | 'code'; redirectPort?: number; insecureHttpLoopback?: boolean }) => {
+      const { runLogin } = await import('./login-command.js');
+      await runLogin({
+        issuer: opts.issuer, clientId: opts.clientId, scope: opts.scope, audience: opts.audience, resource: opts.resource, ca: opts.ca,
+        noBrowser: !opts.browser, flow: opts.flow, redirectPort: opts.redirectPort, insecureHttpLoopback: opts.insecureHttpLoopback,
+      });
+    });
+
+  program
+    .command('whoami')
+    .description('show who your access token says you are (decoded, not verified) and, with --config, what your groups may reach')
+    .option('--token <jwt>', 'show this access token instead of your `vecgate login` one')
+    .option('--groups-claim <path>', 'claim holding the groups, dotted paths allowed (default: the config issuer\'s, else "groups")')
+    .option('-c, --config <file>', 'gateway config: list each connection and your access level there')
+    .option('--json', 'print JSON')
+    .action(async (opts: { token?: string; groupsClaim?: string; config?: string; json?: boolean }) => {
+      const { runWhoami } = await import('./whoami-command.js');
+      await runWhoami({ token: opts.token, groupsClaim: opts.groupsClaim, config: opts.config, json: opts.json });
+    });
   program.command('sessions').description('list recorded sessions (not available yet)').action(() => notYet('sessions'));
   program.command('replay').argument('<id>', 'session id').description('replay a recorded session (not available yet)').action(() => notYet('replay'));
   program.command('verify-recordings').description('verify the hash chain of the recordings (not available yet)').action(() => notYet('verify-recordings'));

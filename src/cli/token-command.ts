@@ -1,17 +1,19 @@
 // `vecgate token`: prints an access token on stdout (and nothing else there, so
 // `PGPASSWORD=$(vecgate token --dev)` works): from the embedded dev issuer with --dev, else
 // from the cached `vecgate login` session. Without either, says how to get one (exit 2).
-import { existsSync, readFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { VgError } from '../errors.js';
 import { DEV_DEFAULT_DIR, DevIssuer, MAX_DEV_TOKEN_TTL_SEC } from '../identity/dev-issuer.js';
+import { loginCachePath, readLoginSession, secondsLeft, writeLoginSession } from '../identity/login-cache.js';
+
+export { loginCachePath } from '../identity/login-cache.js';
 
 export const DEFAULT_DEV_USER = 'dev@example.com';
 export const DEFAULT_DEV_GROUPS = 'vectors-admin';
 export const DEFAULT_DEV_TTL = '15m';
-/** A cached login token is printed only while it has at least this much life left. */
-export const LOGIN_TOKEN_MIN_REMAINING_SEC = 30;
+/** A cached login token with less life than this left is refreshed first (a psql session started with it must get through its startup). */
+export const LOGIN_REFRESH_BEFORE_EXPIRY_SEC = 60;
 
 /** Help text for the options of `vecgate token` (for the CLI's --help). */
 export const TOKEN_HELP = {
@@ -47,14 +49,6 @@ export function parseGroups(text: string): string[] {
   return [...new Set(text.split(/[\s,]+/).filter((g) => g !== ''))];
 }
 
-/** Where `vecgate login` keeps its session: $VECGATE_LOGIN_CACHE, else $XDG_CONFIG_HOME/vecgate/login.json. */
-export function loginCachePath(): string {
-  const explicit = process.env['VECGATE_LOGIN_CACHE'];
-  if (explicit) return path.resolve(explicit);
-  const base = process.env['XDG_CONFIG_HOME'] || path.join(os.homedir(), '.config');
-  return path.join(base, 'vecgate', 'login.json');
-}
-
 export async function runToken(opts: TokenCommandOptions): Promise<void> {
   const dir = path.resolve(opts.dir ?? DEV_DEFAULT_DIR);
   // Parse every option first, so a typo fails before anything is created on disk.
@@ -66,7 +60,7 @@ export async function runToken(opts: TokenCommandOptions): Promise<void> {
   if (!opts.dev) {
     const cache = loginCachePath();
     if (existsSync(cache)) {
-      process.stdout.write(readLoginToken(cache) + '\n');
+      process.stdout.write((await loginToken(cache)) + '\n');
       return;
     }
     // No login session, but a dev issuer here (`vecgate dev` was run in this directory): use it.
@@ -83,19 +77,28 @@ export async function runToken(opts: TokenCommandOptions): Promise<void> {
   process.stdout.write((await issuer.mint({ user, groups, ttlSec })) + '\n');
 }
 
-/** The access token of a `vecgate login` session, while it is still valid. */
-function readLoginToken(cache: string): string {
-  let session: { access_token?: unknown; expires_at?: unknown };
+/**
+ * The access token of the `vecgate login` session in `cache`, refreshed (and the cache
+ * rewritten) when it has less than LOGIN_REFRESH_BEFORE_EXPIRY_SEC left. Nothing here writes
+ * to stdout: the caller prints the token alone.
+ */
+export async function loginToken(cache: string): Promise<string> {
+  const read = readLoginSession(cache);
+  if (read === null) throw new VgError('ERR_VG_USAGE', 'no login session: run `vecgate login`');
+  if (read.tooOpen) process.stderr.write(`vecgate token: warning: ${cache} is readable by other users; run \`chmod 600 ${cache}\`\n`);
+  const session = read.session;
+  if (secondsLeft(session) >= LOGIN_REFRESH_BEFORE_EXPIRY_SEC) return session.access_token;
+  // Loaded only when needed: openid-client is not on the path of a fresh token.
+  const { refreshLoginSession } = await import('./login-command.js');
   try {
-    session = JSON.parse(readFileSync(cache, 'utf8')) as typeof session;
-  } catch {
-    throw new VgError('ERR_VG_USAGE', `the login session in ${cache} is unreadable; run \`vecgate login\` again`);
+    const fresh = await refreshLoginSession(session);
+    writeLoginSession(fresh, cache);
+    return fresh.access_token;
+  } catch (err) {
+    // Another `vecgate token` may have refreshed first, and a rotating issuer then refuses our
+    // (now used) refresh token: take the token it saved.
+    const now = readLoginSession(cache)?.session;
+    if (now !== undefined && now.access_token !== session.access_token && secondsLeft(now) >= LOGIN_REFRESH_BEFORE_EXPIRY_SEC) return now.access_token;
+    throw err;
   }
-  const token = session.access_token;
-  const expiresAt = session.expires_at;
-  if (typeof token !== 'string' || token === '') throw new VgError('ERR_VG_USAGE', `the login session in ${cache} has no access token; run \`vecgate login\` again`);
-  if (typeof expiresAt === 'number' && expiresAt - Date.now() / 1000 < LOGIN_TOKEN_MIN_REMAINING_SEC) {
-    throw new VgError('ERR_VG_USAGE', 'your login session has expired; run `vecgate login` again');
-  }
-  return token;
 }

@@ -74,7 +74,10 @@ export interface HttpWorkerContext {
 
 export interface HttpConnectionHandle {
   port: number;
+  /** Stops accepting; requests in flight go on. */
   close(): void;
+  /** Closes every socket of the app (keep-alive clients too): before the worker thread ends. */
+  closeAll(): void;
 }
 
 interface ErrorAnswer {
@@ -139,13 +142,20 @@ export function startHttpConnection(ctx: HttpWorkerContext, cfg: HttpConnectionC
       }
       const port = uWS.us_socket_local_port(token);
       let closed = false;
+      const close = () => {
+        if (closed) return;
+        closed = true;
+        uWS.us_listen_socket_close(token);
+        pool.close();
+      };
       resolve({
         port,
-        close() {
-          if (closed) return;
-          closed = true;
-          uWS.us_listen_socket_close(token);
-          pool.close();
+        close,
+        closeAll() {
+          close();
+          // A uWS socket left open when the worker's loop closes aborts the process.
+          // (`close()` exists on this build's apps; its bundled typings predate it.)
+          (app as unknown as { close(): void }).close();
         },
       });
     });

@@ -1,0 +1,242 @@
+// `npm run bench` / `npm run bench:quick`: runs the benchmark matrix side by side (direct,
+// vecgate, pgbouncer, and nginx/haproxy for the TLS-stream reference) on loopback, prints
+// markdown tables and writes bench/RESULTS.md and bench/results/<date>-<commit>[-quick].json.
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { freePortOn } from '../src/dev/free-port.js';
+import { killAllServers, startServer, type Server } from './bench-processes.js';
+import { directTarget, setUpEnvironment, type BenchEnvironment, type PgTarget } from './bench-environment.js';
+import { FULL_SETTINGS, QUICK_SETTINGS, type BenchSettings } from './bench-settings.js';
+import { copyRows, copyTable, runCopy, runStream, type CopyResult } from './copy-workload.js';
+import { idleSessionsToAsk, idleTable, runIdle, waitForBackendsGone, type IdleResult } from './idle-workload.js';
+import { machineInfo, type MachineInfo } from './machine-info.js';
+import { churnTable, latencyTable, runChurn, runLatency, runSelect, selectTable, type ChurnResult, type LatencyResult, type SelectResult } from './pgbench-workloads.js';
+import { startPgbouncer } from './pgbouncer-peer.js';
+import { renderTable, type ResultTable } from './results-table.js';
+import { startHaproxy, startNginxStream, type StreamProxyPeer } from './stream-proxy-peers.js';
+import { COPY_ROW_WIRE_BYTES } from './bench-settings.js';
+import { ensureBenchPeers } from './system-deps.js';
+import { startVecgate, VECGATE_CONNECTION } from './vecgate-peer.js';
+
+const WORKLOADS = ['copy', 'select', 'churn', 'latency', 'idle'] as const;
+type Workload = (typeof WORKLOADS)[number];
+
+interface Results {
+  mode: BenchSettings['mode'];
+  settings: BenchSettings;
+  machine: MachineInfo;
+  failures: string[];
+  copy: CopyResult[];
+  select: SelectResult[];
+  churn: ChurnResult[];
+  latency: LatencyResult[];
+  idle: IdleResult[];
+  durationSec: number;
+}
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const t0 = Date.now();
+const log = (s: string) => process.stderr.write(`[bench +${((Date.now() - t0) / 1000).toFixed(0)}s] ${s}\n`);
+
+interface Targets {
+  pg: PgTarget[];
+  stream: { system: string; port: number; pids: () => number[] }[];
+  servers: Server[];
+}
+
+async function startVecgateTarget(env: BenchEnvironment, s: BenchSettings): Promise<{ target: PgTarget; server: Server }> {
+  const vg = await startVecgate({
+    dir: env.dir,
+    repoRoot,
+    serverCert: env.pki.serverCert,
+    serverKey: env.pki.serverKey,
+    caCert: env.pki.caCert,
+    jwksPath: env.issuer.jwksPath,
+    issuer: env.issuer.issuer,
+    upstream: { host: 'localhost', port: env.cluster.port, database: env.cluster.database },
+    credentials: { user: env.rwUser, password: env.rwPassword },
+    workers: s.proxyWorkers,
+  });
+  return {
+    server: vg.server,
+    target: { system: 'vecgate', port: vg.port, dbname: VECGATE_CONNECTION, user: 'bench', password: env.token, proxyPids: () => [vg.server.pid], proxyPid: () => vg.server.pid },
+  };
+}
+
+async function startPgbouncerTarget(env: BenchEnvironment, poolSize: number): Promise<{ target: PgTarget; server: Server }> {
+  const pb = await startPgbouncer({
+    dir: env.dir,
+    serverCert: env.pki.serverCert,
+    serverKey: env.pki.serverKey,
+    caCert: env.pki.caCert,
+    upstream: { host: 'localhost', port: env.cluster.port, database: env.cluster.database },
+    user: env.rwUser,
+    scramSecret: env.scramSecret,
+    poolSize,
+  });
+  return {
+    server: pb.server,
+    target: { system: 'pgbouncer', port: pb.port, dbname: env.cluster.database, user: env.rwUser, password: env.rwPassword, proxyPids: () => [pb.server.pid], proxyPid: () => pb.server.pid },
+  };
+}
+
+async function attempt<T>(what: string, failures: string[], fn: () => Promise<T>): Promise<T | null> {
+  try {
+    return await fn();
+  } catch (err) {
+    const msg = `${what}: ${(err as Error).message.split('\n').slice(0, 3).join(' ').slice(0, 500)}`;
+    failures.push(msg);
+    log(`FAILED ${msg}`);
+    return null;
+  }
+}
+
+async function startTargets(env: BenchEnvironment, s: BenchSettings, failures: string[], wantStream: boolean): Promise<Targets> {
+  const t: Targets = { pg: [directTarget(env)], stream: [], servers: [] };
+  const vg = await attempt('start vecgate', failures, () => startVecgateTarget(env, s));
+  if (vg) t.pg.push(vg.target), t.servers.push(vg.server);
+  const poolSize = Math.max(...s.selectClients, s.churnClients, s.latencyClients) + 8;
+  const pb = await attempt('start pgbouncer', failures, () => startPgbouncerTarget(env, poolSize));
+  if (pb) t.pg.push(pb.target), t.servers.push(pb.server);
+  if (!wantStream) return t;
+  const sourcePort = await freePortOn('127.0.0.1');
+  const source = startServer('tls-stream-source', process.execPath, [
+    path.join(repoRoot, 'dist', 'bench', 'tls-stream-source.js'),
+    '--port', String(sourcePort), '--cert', env.pki.serverCert, '--key', env.pki.serverKey, '--bytes', String(copyRows(s) * COPY_ROW_WIRE_BYTES),
+  ]);
+  const up = await attempt('start TLS stream source', failures, () => source.waitFor(/listening/, 10_000));
+  if (up === null) return t;
+  t.servers.push(source);
+  t.stream.push({ system: 'direct', port: sourcePort, pids: () => [] });
+  const tls = { dir: env.dir, serverCert: env.pki.serverCert, serverKey: env.pki.serverKey, caCert: env.pki.caCert, upstreamPort: sourcePort };
+  for (const [name, start] of [['nginx', () => startNginxStream({ ...tls, workers: s.proxyWorkers })], ['haproxy', () => startHaproxy({ ...tls, threads: s.proxyWorkers })]] as const) {
+    const p: StreamProxyPeer | null = await attempt(`start ${name}`, failures, start);
+    if (p) t.servers.push(p.server), t.stream.push({ system: name, port: p.port, pids: p.pids });
+  }
+  return t;
+}
+
+function failedPgRows(t: Targets): string[] {
+  return ['direct', 'vecgate', 'pgbouncer'].filter((n) => !t.pg.some((p) => p.system === n));
+}
+
+function renderResults(r: Results, tables: ResultTable[]): string {
+  const m = r.machine;
+  const head = [
+    `# vecgate benchmark results`,
+    '',
+    `Generated by \`npm run bench${r.mode === 'quick' ? ':quick' : ''}\` (bench/run.ts); raw figures in bench/results/. Do not edit by hand: rerun.`,
+    '',
+    `- mode: **${r.mode}** (took ${r.durationSec.toFixed(0)} s)`,
+    `- date: ${m.date}; commit: ${m.commit}${m.dirty ? ' (with uncommitted changes)' : ''}`,
+    `- machine: ${m.nproc} × ${m.cpuModel}, ${m.memoryGiB} GiB; ${m.kernel}`,
+    `- Node ${m.node}, OpenSSL ${m.openssl} (Node's); system ${m.peers.systemOpenssl}`,
+    `- peers: ${m.peers.postgres}; ${m.peers.pgbouncer}; ${m.peers.nginx}; ${m.peers.haproxy}`,
+    `- every system: TLS 1.3, one ECDSA P-256 CA and server certificate, upstream verified (verify-full); vecgate \`server.workers: ${r.settings.proxyWorkers}\`, recording off; nginx ${r.settings.proxyWorkers} workers; haproxy ${r.settings.proxyWorkers} threads; pgbouncer session mode (single-threaded). Nothing pinned: load generator, proxy and PostgreSQL share both cores.`,
+    '',
+  ];
+  if (r.failures.length > 0) head.push('**Failures in this run:**', '', ...r.failures.map((f) => `- ${f}`), '');
+  return head.join('\n') + '\n' + tables.map(renderTable).join('\n');
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'no-write': { type: 'boolean', default: false } } });
+  const s = values.quick ? QUICK_SETTINGS : FULL_SETTINGS;
+  const only = new Set<Workload>((values.only ? values.only.split(',') : WORKLOADS) as Workload[]);
+  for (const w of only) if (!WORKLOADS.includes(w)) throw new Error(`unknown workload ${w}; choose from ${WORKLOADS.join(', ')}`);
+  const failures: string[] = [];
+  const missing = ensureBenchPeers(log);
+  if (missing.length > 0) failures.push(`missing after install: ${missing.join(', ')}`);
+  const machine = machineInfo(repoRoot);
+  log(`mode ${s.mode}; ${machine.nproc} × ${machine.cpuModel}; Node ${machine.node}, OpenSSL ${machine.openssl}; commit ${machine.commit}`);
+
+  const env = await setUpEnvironment(s, repoRoot, log);
+  const res: Results = { mode: s.mode, settings: s, machine, failures, copy: [], select: [], churn: [], latency: [], idle: [], durationSec: 0 };
+  const tables: ResultTable[] = [];
+  try {
+    const t = await startTargets(env, s, failures, only.has('copy'));
+    for (const n of failedPgRows(t)) log(`${n} is not running: its rows are missing`);
+
+    if (only.has('copy')) {
+      for (const target of t.pg) {
+        log(`copy ${target.system}`);
+        res.copy.push(await runCopy(env, s, target));
+      }
+      for (const st of t.stream) {
+        log(`tls stream ${st.system}`);
+        res.copy.push(await runStream(env, s, st.system, st.port, st.pids()));
+      }
+      tables.push(copyTable(res.copy, s));
+    }
+    if (only.has('select')) {
+      for (const c of s.selectClients) {
+        for (const target of t.pg) {
+          log(`pgbench -S -c ${c} ${target.system}`);
+          res.select.push(await runSelect(env, s, target, c));
+        }
+      }
+      tables.push(selectTable(res.select, s));
+    }
+    if (only.has('churn')) {
+      for (const target of t.pg) {
+        log(`pgbench -S -C ${target.system}`);
+        res.churn.push(await runChurn(env, s, target));
+      }
+      tables.push(churnTable(res.churn, s));
+    }
+    if (only.has('latency')) {
+      for (const size of s.latencySizes) {
+        for (const target of t.pg) {
+          log(`latency ${size} B ${target.system}`);
+          res.latency.push(await runLatency(env, s, target, size));
+        }
+      }
+      tables.push(latencyTable(res.latency, s));
+    }
+    for (const srv of t.servers) await srv.stop();
+
+    if (only.has('idle')) {
+      // Fresh proxies, so memory freed by earlier workloads does not hide the per-session cost.
+      const vg = await attempt('start vecgate (idle)', failures, () => startVecgateTarget(env, s));
+      if (vg) {
+        log(`idle sessions: ${idleSessionsToAsk(s)} through vecgate`);
+        res.idle.push(await runIdle(env, s, vg.target));
+        await vg.server.stop();
+      }
+      await waitForBackendsGone(env);
+      const pb = await attempt('start pgbouncer (idle)', failures, () => startPgbouncerTarget(env, idleSessionsToAsk(s) + 10));
+      if (pb) {
+        log(`idle sessions: ${idleSessionsToAsk(s)} through pgbouncer`);
+        res.idle.push(await runIdle(env, s, pb.target));
+        await pb.server.stop();
+      }
+      tables.push(idleTable(res.idle, s));
+    }
+  } finally {
+    killAllServers();
+    await env.cleanup().catch((err: Error) => log(`cleanup: ${err.message}`));
+  }
+  for (const group of [res.copy, res.select, res.churn, res.latency, res.idle] as { ok: boolean; system: string; error?: string }[][]) {
+    for (const r of group) if (!r.ok) failures.push(`${r.system}: ${r.error ?? 'failed'}`);
+  }
+  res.durationSec = (Date.now() - t0) / 1000;
+  const md = renderResults(res, tables);
+  process.stdout.write('\n' + md);
+  if (!values['no-write']) {
+    const resultsDir = path.join(repoRoot, 'bench', 'results');
+    if (!existsSync(resultsDir)) mkdirSync(resultsDir, { recursive: true });
+    const day = machine.date.slice(0, 10);
+    const jsonFile = path.join(resultsDir, `${day}-${machine.commit}${s.mode === 'quick' ? '-quick' : ''}.json`);
+    writeFileSync(jsonFile, JSON.stringify(res, null, 2) + '\n');
+    writeFileSync(path.join(repoRoot, 'bench', 'RESULTS.md'), md);
+    log(`wrote bench/RESULTS.md and ${path.relative(repoRoot, jsonFile)}`);
+  }
+}
+
+main().catch((err: Error) => {
+  log(`benchmark aborted: ${err.stack ?? err.message}`);
+  killAllServers();
+  process.exit(1);
+});

@@ -1,0 +1,425 @@
+// The primary's recorder: takes batches of events from the workers, removes secrets, and
+// appends them to hash-chained segment files, one chain per connection (segment-format.ts
+// has the layout). Strict durability resolves an append only after fdatasync, and appends
+// that arrive together share one (group commit). Checkpoints every N records or T ms and
+// each segment's seal are signed; retention deletes whole segments and records that it did.
+import { mkdir, open, readdir, readFile, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { VgError } from '../errors.js';
+import { syncDirectory, syncSegmentData } from './durable-sync.js';
+import type { RecordEvent } from './record-event.js';
+import { redactEvent } from './redact-event.js';
+import {
+  connectionDirName,
+  connectionFromDirName,
+  encodeFrame,
+  FrameKind,
+  packr,
+  scanSegment,
+  SEGMENT_MAGIC,
+  segmentFileName,
+  signedBytes,
+  utcDay,
+  ZERO_HASH,
+  type SegmentHeader,
+  type SignedPayload,
+} from './segment-format.js';
+import { listSegments, readHead, writeHead, type SegmentFile } from './segment-store.js';
+import { loadSigningKey, signBytes, type SigningKey } from './signing-key.js';
+
+/** A signed checkpoint after this many event records... */
+export const CHECKPOINT_EVERY_RECORDS = 1000;
+/** ...or after this long with unsigned records, whichever comes first. */
+export const CHECKPOINT_INTERVAL_MS = 30_000;
+/** A segment that reaches this size is sealed and a new one begun (segments also end at UTC midnight). */
+export const SEGMENT_MAX_BYTES = 64 * 1024 * 1024;
+/** One event, encoded, may not exceed this: larger payloads belong in a summary (summarizeVector). */
+export const MAX_EVENT_BYTES = 8 * 1024 * 1024;
+
+export interface RecorderOptions {
+  dir: string;
+  durability: 'strict' | 'async';
+  retentionMs: number;
+  /** PEM file of an Ed25519 private key (`recordings.signing_key`); default: generated into `dir`. */
+  signingKeyPath?: string;
+}
+
+interface Chain {
+  connection: string;
+  connDir: string;
+  /** Open segment; null until the first write of this process. */
+  fh: FileHandle | null;
+  segment: number;
+  day: string;
+  pos: number;
+  /** Sequence number and hash of the last frame written. */
+  seq: number;
+  hash: Buffer;
+  events: number;
+  sinceCheckpoint: number;
+  lastCheckpointAt: number;
+  firstSegment: number;
+  /** Highest segment number on disk (the next one opened is this + 1). */
+  lastSegment: number;
+}
+
+interface Pending {
+  byConnection: Map<string, Buffer[]>;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+export class Recorder {
+  private readonly chains = new Map<string, Chain>();
+  private queue: Pending[] = [];
+  private drainScheduled = false;
+  private closing = false;
+  private tail: Promise<unknown> = Promise.resolve();
+  private readonly timer: NodeJS.Timeout;
+
+  private constructor(
+    private readonly opts: RecorderOptions,
+    private readonly key: SigningKey,
+  ) {
+    this.timer = setInterval(() => void this.exclusive(() => this.checkpointDue(Date.now())).catch(() => undefined), CHECKPOINT_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  static async open(opts: RecorderOptions): Promise<Recorder> {
+    if (!(opts.retentionMs > 0)) throw new VgError('ERR_VG_RECORDING', `recordings retention must be positive (got ${opts.retentionMs} ms)`);
+    try {
+      await mkdir(opts.dir, { recursive: true, mode: 0o700 });
+    } catch (e) {
+      throw new VgError('ERR_VG_RECORDING', `cannot create the recordings directory ${opts.dir}: ${(e as Error).message}`, { cause: e });
+    }
+    return new Recorder(opts, await loadSigningKey(opts.dir, opts.signingKeyPath));
+  }
+
+  /**
+   * Appends events in order. Strict durability: resolves once they are on disk (fdatasync);
+   * async: once the OS has them. Rejects if any could not be written; the caller decides
+   * whether the session may go on without its recording.
+   */
+  append(events: RecordEvent[]): Promise<void> {
+    if (this.closing) return Promise.reject(new VgError('ERR_VG_RECORDING', 'the recorder is closed; no more events can be recorded'));
+    const byConnection = new Map<string, Buffer[]>();
+    try {
+      for (const e of events) {
+        if (typeof e.connection !== 'string' || e.connection === '' || typeof e.type !== 'string' || typeof e.ts !== 'number' || typeof e.session !== 'string') {
+          throw new VgError('ERR_VG_RECORDING', 'a recording event needs string type, session and connection and a numeric ts');
+        }
+        const payload = packr.pack(redactEvent(e));
+        if (payload.length > MAX_EVENT_BYTES) {
+          throw new VgError('ERR_VG_RECORDING', `a ${e.type} event of session ${e.session} is ${payload.length} bytes encoded, over the ${MAX_EVENT_BYTES}-byte limit: record a summary instead`);
+        }
+        const list = byConnection.get(e.connection) ?? [];
+        list.push(payload);
+        byConnection.set(e.connection, list);
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (byConnection.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ byConnection, resolve, reject });
+      if (!this.drainScheduled) {
+        this.drainScheduled = true;
+        void this.exclusive(() => this.drain());
+      }
+    });
+  }
+
+  /** Seals every open segment (signed, synced) and stops. Appends made before it are written first. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    clearInterval(this.timer);
+    await this.exclusive(async () => {
+      for (const chain of this.chains.values()) {
+        if (chain.fh === null) continue;
+        await this.seal(chain, Date.now());
+      }
+      this.chains.clear();
+    });
+  }
+
+  /**
+   * Deletes segments whose last record is older than the retention, oldest first, never the
+   * one being written, and records a `retention` event in the connection's chain first.
+   */
+  enforceRetention(now: number = Date.now()): Promise<{ deleted: string[] }> {
+    if (this.closing) return Promise.reject(new VgError('ERR_VG_RECORDING', 'the recorder is closed'));
+    return this.exclusive(async () => {
+      const deleted: string[] = [];
+      let entries: string[];
+      try {
+        entries = (await readdir(this.opts.dir, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name);
+      } catch (e) {
+        throw new VgError('ERR_VG_RECORDING', `cannot read the recordings directory ${this.opts.dir}: ${(e as Error).message}`, { cause: e });
+      }
+      for (const dirName of entries) {
+        const connection = connectionFromDirName(dirName);
+        if (connection === null) continue;
+        const connDir = path.join(this.opts.dir, dirName);
+        const open = this.chains.get(connection);
+        const segments = (await listSegments(this.opts.dir, connDir)).filter((s) => open?.fh === null || open === undefined || s.segment < open.segment);
+        const expired: SegmentFile[] = [];
+        for (const s of segments) {
+          if ((await segmentEndedAt(s)) + this.opts.retentionMs > now) break;
+          expired.push(s);
+        }
+        if (expired.length === 0) continue;
+        const chain = await this.writable(connection, now);
+        const event: RecordEvent = {
+          type: 'retention',
+          ts: now,
+          session: '',
+          connection,
+          retentionMs: this.opts.retentionMs,
+          segments: expired.map((s) => s.segment),
+          deleted: expired.map((s) => s.rel),
+        };
+        chain.firstSegment = Math.max(chain.firstSegment, expired[expired.length - 1]!.segment + 1);
+        const frames = [this.eventFrame(chain, packr.pack(event)), this.signedFrame(chain, FrameKind.Checkpoint, now)];
+        await this.write(chain, frames);
+        await syncSegmentData(chain.fh!);
+        await this.writeHead(chain, now);
+        for (const s of expired) {
+          await unlink(s.file);
+          deleted.push(s.rel);
+          // The day directory goes with its last segment.
+          await rmdir(path.dirname(s.file)).catch(() => undefined);
+        }
+      }
+      return { deleted };
+    });
+  }
+
+  /** Runs `fn` after every earlier disk operation of this recorder: one writer at a time. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.tail.then(fn);
+    this.tail = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Writes everything queued so far as one group: one write and at most one fdatasync per connection. */
+  private async drain(): Promise<void> {
+    this.drainScheduled = false;
+    const group = this.queue;
+    this.queue = [];
+    const now = Date.now();
+    const payloads = new Map<string, Buffer[]>();
+    for (const p of group) for (const [c, list] of p.byConnection) payloads.set(c, [...(payloads.get(c) ?? []), ...list]);
+    const failed = new Map<string, unknown>();
+    const toSync: Chain[] = [];
+    const toHead: Chain[] = [];
+    for (const [connection, list] of payloads) {
+      try {
+        const chain = await this.writable(connection, now);
+        const frames: Buffer[] = [];
+        let signed = false;
+        for (const payload of list) {
+          frames.push(this.eventFrame(chain, payload));
+          if (chain.sinceCheckpoint >= CHECKPOINT_EVERY_RECORDS) {
+            frames.push(this.signedFrame(chain, FrameKind.Checkpoint, now));
+            signed = true;
+          }
+        }
+        if (chain.sinceCheckpoint > 0 && now - chain.lastCheckpointAt >= CHECKPOINT_INTERVAL_MS) {
+          frames.push(this.signedFrame(chain, FrameKind.Checkpoint, now));
+          signed = true;
+        }
+        await this.write(chain, frames);
+        if (this.opts.durability === 'strict' || signed) toSync.push(chain);
+        if (signed) toHead.push(chain);
+      } catch (e) {
+        failed.set(connection, e);
+      }
+    }
+    await Promise.all(
+      toSync.map(async (chain) => {
+        try {
+          await syncSegmentData(chain.fh!);
+          if (toHead.includes(chain)) await this.writeHead(chain, now);
+        } catch (e) {
+          failed.set(chain.connection, e);
+          await this.forget(chain);
+        }
+      }),
+    );
+    for (const p of group) {
+      const err = [...p.byConnection.keys()].map((c) => failed.get(c)).find((e) => e !== undefined);
+      if (err === undefined) p.resolve();
+      else p.reject(err instanceof VgError ? err : new VgError('ERR_VG_RECORDING', `recording write failed: ${(err as Error).message}`, { cause: err }));
+    }
+  }
+
+  private async checkpointDue(now: number): Promise<void> {
+    for (const chain of this.chains.values()) {
+      if (chain.fh === null || chain.sinceCheckpoint === 0) continue;
+      try {
+        await this.write(chain, [this.signedFrame(chain, FrameKind.Checkpoint, now)]);
+        await syncSegmentData(chain.fh!);
+        await this.writeHead(chain, now);
+      } catch {
+        await this.forget(chain);
+      }
+    }
+  }
+
+  /** The chain of `connection` with an open segment for `now`'s day (rolling over if needed). */
+  private async writable(connection: string, now: number): Promise<Chain> {
+    let chain = this.chains.get(connection);
+    if (chain === undefined) {
+      chain = await this.resume(connection);
+      this.chains.set(connection, chain);
+    }
+    if (chain.fh !== null && (chain.day !== utcDay(now) || chain.pos >= SEGMENT_MAX_BYTES)) await this.seal(chain, now);
+    if (chain.fh === null) await this.openSegment(chain, now);
+    return chain;
+  }
+
+  /** Picks a connection's chain up where the last process left it: after the last intact frame on disk. */
+  private async resume(connection: string): Promise<Chain> {
+    const connDir = path.join(this.opts.dir, connectionDirName(connection));
+    await mkdir(connDir, { recursive: true, mode: 0o700 });
+    const segments = await listSegments(this.opts.dir, connDir);
+    const chain: Chain = {
+      connection,
+      connDir,
+      fh: null,
+      segment: 0,
+      day: '',
+      pos: 0,
+      seq: 0,
+      hash: ZERO_HASH,
+      events: 0,
+      sinceCheckpoint: 0,
+      lastCheckpointAt: Date.now(),
+      firstSegment: segments[0]?.segment ?? 1,
+      lastSegment: segments[segments.length - 1]?.segment ?? 0,
+    };
+    const head = await readHead(connDir, this.key.publicKey);
+    if (head.kind === 'ok') {
+      chain.firstSegment = head.head.firstSegment;
+      chain.lastSegment = Math.max(chain.lastSegment, head.head.segment);
+    }
+    // A torn or damaged last segment is left as it is (for verify-recordings to report); the
+    // new segment chains to the last frame that is intact.
+    for (let i = segments.length - 1; i >= 0; i--) {
+      const { frames } = scanSegment(await readFile(segments[i]!.file));
+      const last = frames[frames.length - 1];
+      if (last !== undefined) {
+        chain.seq = last.seq;
+        chain.hash = Buffer.from(last.hash);
+        chain.segment = segments[i]!.segment;
+        break;
+      }
+    }
+    return chain;
+  }
+
+  private async openSegment(chain: Chain, now: number): Promise<void> {
+    const prevSegment = chain.lastSegment;
+    const segment = prevSegment + 1;
+    const day = utcDay(now);
+    const dayDir = path.join(chain.connDir, day);
+    await mkdir(dayDir, { recursive: true, mode: 0o700 });
+    const fh = await open(path.join(dayDir, segmentFileName(segment)), 'wx', 0o600);
+    chain.fh = fh;
+    chain.segment = segment;
+    chain.lastSegment = segment;
+    chain.day = day;
+    chain.pos = 0;
+    chain.events = 0;
+    const header: SegmentHeader = { v: 1, connection: chain.connection, segment, day, createdAt: now, prevSegment, keyId: this.key.keyId };
+    try {
+      const frame = encodeFrame(FrameKind.Header, chain.seq + 1, chain.hash, packr.pack(header));
+      await this.writeRaw(chain, Buffer.concat([SEGMENT_MAGIC, frame.bytes]));
+      chain.seq += 1;
+      chain.hash = frame.hash;
+      await syncSegmentData(fh);
+      await syncDirectory(dayDir);
+      await syncDirectory(chain.connDir);
+      // The head signs the new header's position: removing this segment later shows.
+      await this.writeHead(chain, now);
+    } catch (e) {
+      await this.forget(chain);
+      throw e;
+    }
+  }
+
+  private async seal(chain: Chain, now: number): Promise<void> {
+    try {
+      await this.write(chain, [this.signedFrame(chain, FrameKind.Seal, now)]);
+      await syncSegmentData(chain.fh!);
+      await this.writeHead(chain, now);
+    } finally {
+      await chain.fh?.close().catch(() => undefined);
+      chain.fh = null;
+    }
+  }
+
+  /** Encodes an event frame and advances the chain (the bytes are written by `write`). */
+  private eventFrame(chain: Chain, payload: Buffer): Buffer {
+    const f = encodeFrame(FrameKind.Event, chain.seq + 1, chain.hash, payload);
+    chain.seq += 1;
+    chain.hash = f.hash;
+    chain.events += 1;
+    chain.sinceCheckpoint += 1;
+    return f.bytes;
+  }
+
+  private signedFrame(chain: Chain, kind: FrameKind.Checkpoint | FrameKind.Seal, now: number): Buffer {
+    const seq = chain.seq + 1;
+    const payload: SignedPayload = { at: now, sig: signBytes(this.key.privateKey, signedBytes(kind, seq, chain.hash)) };
+    if (kind === FrameKind.Seal) payload.events = chain.events;
+    const f = encodeFrame(kind, seq, chain.hash, packr.pack(payload));
+    chain.seq = seq;
+    chain.hash = f.hash;
+    chain.sinceCheckpoint = 0;
+    chain.lastCheckpointAt = now;
+    return f.bytes;
+  }
+
+  private async write(chain: Chain, frames: Buffer[]): Promise<void> {
+    try {
+      await this.writeRaw(chain, frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+    } catch (e) {
+      // How much reached the file is unknown: start over from what is on disk next time.
+      await this.forget(chain);
+      throw new VgError('ERR_VG_RECORDING', `cannot write recording segment of connection ${chain.connection}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  private async writeRaw(chain: Chain, bytes: Buffer): Promise<void> {
+    let done = 0;
+    while (done < bytes.length) {
+      const { bytesWritten } = await chain.fh!.write(bytes, done, bytes.length - done, chain.pos + done);
+      done += bytesWritten;
+    }
+    chain.pos += bytes.length;
+  }
+
+  private async writeHead(chain: Chain, now: number): Promise<void> {
+    await writeHead(chain.connDir, { v: 1, connection: chain.connection, segment: chain.segment, seq: chain.seq, hash: chain.hash, firstSegment: chain.firstSegment, at: now }, this.key.privateKey);
+  }
+
+  private async forget(chain: Chain): Promise<void> {
+    await chain.fh?.close().catch(() => undefined);
+    chain.fh = null;
+    this.chains.delete(chain.connection);
+  }
+}
+
+/** When a segment's last record was written: its seal's time, else (a crash) the file's mtime. */
+async function segmentEndedAt(s: SegmentFile): Promise<number> {
+  const { frames } = scanSegment(await readFile(s.file));
+  const last = frames[frames.length - 1];
+  if (last !== undefined && last.kind === FrameKind.Seal) {
+    const p = packr.unpack(last.payload) as SignedPayload;
+    if (typeof p.at === 'number') return p.at;
+  }
+  return (await stat(s.file)).mtimeMs;
+}
+

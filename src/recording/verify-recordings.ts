@@ -1,0 +1,302 @@
+// Checks recordings end to end: every frame's CRC, sequence and chain link, every checkpoint
+// and seal signature, segment numbering (a gap must be explained by retention), and each
+// connection's signed head (a removed last segment or a cut tail shows). Reports the first
+// bad record per connection with its file, offset and sequence number. A torn tail (a
+// partial last record after a crash) is reported but is not fatal, and can be repaired.
+import type { KeyObject } from 'node:crypto';
+import { open, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { VgError } from '../errors.js';
+import type { RecordEvent } from './record-event.js';
+import { FrameKind, packr, scanSegment, SEGMENT_MAGIC, signedBytes, ZERO_HASH, type SegmentHeader, type SignedPayload } from './segment-format.js';
+import { listConnectionDirs, listSegments, readHead, type ConnectionDir, type HeadState } from './segment-store.js';
+import { keyIdOf, loadPublicKey, verifyBytes } from './signing-key.js';
+
+/** Issues kept per connection after the first (the first is what matters; the rest are often its echoes). */
+export const MAX_ISSUES_PER_CONNECTION = 100;
+
+export type VerifyIssueKind =
+  | 'torn-tail'
+  | 'truncated'
+  | 'bad-magic'
+  | 'bad-length'
+  | 'bad-crc'
+  | 'bad-sequence'
+  | 'bad-chain'
+  | 'bad-header'
+  | 'bad-payload'
+  | 'bad-signature'
+  | 'key-mismatch'
+  | 'data-after-seal'
+  | 'segment-missing'
+  | 'head-missing'
+  | 'head-bad'
+  | 'head-mismatch';
+
+export interface VerifyIssue {
+  connection: string;
+  kind: VerifyIssueKind;
+  /** False only for a torn tail: a crash, not tampering. */
+  fatal: boolean;
+  /** Segment file relative to the recordings directory, when the issue is in one. */
+  file: string | null;
+  offset: number | null;
+  /** Sequence number the record at that place should have. */
+  seq: number | null;
+  detail: string;
+}
+
+export interface ConnectionVerifyReport {
+  connection: string;
+  segments: number;
+  events: number;
+  lastSeq: number | null;
+  /** First fatal issue in chain order; null when the chain is intact. */
+  firstBad: VerifyIssue | null;
+  tornTails: VerifyIssue[];
+  issues: VerifyIssue[];
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  connections: ConnectionVerifyReport[];
+  segments: number;
+  events: number;
+  /** The first bad record of each bad connection. */
+  firstBad: VerifyIssue[];
+  tornTails: VerifyIssue[];
+}
+
+export interface VerifyOptions {
+  /** Called after each segment file. */
+  onProgress?(done: number, total: number): void;
+  /** Trust this public key instead of the one stored beside the recordings. */
+  publicKeyPath?: string;
+}
+
+export async function verifyRecordings(dir: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  let conns: ConnectionDir[];
+  try {
+    conns = await listConnectionDirs(dir);
+  } catch (e) {
+    throw new VgError('ERR_VG_RECORDING', `cannot read the recordings directory ${dir}: ${(e as Error).message}`, { cause: e });
+  }
+  const listed = await Promise.all(conns.map(async (c) => ({ c, segments: await listSegments(dir, c.path) })));
+  const total = listed.reduce((n, l) => n + l.segments.length, 0);
+  const report: VerifyReport = { ok: true, connections: [], segments: total, events: 0, firstBad: [], tornTails: [] };
+  if (listed.length === 0) return report;
+  const key = await loadPublicKey(dir, opts.publicKeyPath);
+  let done = 0;
+  for (const { c, segments } of listed) {
+    const r = await verifyConnection(c, segments, key, () => opts.onProgress?.(++done, total));
+    report.connections.push(r);
+    report.events += r.events;
+    if (r.firstBad !== null) {
+      report.ok = false;
+      report.firstBad.push(r.firstBad);
+    }
+    report.tornTails.push(...r.tornTails);
+  }
+  return report;
+}
+
+type Segments = Awaited<ReturnType<typeof listSegments>>;
+
+async function verifyConnection(c: ConnectionDir, segments: Segments, key: KeyObject, progress: () => void): Promise<ConnectionVerifyReport> {
+  const found: { order: number; issue: VerifyIssue }[] = [];
+  let order = 0;
+  const add = (kind: VerifyIssueKind, file: string | null, offset: number | null, seq: number | null, detail: string, at = order++) => {
+    const issue: VerifyIssue = { connection: c.connection, kind, fatal: kind !== 'torn-tail', file, offset, seq, detail };
+    found.push({ order: at, issue });
+    return issue;
+  };
+  const keyId = keyIdOf(key);
+  let head: HeadState | null = null;
+  const headRead = await readHead(c.path, key);
+  if (headRead.kind === 'ok') head = headRead.head;
+  else if (headRead.kind === 'bad') add('head-bad', null, null, null, `${path.join(c.dirName, 'head.vghead')}: ${headRead.reason}`);
+  else if (segments.length > 0) add('head-missing', null, null, null, `${path.join(c.dirName, 'head.vghead')} is missing: the last segments may have been removed`);
+
+  const retained = new Set<number>(); // segments a retention event says it deleted
+  const gaps: { from: number; to: number; file: string; seq: number | null; order: number }[] = [];
+  let events = 0;
+  let lastSeq: number | null = null; // null: unknown (start, after a gap, after damage)
+  let lastHash: Buffer = ZERO_HASH;
+  let prevSegment: number | null = null;
+  let headSeen: 'no' | 'match' | 'differs' = 'no';
+  /** A torn tail stays harmless only if the next segment continues right after it. */
+  let torn: { issue: VerifyIssue; seq: number | null } | null = null;
+
+  for (const seg of segments) {
+    const buf = await readFile(seg.file);
+    const { frames, stop } = scanSegment(buf);
+    const expectedFirst: number = prevSegment === null ? 1 : prevSegment + 1;
+    if (seg.segment !== expectedFirst) {
+      gaps.push({ from: expectedFirst, to: seg.segment - 1, file: seg.rel, seq: frames[0]?.seq ?? null, order: order++ });
+      lastSeq = null;
+      torn = null;
+    }
+    prevSegment = seg.segment;
+    let sealed = false;
+    let damaged = false;
+    for (let i = 0; i < frames.length && !damaged; i++) {
+      const f = frames[i]!;
+      const where = (kind: VerifyIssueKind, detail: string) => {
+        add(kind, seg.rel, f.offset, lastSeq === null ? f.seq : lastSeq + 1, detail);
+        damaged = true;
+      };
+      if (i === 0) {
+        let header: SegmentHeader | null = null;
+        try {
+          header = f.kind === FrameKind.Header ? (packr.unpack(f.payload) as SegmentHeader) : null;
+        } catch {
+          header = null;
+        }
+        if (header === null) {
+          where('bad-header', `the first record is not a segment header (kind ${f.kind})`);
+          break;
+        }
+        if (header.segment !== seg.segment || header.connection !== c.connection || header.prevSegment !== seg.segment - 1) {
+          where('bad-header', `the header says segment ${header.segment} of connection "${header.connection}" after segment ${header.prevSegment}; the file is segment ${seg.segment} of "${c.connection}"`);
+          break;
+        }
+        if (header.keyId !== keyId) {
+          where('key-mismatch', `signed with key ${header.keyId}, but the trusted public key is ${keyId}`);
+          break;
+        }
+        if (seg.segment === 1 && (f.seq !== 1 || !f.prevHash.equals(ZERO_HASH))) {
+          where('bad-chain', 'the first segment does not start the chain (sequence 1, zero previous hash)');
+          break;
+        }
+        if (lastSeq !== null && (f.seq !== lastSeq + 1 || !f.prevHash.equals(lastHash))) {
+          if (torn !== null) {
+            // The previous segment lost records the next one had already chained to.
+            add('truncated', torn.issue.file, torn.issue.offset, torn.seq, `the file ends early: the next segment continues from sequence ${f.seq - 1}, this one's last whole record is ${lastSeq}`);
+            found.splice(found.findIndex((x) => x.issue === torn!.issue), 1);
+            damaged = true;
+          } else if (f.seq !== lastSeq + 1) where('bad-sequence', `segment header has sequence ${f.seq}, expected ${lastSeq + 1}: records between the segments are missing`);
+          else where('bad-chain', "the segment header does not chain to the previous segment's last record");
+          break;
+        }
+        torn = null;
+      } else {
+        if (lastSeq !== null && f.seq !== lastSeq + 1) {
+          where('bad-sequence', `found sequence ${f.seq}, expected ${lastSeq + 1}: a record was deleted, inserted or moved`);
+          break;
+        }
+        if (!f.prevHash.equals(lastHash)) {
+          where('bad-chain', 'the record does not chain to the one before it: a record was replaced or moved');
+          break;
+        }
+        if (sealed) {
+          where('data-after-seal', 'records follow the seal that ended this segment');
+          break;
+        }
+        if (f.kind === FrameKind.Header) {
+          where('bad-header', 'a segment header in the middle of a segment');
+          break;
+        }
+      }
+      if (f.kind === FrameKind.Checkpoint || f.kind === FrameKind.Seal) {
+        let ok = false;
+        try {
+          const p = packr.unpack(f.payload) as SignedPayload;
+          ok = Buffer.isBuffer(p.sig) && verifyBytes(key, signedBytes(f.kind, f.seq, f.prevHash), p.sig);
+        } catch {
+          ok = false;
+        }
+        if (!ok) {
+          where('bad-signature', `the ${f.kind === FrameKind.Seal ? 'seal' : 'checkpoint'} signature does not verify: the records before it were altered and re-chained`);
+          break;
+        }
+        if (f.kind === FrameKind.Seal) sealed = true;
+      } else if (f.kind === FrameKind.Event) {
+        let e: RecordEvent;
+        try {
+          e = packr.unpack(f.payload) as RecordEvent;
+        } catch (err) {
+          where('bad-payload', `the event does not decode: ${(err as Error).message}`);
+          break;
+        }
+        events++;
+        if (e.type === 'retention' && Array.isArray(e['segments'])) for (const n of e['segments'] as unknown[]) if (typeof n === 'number') retained.add(n);
+      } else if (f.kind !== FrameKind.Header) {
+        where('bad-payload', `unknown record kind ${f.kind}`);
+        break;
+      }
+      lastSeq = f.seq;
+      lastHash = f.hash;
+      if (head !== null && f.seq === head.seq) headSeen = seg.segment === head.segment && f.hash.equals(head.hash) ? 'match' : 'differs';
+    }
+    if (damaged) lastSeq = null;
+    else if (stop.kind === 'torn') {
+      const issue = add('torn-tail', seg.rel, stop.offset, lastSeq === null ? null : lastSeq + 1, `${buf.length - stop.offset} bytes of a partly written record at the end (a crash during a write); repairable`);
+      torn = { issue, seq: lastSeq === null ? null : lastSeq + 1 };
+    } else if (stop.kind !== 'end') {
+      const what = stop.kind === 'bad-crc' ? 'the record fails its CRC: its bytes were changed' : stop.kind === 'bad-magic' ? 'the file does not start like a segment' : `the record length ${(stop as { length: number }).length} is impossible`;
+      add(stop.kind, seg.rel, stop.offset, lastSeq === null ? null : lastSeq + 1, what);
+      lastSeq = null;
+    }
+    progress();
+  }
+
+  for (const g of gaps) {
+    const unexplained: number[] = [];
+    for (let n = g.from; n <= g.to; n++) if (!(head !== null && n < head.firstSegment) && !retained.has(n)) unexplained.push(n);
+    if (unexplained.length > 0) {
+      const list = unexplained.length > 3 ? `${unexplained[0]}-${unexplained[unexplained.length - 1]}` : unexplained.join(', ');
+      add('segment-missing', g.file, 0, g.seq, `segment${unexplained.length > 1 ? 's' : ''} ${list} before this one ${unexplained.length > 1 ? 'are' : 'is'} missing and no retention event explains it`, g.order);
+    }
+  }
+  if (head !== null) {
+    const maxSegment = segments[segments.length - 1]?.segment ?? 0;
+    if (maxSegment < head.segment) {
+      add('segment-missing', null, null, head.seq, `the signed head names segment ${head.segment} (sequence ${head.seq}), but the last segment on disk is ${maxSegment}: segments were removed from the end`);
+    } else if (headSeen === 'differs') {
+      add('head-mismatch', null, null, head.seq, `the record with sequence ${head.seq} is not the one the signed head names`);
+    } else if (headSeen === 'no' && !found.some((x) => x.issue.fatal)) {
+      add('truncated', null, null, head.seq, `the signed head names sequence ${head.seq} in segment ${head.segment}, which is no longer there: records were cut from the end`);
+    }
+  }
+
+  found.sort((a, b) => a.order - b.order);
+  const issues = found.map((x) => x.issue).slice(0, MAX_ISSUES_PER_CONNECTION);
+  return {
+    connection: c.connection,
+    segments: segments.length,
+    events,
+    lastSeq,
+    firstBad: issues.find((i) => i.fatal) ?? null,
+    tornTails: issues.filter((i) => i.kind === 'torn-tail'),
+    issues,
+  };
+}
+
+export interface RepairedTail {
+  file: string;
+  truncatedTo: number;
+  removedBytes: number;
+}
+
+/** Cuts the partial record off every torn tail that `verifyRecordings` finds harmless. */
+export async function repairTornTails(dir: string, opts: VerifyOptions = {}): Promise<{ repaired: RepairedTail[]; report: VerifyReport }> {
+  const report = await verifyRecordings(dir, opts);
+  const repaired: RepairedTail[] = [];
+  for (const t of report.tornTails) {
+    if (t.file === null || t.offset === null) continue;
+    const file = path.join(dir, t.file);
+    const fh = await open(file, 'r+');
+    try {
+      const { size } = await fh.stat();
+      // A file torn inside its magic gets a whole magic and no records.
+      const to = Math.max(t.offset, SEGMENT_MAGIC.length);
+      await fh.truncate(Math.min(to, size));
+      if (t.offset < SEGMENT_MAGIC.length) await fh.write(SEGMENT_MAGIC, 0, SEGMENT_MAGIC.length, 0);
+      await fh.datasync();
+      repaired.push({ file: t.file, truncatedTo: to, removedBytes: Math.max(0, size - to) });
+    } finally {
+      await fh.close();
+    }
+  }
+  return { repaired, report };
+}

@@ -19,6 +19,8 @@ interface PgbenchRun {
   error?: string;
   tps: number;
   latencyAvgMs: number;
+  /** pgbench's "average connection time" (with -C: one connection per transaction). */
+  connectMs: number;
   transactions: number;
   failed: number;
   wallSec: number;
@@ -49,6 +51,7 @@ async function pgbench(env: BenchEnvironment, t: PgTarget, args: string[], durat
     error: ok ? undefined : `pgbench exit ${String(r.code)}${r.timedOut ? ' (timed out)' : ''}: ${errLine.slice(0, 300)}`,
     tps,
     latencyAvgMs: num(/^latency average = ([\d.]+) ms/m),
+    connectMs: num(/^average connection time = ([\d.]+) ms/m),
     transactions,
     failed: Number.isFinite(failed) ? failed : 0,
     wallSec: r.wallSec,
@@ -116,13 +119,15 @@ export function churnTable(results: ChurnResult[], s: BenchSettings): ResultTabl
   const d = results.find((x) => x.system === 'direct' && x.ok);
   return {
     title: `Connection churn: pgbench -S -C (a new TLS connection per transaction), ${s.churnClients} clients, -T ${s.churnSec}`,
-    columns: ['system', 'status', 'connections/s (TPS)', 'vs direct', 'proxy cores', 'handshakes per proxy core-second', 'pgbench cores/thread'],
+    columns: ['system', 'status', 'connections/s (TPS)', 'vs direct', 'avg connect ms', 'proxy cores', 'proxy CPU ms / connection', 'handshakes per proxy core-second', 'pgbench cores/thread'],
     rows: results.map((r) => [
       r.system,
       r.ok ? 'ok' : `FAILED: ${r.error ?? ''}`,
       fmt(r.tps, 0),
       d && r.system !== 'direct' ? `${fmt((r.tps / d.tps) * 100, 0)}%` : 'baseline',
+      fmt(r.connectMs),
       r.proxyCores === null ? '—' : fmt(r.proxyCores),
+      r.proxyCpuSec === null || !(r.transactions > 0) ? '—' : fmt((r.proxyCpuSec * 1000) / r.transactions),
       r.handshakesPerProxyCoreSec === null ? '—' : fmt(r.handshakesPerProxyCoreSec, 0),
       `${fmt(r.clientCoresPerThread)}${r.clientCoresPerThread >= GENERATOR_SATURATED_CORES ? ' (saturated)' : ''}`,
     ]),

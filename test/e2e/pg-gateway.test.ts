@@ -373,9 +373,10 @@ describe('upstream faults', () => {
     c.on('error', () => {});
     const pidRow = await c.query('SELECT pg_backend_pid() AS pid');
     const running = c.query("SELECT repeat('x', 1000), pg_sleep(0.0001) FROM generate_series(1, 100000)");
+    const refused = assert.rejects(running); // attached now: the failure may come while psql runs
     await new Promise((r) => setTimeout(r, 300));
     await cluster.psql(`SELECT pg_terminate_backend(${pidRow.rows[0].pid})`);
-    await assert.rejects(running);
+    await refused;
     await c.end().catch(() => {});
     const again = await withClient(token, (cl) => cl.query('SELECT 2 AS two'));
     assert.equal(again.rows[0].two, 2);

@@ -1,0 +1,59 @@
+// `vecgate verify-recordings --dir DIR [--public-key FILE] [--repair]`: checks every chain,
+// CRC, sequence and signature; prints one line per connection (the first bad record of a
+// bad one) and exits 1 on tampering or damage. Torn tails from crashes are warnings;
+// --repair cuts them off.
+import { repairTornTails, verifyRecordings, type VerifyIssue, type VerifyReport } from '../recording/verify-recordings.js';
+
+/** Progress appears on stderr only for runs longer than this... */
+export const PROGRESS_AFTER_MS = 1_000;
+/** ...and at most this often. */
+export const PROGRESS_EVERY_MS = 1_000;
+
+export interface VerifyRecordingsOptions {
+  dir: string;
+  publicKey?: string;
+  repair?: boolean;
+  out?: (line: string) => void;
+  err?: (line: string) => void;
+}
+
+export function issueText(i: VerifyIssue): string {
+  const where = [i.file, i.offset !== null && i.file !== null ? `offset ${i.offset}` : null, i.seq !== null ? `seq ${i.seq}` : null].filter((x) => x !== null).join(' ');
+  return `${where === '' ? '' : where + ': '}${i.kind}: ${i.detail}`;
+}
+
+/** Returns the exit code (1 on problems) and sets process.exitCode to it. */
+export async function runVerifyRecordings(opts: VerifyRecordingsOptions): Promise<number> {
+  const out = opts.out ?? ((line: string) => process.stdout.write(line + '\n'));
+  const err = opts.err ?? ((line: string) => process.stderr.write(line + '\n'));
+  const started = Date.now();
+  let lastProgress = 0;
+  const onProgress = (done: number, total: number) => {
+    const now = Date.now();
+    if (now - started < PROGRESS_AFTER_MS || now - lastProgress < PROGRESS_EVERY_MS) return;
+    lastProgress = now;
+    err(`verify-recordings: ${done}/${total} segments checked`);
+  };
+  const vopts = { onProgress, ...(opts.publicKey !== undefined ? { publicKeyPath: opts.publicKey } : {}) };
+  let report: VerifyReport;
+  if (opts.repair === true) {
+    const r = await repairTornTails(opts.dir, vopts);
+    report = r.report;
+    for (const t of r.repaired) out(`repaired ${t.file}: removed ${t.removedBytes} bytes of a partly written record`);
+  } else report = await verifyRecordings(opts.dir, vopts);
+
+  for (const c of report.connections) {
+    if (c.firstBad !== null) out(`BAD  ${c.connection}: ${issueText(c.firstBad)}${c.issues.filter((i) => i.fatal).length > 1 ? ` (and ${c.issues.filter((i) => i.fatal).length - 1} more)` : ''}`);
+    else out(`OK   ${c.connection}: ${c.segments} segment${c.segments === 1 ? '' : 's'}, ${c.events} event${c.events === 1 ? '' : 's'}, chain to seq ${c.lastSeq ?? 0}`);
+    if (opts.repair !== true) for (const t of c.tornTails) out(`TORN ${c.connection}: ${issueText(t)}; run with --repair to cut it off`);
+  }
+  const bad = report.firstBad.length;
+  out(
+    report.connections.length === 0
+      ? `no recordings in ${opts.dir}`
+      : `${bad === 0 ? 'recordings OK' : `recordings DAMAGED in ${bad} of ${report.connections.length} connection${report.connections.length === 1 ? '' : 's'}`}: ${report.segments} segments, ${report.events} events`,
+  );
+  const code = report.ok ? 0 : 1;
+  if (code !== 0) process.exitCode = code;
+  return code;
+}

@@ -10,6 +10,8 @@ import { startServer, type Server } from './bench-processes.js';
 export const VECGATE_CONNECTION = 'vectors';
 /** Group the benchmark's tokens carry; the policy grants it write access. */
 export const VECGATE_BENCH_GROUP = 'bench';
+/** Extra node options for the gateway process only (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile it). */
+export const GATEWAY_NODE_OPTIONS_ENV = 'VG_BENCH_GATEWAY_NODE_OPTIONS';
 /** How long the gateway may take to log "ready". */
 export const VECGATE_READY_TIMEOUT_MS = 30_000;
 
@@ -50,7 +52,10 @@ export async function startVecgate(opts: {
   writeFileSync(path.join(opts.dir, 'vecgate-upstream-password'), opts.credentials.password, { mode: 0o600 });
   const configFile = path.join(opts.dir, `vecgate-${port}.yaml`);
   writeFileSync(configFile, stringify(doc));
-  const server = startServer('vecgate', process.execPath, [path.join(opts.repoRoot, 'bin', 'vecgate'), 'start', '--config', configFile], { cwd: opts.dir });
+  const nodeArgs = (process.env[GATEWAY_NODE_OPTIONS_ENV] ?? '').split(' ').filter(Boolean);
+  const server = startServer('vecgate', process.execPath, [...nodeArgs, path.join(opts.repoRoot, 'bin', 'vecgate'), 'start', '--config', configFile], {
+    cwd: opts.dir,
+  });
   await server.waitFor(/"msg":"ready"/, VECGATE_READY_TIMEOUT_MS);
   return { server, port };
 }

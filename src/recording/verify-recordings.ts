@@ -255,7 +255,12 @@ async function verifyConnection(c: ConnectionDir, segments: Segments, key: KeyOb
     } else if (headSeen === 'differs') {
       add('head-mismatch', null, null, head.seq, `the record with sequence ${head.seq} is not the one the signed head names`);
     } else if (headSeen === 'no' && !found.some((x) => x.issue.fatal)) {
-      add('truncated', null, null, head.seq, `the signed head names sequence ${head.seq} in segment ${head.segment}, which is no longer there: records were cut from the end`);
+      const detail = `the signed head names sequence ${head.seq} in segment ${head.segment}, which is no longer there: records were cut from the end`;
+      if (torn !== null) {
+        // What looked like a crash's torn tail cut signed records: tampering, reported where it happened.
+        add('truncated', torn.issue.file, torn.issue.offset, torn.seq, detail, found.find((x) => x.issue === torn!.issue)!.order);
+        found.splice(found.findIndex((x) => x.issue === torn!.issue), 1);
+      } else add('truncated', null, null, head.seq, detail);
     }
   }
 

@@ -4,6 +4,7 @@
 import { Packr } from 'msgpackr';
 import type { MessagePort } from 'node:worker_threads';
 import type { AccessLevel, DbCredential, PolicyConfig, VecgateConfig } from '../src/config/types.js';
+import type { RecordEvent } from '../src/recording/record-event.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: true });
 
@@ -63,6 +64,7 @@ export type ToPrimary =
   | { t: 'session-start'; connection: string; access: AccessLevel }
   | { t: 'session-end'; summary: SessionSummary }
   | { t: 'refusal'; connection: string; code: string }
+  | { t: 'record'; events: RecordEvent[] }
   | { t: 'drained'; worker: number; sessionsLeft: number }
   | { t: 'stats'; worker: number; liveSessions: number; liveConnections: number; bytesPumped: number };
 

@@ -11,6 +11,7 @@ import { parseBackendMessage, parsePasswordMessage } from './pg/backend-parser.j
 import * as ser from './pg/serializer.js';
 import { encodeCancelKey, decodeCancelKey } from './pg/cancel-key.js';
 import { UpstreamSetup, type UpstreamReady } from './pg-upstream-setup.js';
+import { randomUUID } from 'node:crypto';
 import type { WorkerContext } from './worker-context.js';
 import { accessRank, type CompiledPolicy } from '../src/policy/policy.js';
 import { classifyStatement, isReadOnly } from '../src/policy/statement-classifier.js';
@@ -52,6 +53,7 @@ export class PgClientSession {
   private upstream: UpstreamSetup | null = null;
   private clientEarly: Buffer[] = [];
   private client = '';
+  private readonly sessionId = randomUUID();
 
   constructor(
     private readonly conn: Connection,
@@ -223,6 +225,9 @@ export class PgClientSession {
             reason: result.message,
           });
           this.ctx.refused(this.cfg.name, result.code);
+          if (this.cfg.recording !== 'off') {
+            this.ctx.record({ type: 'refusal', ts: Date.now(), session: this.sessionId, connection: this.cfg.name, client: this.clientLabel(), stage: 'authorization', code: result.code, sqlstate: result.sqlstate, reason: result.message });
+          }
           return this.fatal(result.sqlstate, result.message);
         }
         this.grant = result;
@@ -287,11 +292,41 @@ export class PgClientSession {
       upstreamTls,
     });
     const who = grant.username || grant.subject;
-    const onStatement = grant.access === 'read' ? (type: 'Q' | 'P' | 'F', text: string) => {
-      const refusal = readOnlyRefusal(who, this.cfg.name, type, text);
-      if (refusal) this.ctx.log('info', 'statement refused', { connection: this.cfg.name, subject: grant.subject, refusal });
-      return refusal;
-    } : undefined;
+    const recording = this.cfg.recording;
+    const base = { session: this.sessionId, connection: this.cfg.name };
+    if (recording !== 'off') {
+      this.ctx.record({
+        type: 'session-open',
+        ts: Date.now(),
+        ...base,
+        subject: grant.subject,
+        username: grant.username,
+        issuer: grant.issuer,
+        groups: grant.groups,
+        access: grant.access,
+        rules: grant.rules,
+        client: this.clientLabel(),
+        application: this.params.get('application_name') ?? '',
+        clientTls: { version: this.clientTls?.version, cipher: this.clientTls?.cipher },
+        upstreamTls: ready.tls ? { version: ready.tls.version, cipher: ready.tls.cipher } : null,
+        upstreamUser: grant.credential.user,
+      });
+    }
+    const recordStatements = recording === 'queries' || recording === 'full';
+    // Statements cross into JS only when policy (read access) or recording needs their text.
+    const onStatement =
+      grant.access === 'read' || recordStatements
+        ? (type: 'Q' | 'P' | 'F', text: string) => {
+            const refusal = grant.access === 'read' ? readOnlyRefusal(who, this.cfg.name, type, text) : null;
+            if (refusal) this.ctx.log('info', 'statement refused', { connection: this.cfg.name, subject: grant.subject, refusal });
+            if (recordStatements) {
+              this.ctx.record({ type: 'statement', ts: Date.now(), ...base, protocol: type === 'Q' ? 'simple' : type === 'P' ? 'extended' : 'function-call', sql: text, refused: refusal });
+            } else if (refusal && recording !== 'off') {
+              this.ctx.record({ type: 'refusal', ts: Date.now(), ...base, stage: 'statement', sqlstate: '42501', reason: refusal });
+            }
+            return refusal;
+          }
+        : undefined;
     this.ctx.sessions.add(this);
     this.ctx.native.pump(this.conn, ready.conn, {
       protocol: 'pg',
@@ -320,6 +355,21 @@ export class PgClientSession {
         detail: stats.detail,
       };
       this.ctx.sessionSummary(summary);
+      if (recording !== 'off') {
+        this.ctx.record({
+          type: 'session-close',
+          ts: Date.now(),
+          ...base,
+          subject: grant.subject,
+          durationMs: summary.durationMs,
+          bytesFromClient: stats.bytesFromClient,
+          bytesFromUpstream: stats.bytesFromUpstream,
+          statements: stats.statements,
+          refusedStatements: stats.refusedStatements,
+          reason: stats.reason,
+          detail: stats.detail,
+        });
+      }
     });
   }
 

@@ -8,6 +8,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { NativeBinding, TlsContext } from '../src/native.js';
 import type { AccessLevel, PostgresConnectionConfig, ServerLimits, VecgateConfig } from '../src/config/types.js';
 import type { CompiledPolicy } from '../src/policy/policy.js';
+import type { RecordEvent } from '../src/recording/record-event.js';
 import { send, type AuthClientInfo, type AuthResult, type SessionSummary, type ToPrimary } from './messages.js';
 
 /** Decisions cached per worker, so most connections never wait on the primary. */
@@ -131,6 +132,22 @@ export class WorkerContext {
 
   sessionSummary(summary: SessionSummary): void {
     this.post({ t: 'session-end', summary });
+  }
+
+  private pendingRecords: RecordEvent[] = [];
+  private recordFlush: NodeJS.Immediate | null = null;
+
+  /** Queues a recording event; events of one loop turn go to the primary as one batch. */
+  record(event: RecordEvent): void {
+    this.pendingRecords.push(event);
+    if (!this.recordFlush) {
+      this.recordFlush = setImmediate(() => {
+        this.recordFlush = null;
+        const events = this.pendingRecords;
+        this.pendingRecords = [];
+        this.post({ t: 'record', events });
+      });
+    }
   }
 
   post(msg: ToPrimary): void {

@@ -215,8 +215,8 @@ export function sessionFromTokens(
 
 /** Uses the refresh token of a session; throws ERR_VG_USAGE ("run `vecgate login` again") when that is impossible or refused. */
 export async function refreshLoginSession(session: LoginSession): Promise<LoginSession> {
-  const again = (why: string): VgError => new VgError('ERR_VG_USAGE', `your login session has expired and ${why}; run \`vecgate login\` again`);
-  if (session.refresh_token === null) throw again('has no refresh token (the issuer gave none; include offline_access in --scope)');
+  const again = (why: string): VgError => new VgError('ERR_VG_USAGE', `your login session ${why} and has expired; run \`vecgate login\` again`);
+  if (session.refresh_token === null) throw again('has no refresh token (ask for offline_access in --scope)');
   if (session.issuer === '' || session.client_id === '') throw again('does not name its issuer');
   const conn: IssuerConnection = { issuer: session.issuer, clientId: session.client_id, ca: session.ca, insecureHttpLoopback: session.insecure_http_loopback };
   let tokens: oidc.TokenEndpointResponse;
@@ -226,7 +226,7 @@ export async function refreshLoginSession(session: LoginSession): Promise<LoginS
     if (session.resource !== null) params['resource'] = session.resource;
     tokens = await oidc.refreshTokenGrant(config, session.refresh_token, params);
   } catch (err) {
-    throw again(`could not be refreshed: ${describeOidcError(err)}`);
+    throw again(`could not be refreshed (${describeOidcError(err)})`);
   }
   return sessionFromTokens(conn, tokens, { scope: session.scope, resource: session.resource, audience: session.audience }, session.refresh_token);
 }
@@ -290,7 +290,12 @@ async function codeFlow(config: oidc.Configuration, params: Record<string, strin
   });
   const redirectUri = `http://127.0.0.1:${(server.address() as AddressInfo).port}${CALLBACK_PATH}`;
   try {
-    const authUrl = oidc.buildAuthorizationUrl(config, { ...params, redirect_uri: redirectUri, code_challenge: challenge, code_challenge_method: 'S256', state });
+    const extra: Record<string, string> = {};
+    // OpenID Connect Core section 11: a request for offline_access MUST carry prompt=consent, or
+    // conforming issuers drop it and give no refresh token.
+    const scopes = (params['scope'] ?? '').split(' ');
+    if (scopes.includes('offline_access') && scopes.includes('openid')) extra['prompt'] = 'consent';
+    const authUrl = oidc.buildAuthorizationUrl(config, { ...params, ...extra, redirect_uri: redirectUri, code_challenge: challenge, code_challenge_method: 'S256', state });
     say('to sign in, open this URL in a browser on this machine:');
     process.stderr.write(`\n    ${authUrl.href}\n\n`);
     if (!opts.noBrowser) openBrowser(authUrl.href);

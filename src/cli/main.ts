@@ -31,10 +31,6 @@ function parsePort(value: string): number {
   return n;
 }
 
-function notYet(command: string): never {
-  throw new VgError('ERR_VG_USAGE', `\`vecgate ${command}\` is not available in this version yet`);
-}
-
 function buildProgram(setExitCode: (code: number) => void): Command {
   const program = new Command()
     .name('vecgate')
@@ -111,7 +107,7 @@ function buildProgram(setExitCode: (code: number) => void): Command {
   program
     .command('whoami')
     .description('show who your access token says you are (decoded, not verified) and, with --config, what your groups may reach')
-    .option('--token <jwt>', 'show this access token instead of your `vecgate login` one')
+    .option('--token <jwt>', 'show this access token instead of your `vecgate login` one (- reads it from stdin)')
     .option('--groups-claim <path>', 'claim holding the groups, dotted paths allowed (default: the config issuer\'s, else "groups")')
     .option('-c, --config <file>', 'gateway config: list each connection and your access level there')
     .option('--json', 'print JSON')
@@ -119,9 +115,50 @@ function buildProgram(setExitCode: (code: number) => void): Command {
       const { runWhoami } = await import('./whoami-command.js');
       await runWhoami({ token: opts.token, groupsClaim: opts.groupsClaim, config: opts.config, json: opts.json });
     });
-  program.command('sessions').description('list recorded sessions (not available yet)').action(() => notYet('sessions'));
-  program.command('replay').argument('<id>', 'session id').description('replay a recorded session (not available yet)').action(() => notYet('replay'));
-  program.command('verify-recordings').description('verify the hash chain of the recordings (not available yet)').action(() => notYet('verify-recordings'));
+  const recordingsDir = async (opts: { dir?: string; config?: string }): Promise<string> => {
+    if (opts.dir) return opts.dir;
+    if (opts.config) {
+      const { loadConfig } = await import('../config/load.js');
+      return (await loadConfig(opts.config)).recordings.dir;
+    }
+    return 'recordings';
+  };
+  program
+    .command('sessions')
+    .description('list recorded sessions')
+    .option('--dir <dir>', 'recordings directory (default: recordings.dir of --config, else ./recordings)')
+    .option('-c, --config <file>', 'gateway config, for recordings.dir')
+    .option('--since <when>', 'only sessions since a duration back (30m, 2h, 7d) or a date (2024-05-01)')
+    .option('--user <subject>', 'only sessions of this subject')
+    .option('--connection <name>', 'only sessions of this connection')
+    .option('--json', 'print a JSON array')
+    .action(async (opts: { dir?: string; config?: string; since?: string; user?: string; connection?: string; json?: boolean }) => {
+      const { runSessions } = await import('./sessions-command.js');
+      setExitCode(await runSessions({ dir: await recordingsDir(opts), since: opts.since, user: opts.user, connection: opts.connection, json: opts.json }));
+    });
+  program
+    .command('replay')
+    .argument('<id>', 'session id (from `vecgate sessions`)')
+    .description('print a recorded session as it happened, in time order')
+    .option('--dir <dir>', 'recordings directory (default: recordings.dir of --config, else ./recordings)')
+    .option('-c, --config <file>', 'gateway config, for recordings.dir')
+    .option('--speed <n|max>', 'N times the recorded pace, or max (default)', 'max')
+    .option('--json', 'one JSON event per line')
+    .action(async (id: string, opts: { dir?: string; config?: string; speed?: string; json?: boolean }) => {
+      const { runReplay } = await import('./replay-command.js');
+      setExitCode(await runReplay({ dir: await recordingsDir(opts), id, speed: opts.speed, json: opts.json }));
+    });
+  program
+    .command('verify-recordings')
+    .description('check every hash chain, CRC and signature; report the first bad record per connection')
+    .option('--dir <dir>', 'recordings directory (default: recordings.dir of --config, else ./recordings)')
+    .option('-c, --config <file>', 'gateway config, for recordings.dir')
+    .option('--public-key <file>', "the auditor's copy of the signing public key (default: the one beside the recordings)")
+    .option('--repair', 'cut torn tails left by a crash (reported, not fatal)')
+    .action(async (opts: { dir?: string; config?: string; publicKey?: string; repair?: boolean }) => {
+      const { runVerifyRecordings } = await import('./verify-recordings-command.js');
+      setExitCode(await runVerifyRecordings({ dir: await recordingsDir(opts), publicKey: opts.publicKey, repair: opts.repair }));
+    });
   return program;
 }
 

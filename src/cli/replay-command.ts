@@ -4,7 +4,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { VgError } from '../errors.js';
 import type { RecordEvent } from '../recording/record-event.js';
 import { replaySession } from '../recording/session-index.js';
-import { summarizeVector } from '../recording/summarize-vector.js';
 
 /** A pause between two events is never longer than this, whatever the speed (idle sessions). */
 export const MAX_REPLAY_PAUSE_MS = 5_000;
@@ -30,11 +29,16 @@ export function parseSpeed(value: string | undefined): number | 'max' {
   return n;
 }
 
-/** JSON for people and scripts: vectors and bytes become summaries instead of number walls. */
-function jsonSafe(_key: string, value: unknown): unknown {
-  if (value instanceof Float32Array || value instanceof Float64Array) return { vector: summarizeVector(Array.from(value)) };
-  if (ArrayBuffer.isView(value)) return { bytes: value.byteLength };
-  if (value instanceof Map) return Object.fromEntries(value);
+/**
+ * JSON for people and scripts: bytes become their size instead of a wall of numbers.
+ * (Recordings hold binary as bytes — msgpack keeps no typed-array type — so a vector that
+ * should be readable is recorded as a summarizeVector() result.) Reads `this[key]`
+ * because Buffer's toJSON has already run on `value`.
+ */
+function jsonSafe(this: unknown, key: string, value: unknown): unknown {
+  const raw = (this as Record<string, unknown>)[key];
+  if (ArrayBuffer.isView(raw)) return { bytes: raw.byteLength };
+  if (raw instanceof Map) return Object.fromEntries(raw);
   return value;
 }
 

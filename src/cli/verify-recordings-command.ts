@@ -17,6 +17,8 @@ export interface VerifyRecordingsOptions {
   err?: (line: string) => void;
 }
 
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
 export function issueText(i: VerifyIssue): string {
   const where = [i.file, i.offset !== null && i.file !== null ? `offset ${i.offset}` : null, i.seq !== null ? `seq ${i.seq}` : null].filter((x) => x !== null).join(' ');
   return `${where === '' ? '' : where + ': '}${i.kind}: ${i.detail}`;
@@ -44,14 +46,14 @@ export async function runVerifyRecordings(opts: VerifyRecordingsOptions): Promis
 
   for (const c of report.connections) {
     if (c.firstBad !== null) out(`BAD  ${c.connection}: ${issueText(c.firstBad)}${c.issues.filter((i) => i.fatal).length > 1 ? ` (and ${c.issues.filter((i) => i.fatal).length - 1} more)` : ''}`);
-    else out(`OK   ${c.connection}: ${c.segments} segment${c.segments === 1 ? '' : 's'}, ${c.events} event${c.events === 1 ? '' : 's'}, chain to seq ${c.lastSeq ?? 0}`);
+    else out(`OK   ${c.connection}: ${plural(c.segments, 'segment')}, ${plural(c.events, 'event')}, chain to seq ${c.lastSeq ?? 0}`);
     if (opts.repair !== true) for (const t of c.tornTails) out(`TORN ${c.connection}: ${issueText(t)}; run with --repair to cut it off`);
   }
   const bad = report.firstBad.length;
   out(
     report.connections.length === 0
       ? `no recordings in ${opts.dir}`
-      : `${bad === 0 ? 'recordings OK' : `recordings DAMAGED in ${bad} of ${report.connections.length} connection${report.connections.length === 1 ? '' : 's'}`}: ${report.segments} segments, ${report.events} events`,
+      : `${bad === 0 ? 'recordings OK' : `recordings DAMAGED in ${bad} of ${report.connections.length} connection${report.connections.length === 1 ? '' : 's'}`}: ${plural(report.segments, 'segment')}, ${plural(report.events, 'event')}`,
   );
   const code = report.ok ? 0 : 1;
   if (code !== 0) process.exitCode = code;

@@ -1,6 +1,7 @@
 // `vecgate whoami`: shows who an access token says you are (subject, username claims, groups,
 // issuer, audience, expiry) and, with --config, what each of your groups may reach there.
 // The token is decoded WITHOUT verification, for display only: the gateway verifies it.
+import { readFileSync } from 'node:fs';
 import { decodeJwt, type JWTPayload } from 'jose';
 import { loadConfig } from '../config/load.js';
 import type { AccessLevel, VecgateConfig } from '../config/types.js';
@@ -11,11 +12,11 @@ import { DEFAULT_MAX_GROUPS } from '../identity/verifier-limits.js';
 import { compilePolicy } from '../policy/policy.js';
 
 export const DEFAULT_GROUPS_CLAIM = 'groups';
-/** Claims shown as "username" when present, in this order. */
-export const USERNAME_CLAIMS = ['preferred_username', 'email', 'name', 'upn', 'username', 'client_id'] as const;
+/** Claims shown as "username" when present, in this order (client_id is shown as the client). */
+export const USERNAME_CLAIMS = ['preferred_username', 'email', 'name', 'upn', 'username'] as const;
 
 export interface WhoamiCommandOptions {
-  /** An access token to show instead of the cached login one. */
+  /** An access token to show instead of the cached login one; '-' reads it from stdin. */
   token?: string;
   json?: boolean;
   /** Claim (dotted path allowed, like realm_access.roles) holding the groups. */
@@ -161,6 +162,8 @@ export function formatIdentity(id: Identity): string {
 
 export async function runWhoami(opts: WhoamiCommandOptions): Promise<void> {
   let token = opts.token;
+  // `--token -` reads it from stdin, so it stays out of the process list and shell history.
+  if (token === '-') token = readFileSync(0, 'utf8').trim();
   if (token === undefined) {
     const cache = opts.cacheFile ?? loginCachePath();
     const read = readLoginSession(cache);

@@ -12,11 +12,14 @@ import { VgError } from '../errors.js';
 import { TokenVerifier } from '../identity/token-verifier.js';
 import { compilePolicy, credentialFor } from '../policy/policy.js';
 import { GatewayMetrics } from '../admin/metrics.js';
+import { Recorder } from '../recording/recorder.js';
 import { startAdminServer, type AdminServer } from '../admin/admin-server.js';
 import { packInit, receive, send, type AuthClientInfo, type AuthResult, type ToPrimary } from '../../workers/messages.js';
 
 /** How often certificate files are checked for changes (SIGHUP reloads at once). */
 export const TLS_WATCH_INTERVAL_MS = 2000;
+/** How often expired recording segments are looked for. */
+export const RETENTION_INTERVAL_MS = 3600_000;
 
 export interface GatewayHandle {
   listeners: { connection: string; port: number }[];
@@ -52,6 +55,22 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
   const cancelKey = config.server.cancelKey ?? randomBytes(32);
   const metrics = new GatewayMetrics();
   let ready = false;
+  const recordingOn = Object.values(config.connections).some((c) => c.recording !== 'off');
+  const recorder = recordingOn
+    ? await Recorder.open({ dir: config.recordings.dir, durability: config.recordings.durability, retentionMs: config.recordings.retentionMs })
+    : null;
+  if (recorder && config.recordings.durability === 'strict') {
+    log.warn('recordings.durability strict: records are made durable with group commit, but statements are not yet held until their record is durable');
+  }
+  const retentionTimer = recorder
+    ? setInterval(() => {
+        recorder.enforceRetention().then(
+          (r) => r.deleted.length && log.info({ deleted: r.deleted }, 'expired recording segments deleted'),
+          (err: Error) => log.error({ err: err.message }, 'recording retention failed'),
+        );
+      }, RETENTION_INTERVAL_MS).unref()
+    : null;
+  let recordingFailed = false;
 
   const authorize = async (token: string, connection: string, client: AuthClientInfo): Promise<AuthResult> => {
     const conn = config.connections[connection];
@@ -139,6 +158,18 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
       }
       case 'refusal':
         metrics.refusals.inc({ connection: msg.connection, code: msg.code });
+        break;
+      case 'record':
+        recorder?.append(msg.events).then(
+          () => {
+            if (recordingFailed) log.info('recording recovered');
+            recordingFailed = false;
+          },
+          (err: Error) => {
+            if (!recordingFailed) log.error({ err: err.message }, 'recording failed: events are being lost');
+            recordingFailed = true;
+          },
+        );
         break;
       case 'drained':
         drained++;
@@ -273,6 +304,8 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
     const timeout = new Promise<void>((resolve) => setTimeout(resolve, drainMs + 2000).unref());
     await Promise.race([allDrained, timeout]);
     await Promise.all(workers.map((w) => w.terminate().catch(() => 0)));
+    if (retentionTimer) clearInterval(retentionTimer);
+    await recorder?.close().catch((err: Error) => log.error({ err: err.message }, 'closing the recorder failed'));
   };
 
   if (opts.signals) {

@@ -85,6 +85,11 @@ export class Recorder {
     this.timer.unref();
   }
 
+  /** Fingerprint of the signing key, as segment headers name it. */
+  get keyId(): string {
+    return this.key.keyId;
+  }
+
   static async open(opts: RecorderOptions): Promise<Recorder> {
     if (!(opts.retentionMs > 0)) throw new VgError('ERR_VG_RECORDING', `recordings retention must be positive (got ${opts.retentionMs} ms)`);
     try {
@@ -135,11 +140,14 @@ export class Recorder {
     this.closing = true;
     clearInterval(this.timer);
     await this.exclusive(async () => {
+      // Seal every chain even if one fails; report the first failure after.
+      let failure: unknown;
       for (const chain of this.chains.values()) {
         if (chain.fh === null) continue;
-        await this.seal(chain, Date.now());
+        await this.seal(chain, Date.now()).catch((e: unknown) => (failure ??= e));
       }
       this.chains.clear();
+      if (failure !== undefined) throw new VgError('ERR_VG_RECORDING', `could not seal every recording segment: ${(failure as Error).message}`, { cause: failure });
     });
   }
 
@@ -169,10 +177,12 @@ export class Recorder {
           expired.push(s);
         }
         if (expired.length === 0) continue;
-        const chain = await this.writable(connection, now);
+        // `now` judges what expired; the write itself happens at the real time.
+        const writeTime = Date.now();
+        const chain = await this.writable(connection, writeTime);
         const event: RecordEvent = {
           type: 'retention',
-          ts: now,
+          ts: writeTime,
           session: '',
           connection,
           retentionMs: this.opts.retentionMs,
@@ -180,10 +190,10 @@ export class Recorder {
           deleted: expired.map((s) => s.rel),
         };
         chain.firstSegment = Math.max(chain.firstSegment, expired[expired.length - 1]!.segment + 1);
-        const frames = [this.eventFrame(chain, packr.pack(event)), this.signedFrame(chain, FrameKind.Checkpoint, now)];
+        const frames = [this.eventFrame(chain, packr.pack(event)), this.signedFrame(chain, FrameKind.Checkpoint, writeTime)];
         await this.write(chain, frames);
         await syncSegmentData(chain.fh!);
-        await this.writeHead(chain, now);
+        await this.writeHead(chain, writeTime);
         for (const s of expired) {
           await unlink(s.file);
           deleted.push(s.rel);

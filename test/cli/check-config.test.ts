@@ -141,11 +141,11 @@ describe('vecgate errors and other commands', () => {
     }
   });
 
-  it('commands not built yet say so, exit 2', async () => {
-    for (const args of [['login'], ['whoami'], ['sessions'], ['replay', 'abc123'], ['verify-recordings']]) {
+  it('audit commands on a missing recordings directory: one line, non-zero exit', async () => {
+    for (const args of [['sessions', '--dir', '/nonexistent/vecgate-recordings'], ['replay', 'abc123', '--dir', '/nonexistent/vecgate-recordings'], ['verify-recordings', '--dir', '/nonexistent/vecgate-recordings']]) {
       const r = await run(args);
-      assert.equal(r.code, 2, args.join(' '));
-      assert.equal(r.stderr, `vecgate: \`vecgate ${args[0]}\` is not available in this version yet\n`);
+      assert.notEqual(r.code, 0, args.join(' '));
+      assert.match(r.stderr, /^vecgate: [^\n]+\n$/, args.join(' '));
     }
   });
 

@@ -4,7 +4,7 @@
 // The test plays the person's browser: it drives the provider's own HTML pages over HTTP
 // (device code entry and confirmation, the dev login form, consent) with a cookie jar.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -62,6 +62,7 @@ before(async () => {
       client_id: CLIENT_ID,
       application_type: 'native',
       token_endpoint_auth_method: 'none',
+      id_token_signed_response_alg: 'ES256',
       grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'authorization_code', 'refresh_token'],
       response_types: ['code'],
       // Loopback redirect: the provider ignores the port (RFC 8252 section 7.3).
@@ -184,24 +185,30 @@ interface CliResult {
   stderr: string;
 }
 
-function cliEnv(configHome: string): NodeJS.ProcessEnv {
-  const env = { ...process.env, XDG_CONFIG_HOME: configHome };
+function cliEnv(configHome: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: configHome };
   delete env['VECGATE_LOGIN_CACHE'];
   delete env['NODE_EXTRA_CA_CERTS'];
-  return env;
+  return { ...env, ...extra };
 }
 
-function runCli(args: string[], configHome: string): CliResult {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: cliEnv(configHome), timeout: CLI_TIMEOUT_MS });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+/** Runs the CLI to its end; asynchronously, since the provider answers from this very process. */
+function runCli(args: string[], configHome: string, cwd?: string): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', env: cliEnv(configHome), timeout: CLI_TIMEOUT_MS }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : (err as { code?: unknown }).code;
+      if (typeof code !== 'number') reject(err ?? new Error('no exit code'));
+      else resolve({ status: code, stdout, stderr });
+    });
+  });
 }
 
 /**
  * Starts `vecgate login`, waits until its stderr matches `prompt`, lets `act` play the person
  * with the match, and returns the CLI's result once it exits.
  */
-async function login(args: string[], configHome: string, prompt: RegExp, act: (m: RegExpExecArray) => Promise<void>): Promise<CliResult> {
-  const child = spawn(process.execPath, [BIN, 'login', ...args], { env: cliEnv(configHome), stdio: ['ignore', 'pipe', 'pipe'] });
+async function login(args: string[], configHome: string, prompt: RegExp, act: (m: RegExpExecArray) => Promise<void>, env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  const child = spawn(process.execPath, [BIN, 'login', ...args], { env: cliEnv(configHome, env), stdio: ['ignore', 'pipe', 'pipe'] });
   const killer = setTimeout(() => child.kill('SIGKILL'), CLI_TIMEOUT_MS);
   let stdout = '';
   let stderr = '';
@@ -274,7 +281,7 @@ describe('device flow login, then token and whoami', () => {
     assert.equal(cache['ca'], caPath);
     assert.equal(cache['insecure_http_loopback'], false);
     assert.equal(typeof cache['refresh_token'], 'string');
-    assert.match(String(cache['scope']), /offline_access/);
+    assert.equal(cache['scope'], 'vectors', 'the scope the access token grants');
     loginToken = String(cache['access_token']);
     const claims = decodeJwt(loginToken);
     assert.equal(claims.sub, 'alice');
@@ -284,7 +291,7 @@ describe('device flow login, then token and whoami', () => {
 
   test('vecgate token refreshes a token that expires within 60 s, then prints the cached one', async () => {
     accessTokenTtl = 300;
-    const first = runCli(['token'], home);
+    const first = await runCli(['token'], home);
     assert.equal(first.status, 0, first.stderr);
     assert.match(first.stdout, /^[\w-]+\.[\w-]+\.[\w-]+\n$/, 'the token alone on stdout');
     const refreshed = first.stdout.trim();
@@ -300,14 +307,14 @@ describe('device flow login, then token and whoami', () => {
     assert.equal(p.username, 'alice');
     assert.deepEqual([...p.groups], GROUPS['alice']);
 
-    const second = runCli(['token'], home);
+    const second = await runCli(['token'], home);
     assert.equal(second.status, 0, second.stderr);
     assert.equal(second.stdout, `${refreshed}\n`, 'a token with life left is printed as cached');
     assert.deepEqual(readCache(home), cache, 'no refresh, no rewrite');
   });
 
-  test('vecgate whoami shows the cached identity, in text and JSON', () => {
-    const r = runCli(['whoami', '--groups-claim', 'realm_access.roles'], home);
+  test('vecgate whoami shows the cached identity, in text and JSON', async () => {
+    const r = await runCli(['whoami', '--groups-claim', 'realm_access.roles'], home);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^subject: +alice$/m);
     assert.match(r.stdout, /^username: +alice \(preferred_username\)$/m);
@@ -317,7 +324,7 @@ describe('device flow login, then token and whoami', () => {
     assert.match(r.stdout, /^expires: +in [45] min \(\d{4}-\d\d-\d\dT[\d:]+Z\)$/m);
     assert.match(r.stdout, /not verified/);
 
-    const j = runCli(['whoami', '--json', '--groups-claim', 'realm_access.roles'], home);
+    const j = await runCli(['whoami', '--json', '--groups-claim', 'realm_access.roles'], home);
     assert.equal(j.status, 0, j.stderr);
     const id = JSON.parse(j.stdout) as Record<string, unknown>;
     assert.equal(id['subject'], 'alice');
@@ -326,11 +333,11 @@ describe('device flow login, then token and whoami', () => {
     assert.equal(id['issuer'], issuer);
 
     // Without --groups-claim the default claim "groups" is read: this issuer nests them elsewhere.
-    const plain = runCli(['whoami'], home);
+    const plain = await runCli(['whoami'], home);
     assert.match(plain.stdout, /^groups: +\(none\) {2}\[claim groups\]$/m);
   });
 
-  test('vecgate whoami --config lists what each connection grants these groups', () => {
+  test('vecgate whoami --config lists what each connection grants these groups', async () => {
     const config = path.join(dir, 'gateway.yaml');
     writeFileSync(config, `server:
   tls: { cert: ${caPath}, key: ${keyPath} }
@@ -358,7 +365,7 @@ connections:
     upstream: { host: db.internal, database: admin }
     credentials: { user: u, password: p }
 `);
-    const r = runCli(['whoami', '--config', config], home);
+    const r = await runCli(['whoami', '--config', config], home);
     assert.equal(r.status, 0, r.stderr);
     // The issuer's groups_claim from the config applies without --groups-claim.
     assert.match(r.stdout, /^groups: +ml-readers, ml-writers {2}\[claim realm_access\.roles\]$/m);
@@ -369,21 +376,21 @@ connections:
     assert.doesNotMatch(r.stdout, /warning/);
 
     // A token from another issuer: every connection refuses it, and whoami says so.
-    const bob = runCli(['whoami', '--config', config, '--token', fakeToken({ iss: 'https://other.example.com', sub: 'bob', aud: 'vecgate' })], home);
+    const bob = await runCli(['whoami', '--config', config, '--token', fakeToken({ iss: 'https://other.example.com', sub: 'bob', aud: 'vecgate' })], home);
     assert.equal(bob.status, 0, bob.stderr);
     assert.match(bob.stdout, /warning: this config does not trust the issuer https:\/\/other\.example\.com/);
   });
 
-  test('a refresh the issuer refuses ends in one line telling to log in again (exit 2)', () => {
+  test('a refresh the issuer refuses ends in one line telling to log in again (exit 2)', async () => {
     const file = path.join(home, 'vecgate', 'login.json');
     const cache = readCache(home);
     writeFileSync(file, JSON.stringify({ ...cache, refresh_token: 'not-a-refresh-token', expires_at: Math.floor(Date.now() / 1000) - 5 }));
-    const r = runCli(['token'], home);
+    const r = await runCli(['token'], home);
     assert.equal(r.status, 2, r.stderr);
     assert.equal(r.stdout, '');
     const lines = r.stderr.trimEnd().split('\n');
     assert.equal(lines.length, 1, r.stderr);
-    assert.match(lines[0]!, /^vecgate: your login session has expired and could not be refreshed: invalid_grant .*; run `vecgate login` again$/);
+    assert.match(lines[0]!, /^vecgate: your login session could not be refreshed \(invalid_grant .*\) and has expired; run `vecgate login` again$/);
   });
 });
 
@@ -407,33 +414,50 @@ test('authorization code + PKCE on a loopback redirect (--flow code)', async () 
   assert.equal(r.stdout, '');
   const cache = readCache(home);
   assert.equal(statSync(path.join(home, 'vecgate', 'login.json')).mode & 0o777, 0o600);
+  assert.equal(typeof cache['refresh_token'], 'string', 'offline_access gave a refresh token');
   const p = await new TokenVerifier([verifierConfig()]).verify(String(cache['access_token']));
   assert.equal(p.subject, 'bob');
   assert.deepEqual([...p.groups], GROUPS['bob']);
-  const t = runCli(['token'], home);
+  const t = await runCli(['token'], home);
   assert.equal(t.stdout, `${String(cache['access_token'])}\n`);
 });
 
-test('plain-http issuers: refused off loopback, and on loopback only with --insecure-http-loopback', () => {
+test('plain-http issuers: refused off loopback, and on loopback only with --insecure-http-loopback', async () => {
   const home = mkdtempSync(path.join(dir, 'home-'));
-  const remote = runCli(['login', '--issuer', 'http://idp.example.com', '--client-id', CLIENT_ID, '--insecure-http-loopback'], home);
+  const remote = await runCli(['login', '--issuer', 'http://idp.example.com', '--client-id', CLIENT_ID, '--insecure-http-loopback'], home);
   assert.equal(remote.status, 2);
   assert.match(remote.stderr, /^vecgate: --issuer http:\/\/idp\.example\.com is plain http; an issuer off this machine must use https\n$/);
-  const local = runCli(['login', '--issuer', 'http://127.0.0.1:9', '--client-id', CLIENT_ID], home);
+  const local = await runCli(['login', '--issuer', 'http://127.0.0.1:9', '--client-id', CLIENT_ID], home);
   assert.equal(local.status, 2);
   assert.match(local.stderr, /add --insecure-http-loopback/);
 });
 
-test('an issuer with an unknown CA is refused without --ca', () => {
+test('an issuer with an unknown CA is refused without --ca', async () => {
   const home = mkdtempSync(path.join(dir, 'home-'));
-  const r = runCli(['login', '--issuer', issuer, '--client-id', CLIENT_ID, '--no-browser'], home);
+  const r = await runCli(['login', '--issuer', issuer, '--client-id', CLIENT_ID, '--no-browser'], home);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /^vecgate: cannot read the OpenID configuration of https:\/\/127\.0\.0\.1:\d+\/: .*(self.signed|certificate)/i);
 });
 
-test('vecgate token without a login session says what to run', () => {
+test('NODE_EXTRA_CA_CERTS is honoured in place of --ca', async () => {
   const home = mkdtempSync(path.join(dir, 'home-'));
-  const r = spawnSync(process.execPath, [BIN, 'token'], { cwd: home, encoding: 'utf8', env: cliEnv(home), timeout: CLI_TIMEOUT_MS });
+  const r = await login(
+    ['--issuer', issuer, '--client-id', CLIENT_ID, '--scope', SCOPE, '--flow', 'code', '--no-browser'],
+    home,
+    /open this URL in a browser on this machine:\n\s+(https:\S+)\n/,
+    async (m) => {
+      const done = await browse(m[1]!, { login: 'bob', password: 'anything' });
+      assert.match(done.body, /You can close this tab/);
+    },
+    { NODE_EXTRA_CA_CERTS: caPath },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(readCache(home)['ca'], null);
+});
+
+test('vecgate token without a login session says what to run', async () => {
+  const home = mkdtempSync(path.join(dir, 'home-'));
+  const r = await runCli(['token'], home, home);
   assert.equal(r.status, 2);
   assert.equal(r.stdout, '');
   assert.match(r.stderr, /run `vecgate login`/);

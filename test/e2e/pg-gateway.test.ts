@@ -463,3 +463,56 @@ describe('policy in the session', () => {
     }
   });
 });
+
+describe('recording', () => {
+  test('queries mode: sessions, statements and refusals are recorded, secrets redacted, the chain verifies', async () => {
+    const sub = path.join(dir, 'rec');
+    const rec = await startGatewayFixture({
+      dir: sub,
+      serverCert: pki.serverCert,
+      serverKey: pki.serverKey,
+      upstream: { host: 'localhost', port: cluster.port, database: 'vectors', tls: { mode: 'verify-full', ca: pki.caCert } },
+      credentials: { read: cluster.roles.ro, write: cluster.roles.rw },
+      workers: 1,
+      recording: 'queries',
+      recordings: { durability: 'async' },
+    });
+    const canary = 'canary-role-password-91c2';
+    try {
+      const writer = await rec.token('alice@example.com', ['ml-writers']);
+      const w = new pg.Client({ ...clientConfig(writer), port: rec.port });
+      await w.connect();
+      await w.query('SELECT count(*) FROM docs WHERE id = $1', [1]);
+      // vec_rw may not alter its own password here or may: either way the statement is recorded.
+      await w.query(`ALTER ROLE vec_rw PASSWORD '${canary}'`).catch(() => {});
+      await w.query(`ALTER ROLE vec_rw PASSWORD '${cluster.roles.rw.password}'`).catch(() => {});
+      await w.end();
+      const reader = await rec.token('bob@example.com', ['ml-readers']);
+      const r = new pg.Client({ ...clientConfig(reader), port: rec.port });
+      await r.connect();
+      await assert.rejects(r.query("DELETE FROM docs WHERE id = 1"));
+      await r.end();
+    } finally {
+      await rec.stop();
+    }
+    const recordings = path.join(sub, 'recordings');
+    const { listSessions, replaySession } = await import('../../src/recording/session-index.js');
+    const { verifyRecordings } = await import('../../src/recording/verify-recordings.js');
+    const sessions = await listSessions(recordings, {});
+    const alice = sessions.filter((s) => s.subject === 'alice@example.com');
+    const bob = sessions.filter((s) => s.subject === 'bob@example.com');
+    assert.ok(alice.length >= 1 && bob.length === 1, JSON.stringify(sessions));
+    const events = [];
+    for await (const e of replaySession(recordings, bob[0]!.id)) events.push(e);
+    assert.deepEqual(events.map((e) => e.type), ['session-open', 'statement', 'session-close']);
+    assert.match(String(events[1]!.sql), /DELETE FROM docs/);
+    assert.match(String(events[1]!.refused), /read access/);
+    const report = await verifyRecordings(recordings);
+    assert.equal(report.ok, true, JSON.stringify(report.firstBad));
+    const { execFileSync } = await import('node:child_process');
+    const raw = execFileSync('sh', ['-c', `cat $(find '${recordings}' -name '*.vgrec')`]);
+    assert.ok(!raw.includes(Buffer.from(canary)), 'the password in ALTER ROLE is redacted before it is written');
+    assert.ok(raw.includes(Buffer.from('ALTER ROLE vec_rw PASSWORD')), 'the statement itself is recorded');
+    for (const secret of [cluster.roles.rw.password, cluster.roles.ro.password]) assert.ok(!raw.includes(Buffer.from(secret)));
+  });
+});

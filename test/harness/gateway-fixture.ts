@@ -32,6 +32,8 @@ export interface FixtureOptions {
   workers?: number;
   policies?: { name: string; groups: string[]; connections: string[]; access: string }[];
   server?: Record<string, unknown>;
+  recording?: 'off' | 'metadata' | 'queries' | 'full';
+  recordings?: Record<string, unknown>;
 }
 
 export async function startGatewayFixture(opts: FixtureOptions): Promise<GatewayFixture> {
@@ -46,9 +48,9 @@ export async function startGatewayFixture(opts: FixtureOptions): Promise<Gateway
       { name: 'writers', groups: ['ml-writers'], connections: [connection], access: 'write' },
     ],
     connections: {
-      [connection]: { protocol: 'postgres', listen: `127.0.0.1:${port}`, upstream: opts.upstream, credentials: opts.credentials, recording: 'metadata' },
+      [connection]: { protocol: 'postgres', listen: `127.0.0.1:${port}`, upstream: opts.upstream, credentials: opts.credentials, recording: opts.recording ?? 'metadata' },
     },
-    recordings: { dir: path.join(opts.dir, 'recordings') },
+    recordings: { dir: path.join(opts.dir, 'recordings'), ...(opts.recordings ?? {}) },
   };
   const configFile = path.join(opts.dir, `vecgate-${port}.yaml`);
   writeFileSync(configFile, stringify(doc));

@@ -1,0 +1,113 @@
+// Secrets never reach the disk: redactEvent masks secret-looking keys at any depth, bearer
+// credentials in text and SQL password literals in both dialects' quoting; canaries sent
+// through a real Recorder are absent from every raw byte written (while a visible marker is
+// present, so the grep can fail). Also: vector summaries and the CRC-32 fallback.
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import zlib from 'node:zlib';
+import { crc32, crc32Js } from '../../src/recording/crc32.js';
+import { Recorder } from '../../src/recording/recorder.js';
+import { maskSqlPasswords, REDACTED, redactEvent } from '../../src/recording/redact-event.js';
+import { replaySession } from '../../src/recording/session-index.js';
+import { summarizeVector } from '../../src/recording/summarize-vector.js';
+import { allBytes, ev, tempDir } from './recording-fixture.js';
+
+const CANARY = 'CanaryS3cret';
+const cleanups: (() => void)[] = [];
+after(() => cleanups.forEach((c) => c()));
+
+describe('maskSqlPasswords', () => {
+  const cases: [string, string][] = [
+    [`ALTER ROLE x PASSWORD '${CANARY}'`, `ALTER ROLE x PASSWORD '[redacted]'`],
+    [`alter user x with encrypted password '${CANARY}' valid until 'infinity'`, `alter user x with encrypted password '[redacted]' valid until 'infinity'`],
+    [`CREATE USER u WITH LOGIN PASSWORD '${CANARY}''s' CREATEDB`, `CREATE USER u WITH LOGIN PASSWORD '[redacted]' CREATEDB`],
+    [`CREATE ROLE r PASSWORD E'${CANARY}\\'x'`, `CREATE ROLE r PASSWORD '[redacted]'`],
+    [`ALTER ROLE r PASSWORD $pw$${CANARY}$pw$`, `ALTER ROLE r PASSWORD '[redacted]'`],
+    [`ALTER ROLE r PASSWORD /* why */ -- really\n '${CANARY}'`, `ALTER ROLE r PASSWORD /* why */ -- really\n '[redacted]'`],
+    [`CREATE USER 'u'@'%' IDENTIFIED BY '${CANARY}'`, `CREATE USER 'u'@'%' IDENTIFIED BY '[redacted]'`],
+    [`ALTER USER u IDENTIFIED WITH caching_sha2_password BY "${CANARY}"`, `ALTER USER u IDENTIFIED WITH caching_sha2_password BY '[redacted]'`],
+    [`SET PASSWORD FOR u = PASSWORD('${CANARY}')`, `SET PASSWORD FOR u = PASSWORD('[redacted]')`],
+    [`SET PASSWORD = '${CANARY}\\'tail'`, `SET PASSWORD = '[redacted]'`],
+    // A backslash before a quote ends a PostgreSQL string but not a MySQL one: either way the later secret is masked.
+    [`SELECT 'C:\\'; ALTER ROLE x PASSWORD '${CANARY}'`, `SELECT 'C:\\'; ALTER ROLE x PASSWORD '[redacted]'`],
+    [`SELECT 'it\\'s'; SET PASSWORD = '${CANARY}'`, `SELECT 'it\\'s'; SET PASSWORD = '[redacted]'`],
+    [`ALTER ROLE x PASSWORD '${CANARY}`, `ALTER ROLE x PASSWORD '[redacted]'`],
+  ];
+  for (const [sql, want] of cases) {
+    it(JSON.stringify(sql), () => {
+      const got = maskSqlPasswords(sql);
+      assert.equal(got, want);
+      assert.ok(!got.includes(CANARY));
+    });
+  }
+  it('leaves text without a password literal alone', () => {
+    for (const sql of [`SELECT 'password' AS word, "password" FROM t`, `ALTER ROLE x PASSWORD NULL`, `SELECT $1::text -- PASSWORD`, `SELECT embedding <-> '[1,2,3]' FROM items`]) {
+      assert.equal(maskSqlPasswords(sql), sql);
+    }
+  });
+});
+
+describe('redactEvent', () => {
+  it('masks secret keys at any depth and credentials in text, keeping the rest', () => {
+    const e = ev('session-open', 's', 1, {
+      subject: 'alice',
+      password: CANARY,
+      headers: { Authorization: `Bearer ${CANARY}`, 'x-api-key': CANARY, accept: 'application/json' },
+      upstream: [{ user: 'svc', client_secret: CANARY }],
+      access_token: CANARY,
+      note: `upstream said: Bearer ${CANARY} was refused`,
+      vector: new Float32Array([1, 2]),
+    });
+    const r = redactEvent(e);
+    assert.ok(!JSON.stringify(r).includes(CANARY), JSON.stringify(r));
+    assert.equal(r['password'], REDACTED);
+    assert.deepEqual(r['headers'], { Authorization: REDACTED, 'x-api-key': REDACTED, accept: 'application/json' });
+    assert.deepEqual(r['upstream'], [{ user: 'svc', client_secret: REDACTED }]);
+    assert.equal(r['note'], `upstream said: Bearer ${REDACTED} was refused`);
+    assert.equal(r['subject'], 'alice');
+    assert.deepEqual(r['vector'], new Float32Array([1, 2]));
+    assert.equal(e['password'], CANARY, 'the input is not changed');
+  });
+
+  it('nothing written by the recorder contains a canary', async () => {
+    const t = tempDir();
+    cleanups.push(t.cleanup);
+    const r = await Recorder.open({ dir: t.dir, durability: 'strict', retentionMs: 86_400_000 });
+    await r.append([
+      ev('session-open', 'c', 1, { subject: 'alice', token: CANARY, auth: { authorization: `Basic ${CANARY}` } }),
+      ev('statement', 'c', 2, { sql: `ALTER ROLE app PASSWORD '${CANARY}'` }),
+      ev('statement', 'c', 3, { sql: `SELECT 'VisibleMarker'` }),
+      ev('refusal', 'c', 4, { reason: 'read-only', detail: { secret: CANARY } }),
+      ev('session-close', 'c', 5),
+    ]);
+    await r.close();
+    const raw = allBytes(t.dir);
+    assert.ok(raw.includes('VisibleMarker'), 'the raw grep sees recorded text');
+    assert.ok(!raw.includes(CANARY), 'a canary reached the disk');
+    const replayed = [];
+    for await (const e of replaySession(t.dir, 'c')) replayed.push(e);
+    assert.equal(replayed[1]!['sql'], "ALTER ROLE app PASSWORD '[redacted]'");
+  });
+});
+
+describe('summarizeVector', () => {
+  it('gives dims, L2 norm and a float32 fingerprint that matches for number[] and Float32Array', () => {
+    const s = summarizeVector([3, 4]);
+    assert.deepEqual(s, summarizeVector(new Float32Array([3, 4])));
+    assert.equal(s.dims, 2);
+    assert.equal(s.norm, 5);
+    assert.match(s.hash, /^[0-9a-f]{12}$/);
+    assert.notEqual(summarizeVector([3, 4.0001]).hash, s.hash);
+    assert.deepEqual(summarizeVector([]), { dims: 0, norm: 0, hash: 'e3b0c44298fc' });
+  });
+});
+
+describe('crc32', () => {
+  it('the JavaScript fallback matches the known value and the native one', () => {
+    assert.equal(crc32Js(Buffer.from('123456789')), 0xcbf43926);
+    const data = Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 31) & 0xff));
+    assert.equal(crc32Js(data), crc32(data));
+    const native = (zlib as { crc32?: (d: Uint8Array) => number }).crc32;
+    if (native !== undefined) assert.equal(crc32Js(data), native(data) >>> 0);
+  });
+});

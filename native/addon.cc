@@ -105,7 +105,7 @@ class PumpBridge : public PumpObserver {
   PumpBridge(Napi::Env env, ConnWrap* client, ConnWrap* upstream, Conn* c, Conn* u, PumpProtocol protocol,
              size_t highWater, Napi::Function onEnd, Napi::Value onStatement);
   void OnPumpEnd(const PumpStats& stats) override;
-  bool OnStatement(uint8_t type, const std::string& text, std::string* denial) override;
+  Verdict OnStatement(uint8_t type, const std::string& text, std::string* denial, uint64_t* holdId) override;
   Pump pump;
 
  private:
@@ -135,6 +135,7 @@ class VgAddon : public Napi::Addon<VgAddon> {
   Napi::Value StartPump(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value EndPump(const Napi::CallbackInfo& info);
+  Napi::Value ReleaseStatement(const Napi::CallbackInfo& info);
 };
 
 static uv_loop_t* LoopOf(Napi::Env env) {
@@ -344,8 +345,8 @@ PumpBridge::PumpBridge(Napi::Env env, ConnWrap* client, ConnWrap* upstream, Conn
   upstreamRef_ = Napi::Persistent(upstream->Value());
 }
 
-bool PumpBridge::OnStatement(uint8_t type, const std::string& text, std::string* denial) {
-  if (onStatement_.IsEmpty()) return true;
+PumpObserver::Verdict PumpBridge::OnStatement(uint8_t type, const std::string& text, std::string* denial, uint64_t* holdId) {
+  if (onStatement_.IsEmpty()) return Verdict::Forward;
   Napi::HandleScope scope(env_);
   char t[2] = {static_cast<char>(type), 0};
   Napi::Value r = onStatement_.MakeCallback(env_.Global(), {Napi::String::New(env_, t), Napi::String::New(env_, text)});
@@ -353,11 +354,15 @@ bool PumpBridge::OnStatement(uint8_t type, const std::string& text, std::string*
     Napi::Error e = env_.GetAndClearPendingException();
     napi_fatal_exception(env_, e.Value());
     *denial = "statement could not be checked";
-    return false;  // fail closed
+    return Verdict::Refuse;  // fail closed
   }
-  if (r.IsEmpty() || r.IsNull() || r.IsUndefined()) return true;
+  if (r.IsEmpty() || r.IsNull() || r.IsUndefined()) return Verdict::Forward;
+  if (r.IsNumber()) {
+    *holdId = static_cast<uint64_t>(r.As<Napi::Number>().Int64Value());
+    return Verdict::Hold;
+  }
   *denial = r.IsString() ? r.As<Napi::String>().Utf8Value() : "permission denied";
-  return false;
+  return Verdict::Refuse;
 }
 
 void PumpBridge::OnPumpEnd(const PumpStats& s) {
@@ -506,6 +511,7 @@ VgAddon::VgAddon(Napi::Env env, Napi::Object exports)
                            InstanceMethod<&VgAddon::StartPump>("pump"),
                            InstanceMethod<&VgAddon::Stats>("stats"),
                            InstanceMethod<&VgAddon::EndPump>("endPump"),
+                           InstanceMethod<&VgAddon::ReleaseStatement>("releaseStatement"),
                        });
 }
 
@@ -641,6 +647,20 @@ Napi::Value VgAddon::EndPump(const Napi::CallbackInfo& info) {
     bytes.assign(b.Data(), b.Length());
   }
   w->pump()->pump.End(info[1].As<Napi::String>().Utf8Value(), bytes.data(), bytes.size());
+  io.Flush();
+  return Napi::Boolean::New(env, true);
+}
+
+// releaseStatement(client, holdId): forwards a statement held by onStatement.
+Napi::Value VgAddon::ReleaseStatement(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsNumber()) {
+    Napi::TypeError::New(env, "releaseStatement(connection, holdId)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  ConnWrap* w = ConnWrap::Unwrap(info[0].As<Napi::Object>());
+  if (!w || !w->pump()) return Napi::Boolean::New(env, false);
+  w->pump()->pump.Release(static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value()));
   io.Flush();
   return Napi::Boolean::New(env, true);
 }

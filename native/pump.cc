@@ -65,7 +65,7 @@ void Pump::ClientInspector::OnMessageStart(uint8_t type, uint32_t length) {
       return;
     }
     discardToSync_ = false;
-    AppendHeader(&out, type, length);
+    AppendHeader(&Sink(), type, length);
     pump_->syncPoints_.push_back(std::move(pendingDenial_));
     pendingDenial_.clear();
     return;
@@ -85,29 +85,39 @@ void Pump::ClientInspector::OnMessageStart(uint8_t type, uint32_t length) {
     return;
   }
   if (type == 'S') pump_->syncPoints_.push_back(std::string());
-  AppendHeader(&out, type, length);
+  AppendHeader(&Sink(), type, length);
 }
+
+std::string& Pump::ClientInspector::Sink() { return pump_->gated_.empty() ? out : pump_->gated_.back().bytes; }
 
 void Pump::ClientInspector::OnMessageBody(uint8_t, const uint8_t* data, size_t len) {
   if (dropping_) return;
-  (holding_ ? held_ : out).append(reinterpret_cast<const char*>(data), len);
+  if (holding_) {
+    held_.append(reinterpret_cast<const char*>(data), len);
+    return;
+  }
+  Sink().append(reinterpret_cast<const char*>(data), len);
 }
 
 void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
   if (!holding_ && !tooLong_) return;
-  bool allowed = false;
+  PumpObserver::Verdict verdict = PumpObserver::Verdict::Refuse;
   std::string denial;
+  uint64_t holdId = 0;
   if (tooLong_) {
-    denial = "statement too long to inspect for a read-only session";
+    denial = "statement too long to inspect";
   } else {
     std::string text = type == 'F' ? std::string() : StatementText(type, held_.substr(5));
-    allowed = pump_->observer_->OnStatement(type, text, &denial);
+    verdict = pump_->observer_->OnStatement(type, text, &denial, &holdId);
   }
   holding_ = false;
   tooLong_ = false;
   dropping_ = false;
-  if (allowed) {
-    out += held_;
+  if (verdict == PumpObserver::Verdict::Hold) {
+    pump_->gated_.push_back(Gate{holdId, false, std::move(held_)});
+    if (type == 'Q' || type == 'F') pump_->syncPoints_.push_back(std::string());
+  } else if (verdict == PumpObserver::Verdict::Forward) {
+    Sink() += held_;
     if (type == 'Q' || type == 'F') pump_->syncPoints_.push_back(std::string());
   } else {
     pump_->stats_.refusedStatements++;
@@ -119,12 +129,27 @@ void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
       pendingDenial_ = std::move(err);
     } else {
       // Replace the statement with a Sync: the upstream answers ReadyForQuery in order.
-      AppendHeader(&out, 'S', 0);
+      AppendHeader(&Sink(), 'S', 0);
       pump_->syncPoints_.push_back(std::move(err));
     }
   }
   held_.clear();
   held_.shrink_to_fit();
+}
+
+void Pump::Release(uint64_t holdId) {
+  for (Gate& g : gated_) {
+    if (g.id == holdId) {
+      g.released = true;
+      break;
+    }
+  }
+  while (!gated_.empty() && gated_.front().released) {
+    Gate g = std::move(gated_.front());
+    gated_.pop_front();
+    if (!upstream_->closed() && !g.bytes.empty()) upstream_->Write(g.bytes.data(), g.bytes.size());
+  }
+  if (GatedBytes() <= highWater_ / 4 && !client_->closed()) client_->ResumeRead();
 }
 
 void Pump::CheckDeadline() {
@@ -220,10 +245,13 @@ void Pump::OnPlaintext(Conn* from, const char* data, size_t len) {
 void Pump::OnReadDone(Conn* from) {
   Conn* to = from == client_ ? upstream_ : client_;
   if (to->queuedBytes() > highWater_) from->PauseRead();
+  // Bytes queued behind held statements count as queued toward the upstream.
+  if (from == client_ && GatedBytes() > highWater_) from->PauseRead();
 }
 
 void Pump::OnDrain(Conn* c) {
   Conn* other = c == client_ ? upstream_ : client_;
+  if (other == client_ && GatedBytes() > highWater_) return;
   if (!other->closed()) other->ResumeRead();
 }
 

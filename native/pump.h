@@ -30,7 +30,12 @@ class PumpObserver {
   virtual void OnPumpEnd(const PumpStats& stats) = 0;
   // Statement inspection (read-only sessions): `type` is 'Q' (simple query), 'P' (Parse) or
   // 'F' (FunctionCall, text empty). Return true to forward; false and a message to refuse.
-  virtual bool OnStatement(uint8_t type, const std::string& text, std::string* denial) { return true; }
+  // Hold: forward nothing from here on until Release(holdId) (e.g. until the statement's
+  // audit record is durable); everything after it queues behind it, in order.
+  enum class Verdict { Forward, Refuse, Hold };
+  virtual Verdict OnStatement(uint8_t type, const std::string& text, std::string* denial, uint64_t* holdId) {
+    return Verdict::Forward;
+  }
 };
 
 enum class PumpProtocol { Raw, Postgres };
@@ -51,6 +56,13 @@ class Pump {
   void OnClosed(Conn* c);
   bool ended() const { return ended_; }
   void End(const std::string& reason, const char* finalBytes, size_t len) { Terminate(reason, finalBytes, len); }
+  // Releases a held statement (and what queued behind it, up to the next hold).
+  void Release(uint64_t holdId);
+  size_t GatedBytes() const {
+    size_t n = 0;
+    for (const Gate& g : gated_) n += g.bytes.size();
+    return n;
+  }
   // Sessions are bound to their token: the first statement after `deadline` (uv_now() ms)
   // gets FATAL `message` and the session ends.
   void SetDeadline(uint64_t deadline, const std::string& message) {
@@ -70,6 +82,8 @@ class Pump {
     std::string out;  // bytes to forward for the current chunk
 
    private:
+    // Where forwarded bytes go: straight out, or behind the newest held statement.
+    std::string& Sink();
     Pump* pump_;
     bool holding_ = false;
     bool dropping_ = false;
@@ -133,6 +147,12 @@ class Pump {
   // One entry per sync point forwarded (Q or S) whose ReadyForQuery is still due: the
   // refusal to emit before it, or empty.
   std::deque<std::string> syncPoints_;
+  struct Gate {
+    uint64_t id;
+    bool released;
+    std::string bytes;  // the held statement, then everything after it up to the next hold
+  };
+  std::deque<Gate> gated_;
   uint64_t refused_ = 0;
   bool clientClosed_ = false;
   bool upstreamClosed_ = false;

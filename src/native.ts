@@ -69,8 +69,10 @@ export interface PumpOptions {
    * Return null to forward it, or a message to refuse it: the client gets ERROR 42501 with
    * that message (in protocol order), the rest of a refused extended batch is discarded up
    * to Sync, and the session goes on. Only statement text crosses into JS, never row data.
+   * Return a number to hold the statement (strict recording durability): nothing from this
+   * client is forwarded until `releaseStatement(client, thatNumber)`.
    */
-  onStatement?: (type: 'Q' | 'P' | 'F', text: string) => string | null;
+  onStatement?: (type: 'Q' | 'P' | 'F', text: string) => string | number | null;
   /**
    * The session is bound to its token: the first statement after this many milliseconds
    * gets ErrorResponse FATAL 28P01 `expiryMessage` and the session ends.
@@ -141,6 +143,8 @@ export interface NativeBinding {
    * Returns false when the connection is not pumped (any more).
    */
   endPump(client: Connection, reason: string, finalBytes?: Buffer): boolean;
+  /** Forwards a statement held by `onStatement` (and what queued behind it). */
+  releaseStatement(client: Connection, holdId: number): boolean;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

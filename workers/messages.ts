@@ -64,7 +64,7 @@ export type ToPrimary =
   | { t: 'session-start'; connection: string; access: AccessLevel }
   | { t: 'session-end'; summary: SessionSummary }
   | { t: 'refusal'; connection: string; code: string }
-  | { t: 'record'; events: RecordEvent[] }
+  | { t: 'record'; events: RecordEvent[]; ack: number | null }
   | { t: 'drained'; worker: number; sessionsLeft: number }
   | { t: 'stats'; worker: number; liveSessions: number; liveConnections: number; bytesPumped: number };
 
@@ -73,6 +73,7 @@ export type ToWorker =
   | { t: 'tls'; cert: Buffer; key: Buffer }
   | { t: 'drain'; deadlineMs: number }
   | { t: 'policy'; policies: PolicyConfig[] }
+  | { t: 'record-ack'; batch: number; ok: boolean; message: string }
   | { t: 'stats?' };
 
 export interface WorkerInit {

@@ -54,6 +54,7 @@ export class PgClientSession {
   private clientEarly: Buffer[] = [];
   private client = '';
   private readonly sessionId = randomUUID();
+  private nextHold = 1;
 
   constructor(
     private readonly conn: Connection,
@@ -313,6 +314,10 @@ export class PgClientSession {
       });
     }
     const recordStatements = recording === 'queries' || recording === 'full';
+    // Strict durability: a statement is forwarded only once its audit record is on disk
+    // (group commit across sessions), so nothing a client changed or saw can be missing
+    // from the record after a crash.
+    const strict = recordStatements && this.ctx.config.recordings.durability === 'strict';
     // Statements cross into JS only when policy (read access) or recording needs their text.
     const onStatement =
       grant.access === 'read' || recordStatements
@@ -320,7 +325,21 @@ export class PgClientSession {
             const refusal = grant.access === 'read' ? readOnlyRefusal(who, this.cfg.name, type, text) : null;
             if (refusal) this.ctx.log('info', 'statement refused', { connection: this.cfg.name, subject: grant.subject, refusal });
             if (recordStatements) {
-              this.ctx.record({ type: 'statement', ts: Date.now(), ...base, protocol: type === 'Q' ? 'simple' : type === 'P' ? 'extended' : 'function-call', sql: text, refused: refusal });
+              const event = { type: 'statement', ts: Date.now(), ...base, protocol: type === 'Q' ? 'simple' : type === 'P' ? 'extended' : 'function-call', sql: text, refused: refusal };
+              if (strict && !refusal) {
+                const holdId = this.nextHold++;
+                this.ctx.record(event, (ok, message) => {
+                  if (this.state !== 'pumping') return;
+                  if (ok) {
+                    this.ctx.native.releaseStatement(this.conn, holdId);
+                    return;
+                  }
+                  this.ctx.log('error', 'statement refused: its audit record could not be written', { connection: this.cfg.name, error: message });
+                  this.ctx.native.endPump(this.conn, 'recording-failed', ser.errorResponse({ severity: 'FATAL', code: '58030', message: 'the audit recorder cannot write; statements are refused until it can (fail closed)' }));
+                });
+                return holdId;
+              }
+              this.ctx.record(event);
             } else if (refusal && recording !== 'off') {
               this.ctx.record({ type: 'refusal', ts: Date.now(), ...base, stage: 'statement', sqlstate: '42501', reason: refusal });
             }

@@ -135,19 +135,39 @@ export class WorkerContext {
   }
 
   private pendingRecords: RecordEvent[] = [];
+  private pendingAcks: ((ok: boolean, message: string) => void)[] = [];
   private recordFlush: NodeJS.Immediate | null = null;
+  private nextBatch = 1;
+  private awaitingAck = new Map<number, ((ok: boolean, message: string) => void)[]>();
 
-  /** Queues a recording event; events of one loop turn go to the primary as one batch. */
-  record(event: RecordEvent): void {
+  /**
+   * Queues a recording event; events of one loop turn go to the primary as one batch (and
+   * are group-committed there). `onDurable` runs once the batch is on disk (strict mode).
+   */
+  record(event: RecordEvent, onDurable?: (ok: boolean, message: string) => void): void {
     this.pendingRecords.push(event);
+    if (onDurable) this.pendingAcks.push(onDurable);
     if (!this.recordFlush) {
       this.recordFlush = setImmediate(() => {
         this.recordFlush = null;
         const events = this.pendingRecords;
+        const acks = this.pendingAcks;
         this.pendingRecords = [];
-        this.post({ t: 'record', events });
+        this.pendingAcks = [];
+        let ack: number | null = null;
+        if (acks.length) {
+          ack = this.nextBatch++;
+          this.awaitingAck.set(ack, acks);
+        }
+        this.post({ t: 'record', events, ack });
       });
     }
+  }
+
+  onRecordAck(batch: number, ok: boolean, message: string): void {
+    const acks = this.awaitingAck.get(batch);
+    this.awaitingAck.delete(batch);
+    for (const a of acks ?? []) a(ok, message);
   }
 
   post(msg: ToPrimary): void {

@@ -79,6 +79,9 @@ async function main(): Promise<void> {
           ctx.log('error', 'new certificate not usable; keeping the current one', { error: (err as Error).message });
         }
         break;
+      case 'record-ack':
+        ctx.onRecordAck(msg.batch, msg.ok, msg.message);
+        break;
       case 'policy': {
         ctx.clearAuthCache();
         const policy = compilePolicy(msg.policies);

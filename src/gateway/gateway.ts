@@ -59,9 +59,6 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
   const recorder = recordingOn
     ? await Recorder.open({ dir: config.recordings.dir, durability: config.recordings.durability, retentionMs: config.recordings.retentionMs })
     : null;
-  if (recorder && config.recordings.durability === 'strict') {
-    log.warn('recordings.durability strict: records are made durable with group commit, but statements are not yet held until their record is durable');
-  }
   const retentionTimer = recorder
     ? setInterval(() => {
         recorder.enforceRetention().then(
@@ -159,18 +156,23 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
       case 'refusal':
         metrics.refusals.inc({ connection: msg.connection, code: msg.code });
         break;
-      case 'record':
-        recorder?.append(msg.events).then(
+      case 'record': {
+        const ack = msg.ack;
+        const done = recorder ? recorder.append(msg.events) : Promise.reject(new Error('no recorder'));
+        done.then(
           () => {
             if (recordingFailed) log.info('recording recovered');
             recordingFailed = false;
+            if (ack !== null) send(w, { t: 'record-ack', batch: ack, ok: true, message: '' });
           },
           (err: Error) => {
-            if (!recordingFailed) log.error({ err: err.message }, 'recording failed: events are being lost');
+            if (!recordingFailed) log.error({ err: err.message }, 'recording failed');
             recordingFailed = true;
+            if (ack !== null) send(w, { t: 'record-ack', batch: ack, ok: false, message: err.message });
           },
         );
         break;
+      }
       case 'drained':
         drained++;
         if (drained === workers.length && drainResolve) drainResolve();

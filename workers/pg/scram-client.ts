@@ -6,6 +6,24 @@
 // key derivation runs synchronously), and the server signature is compared in constant time.
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
 
+/**
+ * SaltedPassword results kept per (password, salt, iterations): PBKDF2 is the costliest step
+ * of an upstream login (about 1 ms at 4096 iterations, blocking the worker), and the gateway
+ * logs in with the same few credentials over and over. Keyed by a hash, bounded, per thread.
+ */
+export const SALTED_PASSWORD_CACHE_ENTRIES = 64;
+const saltedCache = new Map<string, Buffer>();
+
+function saltedPasswordFor(password: string, salt: Buffer, iterations: number): Buffer {
+  const key = createHash('sha256').update(password).update('\0').update(salt).update('\0').update(String(iterations)).digest('base64');
+  const hit = saltedCache.get(key);
+  if (hit) return hit;
+  const value = pbkdf2Sync(password, salt, iterations, KEY_BYTES, 'sha256');
+  if (saltedCache.size >= SALTED_PASSWORD_CACHE_ENTRIES) saltedCache.delete(saltedCache.keys().next().value!);
+  saltedCache.set(key, value);
+  return value;
+}
+
 export const SCRAM_SHA_256 = 'SCRAM-SHA-256';
 export const SCRAM_SHA_256_PLUS = 'SCRAM-SHA-256-PLUS';
 
@@ -176,7 +194,7 @@ export class ScramClient {
     if (iterations > this.maxIterations) return this.fail(`iteration count ${iterations} is above the maximum of ${this.maxIterations}`);
     const salt = Buffer.from(saltB64, 'base64');
 
-    const saltedPassword = pbkdf2Sync(this.password, salt, iterations, KEY_BYTES, 'sha256');
+    const saltedPassword = saltedPasswordFor(this.password, salt, iterations);
     const clientKey = hmac(saltedPassword, 'Client Key');
     const storedKey = createHash('sha256').update(clientKey).digest();
     const withoutProof = `c=${this.cbindInput.toString('base64')},r=${nonce}`;

@@ -4,26 +4,22 @@
 // tail is reported, not fatal).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { stringify } from 'yaml';
 import { writeTestPki, type TestPki } from '../../src/dev/pki.js';
 import { DevIssuer } from '../../src/identity/dev-issuer.js';
 import { listSessions, replaySession } from '../../src/recording/session-index.js';
 import { verifyRecordings } from '../../src/recording/verify-recordings.js';
 import { startPgCluster, type PgCluster } from '../harness/pg-cluster.js';
-import { freePort } from '../harness/free-port.js';
+import { startGatewayProcess, type GatewayProcess } from '../harness/gateway-process.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 let dir: string;
 let pki: TestPki;
 let cluster: PgCluster;
 let issuer: DevIssuer;
-let gateway: ChildProcess;
+let gateway: GatewayProcess;
 let port: number;
 const recordings = () => path.join(dir, 'recordings');
 
@@ -32,40 +28,12 @@ before(async () => {
   pki = await writeTestPki(path.join(dir, 'pki'));
   cluster = await startPgCluster({ pki });
   issuer = await DevIssuer.open(dir);
-  port = await freePort();
-  const config = path.join(dir, 'vecgate.yaml');
-  writeFileSync(
-    config,
-    stringify({
-      server: { tls: { cert: pki.serverCert, key: pki.serverKey }, workers: 2 },
-      identity: { issuers: [{ issuer: issuer.issuer, audience: 'vecgate', jwks: issuer.jwksPath }] },
-      policies: [{ name: 'w', groups: ['ml-writers'], connections: ['vectors'], access: 'write' }],
-      connections: {
-        vectors: {
-          protocol: 'postgres',
-          listen: `127.0.0.1:${port}`,
-          upstream: { host: 'localhost', port: cluster.port, database: 'vectors', tls: { mode: 'verify-full', ca: pki.caCert } },
-          credentials: cluster.roles.rw,
-          recording: 'queries',
-        },
-      },
-      recordings: { dir: recordings(), durability: 'strict' },
-    }),
-  );
-  gateway = spawn(process.execPath, [path.join(root, 'bin', 'vecgate'), 'start', '--config', config], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    let buf = '';
-    gateway.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      if (buf.includes('"msg":"ready"')) resolve();
-    });
-    gateway.once('exit', (code) => reject(new Error(`gateway exited (${code})`)));
-  });
-  gateway.stdout!.resume();
+  gateway = await startGatewayProcess({ dir, pki, issuer, cluster, connection: { recording: 'queries' }, recordings: { dir: recordings(), durability: 'strict' } });
+  port = gateway.port;
 });
 
 after(async () => {
-  if (gateway.exitCode === null && gateway.signalCode === null) gateway.kill('SIGKILL');
+  if (gateway && gateway.child.exitCode === null && gateway.child.signalCode === null) gateway.child.kill('SIGKILL');
   await cluster?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -91,8 +59,8 @@ test('kill -9 during inserts: every committed row has its recorded statement; th
     }
   });
   await new Promise((r) => setTimeout(r, 1500));
-  gateway.kill('SIGKILL');
-  await new Promise((r) => gateway.once('exit', r));
+  gateway.child.kill('SIGKILL');
+  await new Promise((r) => gateway.child.once('exit', r));
   stop = true;
   await Promise.all(loops);
   for (const c of clients) await c.end().catch(() => {});

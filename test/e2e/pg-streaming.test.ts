@@ -3,19 +3,16 @@
 // as its own process (`vecgate start`) so its resident memory can be read from /proc.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
 import { writeTestPki, type TestPki } from '../../src/dev/pki.js';
 import { DevIssuer } from '../../src/identity/dev-issuer.js';
 import { startPgCluster, type PgCluster } from '../harness/pg-cluster.js';
-import { freePort } from '../harness/free-port.js';
+import { startGatewayProcess, type GatewayProcess } from '../harness/gateway-process.js';
 import { connectSslRequest, passwordMessage, startupMessage } from '../harness/pg-wire.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 /** Result size streamed in the flat-memory test. */
 const STREAM_BYTES = 512 * 1024 * 1024;
 /** Growth of the gateway's peak RSS we accept while streaming it (buffers are per chunk, not per result). */
@@ -25,7 +22,7 @@ let dir: string;
 let pki: TestPki;
 let cluster: PgCluster;
 let issuer: DevIssuer;
-let gateway: ChildProcess;
+let gateway: GatewayProcess;
 let port: number;
 
 function status(pid: number): { rss: number; hwm: number } {
@@ -39,41 +36,12 @@ before(async () => {
   pki = await writeTestPki(path.join(dir, 'pki'));
   cluster = await startPgCluster({ pki });
   issuer = await DevIssuer.open(dir);
-  port = await freePort();
-  const config = path.join(dir, 'vecgate.yaml');
-  writeFileSync(
-    config,
-    stringify({
-      server: { tls: { cert: pki.serverCert, key: pki.serverKey }, workers: 2 },
-      identity: { issuers: [{ issuer: issuer.issuer, audience: 'vecgate', jwks: issuer.jwksPath }] },
-      policies: [{ name: 'w', groups: ['ml-writers'], connections: ['vectors'], access: 'write' }],
-      connections: {
-        vectors: {
-          protocol: 'postgres',
-          listen: `127.0.0.1:${port}`,
-          upstream: { host: 'localhost', port: cluster.port, database: 'vectors', tls: { mode: 'verify-full', ca: pki.caCert } },
-          credentials: cluster.roles.rw,
-        },
-      },
-    }),
-  );
-  gateway = spawn(process.execPath, [path.join(root, 'bin', 'vecgate'), 'start', '--config', config], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    let buf = '';
-    gateway.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      if (buf.includes('"msg":"ready"')) resolve();
-    });
-    gateway.once('exit', (code) => reject(new Error(`gateway exited (${code})`)));
-  });
-  gateway.stdout!.resume();
+  gateway = await startGatewayProcess({ dir, pki, issuer, cluster });
+  port = gateway.port;
 });
 
 after(async () => {
-  if (gateway && gateway.exitCode === null) {
-    gateway.kill('SIGTERM');
-    await new Promise((r) => gateway.once('exit', r));
-  }
+  await gateway?.stop();
   await cluster?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -81,7 +49,7 @@ after(async () => {
 test(`a ${STREAM_BYTES / 1024 / 1024} MB COPY TO STDOUT streams with flat gateway memory`, async () => {
   const token = await issuer.mint({ user: 'w@example.com', groups: ['ml-writers'], ttlSec: 600 });
   const rows = STREAM_BYTES / 1001;
-  const before = status(gateway.pid!);
+  const before = status(gateway.child.pid!);
   const child = spawn('psql', [`host=localhost port=${port} dbname=vectors user=me sslmode=verify-full sslrootcert=${pki.caCert}`, '-X', '-c', `COPY (SELECT repeat('x', 1000) FROM generate_series(1, ${Math.floor(rows)})) TO STDOUT`], {
     env: { ...process.env, PGPASSWORD: token },
   });
@@ -92,7 +60,7 @@ test(`a ${STREAM_BYTES / 1024 / 1024} MB COPY TO STDOUT streams with flat gatewa
   const code = await new Promise<number | null>((r) => child.on('close', r));
   assert.equal(code, 0, err);
   assert.equal(bytes, Math.floor(rows) * 1001);
-  const afterStats = status(gateway.pid!);
+  const afterStats = status(gateway.child.pid!);
   const growth = afterStats.hwm - Math.max(before.rss, 0);
   assert.ok(growth < MAX_RSS_GROWTH, `peak RSS grew by ${(growth / 1048576).toFixed(1)} MB while streaming ${(bytes / 1048576).toFixed(0)} MB`);
 });
@@ -105,14 +73,14 @@ test('a client that never reads a large result holds the upstream back (bounded 
   s.write(passwordMessage(token));
   await new Promise((r) => setTimeout(r, 500));
   s.pause(); // stop reading: the kernel buffers fill, then the gateway must stop reading upstream
-  const before = status(gateway.pid!);
+  const before = status(gateway.child.pid!);
   const q = Buffer.from("COPY (SELECT repeat('y', 1000) FROM generate_series(1, 1000000)) TO STDOUT\0");
   const head = Buffer.alloc(5);
   head.write('Q');
   head.writeInt32BE(q.length + 4, 1);
   s.write(Buffer.concat([head, q]));
   await new Promise((r) => setTimeout(r, 4000));
-  const during = status(gateway.pid!);
+  const during = status(gateway.child.pid!);
   assert.ok(during.rss - before.rss < 16 * 1024 * 1024, `RSS grew by ${((during.rss - before.rss) / 1048576).toFixed(1)} MB with a stalled client`);
   const progress = await cluster.psql(`SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT repeat(''y''%' AND wait_event = 'ClientWrite'`);
   assert.equal(progress.trim(), '1', 'the upstream backend is blocked writing to the gateway');

@@ -374,21 +374,8 @@ export class PgClientSession {
         detail: stats.detail,
       };
       this.ctx.sessionSummary(summary);
-      if (recording !== 'off') {
-        this.ctx.record({
-          type: 'session-close',
-          ts: Date.now(),
-          ...base,
-          subject: grant.subject,
-          durationMs: summary.durationMs,
-          bytesFromClient: stats.bytesFromClient,
-          bytesFromUpstream: stats.bytesFromUpstream,
-          statements: stats.statements,
-          refusedStatements: stats.refusedStatements,
-          reason: stats.reason,
-          detail: stats.detail,
-        });
-      }
+      // The audit record of the close carries the same summary the operators' log line does.
+      if (recording !== 'off') this.ctx.record({ type: 'session-close', ts: Date.now(), ...base, ...summary });
     });
   }
 

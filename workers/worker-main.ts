@@ -21,7 +21,15 @@ async function main(): Promise<void> {
   await initStatementClassifier();
   const ctx = new WorkerContext(binding, init.index, init.config, Buffer.from(init.cancelKey), port, Buffer.from(init.tlsCert), Buffer.from(init.tlsKey));
   const listeners: Listener[] = [];
+  const httpHandles: HttpConnectionHandle[] = [];
   const ready: { connection: string; port: number }[] = [];
+  // One listener that cannot open fails the worker (and the gateway's start) with its reason.
+  const listenFailed = (connection: string, err: unknown) => {
+    const e = err as NodeJS.ErrnoException;
+    send(port, { t: 'listen-error', worker: init.index, connection, code: e.code ?? 'ERR', message: e.message });
+    for (const l of listeners) l.close();
+    for (const h of httpHandles) h.close();
+  };
 
   for (const c of Object.values(init.config.connections)) {
     if (c.protocol !== 'postgres') continue;
@@ -33,10 +41,7 @@ async function main(): Promise<void> {
       listeners.push(l);
       ready.push({ connection: cfg.name, port: l.port });
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      send(port, { t: 'listen-error', worker: init.index, connection: cfg.name, code: e.code ?? 'ERR', message: e.message });
-      for (const l of listeners) l.close();
-      return;
+      return listenFailed(cfg.name, err);
     }
   }
 
@@ -48,7 +53,6 @@ async function main(): Promise<void> {
     authorize: (token, connection, client) => ctx.authorize(token, connection, client),
     log: (level, msg, fields) => ctx.log(level, msg, fields),
   };
-  const httpHandles: HttpConnectionHandle[] = [];
   for (const c of Object.values(init.config.connections)) {
     if (c.protocol !== 'http') continue;
     try {
@@ -56,11 +60,7 @@ async function main(): Promise<void> {
       httpHandles.push(h);
       ready.push({ connection: c.name, port: h.port });
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      send(port, { t: 'listen-error', worker: init.index, connection: c.name, code: e.code ?? 'ERR', message: e.message });
-      for (const l of listeners) l.close();
-      for (const h of httpHandles) h.close();
-      return;
+      return listenFailed(c.name, err);
     }
   }
 

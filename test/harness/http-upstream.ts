@@ -3,9 +3,9 @@
 // official JS clients call, in memory, with real vector math and realistic payload sizes
 // (1536-dim vectors as JSON). It checks the injected upstream credential like the real servers
 // do, and records what reached it so tests can prove what was (not) forwarded.
-import { execFileSync } from 'node:child_process';
+import { writeTestPki } from '../../src/dev/pki.js';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -27,33 +27,19 @@ export interface TestPki {
   cleanup(): void;
 }
 
-function openssl(args: string[], cwd: string): void {
-  execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-/** A CA and leaves on P-256, made in a temp dir that `cleanup()` removes. */
-export function makeTestPki(): TestPki {
+/** A CA and leaves on P-256 (the one test PKI of src/dev/pki.ts), in a temp dir that `cleanup()` removes. */
+export async function makeTestPki(): Promise<TestPki> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vg-http-pki-'));
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  openssl(['req', '-x509', ...ec, '-keyout', 'ca-key.pem', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=vecgate test CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir);
-  const leaf = (name: string, san: string): void => {
-    openssl(['req', ...ec, '-keyout', `${name}-key.pem`, '-out', `${name}.csr`, '-subj', `/CN=${name}`], dir);
-    writeFileSync(path.join(dir, `${name}.ext`), `subjectAltName=${san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
-    openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca-key.pem', '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`], dir);
-  };
-  leaf('localhost', 'DNS:localhost,IP:127.0.0.1,IP:::1');
-  leaf('wrong', 'DNS:wrong.invalid');
-  openssl(['req', '-x509', ...ec, '-keyout', 'other-key.pem', '-out', 'other.pem', '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], dir);
-  const p = (f: string) => path.join(dir, f);
+  const pki = await writeTestPki(dir);
   return {
     dir,
-    caFile: p('ca.pem'),
-    certFile: p('localhost.pem'),
-    keyFile: p('localhost-key.pem'),
-    wrongHostCertFile: p('wrong.pem'),
-    wrongHostKeyFile: p('wrong-key.pem'),
-    otherCaCertFile: p('other.pem'),
-    otherCaKeyFile: p('other-key.pem'),
+    caFile: pki.caCert,
+    certFile: pki.serverCert,
+    keyFile: pki.serverKey,
+    wrongHostCertFile: pki.wrongNameCert,
+    wrongHostKeyFile: pki.wrongNameKey,
+    otherCaCertFile: pki.untrustedServerCert,
+    otherCaKeyFile: pki.untrustedServerKey,
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
 }

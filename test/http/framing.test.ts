@@ -19,7 +19,7 @@ let gw: HttpConnectionHandle;
 let token = '';
 
 before(async () => {
-  pki = makeTestPki();
+  pki = await makeTestPki();
   up = await startFixtureUpstream({ certFile: pki.certFile, keyFile: pki.keyFile, credential: null });
   dev = await devAuthContext({ certFile: pki.certFile, keyFile: pki.keyFile, profile: 'modern', policies: POLICIES });
   gw = await startHttpConnection(dev.ctx, {

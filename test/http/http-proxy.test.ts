@@ -83,7 +83,7 @@ function call(port: number, method: string, path: string, opts: { token?: string
 const errorOf = (r: Reply) => (JSON.parse(r.body.toString()) as { error: { code: string; message: string } }).error;
 
 before(async () => {
-  pki = makeTestPki();
+  pki = await makeTestPki();
   clientAgent = agent();
   upstream = await startFixtureUpstream({ certFile: pki.certFile, keyFile: pki.keyFile, credential: { header: 'api-key', value: CANARY } });
   dev = await devAuthContext({ certFile: pki.certFile, keyFile: pki.keyFile, profile: 'modern', policies: POLICIES, limits: { maxInspectBodyBytes: INSPECT_CAP, upstreamResponseTimeoutMs: 1500 } });

@@ -58,7 +58,7 @@ let q: HttpConnectionHandle;
 let c: HttpConnectionHandle;
 
 before(async () => {
-  pki = makeTestPki();
+  pki = await makeTestPki();
   qUp = await startFixtureUpstream({ certFile: pki.certFile, keyFile: pki.keyFile, credential: { header: 'api-key', value: QDRANT_KEY } });
   cUp = await startFixtureUpstream({ certFile: pki.certFile, keyFile: pki.keyFile, credential: { header: 'x-chroma-token', value: CHROMA_KEY } });
   dev = await devAuthContext({ certFile: pki.certFile, keyFile: pki.keyFile, profile: 'modern', policies: POLICIES });

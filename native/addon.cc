@@ -106,7 +106,9 @@ class PumpBridge : public PumpObserver {
              size_t highWater, Napi::Function onEnd, Napi::Value onStatement);
   void OnPumpEnd(const PumpStats& stats) override;
   Verdict OnStatement(uint8_t type, const std::string& text, std::string* denial, uint64_t* holdId) override;
+  void OnCapture(bool fromClient, uint8_t type, const std::string& body, uint32_t length) override;
   Pump pump;
+  Napi::FunctionReference onCapture_;
 
  private:
   Napi::Env env_;
@@ -365,6 +367,15 @@ PumpObserver::Verdict PumpBridge::OnStatement(uint8_t type, const std::string& t
   return Verdict::Refuse;
 }
 
+void PumpBridge::OnCapture(bool fromClient, uint8_t type, const std::string& body, uint32_t length) {
+  if (onCapture_.IsEmpty()) return;
+  Napi::HandleScope scope(env_);
+  char t[2] = {static_cast<char>(type), 0};
+  CallJs(env_, onCapture_,
+         {Napi::Boolean::New(env_, fromClient), Napi::String::New(env_, t), Napi::Buffer<char>::Copy(env_, body.data(), body.size()),
+          Napi::Number::New(env_, length)});
+}
+
 void PumpBridge::OnPumpEnd(const PumpStats& s) {
   VgAddon* addon = env_.GetInstanceData<VgAddon>();
   addon->liveSessions--;
@@ -617,6 +628,23 @@ Napi::Value VgAddon::StartPump(const Napi::CallbackInfo& info) {
   if (highWater < 16 * 1024) highWater = 16 * 1024;
   auto* bridge = new PumpBridge(env, a, b, a->conn(), b->conn(), protocol, highWater, info[3].As<Napi::Function>(),
                                 opts.Get("onStatement"));
+  Napi::Value capture = opts.Get("capture");
+  if (capture.IsObject() && opts.Get("onCapture").IsFunction()) {
+    Napi::Object c = capture.As<Napi::Object>();
+    auto str = [&](const char* k) {
+      Napi::Value v = c.Get(k);
+      return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+    };
+    auto num = [&](const char* k, double d) {
+      Napi::Value v = c.Get(k);
+      return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : d;
+    };
+    CaptureSpec fromClient{str("fromClient"), static_cast<uint32_t>(num("maxBytes", 65536)), 0};
+    CaptureSpec fromUpstream{str("fromUpstream"), static_cast<uint32_t>(num("maxBytes", 65536)),
+                             static_cast<uint64_t>(num("maxRowBytes", 0))};
+    bridge->pump.SetCapture(fromClient, fromUpstream);
+    bridge->onCapture_ = Napi::Persistent(opts.Get("onCapture").As<Napi::Function>());
+  }
   Napi::Value expiresIn = opts.Get("expiresInMs");
   if (expiresIn.IsNumber()) {
     double ms = expiresIn.As<Napi::Number>().DoubleValue();

@@ -55,7 +55,15 @@ std::string StatementText(uint8_t type, const std::string& body) {
 
 }  // namespace
 
+void Pump::EndCapture(Capture& cap, bool fromClient) {
+  if (!cap.active) return;
+  cap.active = false;
+  observer_->OnCapture(fromClient, cap.type, cap.buf, cap.length);
+  cap.buf.clear();
+}
+
 void Pump::ClientInspector::OnMessageStart(uint8_t type, uint32_t length) {
+  pump_->clientCap_.Start(type, length);
   holding_ = false;
   dropping_ = false;
   tooLong_ = false;
@@ -91,6 +99,7 @@ void Pump::ClientInspector::OnMessageStart(uint8_t type, uint32_t length) {
 std::string& Pump::ClientInspector::Sink() { return pump_->gated_.empty() ? out : pump_->gated_.back().bytes; }
 
 void Pump::ClientInspector::OnMessageBody(uint8_t, const uint8_t* data, size_t len) {
+  pump_->clientCap_.Body(data, len);
   if (dropping_) return;
   if (holding_) {
     held_.append(reinterpret_cast<const char*>(data), len);
@@ -100,6 +109,7 @@ void Pump::ClientInspector::OnMessageBody(uint8_t, const uint8_t* data, size_t l
 }
 
 void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
+  pump_->EndCapture(pump_->clientCap_, true);
   if (!holding_ && !tooLong_) return;
   PumpObserver::Verdict verdict = PumpObserver::Verdict::Refuse;
   std::string denial;
@@ -175,6 +185,7 @@ void Pump::EndExpired() {
 }
 
 void Pump::UpstreamInspector::OnMessageStart(uint8_t type, uint32_t length) {
+  pump_->upstreamCap_.Start(type, length);
   if (type == 'Z' && !pump_->syncPoints_.empty()) {
     std::string inject = std::move(pump_->syncPoints_.front());
     pump_->syncPoints_.pop_front();
@@ -184,8 +195,11 @@ void Pump::UpstreamInspector::OnMessageStart(uint8_t type, uint32_t length) {
 }
 
 void Pump::UpstreamInspector::OnMessageBody(uint8_t, const uint8_t* data, size_t len) {
+  pump_->upstreamCap_.Body(data, len);
   out.append(reinterpret_cast<const char*>(data), len);
 }
+
+void Pump::UpstreamInspector::OnMessageEnd(uint8_t) { pump_->EndCapture(pump_->upstreamCap_, false); }
 
 Pump::Pump(Conn* client, Conn* upstream, PumpProtocol protocol, size_t highWater, PumpObserver* observer,
            bool inspectStatements)

@@ -33,6 +33,8 @@ class PumpObserver {
   // Hold: forward nothing from here on until Release(holdId) (e.g. until the statement's
   // audit record is durable); everything after it queues behind it, in order.
   enum class Verdict { Forward, Refuse, Hold };
+  // A captured message (recording): `body` is at most the capture limit of its `length`.
+  virtual void OnCapture(bool fromClient, uint8_t type, const std::string& body, uint32_t length) {}
   virtual Verdict OnStatement(uint8_t type, const std::string& text, std::string* denial, uint64_t* holdId) {
     return Verdict::Forward;
   }
@@ -43,8 +45,20 @@ enum class PumpProtocol { Raw, Postgres };
 // Longest statement buffered for inspection; a longer one is refused (fail closed).
 constexpr uint32_t kMaxInspectedStatementBytes = 1024 * 1024;
 
+// Which messages of one direction are handed to the observer whole (up to a byte limit),
+// for recording. DataRows stop being captured after `maxRowBytes` per ReadyForQuery.
+struct CaptureSpec {
+  std::string types;
+  uint32_t maxBytes = 0;
+  uint64_t maxRowBytes = 0;
+};
+
 class Pump {
  public:
+  void SetCapture(const CaptureSpec& fromClient, const CaptureSpec& fromUpstream) {
+    clientCap_.spec = fromClient;
+    upstreamCap_.spec = fromUpstream;
+  }
   Pump(Conn* client, Conn* upstream, PumpProtocol protocol, size_t highWater, PumpObserver* observer,
        bool inspectStatements = false);
   // Begin forwarding. Bytes the setup phase left unread are already in the sockets.
@@ -99,6 +113,7 @@ class Pump {
     explicit UpstreamInspector(Pump* p) : pump_(p) {}
     void OnMessageStart(uint8_t type, uint32_t length) override;
     void OnMessageBody(uint8_t type, const uint8_t* data, size_t len) override;
+    void OnMessageEnd(uint8_t type) override;
     std::string out;
 
    private:
@@ -147,6 +162,34 @@ class Pump {
   // One entry per sync point forwarded (Q or S) whose ReadyForQuery is still due: the
   // refusal to emit before it, or empty.
   std::deque<std::string> syncPoints_;
+  struct Capture {
+    CaptureSpec spec;
+    bool active = false;
+    uint8_t type = 0;
+    uint32_t length = 0;
+    uint64_t rowBytes = 0;
+    std::string buf;
+    void Start(uint8_t t, uint32_t len) {
+      active = !spec.types.empty() && spec.types.find(static_cast<char>(t)) != std::string::npos;
+      if (t == 'D' && active) {
+        rowBytes += len;
+        if (rowBytes > spec.maxRowBytes) active = false;
+      }
+      if (t == 'Z') rowBytes = 0;
+      if (!active) return;
+      type = t;
+      length = len;
+      buf.clear();
+    }
+    void Body(const uint8_t* data, size_t len) {
+      if (!active || buf.size() >= spec.maxBytes) return;
+      size_t take = spec.maxBytes - buf.size();
+      buf.append(reinterpret_cast<const char*>(data), len < take ? len : take);
+    }
+  };
+  void EndCapture(Capture& cap, bool fromClient);
+  Capture clientCap_;
+  Capture upstreamCap_;
   struct Gate {
     uint64_t id;
     bool released;

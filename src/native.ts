@@ -79,6 +79,15 @@ export interface PumpOptions {
    */
   expiresInMs?: number;
   expiryMessage?: string;
+  /**
+   * Recording: messages of these types (e.g. client 'B' Bind; upstream 'C' CommandComplete,
+   * 'E' ErrorResponse, 'Z', 'D' DataRow) are handed to `onCapture` whole, up to `maxBytes`
+   * of body; DataRows stop after `maxRowBytes` per ReadyForQuery. Needs `onStatement`
+   * (statement inspection), since only inspected sessions parse message by message.
+   */
+  capture?: { fromClient: string; fromUpstream: string; maxBytes: number; maxRowBytes: number };
+  /** `body` is a copy, truncated to `maxBytes`; `length` is the message's full body length. */
+  onCapture?: (fromClient: boolean, type: string, body: Buffer, length: number) => void;
 }
 
 export interface Connection {

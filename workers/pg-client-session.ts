@@ -14,6 +14,7 @@ import { UpstreamSetup, type UpstreamReady } from './pg-upstream-setup.js';
 import { randomUUID } from 'node:crypto';
 import type { WorkerContext } from './worker-context.js';
 import { accessRank, type CompiledPolicy } from '../src/policy/policy.js';
+import { PgStatementRecorder } from './pg-statement-recorder.js';
 import { classifyStatement, isReadOnly } from '../src/policy/statement-classifier.js';
 
 /** The refusal a read-only session gets for a statement that is not a read. */
@@ -314,6 +315,7 @@ export class PgClientSession {
       });
     }
     const recordStatements = recording === 'queries' || recording === 'full';
+    const statements = recordStatements ? new PgStatementRecorder((e, d) => this.ctx.record(e, d), base, recording) : null;
     // Strict durability: a statement is forwarded only once its audit record is on disk
     // (group commit across sessions), so nothing a client changed or saw can be missing
     // from the record after a crash.
@@ -324,11 +326,11 @@ export class PgClientSession {
         ? (type: 'Q' | 'P' | 'F', text: string) => {
             const refusal = grant.access === 'read' ? readOnlyRefusal(who, this.cfg.name, type, text) : null;
             if (refusal) this.ctx.log('info', 'statement refused', { connection: this.cfg.name, subject: grant.subject, refusal });
-            if (recordStatements) {
-              const event = { type: 'statement', ts: Date.now(), ...base, protocol: type === 'Q' ? 'simple' : type === 'P' ? 'extended' : 'function-call', sql: text, refused: refusal };
+            if (statements) {
+              const protocol = type === 'Q' ? 'simple' : type === 'P' ? 'extended' : 'function-call';
               if (strict && !refusal) {
                 const holdId = this.nextHold++;
-                this.ctx.record(event, (ok, message) => {
+                statements.statement(protocol, text, refusal, (ok, message) => {
                   if (this.state !== 'pumping') return;
                   if (ok) {
                     this.ctx.native.releaseStatement(this.conn, holdId);
@@ -339,7 +341,7 @@ export class PgClientSession {
                 });
                 return holdId;
               }
-              this.ctx.record(event);
+              statements.statement(protocol, text, refusal);
             } else if (refusal && recording !== 'off') {
               this.ctx.record({ type: 'refusal', ts: Date.now(), ...base, stage: 'statement', sqlstate: '42501', reason: refusal });
             }
@@ -351,6 +353,7 @@ export class PgClientSession {
       protocol: 'pg',
       highWaterBytes: this.ctx.limits.pumpHighWaterBytes,
       onStatement,
+      ...(statements ? { capture: statements.capture(), onCapture: (fromClient: boolean, type: string, body: Buffer, length: number) => statements.onCapture(fromClient, type, body, length) } : {}),
       expiresInMs: Math.max(0, grant.expiresAt - Date.now()),
       expiryMessage: `your access token expired at ${new Date(grant.expiresAt).toISOString()}; reconnect with a fresh token (e.g. PGPASSWORD=$(vecgate token))`,
     }, (stats: PumpStats) => {

@@ -484,6 +484,9 @@ describe('recording', () => {
       const w = new pg.Client({ ...clientConfig(writer), port: rec.port });
       await w.connect();
       await w.query('SELECT count(*) FROM docs WHERE id = $1', [1]);
+      const embedding = Array.from({ length: 1536 }, (_, i) => Math.sin(i));
+      await w.query('SELECT cardinality($1::real[]) AS dims, $2::text AS note', [`{${embedding.join(',')}}`, 'hello']);
+      await w.query('SELECT * FROM no_such_table').catch(() => {});
       // vec_rw may not alter its own password here or may: either way the statement is recorded.
       await w.query(`ALTER ROLE vec_rw PASSWORD '${canary}'`).catch(() => {});
       await w.query(`ALTER ROLE vec_rw PASSWORD '${cluster.roles.rw.password}'`).catch(() => {});
@@ -506,6 +509,18 @@ describe('recording', () => {
     const events = [];
     for await (const e of replaySession(recordings, bob[0]!.id)) events.push(e);
     assert.deepEqual(events.map((e) => e.type), ['session-open', 'statement', 'session-close']);
+    // Alice's extended-protocol session: statements, rendered parameters (the embedding
+    // summarized, not written out), result summaries, and the error's SQLSTATE.
+    const aliceEvents = [];
+    for (const a of alice) for await (const e of replaySession(recordings, a.id)) aliceEvents.push(e);
+    const binds = aliceEvents.filter((e) => e.type === 'bind');
+    assert.ok(binds.some((b) => JSON.stringify(b.params) === '["1"]'), JSON.stringify(binds));
+    const vectorBind = binds.find((b) => Array.isArray(b.params) && (b.params as unknown[])[1] === 'hello')!;
+    const summary = (vectorBind.params as { vector?: { dims: number } }[])[0]!;
+    assert.equal(summary.vector?.dims, 1536, 'the embedding parameter is summarized');
+    const results = aliceEvents.filter((e) => e.type === 'result');
+    assert.ok(results.some((r) => r.tag === 'SELECT 1' && r.rows === 1));
+    assert.ok(results.some((r) => (r.error as { sqlstate?: string } | undefined)?.sqlstate === '42P01'), 'the failed statement has its SQLSTATE');
     assert.match(String(events[1]!.sql), /DELETE FROM docs/);
     assert.match(String(events[1]!.refused), /read access/);
     const report = await verifyRecordings(recordings);
@@ -515,5 +530,53 @@ describe('recording', () => {
     assert.ok(!raw.includes(Buffer.from(canary)), 'the password in ALTER ROLE is redacted before it is written');
     assert.ok(raw.includes(Buffer.from('ALTER ROLE vec_rw PASSWORD')), 'the statement itself is recorded');
     for (const secret of [cluster.roles.rw.password, cluster.roles.ro.password]) assert.ok(!raw.includes(Buffer.from(secret)));
+    assert.ok(!raw.includes(Buffer.from(String(Math.sin(5)).slice(0, 12))), 'no raw embedding values in the recording');
+  });
+
+  test('full mode also records result rows, capped per statement', async () => {
+    const sub = path.join(dir, 'rec-full');
+    const rec = await startGatewayFixture({
+      dir: sub,
+      serverCert: pki.serverCert,
+      serverKey: pki.serverKey,
+      upstream: { host: 'localhost', port: cluster.port, database: 'vectors', tls: { mode: 'verify-full', ca: pki.caCert } },
+      credentials: { read: cluster.roles.ro, write: cluster.roles.rw },
+      workers: 1,
+      recording: 'full',
+    });
+    try {
+      const c = new pg.Client({ ...clientConfig(await rec.token('fay@example.com', ['ml-readers'])), port: rec.port });
+      await c.connect();
+      await c.query("SELECT g AS n, 'row ' || g AS label FROM generate_series(1, 500) g");
+      await c.end();
+    } finally {
+      await rec.stop();
+    }
+    const recordings = path.join(sub, 'recordings');
+    const { listSessions, replaySession } = await import('../../src/recording/session-index.js');
+    const [session] = await listSessions(recordings, { user: 'fay@example.com' });
+    const results = [];
+    for await (const e of replaySession(recordings, session!.id)) if (e.type === 'result') results.push(e);
+    const r = results.find((x) => x.tag === 'SELECT 500')!;
+    assert.ok(r, JSON.stringify(results));
+    const data = r.data as unknown[][];
+    assert.deepEqual(data[0], ['1', 'row 1']);
+    assert.equal(data.length, 100, 'rows are capped per statement');
+    assert.equal(r.dataRowsOmitted, 400);
+  });
+
+  test('metadata mode records sessions without statements', async () => {
+    const recordings = path.join(dir, 'recordings');
+    const { listSessions, replaySession } = await import('../../src/recording/session-index.js');
+    await withClient(await gw.token('meta@example.com', ['ml-writers']), (c) => c.query('SELECT 1'));
+    let sessions: Awaited<ReturnType<typeof listSessions>> = [];
+    for (let i = 0; i < 50 && !sessions.some((x) => x.ended_at); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      sessions = await listSessions(recordings, { user: 'meta@example.com' });
+    }
+    assert.ok(sessions.length > 0 && sessions.some((x) => x.ended_at), JSON.stringify(sessions));
+    const types = new Set<string>();
+    for (const s of sessions.slice(0, 5)) for await (const e of replaySession(recordings, s.id)) types.add(e.type);
+    assert.deepEqual([...types].sort(), ['session-close', 'session-open']);
   });
 });

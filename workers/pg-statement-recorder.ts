@@ -1,0 +1,175 @@
+// Turns what a recorded PostgreSQL session says into audit events: each statement (simple
+// Query, extended Parse), its Bind parameters (rendered; binary ones and embeddings
+// summarized), its result summary (command tag, rows, duration, error SQLSTATE) and, with
+// `full`, its result rows up to a cap. The native pump hands over the captured messages;
+// nothing here sees a byte the recording mode does not need.
+import type { RecordEvent } from '../src/recording/record-event.js';
+import { summarizeVector } from '../src/recording/summarize-vector.js';
+
+/** Longest text value (parameter or column) kept as is; longer ones are cut and marked. */
+export const MAX_RECORDED_VALUE_CHARS = 256;
+/** A text value that parses as a list of at least this many numbers is an embedding: summarized. */
+export const MIN_VECTOR_DIMENSIONS = 8;
+/** `full` mode: rows kept per statement (the native capture also stops after MAX_CAPTURED_ROW_BYTES). */
+export const MAX_RECORDED_ROWS = 100;
+export const MAX_CAPTURED_ROW_BYTES = 1024 * 1024;
+/** Largest captured message body (Bind, CommandComplete, ErrorResponse, DataRow). */
+export const MAX_CAPTURED_MESSAGE_BYTES = 64 * 1024;
+
+export type RecordedValue = string | null | { vector: ReturnType<typeof summarizeVector> } | { binary: number } | { truncated: string; length: number };
+
+const NUMBER_LIST = /^\s*[[{(]?\s*-?\d+(\.\d+)?([eE][-+]?\d+)?(\s*,\s*-?\d+(\.\d+)?([eE][-+]?\d+)?)+\s*[\]})]?\s*$/;
+
+/** Renders one text value: embeddings summarized, long text cut. */
+export function renderValue(text: string, keepVectors: boolean): RecordedValue {
+  if (!keepVectors && text.length > MIN_VECTOR_DIMENSIONS * 2 && NUMBER_LIST.test(text)) {
+    const values = text.replace(/[[\]{}()\s]/g, '').split(',').map(Number);
+    if (values.length >= MIN_VECTOR_DIMENSIONS && values.every(Number.isFinite)) return { vector: summarizeVector(values) };
+  }
+  if (text.length > MAX_RECORDED_VALUE_CHARS) return { truncated: text.slice(0, MAX_RECORDED_VALUE_CHARS), length: text.length };
+  return text;
+}
+
+function cstring(b: Buffer, at: number): [string, number] | null {
+  const end = b.indexOf(0, at);
+  return end < 0 ? null : [b.toString('utf8', at, end), end + 1];
+}
+
+/** Bind body -> rendered parameters; null when the (possibly truncated) body cannot be read. */
+export function renderBindParameters(body: Buffer, keepVectors: boolean): { statement: string; params: RecordedValue[]; truncated: boolean } | null {
+  const portal = cstring(body, 0);
+  if (!portal) return null;
+  const stmt = cstring(body, portal[1]);
+  if (!stmt) return null;
+  let at = stmt[1];
+  if (at + 2 > body.length) return null;
+  const nFormats = body.readUInt16BE(at);
+  at += 2;
+  const formats: number[] = [];
+  for (let i = 0; i < nFormats; i++, at += 2) {
+    if (at + 2 > body.length) return null;
+    formats.push(body.readUInt16BE(at));
+  }
+  if (at + 2 > body.length) return null;
+  const nParams = body.readUInt16BE(at);
+  at += 2;
+  const params: RecordedValue[] = [];
+  for (let i = 0; i < nParams; i++) {
+    if (at + 4 > body.length) return { statement: stmt[0], params, truncated: true };
+    const len = body.readInt32BE(at);
+    at += 4;
+    if (len < 0) {
+      params.push(null);
+      continue;
+    }
+    const binary = (nFormats === 1 ? formats[0] : formats[i]) === 1;
+    if (binary) params.push({ binary: len });
+    else if (at + len > body.length) return { statement: stmt[0], params: [...params, { truncated: body.toString('utf8', at, Math.min(body.length, at + MAX_RECORDED_VALUE_CHARS)), length: len }], truncated: true };
+    else params.push(renderValue(body.toString('utf8', at, at + len), keepVectors));
+    at += len;
+  }
+  return { statement: stmt[0], params, truncated: false };
+}
+
+function renderRow(body: Buffer, keepVectors: boolean): RecordedValue[] | null {
+  if (body.length < 2) return null;
+  const n = body.readUInt16BE(0);
+  let at = 2;
+  const out: RecordedValue[] = [];
+  for (let i = 0; i < n; i++) {
+    if (at + 4 > body.length) return out;
+    const len = body.readInt32BE(at);
+    at += 4;
+    if (len < 0) {
+      out.push(null);
+      continue;
+    }
+    const text = body.toString('utf8', at, Math.min(body.length, at + len));
+    out.push(at + len > body.length ? { truncated: text.slice(0, MAX_RECORDED_VALUE_CHARS), length: len } : renderValue(text, keepVectors));
+    at += len;
+  }
+  return out;
+}
+
+function errorFields(body: Buffer): { sqlstate: string; message: string } {
+  const f: Record<string, string> = {};
+  let at = 0;
+  while (at < body.length && body[at] !== 0) {
+    const code = String.fromCharCode(body[at]!);
+    const end = body.indexOf(0, at + 1);
+    if (end < 0) break;
+    f[code] = body.toString('utf8', at + 1, end);
+    at = end + 1;
+  }
+  return { sqlstate: f.C ?? '', message: f.M ?? '' };
+}
+
+export class PgStatementRecorder {
+  private seq = 0;
+  private startedAt = 0;
+  private rows: RecordedValue[][] = [];
+  private rowsSeen = 0;
+
+  constructor(
+    private readonly record: (e: RecordEvent, onDurable?: (ok: boolean, message: string) => void) => void,
+    private readonly base: { session: string; connection: string },
+    private readonly mode: 'queries' | 'full',
+  ) {}
+
+  /** The capture spec the pump needs for this mode. */
+  capture(): { fromClient: string; fromUpstream: string; maxBytes: number; maxRowBytes: number } {
+    return { fromClient: 'B', fromUpstream: this.mode === 'full' ? 'CEZD' : 'CEZ', maxBytes: MAX_CAPTURED_MESSAGE_BYTES, maxRowBytes: MAX_CAPTURED_ROW_BYTES };
+  }
+
+  statement(protocol: string, sql: string, refused: string | null, onDurable?: (ok: boolean, message: string) => void): void {
+    this.seq++;
+    this.startedAt = Date.now();
+    this.rows = [];
+    this.rowsSeen = 0;
+    this.record({ type: 'statement', ts: this.startedAt, ...this.base, seq: this.seq, protocol, sql, refused }, onDurable);
+  }
+
+  onCapture(fromClient: boolean, type: string, body: Buffer, length: number): void {
+    const keepVectors = this.mode === 'full';
+    if (fromClient) {
+      if (type !== 'B') return;
+      const bind = renderBindParameters(body, keepVectors);
+      this.record({ type: 'bind', ts: Date.now(), ...this.base, seq: this.seq, statementName: bind?.statement ?? '', params: bind?.params ?? [], truncated: bind ? bind.truncated || length > body.length : true });
+      return;
+    }
+    switch (type) {
+      case 'D': {
+        this.rowsSeen++;
+        if (this.rows.length < MAX_RECORDED_ROWS) {
+          const row = renderRow(body, keepVectors);
+          if (row) this.rows.push(row);
+        }
+        break;
+      }
+      case 'C': {
+        const tag = body.toString('utf8', 0, Math.max(0, body.indexOf(0) < 0 ? body.length : body.indexOf(0)));
+        const m = /(\d+)$/.exec(tag);
+        this.record({
+          type: 'result',
+          ts: Date.now(),
+          ...this.base,
+          seq: this.seq,
+          tag,
+          rows: m ? Number(m[1]) : null,
+          durationMs: Date.now() - this.startedAt,
+          ...(this.mode === 'full' ? { data: this.rows, dataRowsOmitted: Math.max(0, this.rowsSeen - this.rows.length) } : {}),
+        });
+        this.rows = [];
+        this.rowsSeen = 0;
+        break;
+      }
+      case 'E': {
+        const e = errorFields(body);
+        this.record({ type: 'result', ts: Date.now(), ...this.base, seq: this.seq, error: e, durationMs: Date.now() - this.startedAt });
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}

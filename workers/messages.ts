@@ -78,6 +78,8 @@ export type ToWorker =
 
 export interface WorkerInit {
   index: number;
+  /** The primary logger's level: lower-level lines are not even sent. */
+  logLevel: string;
   config: VecgateConfig;
   tlsCert: Buffer;
   tlsKey: Buffer;

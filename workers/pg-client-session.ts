@@ -283,7 +283,7 @@ export class PgClientSession {
     const grant = this.grant!;
     const upstreamTls = ready.tls ? `${ready.tls.version} ${ready.tls.cipher}` : 'none (insecure-plaintext)';
     this.ctx.sessionStarted(this.cfg.name, grant.access);
-    this.ctx.log('info', 'session started', {
+    this.ctx.log('debug', 'session started', {
       connection: this.cfg.name,
       subject: grant.subject,
       username: grant.username,

@@ -24,6 +24,8 @@ export interface WorkerLimits extends ServerLimits {
   maxPasswordMessageBytes: number;
 }
 
+const LOG_RANK: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: 100 };
+
 interface CacheEntry {
   result: AuthResult;
   until: number;
@@ -40,9 +42,12 @@ export class WorkerContext {
   /** Pumped sessions, so a policy change or a drain deadline can end them. */
   readonly sessions = new Set<{ revokeIfDenied(policy: CompiledPolicy): void; shutdown(message: string): void }>();
 
+  private readonly minLogRank: number;
+
   constructor(
     readonly native: NativeBinding,
     readonly index: number,
+    logLevel: string,
     readonly config: VecgateConfig,
     readonly cancelKey: Buffer,
     private readonly port: MessagePort,
@@ -50,6 +55,7 @@ export class WorkerContext {
     key: Buffer,
   ) {
     this.limits = { ...config.server.limits, maxPasswordMessageBytes: MAX_PASSWORD_MESSAGE_BYTES };
+    this.minLogRank = LOG_RANK[logLevel] ?? LOG_RANK.info!;
     this.serverCtx = this.buildServerContext(cert, key);
   }
 
@@ -114,6 +120,7 @@ export class WorkerContext {
   }
 
   log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {
+    if (LOG_RANK[level]! < this.minLogRank) return;
     this.post({ t: 'log', level, msg, fields: { worker: this.index, ...fields } });
   }
 

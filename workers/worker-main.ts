@@ -19,7 +19,7 @@ async function main(): Promise<void> {
   const binding = native();
   // Read-only sessions classify statements synchronously in the pump: load the parser first.
   await initStatementClassifier();
-  const ctx = new WorkerContext(binding, init.index, init.config, Buffer.from(init.cancelKey), port, Buffer.from(init.tlsCert), Buffer.from(init.tlsKey));
+  const ctx = new WorkerContext(binding, init.index, init.logLevel, init.config, Buffer.from(init.cancelKey), port, Buffer.from(init.tlsCert), Buffer.from(init.tlsKey));
   const listeners: Listener[] = [];
   const httpHandles: HttpConnectionHandle[] = [];
   const ready: { connection: string; port: number }[] = [];

@@ -191,7 +191,7 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
   const readyAll = Promise.all(
     Array.from({ length: count }, (_, index) => {
       const w = new Worker(workerUrl, {
-        workerData: packInit({ index, config, tlsCert: tlsFiles.cert, tlsKey: tlsFiles.key, cancelKey }),
+        workerData: packInit({ index, logLevel: log.level, config, tlsCert: tlsFiles.cert, tlsKey: tlsFiles.key, cancelKey }),
         name: `vecgate-worker-${index}`,
       });
       workers.push(w);

@@ -1,5 +1,6 @@
 // Runs the gateway under test as its own process (`vecgate start --config FILE`), so its
-// CPU and memory can be read from /proc, with the dev issuer pinned as its token issuer.
+// CPU and memory can be read from /proc, with the dev issuer pinned as its token issuer:
+// a PostgreSQL connection (startVecgate) or two HTTP connections (startVecgateHttp).
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -50,12 +51,78 @@ export async function startVecgate(opts: {
     recordings: { dir: path.join(opts.dir, 'recordings') },
   };
   writeFileSync(path.join(opts.dir, 'vecgate-upstream-password'), opts.credentials.password, { mode: 0o600 });
-  const configFile = path.join(opts.dir, `vecgate-${port}.yaml`);
+  const server = await launchVecgate(doc, { dir: opts.dir, repoRoot: opts.repoRoot, name: `vecgate-${port}` });
+  return { server, port };
+}
+
+/** Name of the benchmark's Qdrant-flavored HTTP connection. */
+export const VECGATE_HTTP_QDRANT_CONNECTION = 'qdrant';
+/** Name of the benchmark's generic HTTP connection (plain GETs for the latency rows). */
+export const VECGATE_HTTP_GENERIC_CONNECTION = 'generic';
+/** guard.max_limit of the Qdrant connection: above every top-k the workloads ask for. */
+export const VECGATE_HTTP_MAX_LIMIT = 1000;
+
+export interface VecgateHttpPeer {
+  server: Server;
+  /** Port of the `flavor: qdrant` connection (guard on: search bodies are read). */
+  qdrantPort: number;
+  /** Port of the `flavor: generic` connection (no body inspection). */
+  genericPort: number;
+}
+
+/**
+ * A gateway with two `protocol: http` connections to the same HTTPS upstream, verified
+ * against the CA, the upstream credential injected as `api-key`: `qdrant` (route table and
+ * guard, the bench group allowed vectors back) and `generic`.
+ */
+export async function startVecgateHttp(opts: {
+  dir: string;
+  repoRoot: string;
+  serverCert: string;
+  serverKey: string;
+  caCert: string;
+  jwksPath: string;
+  issuer: string;
+  upstreamUrl: string;
+  apiKey: string;
+  workers: number;
+}): Promise<VecgateHttpPeer> {
+  const qdrantPort = await freePortOn('127.0.0.1');
+  const genericPort = await freePortOn('127.0.0.1');
+  const keyFile = path.join(opts.dir, 'vecgate-http-api-key');
+  writeFileSync(keyFile, opts.apiKey, { mode: 0o600 });
+  const upstream = { url: opts.upstreamUrl, tls: { mode: 'verify-full', ca: opts.caCert } };
+  const credentials = { header: 'api-key', value: `file:${keyFile}` };
+  const doc = {
+    server: { tls: { cert: opts.serverCert, key: opts.serverKey, profile: 'modern' }, workers: opts.workers },
+    identity: { issuers: [{ issuer: opts.issuer, audience: 'vecgate', jwks: opts.jwksPath, groups_claim: 'groups', username_claim: 'sub' }] },
+    policies: [{ name: 'bench', groups: [VECGATE_BENCH_GROUP], connections: [VECGATE_HTTP_QDRANT_CONNECTION, VECGATE_HTTP_GENERIC_CONNECTION], access: 'write' }],
+    connections: {
+      [VECGATE_HTTP_QDRANT_CONNECTION]: {
+        protocol: 'http',
+        flavor: 'qdrant',
+        listen: `127.0.0.1:${qdrantPort}`,
+        upstream,
+        credentials,
+        guard: { return_vectors: [VECGATE_BENCH_GROUP], max_limit: VECGATE_HTTP_MAX_LIMIT },
+        recording: 'off',
+      },
+      [VECGATE_HTTP_GENERIC_CONNECTION]: { protocol: 'http', flavor: 'generic', listen: `127.0.0.1:${genericPort}`, upstream, credentials, recording: 'off' },
+    },
+    recordings: { dir: path.join(opts.dir, 'recordings') },
+  };
+  const server = await launchVecgate(doc, { dir: opts.dir, repoRoot: opts.repoRoot, name: `vecgate-http-${qdrantPort}` });
+  return { server, qdrantPort, genericPort };
+}
+
+/** Writes the config and starts `vecgate start --config FILE`; resolves once it logs "ready". */
+async function launchVecgate(doc: object, opts: { dir: string; repoRoot: string; name: string }): Promise<Server> {
+  const configFile = path.join(opts.dir, `${opts.name}.yaml`);
   writeFileSync(configFile, stringify(doc));
   const nodeArgs = (process.env[GATEWAY_NODE_OPTIONS_ENV] ?? '').split(' ').filter(Boolean);
   const server = startServer('vecgate', process.execPath, [...nodeArgs, path.join(opts.repoRoot, 'bin', 'vecgate'), 'start', '--config', configFile], {
     cwd: opts.dir,
   });
   await server.waitFor(/"msg":"ready"/, VECGATE_READY_TIMEOUT_MS);
-  return { server, port };
+  return server;
 }

@@ -580,3 +580,60 @@ describe('recording', () => {
     assert.deepEqual([...types].sort(), ['session-close', 'session-open']);
   });
 });
+
+describe('hostile or broken upstream answers to SSLRequest', () => {
+  // A fake "database" on loopback that answers the gateway's SSLRequest with `reply`.
+  async function withFakeUpstream(reply: Buffer, fn: (port: number, received: () => Buffer) => Promise<void>) {
+    const { createServer } = await import('node:net');
+    const got: Buffer[] = [];
+    const srv = createServer((sock) => {
+      sock.on('data', (d: Buffer) => {
+        got.push(d);
+        if (got.length === 1) sock.write(reply);
+      });
+      sock.on('error', () => {});
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    try {
+      await fn((srv.address() as { port: number }).port, () => Buffer.concat(got));
+    } finally {
+      srv.close();
+    }
+  }
+
+  for (const [name, reply, pattern] of [
+    ["N (no TLS)", Buffer.from('N'), /does not offer TLS/],
+    ['S followed by injected bytes', Buffer.concat([Buffer.from('S'), Buffer.from('Z\0\0\0\x05I')]), /answered the TLS request improperly/],
+    ['an ErrorResponse', Buffer.from('E\0\0\0\x0cSFATAL\0\0'), /answered the TLS request improperly/],
+  ] as const) {
+    test(`upstream answers ${name}: the session is aborted before any credential is sent`, async () => {
+      await withFakeUpstream(reply, async (upPort, received) => {
+        const sub = path.join(dir, `fake-${upPort}`);
+        const f = await startGatewayFixture({
+          dir: sub,
+          serverCert: pki.serverCert,
+          serverKey: pki.serverKey,
+          upstream: { host: '127.0.0.1', port: upPort, database: 'vectors', tls: { mode: 'verify-full', ca: pki.caCert } },
+          credentials: { user: 'vec_rw', password: 'canary-upstream-password-5d1e' },
+          workers: 1,
+        });
+        try {
+          const token = await f.token('alice@example.com', ['ml-writers']);
+          const s = await connectSslRequest(f.port, readFileSync(pki.caCert));
+          s.write(startupMessage({ user: 'me', database: 'vectors' }));
+          await new Promise((r) => s.once('data', r));
+          s.write(passwordMessage(token));
+          const { data } = await collect(s);
+          const e = errorFields(data);
+          assert.equal(e?.S, 'FATAL');
+          assert.match(e!.M!, pattern);
+          assert.ok(!data.includes(Buffer.from('Z\0\0\0\x05I')), 'nothing from the upstream reaches the client');
+          assert.equal(received().length, 8, 'only the SSLRequest was sent upstream (no startup, no credential)');
+          assert.ok(!received().includes(Buffer.from('canary-upstream-password-5d1e')));
+        } finally {
+          await f.stop();
+        }
+      });
+    });
+  }
+});

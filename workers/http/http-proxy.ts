@@ -2,13 +2,17 @@
 // on the connection's listen address (SO_REUSEPORT across workers), bearer-token auth, per-route
 // access (route-table.ts), the body guard (guard.ts), and streaming to and from a keep-alive
 // pool of verified TLS upstream connections with backpressure both ways.
+import { createPrivateKey, randomUUID, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import uWS from 'uWebSockets.js';
 import type { HttpResponse, HttpRequest, us_listen_socket } from 'uWebSockets.js';
-import type { HttpConnectionConfig, TlsProfile } from '../../src/config/types.js';
+import type { HttpConnectionConfig, RecordingMode, TlsProfile } from '../../src/config/types.js';
 import { VgError } from '../../src/errors.js';
+import type { RecordEvent } from '../../src/recording/record-event.js';
 import type { AuthClientInfo, AuthResult } from '../messages.js';
+import { DEFAULT_MAX_RECORDED_BODY_BYTES, summarizeRequestBody } from './request-body-summary.js';
 import { DEFAULT_MAX_INSPECT_BODY_BYTES, guardBody, guardNeedsBody, guardRoute } from './guard.js';
 import { DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_COUNT, checkRequestFraming, clientResponseHeaders, upstreamRequestHeaders } from './request-framing.js';
 import type { BodyFraming, HeaderList } from './request-framing.js';
@@ -47,6 +51,8 @@ export interface HttpLimits {
   upstreamMaxSockets: number;
   upstreamMaxFreeSockets: number;
   upstreamIdleTimeoutMs: number;
+  /** Request body bytes held for the recording's body summary (`queries`/`full`); larger bodies record their size only. */
+  maxRecordedBodyBytes: number;
 }
 
 export const DEFAULT_HTTP_LIMITS: HttpLimits = {
@@ -57,6 +63,7 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
   upstreamMaxSockets: DEFAULT_UPSTREAM_MAX_SOCKETS,
   upstreamMaxFreeSockets: DEFAULT_UPSTREAM_MAX_FREE_SOCKETS,
   upstreamIdleTimeoutMs: DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS,
+  maxRecordedBodyBytes: DEFAULT_MAX_RECORDED_BODY_BYTES,
 };
 
 export type HttpLogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -69,6 +76,12 @@ export interface HttpWorkerContext {
   /** Verifies the token and applies connection-level policy (worker cache, else the primary). */
   authorize(token: string, connection: string, client: AuthClientInfo): Promise<AuthResult>;
   log(level: HttpLogLevel, msg: string, fields: Record<string, unknown>): void;
+  /**
+   * Hands a recording event to the recorder (connections whose `recording` is not `off`): per
+   * request a `request` event (who, route classification, guard decision, body summary in
+   * `queries`/`full`) and a `result` event (status, bytes, duration). Never given a header.
+   */
+  record?(event: RecordEvent): void;
   limits?: Partial<HttpLimits>;
 }
 
@@ -78,6 +91,13 @@ export interface HttpConnectionHandle {
   close(): void;
   /** Closes every socket of the app (keep-alive clients too): before the worker thread ends. */
   closeAll(): void;
+  /**
+   * Serves a new certificate and key to new connections; connections already open keep theirs.
+   * A second SSLApp listens on the same port (SO_REUSEPORT) before the old listen socket closes,
+   * so no connection attempt finds the port closed. Throws (keeping the current pair) when the
+   * files are unreadable or do not match.
+   */
+  rotateCertificate(certFile: string, keyFile: string): void;
 }
 
 interface ErrorAnswer {
@@ -108,6 +128,33 @@ interface Exchange {
   paused: boolean;
   subject: string;
   route: RouteDecision | null;
+  /** Status sent to the client (0 until the head is written). */
+  status: number;
+  /** Body bytes received from the client / response body bytes handed to the client. */
+  bytesIn: number;
+  bytesOut: number;
+  rec: ExchangeRecording | null;
+  stage: ExchangeStage;
+  /** Code of the error answer or upstream failure, for the result record. */
+  errorCode: string | null;
+  aborted?: boolean;
+  recordRequest?: () => void;
+  /** Runs once when the exchange is over (recording). */
+  onSettled: (() => void) | null;
+}
+
+/** Recording state of one request (connections with `recording` other than `off`). */
+interface ExchangeRecording {
+  mode: RecordingMode;
+  session: string;
+  startedAt: number;
+  /** The `request` event was handed over (it goes once the request is fully known). */
+  requestRecorded: boolean;
+  who: { subject: string; username: string; issuer: string; groups: string[]; access: string } | null;
+  decision: { allowed: boolean; stage?: string; code?: string; reason?: string };
+  /** Body chunks held for the summary (`queries`/`full`, up to maxRecordedBodyBytes); references to the queued copies. */
+  body: Buffer[];
+  bodyHeld: boolean;
 }
 
 /**
@@ -122,17 +169,11 @@ export function startHttpConnection(ctx: HttpWorkerContext, cfg: HttpConnectionC
   const pool = createUpstreamPool(cfg, { maxSockets: limits.upstreamMaxSockets, maxFreeSockets: limits.upstreamMaxFreeSockets, idleTimeoutMs: limits.upstreamIdleTimeoutMs });
   let app: uWS.TemplatedApp;
   try {
-    app = uWS.SSLApp({
-      cert_file_name: ctx.certFile,
-      key_file_name: ctx.keyFile,
-      ssl_ciphers: ctx.profile === 'modern' ? MODERN_TLS12_CIPHERS : INTERMEDIATE_TLS12_CIPHERS,
-      ssl_prefer_low_memory_usage: true,
-    });
+    app = createApp(ctx, cfg, limits, pool, ctx.certFile, ctx.keyFile);
   } catch (err) {
     pool.close();
-    return Promise.reject(new VgError('ERR_VG_TLS_FILES', `connection "${cfg.name}": cannot use certificate ${ctx.certFile} with key ${ctx.keyFile}: ${(err as Error).message}`));
+    return Promise.reject(err);
   }
-  app.any('/*', (res, req) => onRequest(ctx, cfg, limits, pool, res, req));
   return new Promise((resolve, reject) => {
     app.listen(cfg.listen.host, cfg.listen.port, (token: us_listen_socket | false) => {
       if (!token) {
@@ -141,11 +182,15 @@ export function startHttpConnection(ctx: HttpWorkerContext, cfg: HttpConnectionC
         return;
       }
       const port = uWS.us_socket_local_port(token);
+      // Every app this connection has run (one more per certificate rotation): retired ones
+      // no longer listen but keep serving the connections they accepted until those close.
+      const apps: uWS.TemplatedApp[] = [app];
+      let listening: us_listen_socket = token;
       let closed = false;
       const close = () => {
         if (closed) return;
         closed = true;
-        uWS.us_listen_socket_close(token);
+        uWS.us_listen_socket_close(listening);
         pool.close();
       };
       resolve({
@@ -155,11 +200,65 @@ export function startHttpConnection(ctx: HttpWorkerContext, cfg: HttpConnectionC
           close();
           // A uWS socket left open when the worker's loop closes aborts the process.
           // (`close()` exists on this build's apps; its bundled typings predate it.)
-          (app as unknown as { close(): void }).close();
+          for (const a of apps) (a as unknown as { close(): void }).close();
+        },
+        rotateCertificate(certFile: string, keyFile: string) {
+          if (closed) return;
+          checkCertificatePair(cfg, certFile, keyFile);
+          const next = createApp(ctx, cfg, limits, pool, certFile, keyFile);
+          const nextToken = listenNow(next, cfg.listen.host, port);
+          if (nextToken === false) {
+            (next as unknown as { close(): void }).close();
+            throw new VgError(
+              'ERR_VG_LISTEN',
+              `connection "${cfg.name}": the new certificate could not be put on ${cfg.listen.host}:${port} (a second listener needs SO_REUSEPORT, which uWS sets only for a fixed port); keeping the current certificate`,
+            );
+          }
+          // The new app accepts first, then the old listen socket closes: the port is never shut.
+          uWS.us_listen_socket_close(listening);
+          listening = nextToken;
+          apps.push(next);
         },
       });
     });
   });
+}
+
+/** One SSLApp for the connection with the given certificate files; every app shares the route handler and pool. */
+function createApp(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: HttpLimits, pool: UpstreamPool, certFile: string, keyFile: string): uWS.TemplatedApp {
+  let app: uWS.TemplatedApp;
+  try {
+    app = uWS.SSLApp({
+      cert_file_name: certFile,
+      key_file_name: keyFile,
+      ssl_ciphers: ctx.profile === 'modern' ? MODERN_TLS12_CIPHERS : INTERMEDIATE_TLS12_CIPHERS,
+      ssl_prefer_low_memory_usage: true,
+    });
+  } catch (err) {
+    throw new VgError('ERR_VG_TLS_FILES', `connection "${cfg.name}": cannot use certificate ${certFile} with key ${keyFile}: ${(err as Error).message}`);
+  }
+  app.any('/*', (res, req) => onRequest(ctx, cfg, limits, pool, res, req));
+  return app;
+}
+
+/** uWS calls the listen callback before `listen` returns; this makes that explicit. */
+function listenNow(app: uWS.TemplatedApp, host: string, port: number): us_listen_socket | false {
+  let result: us_listen_socket | false | undefined;
+  app.listen(host, port, (token: us_listen_socket | false) => {
+    result = token;
+  });
+  return result ?? false;
+}
+
+/** Refuses a certificate and key that are unreadable or not a pair, before any listener changes. */
+function checkCertificatePair(cfg: HttpConnectionConfig, certFile: string, keyFile: string): void {
+  let ok: boolean;
+  try {
+    ok = new X509Certificate(readFileSync(certFile)).checkPrivateKey(createPrivateKey(readFileSync(keyFile)));
+  } catch (err) {
+    throw new VgError('ERR_VG_TLS_FILES', `connection "${cfg.name}": cannot read certificate ${certFile} or key ${keyFile}: ${(err as Error).message}; keeping the current certificate`);
+  }
+  if (!ok) throw new VgError('ERR_VG_TLS_FILES', `connection "${cfg.name}": key ${keyFile} does not belong to certificate ${certFile}; keeping the current certificate`);
 }
 
 function onRequest(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: HttpLimits, pool: UpstreamPool, res: HttpResponse, req: HttpRequest): void {
@@ -188,9 +287,20 @@ function onRequest(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
     paused: false,
     subject: '',
     route: null,
+    status: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    stage: 'framing',
+    errorCode: null,
+    rec: null,
+    onSettled: null,
   };
+  if (cfg.recording !== 'off' && ctx.record) startRecording(ctx, cfg, limits, ex);
   res.onAborted(() => {
-    ex.done = true;
+    if (!ex.done) {
+      ex.aborted = true;
+      settle(ex);
+    }
     if (ex.timer) clearTimeout(ex.timer);
     ex.upstream?.destroy();
   });
@@ -199,8 +309,8 @@ function onRequest(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
   if (!framing.ok) {
     ctx.log('info', 'http request refused: framing', { connection: cfg.name, client: ex.clientAddress, code: framing.code, reason: framing.message });
     // The framing is in doubt, so nothing after this request on the connection can be trusted: always close.
-    ex.done = true;
-    answerErrorNow(res, { status: framing.status, code: framing.code, message: framing.message }, true);
+    ex.bodyEnded = false; // nothing of a body was read
+    answerError(ex, { status: framing.status, code: framing.code, message: framing.message }, true);
     return;
   }
   ex.framing = framing.body;
@@ -209,8 +319,17 @@ function onRequest(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
     res.onData((chunk, isLast) => {
       if (ex.done) return;
       if (chunk.byteLength > 0) {
-        ex.queued.push(Buffer.from(new Uint8Array(chunk)));
-        ex.queuedBytes += chunk.byteLength;
+        const copy = Buffer.from(new Uint8Array(chunk));
+        ex.queued.push(copy);
+        ex.queuedBytes += copy.length;
+        ex.bytesIn += copy.length;
+        const rec = ex.rec;
+        if (rec !== null && rec.bodyHeld) {
+          if (ex.bytesIn > limits.maxRecordedBodyBytes) {
+            rec.bodyHeld = false;
+            rec.body = [];
+          } else rec.body.push(copy);
+        }
       }
       if (isLast) ex.bodyEnded = true;
       if (ex.onBody) ex.onBody();
@@ -224,6 +343,7 @@ function onRequest(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
     return;
   }
 
+  ex.stage = 'token';
   const token = bearerToken(headers);
   if (token === null) {
     answerError(ex, unauthorized('send an access token as "Authorization: Bearer <token>" (for example from `vecgate token`)'), true);
@@ -251,8 +371,10 @@ function afterAuth(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
     return;
   }
   ex.subject = auth.subject;
+  if (ex.rec) ex.rec.who = { subject: auth.subject, username: auth.username, issuer: auth.issuer, groups: auth.groups, access: auth.access };
   const route = classifyRoute(cfg.flavor, ex.method, ex.path.split('?')[0]!);
   ex.route = route;
+  ex.stage = 'access';
   const what = `${ex.method} ${ex.path.split('?')[0]} (${route.operation}${route.collection !== null ? ` on "${route.collection}"` : ''})`;
   if (!accessAllows(auth.access, route.access)) {
     const who = auth.username || auth.subject;
@@ -268,6 +390,7 @@ function afterAuth(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
     );
     return;
   }
+  ex.stage = 'guard';
   const routeRefusal = guardRoute(cfg.flavor, route, cfg.guard, auth.groups, cfg.name);
   if (routeRefusal) {
     answerError(ex, routeRefusal, true);
@@ -305,6 +428,8 @@ function afterAuth(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
 /** Sends the request upstream; `body` is the whole body when it was buffered for the guard, else it streams from the client. */
 function forward(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: HttpLimits, pool: UpstreamPool, ex: Exchange, auth: Extract<AuthResult, { ok: true }>, body: Buffer | null): void {
   if (ex.done) return;
+  ex.stage = 'upstream';
+  if (ex.rec) ex.rec.decision = { allowed: true };
   const host = ex.headers.find(([k]) => k === 'host')?.[1] ?? '';
   const headers = upstreamRequestHeaders(ex.headers, { clientAddress: ex.clientAddress, clientHost: host, upstreamHost: pool.hostHeader, credential: credentialHeader(cfg) });
   if (body !== null) headers['content-length'] = String(body.length);
@@ -337,10 +462,12 @@ function forward(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Http
 
   if (body !== null) {
     up.end(body);
+    recordRequest(ex);
     return;
   }
   if (ex.framing.kind === 'none') {
     up.end();
+    recordRequest(ex);
     return;
   }
   // Stream the client's body: pause the client while the upstream socket is full.
@@ -365,6 +492,7 @@ function forward(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Http
     if (ex.bodyEnded) {
       ex.onBody = null;
       up.end();
+      recordRequest(ex);
     }
   };
   ex.onBody = pump;
@@ -385,6 +513,7 @@ function relayResponse(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, ex: Ex
   const total = lengthHeader !== undefined && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : null;
   const noBody = ex.method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
   const closeAfter = !ex.bodyEnded; // the client is still sending a body nobody will read
+  ex.status = status;
 
   ctx.log('debug', 'http request', { connection: cfg.name, subject: ex.subject, method: ex.method, operation: ex.route?.operation, collection: ex.route?.collection, status });
   const writeHead = (): void => {
@@ -394,7 +523,7 @@ function relayResponse(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, ex: Ex
 
   if (noBody) {
     upRes.resume();
-    ex.done = true;
+    settle(ex);
     res.cork(() => {
       writeHead();
       res.endWithoutBody(total ?? undefined, closeAfter);
@@ -420,7 +549,7 @@ function relayResponse(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, ex: Ex
       [ok, finished] = res.tryEnd(rest, total);
     });
     if (finished) {
-      ex.done = true;
+      settle(ex);
       pending = null;
       return true;
     }
@@ -433,6 +562,7 @@ function relayResponse(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, ex: Ex
 
   upRes.on('data', (chunk: Buffer) => {
     if (ex.done) return;
+    ex.bytesOut += chunk.length;
     res.cork(() => {
       if (!headWritten) {
         writeHead();
@@ -445,7 +575,7 @@ function relayResponse(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, ex: Ex
       const offset = res.getWriteOffset();
       const [ok, finished] = res.tryEnd(chunk, total);
       if (finished) {
-        ex.done = true;
+        settle(ex);
         if (closeAfter) res.close();
         return;
       }
@@ -460,12 +590,13 @@ function relayResponse(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, ex: Ex
     if (ex.done) return;
     if (total !== null && pending === null) {
       // Upstream sent fewer bytes than it announced: the client must not take a short body as whole.
-      ex.done = true;
+      ex.errorCode = 'ERR_VG_UPSTREAM_PROTOCOL';
+      settle(ex);
       res.close();
       return;
     }
     if (total === null) {
-      ex.done = true;
+      settle(ex);
       res.cork(() => {
         if (!headWritten) writeHead();
         res.end(undefined, closeAfter);
@@ -474,7 +605,9 @@ function relayResponse(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, ex: Ex
   });
   upRes.on('error', () => {
     if (ex.done) return;
-    ex.done = true;
+    ex.errorCode = 'ERR_VG_UPSTREAM_PROTOCOL';
+    if (!headWritten) ex.status = 502;
+    settle(ex);
     if (!headWritten) {
       answerErrorNow(res, { status: 502, code: 'ERR_VG_UPSTREAM_PROTOCOL', message: `upstream of connection "${cfg.name}" failed while answering` }, true);
       return;
@@ -483,7 +616,7 @@ function relayResponse(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, ex: Ex
   });
   if (total === 0) {
     // No data event will come: answer now.
-    ex.done = true;
+    settle(ex);
     upRes.resume();
     res.cork(() => {
       writeHead();
@@ -534,13 +667,18 @@ function remoteAddress(res: HttpResponse): string {
 /** Answers with a JSON error unless the exchange is already over. `close` ends the connection (an unread body follows). */
 function answerError(ex: Exchange, e: ErrorAnswer, close: boolean): void {
   if (ex.done) return;
-  ex.done = true;
   if (ex.timer) clearTimeout(ex.timer);
   ex.upstream?.destroy();
-  answerErrorNow(ex.res, e, close && !ex.bodyEnded);
+  ex.status = e.status;
+  ex.errorCode = e.code;
+  if (ex.rec && ex.stage !== 'upstream') ex.rec.decision = { allowed: false, stage: ex.stage, code: e.code, reason: e.message };
+  const bytes = answerErrorNow(ex.res, e, close && !ex.bodyEnded);
+  ex.bytesOut += bytes;
+  settle(ex);
 }
 
-function answerErrorNow(res: HttpResponse, e: ErrorAnswer, close: boolean): void {
+/** Writes a JSON error answer; returns the body's size in bytes. */
+function answerErrorNow(res: HttpResponse, e: ErrorAnswer, close: boolean): number {
   const body = JSON.stringify({ error: { code: e.code, message: e.message } });
   res.cork(() => {
     res.writeStatus(`${e.status} ${STATUS_CODES[e.status] ?? ''}`.trim());
@@ -549,4 +687,78 @@ function answerErrorNow(res: HttpResponse, e: ErrorAnswer, close: boolean): void
     for (const [k, v] of e.headers ?? []) res.writeHeader(k, v);
     res.end(body, close);
   });
+  return Buffer.byteLength(body);
+}
+
+/** Where a request is in its checks; a refusal is recorded as coming from this stage. */
+type ExchangeStage = 'framing' | 'token' | 'access' | 'guard' | 'upstream';
+
+function startRecording(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: HttpLimits, ex: Exchange): void {
+  const rec: ExchangeRecording = {
+    mode: cfg.recording,
+    session: randomUUID(),
+    startedAt: Date.now(),
+    requestRecorded: false,
+    who: null,
+    decision: { allowed: false },
+    body: [],
+    bodyHeld: (cfg.recording === 'queries' || cfg.recording === 'full') && limits.maxRecordedBodyBytes > 0,
+  };
+  ex.rec = rec;
+  const base = { session: rec.session, connection: cfg.name };
+  ex.recordRequest = () => {
+    if (rec.requestRecorded) return;
+    rec.requestRecorded = true;
+    const route = ex.route;
+    const event: RecordEvent = {
+      type: 'request',
+      ts: rec.startedAt,
+      ...base,
+      protocol: 'http',
+      flavor: cfg.flavor,
+      client: ex.clientAddress,
+      subject: rec.who?.subject ?? null,
+      username: rec.who?.username ?? null,
+      issuer: rec.who?.issuer ?? null,
+      groups: rec.who?.groups ?? [],
+      access: rec.who?.access ?? null,
+      method: ex.method,
+      path: ex.path,
+      route: route ? { access: route.access, operation: route.operation, collection: route.collection } : null,
+      guard: rec.decision,
+    };
+    if (ex.framing.kind !== 'none') {
+      event['body'] = summarizeRequestBody(rec.body, ex.bytesIn, ex.bodyEnded && rec.bodyHeld, rec.mode);
+      rec.body = [];
+    }
+    ctx.record!(event);
+  };
+  ex.onSettled = () => {
+    ex.recordRequest?.();
+    const now = Date.now();
+    ctx.record!({
+      type: 'result',
+      ts: now,
+      ...base,
+      status: ex.status,
+      bytesIn: ex.bytesIn,
+      bytesOut: ex.bytesOut,
+      durationMs: now - rec.startedAt,
+      ...(ex.errorCode !== null ? { code: ex.errorCode } : {}),
+      ...(ex.aborted ? { aborted: true } : {}),
+    });
+  };
+}
+
+function recordRequest(ex: Exchange): void {
+  ex.recordRequest?.();
+}
+
+/** Marks the exchange over (answered or aborted): `res` is not touched after this; the result is recorded. */
+function settle(ex: Exchange): void {
+  if (ex.done) return;
+  ex.done = true;
+  const f = ex.onSettled;
+  ex.onSettled = null;
+  f?.();
 }

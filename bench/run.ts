@@ -1,5 +1,5 @@
 // `npm run bench` / `npm run bench:quick`: runs the benchmark matrix side by side (direct,
-// vecgate, pgbouncer, and nginx/haproxy for the TLS-stream reference) on loopback, prints
+// vecgate, pgbouncer, and nginx/haproxy for the TLS-stream reference and the HTTP rows) on loopback, prints
 // markdown tables and writes bench/RESULTS.md and bench/results/<date>-<commit>[-quick].json.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -10,6 +10,8 @@ import { killAllServers, startServer, type Server } from './bench-processes.js';
 import { directTarget, setUpEnvironment, type BenchEnvironment, type PgTarget } from './bench-environment.js';
 import { FULL_SETTINGS, QUICK_SETTINGS, type BenchSettings } from './bench-settings.js';
 import { copyRows, copyTable, runCopy, runStream, type CopyResult } from './copy-workload.js';
+import { httpLatencyTable, httpScenarios, httpTable, runHttpLatency, runHttpPeak, runHttpScenario, startHttpTargets, type HttpLatencyResult, type HttpResult, type HttpTargets } from './http-workloads.js';
+import { httpSettings } from './http-settings.js';
 import { idleSessionsToAsk, idleTable, runIdle, waitForBackendsGone, type IdleResult } from './idle-workload.js';
 import { machineInfo, type MachineInfo } from './machine-info.js';
 import { churnTable, latencyTable, runChurn, runLatency, runSelect, selectTable, type ChurnResult, type LatencyResult, type SelectResult } from './pgbench-workloads.js';
@@ -21,7 +23,9 @@ import { COPY_ROW_WIRE_BYTES } from './bench-settings.js';
 import { ensureBenchPeers } from './system-deps.js';
 import { startVecgate, VECGATE_CONNECTION } from './vecgate-peer.js';
 
-const WORKLOADS = ['copy', 'select', 'churn', 'latency', 'idle'] as const;
+const WORKLOADS = ['copy', 'select', 'churn', 'latency', 'http', 'idle'] as const;
+/** Workloads that need the PostgreSQL-speaking targets (vecgate postgres, pgbouncer). */
+const PG_WORKLOADS: readonly Workload[] = ['copy', 'select', 'churn', 'latency'];
 type Workload = (typeof WORKLOADS)[number];
 
 interface Results {
@@ -33,6 +37,10 @@ interface Results {
   select: SelectResult[];
   churn: ChurnResult[];
   latency: LatencyResult[];
+  /** HTTP rows of the latency section (GET through vecgate http, nginx/haproxy stream and http). */
+  httpLatency: HttpLatencyResult[];
+  /** HTTP vector API scenarios (Qdrant routes). */
+  http: HttpResult[];
   idle: IdleResult[];
   durationSec: number;
   /** 1-minute load average at start and end: other work on the machine shows up here. */
@@ -97,8 +105,9 @@ async function attempt<T>(what: string, failures: string[], fn: () => Promise<T>
   }
 }
 
-async function startTargets(env: BenchEnvironment, s: BenchSettings, failures: string[], wantStream: boolean): Promise<Targets> {
+async function startTargets(env: BenchEnvironment, s: BenchSettings, failures: string[], wantPg: boolean, wantStream: boolean): Promise<Targets> {
   const t: Targets = { pg: [directTarget(env)], stream: [], servers: [] };
+  if (!wantPg) return t;
   const vg = await attempt('start vecgate', failures, () => startVecgateTarget(env, s));
   if (vg) t.pg.push(vg.target), t.servers.push(vg.server);
   const poolSize = Math.max(...s.selectClients, s.churnClients, s.latencyClients) + 8;
@@ -157,11 +166,18 @@ async function main(): Promise<void> {
   log(`mode ${s.mode}; ${machine.nproc} × ${machine.cpuModel}; Node ${machine.node}, OpenSSL ${machine.openssl}; commit ${machine.commit}`);
 
   const env = await setUpEnvironment(s, repoRoot, log);
-  const res: Results = { mode: s.mode, settings: s, machine, failures, copy: [], select: [], churn: [], latency: [], idle: [], durationSec: 0, loadAvgStart: loadAverage1(), loadAvgEnd: NaN };
+  const res: Results = { mode: s.mode, settings: s, machine, failures, copy: [], select: [], churn: [], latency: [], httpLatency: [], http: [], idle: [], durationSec: 0, loadAvgStart: loadAverage1(), loadAvgEnd: NaN };
   const tables: ResultTable[] = [];
   try {
-    const t = await startTargets(env, s, failures, only.has('copy'));
-    for (const n of failedPgRows(t)) log(`${n} is not running: its rows are missing`);
+    const wantPg = PG_WORKLOADS.some((w) => only.has(w));
+    const t = await startTargets(env, s, failures, wantPg, only.has('copy'));
+    if (wantPg) for (const n of failedPgRows(t)) log(`${n} is not running: its rows are missing`);
+    let ht: HttpTargets | null = null;
+    if (only.has('http') || only.has('latency')) {
+      log('starting the HTTP fixture upstream, vecgate (http), nginx and haproxy (http and stream)');
+      ht = await startHttpTargets(env, s, (what, fn) => attempt(what, failures, fn));
+      t.servers.push(...ht.servers);
+    }
 
     if (only.has('copy')) {
       for (const target of t.pg) {
@@ -198,6 +214,28 @@ async function main(): Promise<void> {
         }
       }
       tables.push(latencyTable(res.latency, s));
+      if (ht?.upstream) {
+        for (const size of s.latencySizes) {
+          for (const target of ht.latency) {
+            log(`latency HTTP ${size} B ${target.system} (${target.transport})`);
+            res.httpLatency.push(await runHttpLatency(env, s, ht, target, size));
+          }
+        }
+        tables.push(httpLatencyTable(res.httpLatency, s));
+      }
+    }
+    if (only.has('http') && ht?.upstream) {
+      for (const sc of httpScenarios(httpSettings(s))) {
+        for (const target of ht.api) {
+          log(`http ${sc.name} ${target.system}`);
+          res.http.push(await runHttpScenario(env, s, ht, sc, target));
+        }
+      }
+      for (const target of ht.api) {
+        log(`http peak search (wrk) ${target.system}`);
+        res.http.push(await runHttpPeak(env, s, ht, target));
+      }
+      tables.push(httpTable(res.http, s, ht.upstream));
     }
     for (const srv of t.servers) await srv.stop();
 
@@ -222,7 +260,7 @@ async function main(): Promise<void> {
     killAllServers();
     await env.cleanup().catch((err: Error) => log(`cleanup: ${err.message}`));
   }
-  for (const group of [res.copy, res.select, res.churn, res.latency, res.idle] as { ok: boolean; system: string; error?: string }[][]) {
+  for (const group of [res.copy, res.select, res.churn, res.latency, res.httpLatency, res.http, res.idle] as { ok: boolean; system: string; error?: string }[][]) {
     for (const r of group) if (!r.ok) failures.push(`${r.system}: ${r.error ?? 'failed'}`);
   }
   res.durationSec = (Date.now() - t0) / 1000;

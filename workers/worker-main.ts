@@ -52,6 +52,7 @@ async function main(): Promise<void> {
     profile: init.config.server.tls.profile,
     authorize: (token, connection, client) => ctx.authorize(token, connection, client),
     log: (level, msg, fields) => ctx.log(level, msg, fields),
+    record: (e) => ctx.record(e),
   };
   for (const c of Object.values(init.config.connections)) {
     if (c.protocol !== 'http') continue;
@@ -75,6 +76,14 @@ async function main(): Promise<void> {
         try {
           ctx.rotateServerCertificate(Buffer.from(msg.cert), Buffer.from(msg.key));
           ctx.log('info', 'server certificate rotated');
+          // uWS takes file names: the primary has just re-read these paths.
+          for (const h of httpHandles) {
+            try {
+              h.rotateCertificate(init.config.server.tls.cert, init.config.server.tls.key);
+            } catch (err) {
+              ctx.log('error', 'http listener kept its current certificate', { error: (err as Error).message });
+            }
+          }
         } catch (err) {
           ctx.log('error', 'new certificate not usable; keeping the current one', { error: (err as Error).message });
         }

@@ -35,6 +35,8 @@ export const DEFAULT_CLOCK_SKEW_SEC = 60;
 /** Larger skew would let expired tokens live on noticeably. */
 export const MAX_CLOCK_SKEW_SEC = 300;
 export const DEFAULT_RECORDINGS_DIR = 'recordings';
+/** Settings whose values `ALTER SYSTEM SET` / `SET` statements carry secrets in: masked in recordings. */
+export const DEFAULT_REDACT_SETTINGS = ['primary_conninfo', 'ssl_passphrase_command', 'archive_command', 'restore_command'] as const;
 export const DEFAULT_RETENTION = '30d';
 /** Upper bound for `server.workers`. */
 export const MAX_WORKERS = 256;
@@ -574,10 +576,11 @@ function recordingsSchema(ctx: SchemaContext) {
         }),
         retention: duration(60_000, MAX_RETENTION_MS, DEFAULT_RETENTION),
         durability: oneOf(['strict', 'async'] as const, 'strict'),
+        redact_settings: leaf((v) => (v === undefined || v === null ? ok([...DEFAULT_REDACT_SETTINGS]) : stringList('setting names', v))),
       },
-      'dir, retention, durability',
+      'dir, retention, durability, redact_settings',
     ),
-  ).transform((r): RecordingsConfig => ({ dir: r.dir, retentionMs: r.retention, durability: r.durability }));
+  ).transform((r): RecordingsConfig => ({ dir: r.dir, retentionMs: r.retention, durability: r.durability, redactSettings: r.redact_settings.map((n) => n.toLowerCase()) }));
 }
 
 /** The whole document; `configPath` is added by the loader. */

@@ -111,6 +111,8 @@ export interface RecordingsConfig {
   dir: string; // absolute
   retentionMs: number; // recordings.retention like '30d'
   durability: 'strict' | 'async';
+  /** recordings.redact_settings: values of these settings in ALTER SYSTEM SET / SET are masked. */
+  redactSettings: string[];
 }
 
 export interface VecgateConfig {

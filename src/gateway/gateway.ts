@@ -13,6 +13,7 @@ import { TokenVerifier } from '../identity/token-verifier.js';
 import { compilePolicy, credentialFor } from '../policy/policy.js';
 import { GatewayMetrics } from '../admin/metrics.js';
 import { Recorder } from '../recording/recorder.js';
+import { setSensitiveSettings } from '../recording/redact-event.js';
 import { startAdminServer, type AdminServer } from '../admin/admin-server.js';
 import { packInit, receive, send, type AuthClientInfo, type AuthResult, type ToPrimary } from '../../workers/messages.js';
 
@@ -56,6 +57,7 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
   const metrics = new GatewayMetrics();
   let ready = false;
   const recordingOn = Object.values(config.connections).some((c) => c.recording !== 'off');
+  setSensitiveSettings(config.recordings.redactSettings);
   const recorder = recordingOn
     ? await Recorder.open({ dir: config.recordings.dir, durability: config.recordings.durability, retentionMs: config.recordings.retentionMs })
     : null;

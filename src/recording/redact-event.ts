@@ -37,9 +37,20 @@ function redactValue(value: unknown, depth: number): unknown {
   return out;
 }
 
+/**
+ * Settings (`recordings.redact_settings`) whose values are masked in `ALTER SYSTEM SET` and
+ * `SET` statements. Process-wide: set once by the gateway when it opens the recorder.
+ */
+let sensitiveSettings: ReadonlySet<string> = new Set();
+
+export function setSensitiveSettings(names: readonly string[]): void {
+  sensitiveSettings = new Set(names.map((n) => n.toLowerCase()));
+}
+
 function redactString(s: string): string {
   let out = s;
   if (/password|identified/i.test(out)) out = maskSqlPasswords(out);
+  if (sensitiveSettings.size > 0 && /\bset\b/i.test(out)) out = maskSensitiveSettings(out);
   if (/bearer|basic/i.test(out)) out = out.replace(AUTH_SCHEME_PATTERN, `$1$2${REDACTED}`);
   return out;
 }
@@ -153,6 +164,53 @@ const IDENTIFIED_BY_WINDOW = 4;
  * does not say which server it went to), so a quote that one dialect escapes cannot hide a
  * later PASSWORD from the other.
  */
+/**
+ * Masks the value in `[ALTER SYSTEM] SET name = value` / `SET name TO value` when `name` is a
+ * sensitive setting: every token of the value up to the end of the statement.
+ */
+export function maskSensitiveSettings(sql: string, names: ReadonlySet<string> = sensitiveSettings): string {
+  let out = sql;
+  for (const dialect of ['postgres', 'mysql'] as const) {
+    const all = tokenize(out, dialect);
+    const sig = all.filter((t) => t.kind !== 'space' && t.kind !== 'comment');
+    const text = (t: Token | undefined) => (t === undefined ? '' : out.slice(t.start, t.end));
+    const spans: { start: number; end: number }[] = [];
+    for (let i = 0; i + 1 < sig.length; i++) {
+      if (text(sig[i]).toUpperCase() !== 'SET') continue;
+      let j = i + 1;
+      if (['SESSION', 'LOCAL'].includes(text(sig[j]).toUpperCase())) j++;
+      // A setting name may be dotted (`my_ext.secret`), each part possibly quoted.
+      let name = text(sig[j]).replace(/^"|"$/g, '').toLowerCase();
+      while (text(sig[j + 1]) === '.' && sig[j + 2] !== undefined) {
+        name += '.' + text(sig[j + 2]).replace(/^"|"$/g, '').toLowerCase();
+        j += 2;
+      }
+      if (!names.has(name)) continue;
+      j++;
+      if (text(sig[j]) === '=' || text(sig[j]).toUpperCase() === 'TO') j++;
+      let k = j;
+      while (k < sig.length && text(sig[k]) !== ';') k++;
+      if (k > j) {
+        const last = sig[k - 1]!;
+        const q = out[last.start];
+        // As for passwords: a quoted value is masked to the later of the two dialects' ends.
+        const end = q === "'" || q === '"' ? Math.max(last.end, endOfBackslashString(out, last.start, q)) : last.end;
+        spans.push({ start: sig[j]!.start, end });
+      }
+    }
+    if (spans.length === 0) continue;
+    let next = '';
+    let pos = 0;
+    for (const sp of spans) {
+      if (sp.start < pos) continue;
+      next += out.slice(pos, sp.start) + REDACTED_SQL_LITERAL;
+      pos = sp.end;
+    }
+    out = next + out.slice(pos);
+  }
+  return out;
+}
+
 export function maskSqlPasswords(sql: string): string {
   return maskWith(maskWith(sql, 'postgres'), 'mysql');
 }

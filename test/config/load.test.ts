@@ -156,7 +156,7 @@ recordings: { dir: recordings, retention: 30d, durability: strict }  # strict = 
           recording: 'metadata',
         },
       },
-      recordings: { dir: path.join(dir, 'recordings'), retentionMs: 30 * 86_400_000, durability: 'strict' },
+      recordings: { dir: path.join(dir, 'recordings'), retentionMs: 30 * 86_400_000, durability: 'strict', redactSettings: ['primary_conninfo', 'ssl_passphrase_command', 'archive_command', 'restore_command'] },
     };
     assert.deepEqual(config, expected);
   });
@@ -181,7 +181,7 @@ recordings: { dir: recordings, retention: 30d, durability: strict }  # strict = 
     assert.deepEqual(conn.upstream, { host: 'db.internal', port: 5432, database: 'vectors', tls: { mode: 'verify-full', ca: null, serverName: 'db.internal' } });
     // one {user, password} applies to every access level
     assert.deepEqual(conn.credentials, { read: { user: 'u', password: 'p' }, write: { user: 'u', password: 'p' }, admin: { user: 'u', password: 'p' } });
-    assert.deepEqual(c.recordings, { dir: path.join(dir, 'recordings'), retentionMs: 30 * 86_400_000, durability: 'strict' });
+    assert.deepEqual(c.recordings, { dir: path.join(dir, 'recordings'), retentionMs: 30 * 86_400_000, durability: 'strict', redactSettings: ['primary_conninfo', 'ssl_passphrase_command', 'archive_command', 'restore_command'] });
   });
 
   it('takes explicit limits, durations in every form, workers, IPv6 listens and cancel_key', async () => {

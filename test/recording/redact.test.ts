@@ -111,3 +111,23 @@ describe('crc32', () => {
     if (native !== undefined) assert.equal(crc32Js(data), native(data) >>> 0);
   });
 });
+
+it('values of sensitive settings in ALTER SYSTEM SET / SET are masked (recordings.redact_settings)', async () => {
+  const { maskSensitiveSettings, setSensitiveSettings, redactEvent } = await import('../../src/recording/redact-event.js');
+  const names = new Set(['primary_conninfo', 'my.secret']);
+  const canary = 'canary-conninfo-pw-42';
+  assert.equal(
+    maskSensitiveSettings(`ALTER SYSTEM SET primary_conninfo = 'host=db password=${canary}'`, names),
+    "ALTER SYSTEM SET primary_conninfo = '[redacted]'",
+  );
+  assert.equal(maskSensitiveSettings(`SET my.secret TO ${canary}; SELECT 1`, names), "SET my.secret TO '[redacted]'; SELECT 1");
+  assert.equal(maskSensitiveSettings(`ALTER SYSTEM SET work_mem = '64MB'`, names), `ALTER SYSTEM SET work_mem = '64MB'`, 'other settings untouched');
+  assert.equal(maskSensitiveSettings(`SELECT 'SET primary_conninfo = x'`, names), `SELECT 'SET primary_conninfo = x'`, 'inside a string literal: not a statement');
+  setSensitiveSettings(['primary_conninfo']);
+  try {
+    const e = redactEvent({ type: 'statement', ts: 1, session: 's', connection: 'c', sql: `alter system set "primary_conninfo" to 'password=${canary}'` });
+    assert.ok(!JSON.stringify(e).includes(canary));
+  } finally {
+    setSensitiveSettings([]);
+  }
+});

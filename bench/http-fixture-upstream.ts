@@ -3,11 +3,15 @@
 // GET /bytes/N with N-byte bodies for the latency rows. nginx rather than a node server so
 // the upstream stays cheap (a few µs of CPU per request) and does not bound the proxies.
 // POST/PUT cannot be served from files directly, so each route `return`s 418 and
-// `error_page 418 =200` redirects (as a GET) to the answer file; the request body is read
-// and discarded, like a real server that consumed it. Like Qdrant with an API key, it
-// answers 401 unless the `api-key` header carries the key: a proxy that forgets to inject
-// the credential fails its rows instead of measuring something else.
-import { mkdirSync, writeFileSync } from 'node:fs';
+// `error_page 418 =200` redirects (as a GET) to the answer file. Like a real vector
+// database, which parses the body before it answers, the upstream reads the whole request
+// body first: the TLS server buffers it in memory (`proxy_request_buffering on`) and hands
+// the request over loopback to a plaintext server block that answers. (Answering
+// before the body is read is legal HTTP, but it is not what a search or upsert does.) Like
+// Qdrant with an API key, it answers 401 unless the `api-key` header carries the key: a
+// proxy that forgets to inject the credential fails its rows instead of measuring
+// something else.
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePortOn } from '../src/dev/free-port.js';
 import { startServer, type Server } from './bench-processes.js';
@@ -23,6 +27,8 @@ export const FIXTURE_UPSTREAM_MAX_CONN = 4096;
 export const BENCH_ANSWER_HEADER = 'x-bench-answer';
 /** Upstream credential header (Qdrant's). */
 export const FIXTURE_API_KEY_HEADER = 'api-key';
+/** Largest request body held in memory before the answer (upserts of 1,000 vectors are about 19 MB). */
+export const FIXTURE_BODY_BUFFER = '32m';
 /** How long the fixture may take to listen. */
 export const FIXTURE_READY_TIMEOUT_MS = 10_000;
 
@@ -39,6 +45,9 @@ export interface HttpFixtureUpstream {
 export async function startHttpFixtureUpstream(opts: { dir: string; serverCert: string; serverKey: string; apiKey: string; bodySizes: number[] }): Promise<HttpFixtureUpstream> {
   const root = path.join(opts.dir, 'http-fixture');
   mkdirSync(path.join(root, 'answers'), { recursive: true });
+  // nginx workers run as www-data when the benchmark runs as root: the files must be readable.
+  chmodSync(opts.dir, 0o755);
+  chmodSync(root, 0o755);
   mkdirSync(path.join(root, 'bytes'), { recursive: true });
   const ids = searchAnswer(false);
   const vectors = searchAnswer(true);
@@ -48,6 +57,7 @@ export async function startHttpFixtureUpstream(opts: { dir: string; serverCert: 
   writeFileSync(path.join(root, 'answers', 'upsert.json'), upsert);
   for (const n of opts.bodySizes) writeFileSync(path.join(root, 'bytes', String(n)), bytesBody(n));
   const port = await freePortOn('127.0.0.1');
+  const innerPort = await freePortOn('127.0.0.1');
   const conf = path.join(opts.dir, `nginx-fixture-${port}.conf`);
   const headerVar = `$http_${BENCH_ANSWER_HEADER.replace(/-/g, '_')}`;
   const keyVar = `$http_${FIXTURE_API_KEY_HEADER.replace(/-/g, '_')}`;
@@ -72,15 +82,35 @@ http {
   uwsgi_temp_path ${path.join(root, 'uwsgi-temp')};
   scgi_temp_path ${path.join(root, 'scgi-temp')};
   map ${headerVar} $bench_answer { default search-ids.json; vectors search-vectors.json; }
+  upstream answers {
+    server 127.0.0.1:${innerPort};
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  # The answering side: plaintext on loopback, reached only once the body has been read.
+  server {
+    listen 127.0.0.1:${innerPort};
+    location = /collections/${BENCH_COLLECTION}/points/search { error_page 418 =200 /answers/$bench_answer; return 418; }
+    location = /collections/${BENCH_COLLECTION}/points { error_page 418 =200 /answers/upsert.json; return 418; }
+    location /answers/ { internal; alias ${path.join(root, 'answers')}/; }
+    location / { return 404 '{"status":{"error":"Not found"}}'; }
+  }
   server {
     listen 127.0.0.1:${port} ssl reuseport;
     ssl_certificate ${opts.serverCert};
     ssl_certificate_key ${opts.serverKey};
     ssl_protocols TLSv1.3;
     if (${keyVar} != "${opts.apiKey}") { return 401 '{"status":{"error":"Must provide an API key or an Authorization bearer token"}}'; }
-    location = /collections/${BENCH_COLLECTION}/points/search { error_page 418 =200 /answers/$bench_answer; return 418; }
-    location = /collections/${BENCH_COLLECTION}/points { error_page 418 =200 /answers/upsert.json; return 418; }
-    location /answers/ { internal; alias ${path.join(root, 'answers')}/; }
+    location /collections/ {
+      proxy_pass http://answers;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_request_buffering on;
+      client_body_buffer_size ${FIXTURE_BODY_BUFFER};
+      proxy_buffer_size 16k;
+      proxy_buffers 16 16k;
+      proxy_max_temp_file_size 0;
+    }
     location /bytes/ { default_type application/octet-stream; alias ${path.join(root, 'bytes')}/; }
     location / { return 404 '{"status":{"error":"Not found"}}'; }
   }

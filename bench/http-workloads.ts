@@ -127,7 +127,9 @@ async function measure(t: HttpTarget, upstream: HttpFixtureUpstream, run: () => 
     else if (report.non2xx > 0 || report.errors > 0 || report.timeouts > 0)
       error = `${report.non2xx} non-2xx (${JSON.stringify(report.statusCodes)}), ${report.errors} errors, ${report.timeouts} timeouts`;
   }
-  return { ok: error === undefined, error, report, proxyCpuSec: pids.length === 0 ? null : p1 - p0, upstreamCpuSec: u1 - u0, clientCpuSec: r.cpuSec, clientWallSec: r.wallSec, loadAvg1 };
+  // A proxy that died during the run reads as 0 CPU afterwards: no figure rather than a negative one.
+  const proxyCpuSec = pids.length === 0 || p1 < p0 ? null : p1 - p0;
+  return { ok: error === undefined, error, report, proxyCpuSec, upstreamCpuSec: u1 - u0, clientCpuSec: r.cpuSec, clientWallSec: r.wallSec, loadAvg1 };
 }
 
 function runAutocannon(env: BenchEnvironment, hs: HttpBenchSettings, name: string, spec: LoadSpec) {
@@ -254,7 +256,8 @@ export async function runHttpPeak(env: BenchEnvironment, s: BenchSettings, targe
   const bodyFile = path.join(dir, 'peak-search.body');
   writeFileSync(bodyFile, body);
   const script = path.join(dir, `peak-${t.system}.lua`);
-  const headers = { ...t.headers, 'content-type': 'application/json', host: 'localhost' };
+  // wrk sends its own Host (127.0.0.1:PORT); header names are case-sensitive keys in its Lua table.
+  const headers = { ...t.headers, 'Content-Type': 'application/json' };
   writeFileSync(
     script,
     [
@@ -263,7 +266,6 @@ export async function runHttpPeak(env: BenchEnvironment, s: BenchSettings, targe
       'wrk.body = f:read("*a")',
       'f:close()',
       ...Object.entries(headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`),
-      // Counts non-2xx answers itself too: wrk's own line is printed only when there are some.
       '',
     ].join('\n'),
     { mode: 0o600 },

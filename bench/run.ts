@@ -237,6 +237,10 @@ async function main(): Promise<void> {
       }
       tables.push(httpTable(res.http, s, ht.upstream));
     }
+    for (const srv of ht?.servers ?? []) {
+      const c = srv.child;
+      if (c.exitCode !== null || c.signalCode !== null) failures.push(`${srv.name} exited during the HTTP rows (${c.signalCode ?? `code ${String(c.exitCode)}`}): ${srv.output().slice(-1500).replace(/\s+/g, ' ')}`);
+    }
     for (const srv of t.servers) await srv.stop();
 
     if (only.has('idle')) {

@@ -215,6 +215,12 @@ export function startHttpConnection(ctx: HttpWorkerContext, cfg: HttpConnectionC
             );
           }
           // The new app accepts first, then the old listen socket closes: the port is never shut.
+          // Connections the kernel had already queued on the old socket but uWS had not accepted
+          // yet are reset on close unless net.ipv4.tcp_migrate_req=1 moves them to the new one.
+          if (!migrateWarned && readTcpMigrateReq() === '0') {
+            migrateWarned = true;
+            ctx.log('warn', 'certificate rotation may reset connections queued on the old listener; set sysctl net.ipv4.tcp_migrate_req=1 to have the kernel hand them to the new one', { connection: cfg.name });
+          }
           uWS.us_listen_socket_close(listening);
           listening = nextToken;
           apps.push(next);
@@ -222,6 +228,18 @@ export function startHttpConnection(ctx: HttpWorkerContext, cfg: HttpConnectionC
       });
     });
   });
+}
+
+/** Whether this worker already warned that the kernel does not migrate queued connections (once per worker). */
+let migrateWarned = false;
+
+/** Linux's net.ipv4.tcp_migrate_req ('0' or '1'), or null where it does not exist. */
+function readTcpMigrateReq(): string | null {
+  try {
+    return readFileSync('/proc/sys/net/ipv4/tcp_migrate_req', 'utf8').trim();
+  } catch {
+    return null;
+  }
 }
 
 /** One SSLApp for the connection with the given certificate files; every app shares the route handler and pool. */

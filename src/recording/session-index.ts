@@ -68,13 +68,21 @@ export async function listSessions(dir: string, filter: SessionFilter = {}): Pro
         rows.set(e.session, row);
       }
       switch (e.type) {
+        case 'request': // an HTTP request is a session of one statement
         case 'session-open':
+          if (e.type === 'request') {
+            row.statements++;
+            if ((e['guard'] as { allowed?: boolean } | undefined)?.allowed === false) row.refusals++;
+          }
           row.started_at = e.ts;
           row.subject = str(e['subject']) ?? str(e['user']) ?? row.subject;
           if (Array.isArray(e['groups'])) row.groups = (e['groups'] as unknown[]).filter((g): g is string => typeof g === 'string');
           break;
         case 'session-close':
           row.ended_at = e.ts;
+          break;
+        case 'result': // HTTP results (with a status) end their request's session; PostgreSQL's do not
+          if (typeof e['status'] === 'number') row.ended_at = e.ts;
           break;
         case 'statement':
           row.statements++;

@@ -219,3 +219,11 @@ test('neither the upstream credential nor a client token is in the recordings; t
   const report = await verifyRecordings(recordings);
   assert.equal(report.ok, true, JSON.stringify(report.firstBad));
 });
+
+test('vecgate sessions lists HTTP requests: subject, one statement each, ended, refusals counted', async () => {
+  const { listSessions } = await import('../../src/recording/session-index.js');
+  const rows = await listSessions(recordings, {});
+  assert.ok(rows.length > 0);
+  assert.ok(rows.every((r) => r.statements === 1 && r.ended_at !== null), JSON.stringify(rows.slice(0, 3)));
+  assert.ok(rows.some((r) => r.refusals === 1), 'guard and access refusals are counted');
+});

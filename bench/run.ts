@@ -147,7 +147,7 @@ function renderResults(r: Results, tables: ResultTable[]): string {
     `- machine: ${m.nproc} × ${m.cpuModel}, ${m.memoryGiB} GiB; ${m.kernel}`,
     `- Node ${m.node}, OpenSSL ${m.openssl} (Node's); system ${m.peers.systemOpenssl}`,
     `- peers: ${m.peers.postgres}; ${m.peers.pgbouncer}; ${m.peers.nginx}; ${m.peers.haproxy}`,
-    `- every system: TLS 1.3, one ECDSA P-256 CA and server certificate, upstream verified (verify-full); vecgate \`server.workers: ${r.settings.proxyWorkers}\`, recording off; nginx ${r.settings.proxyWorkers} workers; haproxy ${r.settings.proxyWorkers} threads; pgbouncer session mode (single-threaded). Nothing pinned: load generator, proxy and PostgreSQL share both cores.`,
+    `- every system: TLS 1.3, one ECDSA P-256 CA and server certificate, upstream verified (verify-full); vecgate \`server.workers: ${r.settings.proxyWorkers}\`, recording off; nginx ${r.settings.proxyWorkers} workers; haproxy ${r.settings.proxyWorkers} threads; pgbouncer session mode (single-threaded). HTTP rows: nginx \`http\` proxy (keepalive upstream) and haproxy \`mode http\` (\`http-reuse always\`) beside vecgate's \`protocol: http\` connections, all in front of one nginx fixture upstream. Nothing pinned: load generator, proxy and PostgreSQL share both cores.`,
     '',
   ];
   if (r.failures.length > 0) head.push('**Failures in this run:**', '', ...r.failures.map((f) => `- ${f}`), '');

@@ -19,6 +19,12 @@ async function main(): Promise<void> {
   const binding = native();
   // Read-only sessions classify statements synchronously in the pump: load the parser first.
   await initStatementClassifier();
+  const ctx0 = { log: (msg: string, fields: Record<string, unknown>) => send(port, { t: 'log', level: 'error', msg, fields }) };
+  // One request's bug must not take every session of this worker (or the process) down:
+  // log it for the operator and keep serving.
+  process.on('uncaughtException', (err) => {
+    ctx0.log('uncaught exception in a worker (bug): the worker keeps serving', { worker: init.index, error: err.message, stack: err.stack });
+  });
   const ctx = new WorkerContext(binding, init.index, init.logLevel, init.config, Buffer.from(init.cancelKey), port, Buffer.from(init.tlsCert), Buffer.from(init.tlsKey));
   const listeners: Listener[] = [];
   const httpHandles: HttpConnectionHandle[] = [];

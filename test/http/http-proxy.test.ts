@@ -351,3 +351,43 @@ describe('secrets', () => {
     assert.equal(dev.logs.join('\n').includes(reader), false, 'tokens are not logged');
   });
 });
+
+describe('early upstream answers', () => {
+  it('an early 403 while the client is still sending its body reaches the client, and the gateway keeps serving', async () => {
+    const https = await import('node:https');
+    const { readFileSync } = await import('node:fs');
+    // Answers at once, with a body and Content-Length, without reading the request body (legal HTTP).
+    const early = https.createServer({ cert: readFileSync(pki.certFile), key: readFileSync(pki.keyFile) }, (req, res) => {
+      const body = JSON.stringify({ status: { error: 'forbidden' } });
+      res.writeHead(403, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      req.on('data', () => {});
+      req.on('error', () => {});
+    });
+    await new Promise<void>((r) => early.listen(0, '127.0.0.1', r));
+    try {
+      const port = (early.address() as { port: number }).port;
+      const h = await startHttpConnection(dev.ctx, qdrantCfg('early', `https://localhost:${port}`, pki.caFile));
+      handles.push(h);
+      // The client sends the head and a first part of a 1 MB body, then waits for the answer
+      // before sending the rest: the upstream's 403 arrives while the body is still coming.
+      const status = await new Promise<number>((resolve, reject) => {
+        const total = 1024 * 1024;
+        const req = https.request({ host: '127.0.0.1', port: h.port, servername: 'localhost', ca: readFileSync(pki.caFile), method: 'PUT', path: '/collections/early/points', headers: { authorization: `Bearer ${writer}`, 'content-type': 'application/json', 'content-length': total } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+          setTimeout(() => req.end(Buffer.alloc(total - 64 * 1024, 0x20)), 50);
+        });
+        req.on('error', (e) => reject(e));
+        req.write(Buffer.concat([Buffer.from('{"points":[]}'), Buffer.alloc(64 * 1024 - 13, 0x20)]));
+      });
+      assert.equal(status, 403);
+      await new Promise((r) => setTimeout(r, 300));
+      // Still serving: a normal request through the same worker works.
+      const ok = await call(gw.port, 'POST', '/collections/docs/points/search', { token: reader, body: { vector: fixtureVector(1), limit: 3 } });
+      assert.equal(ok.status, 200);
+    } finally {
+      early.close();
+    }
+  });
+});

@@ -593,8 +593,9 @@ function relayResponse(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, ex: Ex
       const offset = res.getWriteOffset();
       const [ok, finished] = res.tryEnd(chunk, total);
       if (finished) {
+        // Done: the response may not be touched again (uWS throws). A request body still
+        // arriving after an early answer is read and dropped by the body handler.
         settle(ex);
-        if (closeAfter) res.close();
         return;
       }
       if (!ok) {

@@ -14,6 +14,7 @@ import { httpLatencyTable, httpScenarios, httpTable, runHttpLatency, runHttpPeak
 import { httpSettings } from './http-settings.js';
 import { idleSessionsToAsk, idleTable, runIdle, waitForBackendsGone, type IdleResult } from './idle-workload.js';
 import { machineInfo, type MachineInfo } from './machine-info.js';
+import { recordingTable, runRecordingRows, type RecordingResult } from './recording-workload.js';
 import { churnTable, latencyTable, runChurn, runLatency, runSelect, selectTable, type ChurnResult, type LatencyResult, type SelectResult } from './pgbench-workloads.js';
 import { startPgbouncer } from './pgbouncer-peer.js';
 import { loadAverage1 } from './proc-usage.js';
@@ -23,7 +24,7 @@ import { COPY_ROW_WIRE_BYTES } from './bench-settings.js';
 import { ensureBenchPeers } from './system-deps.js';
 import { startVecgate, VECGATE_CONNECTION } from './vecgate-peer.js';
 
-const WORKLOADS = ['copy', 'select', 'churn', 'latency', 'http', 'idle'] as const;
+const WORKLOADS = ['copy', 'select', 'churn', 'latency', 'http', 'recording', 'idle'] as const;
 /** Workloads that need the PostgreSQL-speaking targets (vecgate postgres, pgbouncer). */
 const PG_WORKLOADS: readonly Workload[] = ['copy', 'select', 'churn', 'latency'];
 type Workload = (typeof WORKLOADS)[number];
@@ -42,6 +43,7 @@ interface Results {
   /** HTTP vector API scenarios (Qdrant routes). */
   http: HttpResult[];
   idle: IdleResult[];
+  recording: RecordingResult[];
   durationSec: number;
   /** 1-minute load average at start and end: other work on the machine shows up here. */
   loadAvgStart: number;
@@ -166,7 +168,7 @@ async function main(): Promise<void> {
   log(`mode ${s.mode}; ${machine.nproc} × ${machine.cpuModel}; Node ${machine.node}, OpenSSL ${machine.openssl}; commit ${machine.commit}`);
 
   const env = await setUpEnvironment(s, repoRoot, log);
-  const res: Results = { mode: s.mode, settings: s, machine, failures, copy: [], select: [], churn: [], latency: [], httpLatency: [], http: [], idle: [], durationSec: 0, loadAvgStart: loadAverage1(), loadAvgEnd: NaN };
+  const res: Results = { mode: s.mode, settings: s, machine, failures, copy: [], select: [], churn: [], latency: [], httpLatency: [], http: [], idle: [], recording: [], durationSec: 0, loadAvgStart: loadAverage1(), loadAvgEnd: NaN };
   const tables: ResultTable[] = [];
   try {
     const wantPg = PG_WORKLOADS.some((w) => only.has(w));
@@ -242,6 +244,15 @@ async function main(): Promise<void> {
       if (c.exitCode !== null || c.signalCode !== null) failures.push(`${srv.name} exited during the HTTP rows (${c.signalCode ?? `code ${String(c.exitCode)}`}): ${srv.output().slice(-1500).replace(/\s+/g, ' ')}`);
     }
     for (const srv of t.servers) await srv.stop();
+
+    if (only.has('recording')) {
+      const counts = s.mode === 'quick' ? [1, 8] : [1, 8, 64];
+      const rows = await attempt('recording rows', failures, () => runRecordingRows(env, s, repoRoot, counts, log));
+      if (rows) {
+        res.recording.push(...rows);
+        tables.push(recordingTable(rows, s));
+      }
+    }
 
     if (only.has('idle')) {
       // Fresh proxies, so memory freed by earlier workloads does not hide the per-session cost.

@@ -32,6 +32,8 @@ export async function startVecgate(opts: {
   upstream: { host: string; port: number; database: string };
   credentials: { user: string; password: string };
   workers: number;
+  /** Recording mode and durability (default: off) — the recording rows compare them. */
+  recording?: { mode: 'off' | 'metadata' | 'queries' | 'full'; durability: 'strict' | 'async' };
 }): Promise<VecgatePeer> {
   const port = await freePortOn('127.0.0.1');
   const doc = {
@@ -44,11 +46,11 @@ export async function startVecgate(opts: {
         listen: `127.0.0.1:${port}`,
         upstream: { host: opts.upstream.host, port: opts.upstream.port, database: opts.upstream.database, tls: { mode: 'verify-full', ca: opts.caCert } },
         credentials: { user: opts.credentials.user, password: `file:${path.join(opts.dir, 'vecgate-upstream-password')}` },
-        // The data path is what is measured here; recording modes get their own rows once the recorder lands.
-        recording: 'off',
+        // The data path rows run with recording off; the recording rows set a mode.
+        recording: opts.recording?.mode ?? 'off',
       },
     },
-    recordings: { dir: path.join(opts.dir, 'recordings') },
+    recordings: { dir: path.join(opts.dir, `recordings-${port}`), durability: opts.recording?.durability ?? 'strict' },
   };
   writeFileSync(path.join(opts.dir, 'vecgate-upstream-password'), opts.credentials.password, { mode: 0o600 });
   const server = await launchVecgate(doc, { dir: opts.dir, repoRoot: opts.repoRoot, name: `vecgate-${port}` });

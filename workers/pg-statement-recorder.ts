@@ -118,7 +118,7 @@ export class PgStatementRecorder {
 
   /** The capture spec the pump needs for this mode. */
   capture(): { fromClient: string; fromUpstream: string; maxBytes: number; maxRowBytes: number } {
-    return { fromClient: 'B', fromUpstream: this.mode === 'full' ? 'CEZD' : 'CEZ', maxBytes: MAX_CAPTURED_MESSAGE_BYTES, maxRowBytes: MAX_CAPTURED_ROW_BYTES };
+    return { fromClient: 'B', fromUpstream: this.mode === 'full' ? 'CED' : 'CE', maxBytes: MAX_CAPTURED_MESSAGE_BYTES, maxRowBytes: MAX_CAPTURED_ROW_BYTES };
   }
 
   statement(protocol: string, sql: string, refused: string | null, onDurable?: (ok: boolean, message: string) => void): void {

@@ -17,6 +17,10 @@ export const AUTH_CACHE_MAX_ENTRIES = 10_000;
 export const AUTH_CACHE_MAX_AGE_MS = 60_000;
 /** Refusals are cached briefly so a flood of one bad token does not flood the primary. */
 export const AUTH_REFUSAL_CACHE_MS = 5_000;
+/** Recording events not waited on are sent to the primary at most this late... */
+export const RECORD_BATCH_MS = 5;
+/** ...or as soon as this many are queued. */
+export const RECORD_BATCH_MAX_EVENTS = 256;
 /** Largest password message (the access token) accepted from a client. */
 export const MAX_PASSWORD_MESSAGE_BYTES = 16 * 1024;
 
@@ -143,32 +147,43 @@ export class WorkerContext {
 
   private pendingRecords: RecordEvent[] = [];
   private pendingAcks: ((ok: boolean, message: string) => void)[] = [];
-  private recordFlush: NodeJS.Immediate | null = null;
+  private recordTimer: NodeJS.Timeout | null = null;
+  private recordImmediate: NodeJS.Immediate | null = null;
   private nextBatch = 1;
   private awaitingAck = new Map<number, ((ok: boolean, message: string) => void)[]>();
 
   /**
-   * Queues a recording event; events of one loop turn go to the primary as one batch (and
-   * are group-committed there). `onDurable` runs once the batch is on disk (strict mode).
+   * Queues a recording event for the primary's recorder. `onDurable` (strict mode: a held
+   * statement) runs once its batch is on disk; such batches go at the end of this loop turn.
+   * Other events are batched for up to RECORD_BATCH_MS, so a busy session does not cost one
+   * message between threads per event.
    */
   record(event: RecordEvent, onDurable?: (ok: boolean, message: string) => void): void {
     this.pendingRecords.push(event);
     if (onDurable) this.pendingAcks.push(onDurable);
-    if (!this.recordFlush) {
-      this.recordFlush = setImmediate(() => {
-        this.recordFlush = null;
-        const events = this.pendingRecords;
-        const acks = this.pendingAcks;
-        this.pendingRecords = [];
-        this.pendingAcks = [];
-        let ack: number | null = null;
-        if (acks.length) {
-          ack = this.nextBatch++;
-          this.awaitingAck.set(ack, acks);
-        }
-        this.post({ t: 'record', events, ack });
-      });
+    if (this.recordImmediate) return;
+    if (onDurable || this.pendingRecords.length >= RECORD_BATCH_MAX_EVENTS) {
+      if (this.recordTimer) clearTimeout(this.recordTimer);
+      this.recordTimer = null;
+      this.recordImmediate = setImmediate(() => this.flushRecords());
+    } else if (!this.recordTimer) {
+      this.recordTimer = setTimeout(() => this.flushRecords(), RECORD_BATCH_MS);
     }
+  }
+
+  private flushRecords(): void {
+    this.recordTimer = null;
+    this.recordImmediate = null;
+    const events = this.pendingRecords;
+    const acks = this.pendingAcks;
+    this.pendingRecords = [];
+    this.pendingAcks = [];
+    let ack: number | null = null;
+    if (acks.length) {
+      ack = this.nextBatch++;
+      this.awaitingAck.set(ack, acks);
+    }
+    this.post({ t: 'record', events, ack });
   }
 
   onRecordAck(batch: number, ok: boolean, message: string): void {

@@ -1,11 +1,11 @@
 // What recording costs: pgbench -S through vecgate with recording off, metadata,
 // queries + async and queries + strict (each statement held until its record is
 // fdatasync'ed, group-committed across sessions), at several client counts.
-import type { BenchEnvironment, PgTarget } from './bench-environment.js';
+import type { BenchEnvironment } from './bench-environment.js';
 import type { BenchSettings } from './bench-settings.js';
 import { runSelect, type SelectResult } from './pgbench-workloads.js';
 import { fmt, type ResultTable } from './results-table.js';
-import { startVecgate, VECGATE_CONNECTION } from './vecgate-peer.js';
+import { startVecgatePgTarget } from './vecgate-peer.js';
 import type { Server } from './bench-processes.js';
 
 export const RECORDING_VARIANTS = [
@@ -30,21 +30,9 @@ export async function runRecordingRows(
   for (const v of RECORDING_VARIANTS) {
     let server: Server | null = null;
     try {
-      const vg = await startVecgate({
-        dir: env.dir,
-        repoRoot,
-        serverCert: env.pki.serverCert,
-        serverKey: env.pki.serverKey,
-        caCert: env.pki.caCert,
-        jwksPath: env.issuer.jwksPath,
-        issuer: env.issuer.issuer,
-        upstream: { host: 'localhost', port: env.cluster.port, database: env.cluster.database },
-        credentials: { user: env.rwUser, password: env.rwPassword },
-        workers: s.proxyWorkers,
-        recording: { mode: v.mode, durability: v.durability },
-      });
+      const vg = await startVecgatePgTarget(env, repoRoot, s.proxyWorkers, { mode: v.mode, durability: v.durability });
       server = vg.server;
-      const target: PgTarget = { system: 'vecgate', port: vg.port, dbname: VECGATE_CONNECTION, user: 'bench', password: env.token, proxyPids: () => [vg.server.pid], proxyPid: () => vg.server.pid };
+      const target = vg.target;
       for (const c of clientCounts) {
         log(`pgbench -S -c ${c} vecgate, recording ${v.name}`);
         out.push({ ...(await runSelect(env, s, target, c)), variant: v.name });

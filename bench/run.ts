@@ -15,6 +15,7 @@ import { httpSettings } from './http-settings.js';
 import { idleSessionsToAsk, idleTable, runIdle, waitForBackendsGone, type IdleResult } from './idle-workload.js';
 import { machineInfo, type MachineInfo } from './machine-info.js';
 import { recordingTable, runRecordingRows, type RecordingResult } from './recording-workload.js';
+import { startVecgatePgTarget } from './vecgate-peer.js';
 import { churnTable, latencyTable, runChurn, runLatency, runSelect, selectTable, type ChurnResult, type LatencyResult, type SelectResult } from './pgbench-workloads.js';
 import { startPgbouncer } from './pgbouncer-peer.js';
 import { loadAverage1 } from './proc-usage.js';
@@ -22,7 +23,6 @@ import { renderTable, type ResultTable } from './results-table.js';
 import { startHaproxy, startNginxStream, type StreamProxyPeer } from './stream-proxy-peers.js';
 import { COPY_ROW_WIRE_BYTES } from './bench-settings.js';
 import { ensureBenchPeers } from './system-deps.js';
-import { startVecgate, VECGATE_CONNECTION } from './vecgate-peer.js';
 
 const WORKLOADS = ['copy', 'select', 'churn', 'latency', 'http', 'recording', 'idle'] as const;
 /** Workloads that need the PostgreSQL-speaking targets (vecgate postgres, pgbouncer). */
@@ -60,23 +60,8 @@ interface Targets {
   servers: Server[];
 }
 
-async function startVecgateTarget(env: BenchEnvironment, s: BenchSettings): Promise<{ target: PgTarget; server: Server }> {
-  const vg = await startVecgate({
-    dir: env.dir,
-    repoRoot,
-    serverCert: env.pki.serverCert,
-    serverKey: env.pki.serverKey,
-    caCert: env.pki.caCert,
-    jwksPath: env.issuer.jwksPath,
-    issuer: env.issuer.issuer,
-    upstream: { host: 'localhost', port: env.cluster.port, database: env.cluster.database },
-    credentials: { user: env.rwUser, password: env.rwPassword },
-    workers: s.proxyWorkers,
-  });
-  return {
-    server: vg.server,
-    target: { system: 'vecgate', port: vg.port, dbname: VECGATE_CONNECTION, user: 'bench', password: env.token, proxyPids: () => [vg.server.pid], proxyPid: () => vg.server.pid },
-  };
+function startVecgateTarget(env: BenchEnvironment, s: BenchSettings): Promise<{ target: PgTarget; server: Server }> {
+  return startVecgatePgTarget(env, repoRoot, s.proxyWorkers);
 }
 
 async function startPgbouncerTarget(env: BenchEnvironment, poolSize: number): Promise<{ target: PgTarget; server: Server }> {

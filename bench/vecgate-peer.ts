@@ -6,6 +6,7 @@ import path from 'node:path';
 import { stringify } from 'yaml';
 import { freePortOn } from '../src/dev/free-port.js';
 import { startServer, type Server } from './bench-processes.js';
+import type { BenchEnvironment, PgTarget } from './bench-environment.js';
 
 /** Name of the benchmark's connection (the `dbname` clients ask for). */
 export const VECGATE_CONNECTION = 'vectors';
@@ -55,6 +56,32 @@ export async function startVecgate(opts: {
   writeFileSync(path.join(opts.dir, 'vecgate-upstream-password'), opts.credentials.password, { mode: 0o600 });
   const server = await launchVecgate(doc, { dir: opts.dir, repoRoot: opts.repoRoot, name: `vecgate-${port}` });
   return { server, port };
+}
+
+/** vecgate in front of the benchmark cluster as a pgbench target (password = the dev token). */
+export async function startVecgatePgTarget(
+  env: BenchEnvironment,
+  repoRoot: string,
+  workers: number,
+  recording?: { mode: 'off' | 'metadata' | 'queries' | 'full'; durability: 'strict' | 'async' },
+): Promise<{ target: PgTarget; server: Server }> {
+  const vg = await startVecgate({
+    dir: env.dir,
+    repoRoot,
+    serverCert: env.pki.serverCert,
+    serverKey: env.pki.serverKey,
+    caCert: env.pki.caCert,
+    jwksPath: env.issuer.jwksPath,
+    issuer: env.issuer.issuer,
+    upstream: { host: 'localhost', port: env.cluster.port, database: env.cluster.database },
+    credentials: { user: env.rwUser, password: env.rwPassword },
+    workers,
+    recording,
+  });
+  return {
+    server: vg.server,
+    target: { system: 'vecgate', port: vg.port, dbname: VECGATE_CONNECTION, user: 'bench', password: env.token, proxyPids: () => [vg.server.pid], proxyPid: () => vg.server.pid },
+  };
 }
 
 /** Name of the benchmark's Qdrant-flavored HTTP connection. */

@@ -76,7 +76,7 @@ export class PgClientSession {
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.ctx.log('info', 'session timed out during setup', { connection: this.cfg.name, state: this.state, why, client: this.clientLabel() });
-      this.abort(why);
+      this.abort();
     }, ms);
     this.timer.unref();
   }
@@ -112,7 +112,7 @@ export class PgClientSession {
     if (r.status === 'need-more') return;
     if (r.status === 'error') {
       this.ctx.log('info', 'bad first packet', { connection: this.cfg.name, client: this.clientLabel(), error: r.message });
-      return this.plainFatal('08P01', `invalid startup packet: ${r.message}`);
+      return this.fatal('08P01', `invalid startup packet: ${r.message}`);
     }
     const p = r.packet;
     const rest = this.pending.subarray(r.consumed);
@@ -120,7 +120,7 @@ export class PgClientSession {
       case 'ssl-request': {
         if (rest.length > 0) {
           // CVE-2021-23214 class: bytes sent before the TLS handshake must never be read as TLS data.
-          return this.plainFatal('08P01', 'received unencrypted data after SSLRequest; refusing the connection');
+          return this.fatal('08P01', 'received unencrypted data after SSLRequest; refusing the connection');
         }
         this.pending = Buffer.alloc(0);
         this.conn.write(Buffer.from('S'));
@@ -142,7 +142,7 @@ export class PgClientSession {
         return this.onCancel(p.processId, p.secretKey);
       case 'startup':
         this.ctx.log('info', 'plaintext startup refused', { connection: this.cfg.name, client: this.clientLabel() });
-        return this.plainFatal(
+        return this.fatal(
           '28000',
           'vecgate accepts only TLS connections: connect with sslmode=verify-full (or require) and the gateway CA as sslrootcert',
         );
@@ -161,7 +161,7 @@ export class PgClientSession {
       if (direct && info.alpn !== 'postgresql') {
         // PG 17 direct TLS is only valid with ALPN "postgresql" (protects against cross-protocol attacks).
         this.ctx.log('info', 'direct TLS without ALPN postgresql refused', { connection: this.cfg.name, client: this.clientLabel() });
-        return this.abort('direct TLS without ALPN postgresql');
+        return this.abort();
       }
       this.clientTls = info;
       this.state = 'startup';
@@ -411,7 +411,10 @@ export class PgClientSession {
     });
   }
 
-  /** ErrorResponse FATAL over the current leg (TLS once up), then close. */
+  /**
+   * ErrorResponse FATAL over the current leg, then close. Before TLS too: an ErrorResponse
+   * carries no secrets, and the client sees why it was refused.
+   */
   private fatal(sqlstate: string, message: string): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
@@ -421,18 +424,13 @@ export class PgClientSession {
     this.conn.close();
   }
 
-  /** Before TLS: an ErrorResponse carries no secrets, so clients see why they were refused. */
-  private plainFatal(sqlstate: string, message: string): void {
-    this.fatal(sqlstate, message);
-  }
-
-  private abort(why: string): void {
+  /** Closes without a word (timeouts, protocol misuse where no answer is owed); the caller logs why. */
+  private abort(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
     if (this.timer) clearTimeout(this.timer);
     this.upstream?.abort();
     this.conn.destroy();
-    void why;
   }
 
   private onClientClosed(reason: string, detail: string): void {

@@ -466,18 +466,22 @@ describe('policy in the session', () => {
 });
 
 describe('recording', () => {
-  test('queries mode: sessions, statements and refusals are recorded, secrets redacted, the chain verifies', async () => {
-    const sub = path.join(dir, 'rec');
-    const rec = await startGatewayFixture({
+  /** A second gateway (one worker) in front of the same cluster, recording in `mode`. */
+  const recordingGateway = (sub: string, mode: 'queries' | 'full', recordings?: Record<string, unknown>) =>
+    startGatewayFixture({
       dir: sub,
       serverCert: pki.serverCert,
       serverKey: pki.serverKey,
       upstream: { host: 'localhost', port: cluster.port, database: 'vectors', tls: { mode: 'verify-full', ca: pki.caCert } },
       credentials: { read: cluster.roles.ro, write: cluster.roles.rw },
       workers: 1,
-      recording: 'queries',
-      recordings: { durability: 'async' },
+      recording: mode,
+      ...(recordings ? { recordings } : {}),
     });
+
+  test('queries mode: sessions, statements and refusals are recorded, secrets redacted, the chain verifies', async () => {
+    const sub = path.join(dir, 'rec');
+    const rec = await recordingGateway(sub, 'queries', { durability: 'async' });
     const canary = 'canary-role-password-91c2';
     try {
       const writer = await rec.token('alice@example.com', ['ml-writers']);
@@ -535,15 +539,7 @@ describe('recording', () => {
 
   test('full mode also records result rows, capped per statement', async () => {
     const sub = path.join(dir, 'rec-full');
-    const rec = await startGatewayFixture({
-      dir: sub,
-      serverCert: pki.serverCert,
-      serverKey: pki.serverKey,
-      upstream: { host: 'localhost', port: cluster.port, database: 'vectors', tls: { mode: 'verify-full', ca: pki.caCert } },
-      credentials: { read: cluster.roles.ro, write: cluster.roles.rw },
-      workers: 1,
-      recording: 'full',
-    });
+    const rec = await recordingGateway(sub, 'full');
     try {
       const c = new pg.Client({ ...clientConfig(await rec.token('fay@example.com', ['ml-readers'])), port: rec.port });
       await c.connect();

@@ -171,9 +171,13 @@ export class WorkerContext {
     }
   }
 
-  private flushRecords(): void {
+  /** Sends queued recording events now (before the worker reports itself drained). */
+  flushRecords(): void {
+    if (this.recordTimer) clearTimeout(this.recordTimer);
+    if (this.recordImmediate) clearImmediate(this.recordImmediate);
     this.recordTimer = null;
     this.recordImmediate = null;
+    if (this.pendingRecords.length === 0) return;
     const events = this.pendingRecords;
     const acks = this.pendingAcks;
     this.pendingRecords = [];

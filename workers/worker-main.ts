@@ -115,6 +115,7 @@ async function main(): Promise<void> {
           }
           if (ctx.liveSessions <= 0 || Date.now() >= deadline) {
             for (const h of httpHandles) h.closeAll();
+            ctx.flushRecords(); // batched recording events go before the 'drained' report
             send(port, { t: 'drained', worker: init.index, sessionsLeft: Math.max(0, ctx.liveSessions) });
             port.close();
             return;

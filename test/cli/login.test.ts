@@ -3,12 +3,12 @@
 // in-process over https with a self-signed CA, JWT access tokens via resource indicators).
 // The test plays the person's browser: it drives the provider's own HTML pages over HTTP
 // (device code entry and confirmation, the dev login form, consent) with a cookie jar.
+import { loadOidcProvider, startIssuerHttps } from '../harness/issuer-https.js';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -39,22 +39,10 @@ let accessTokenTtl = 300;
 
 before(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'vg-login-'));
-  caPath = path.join(dir, 'cert.pem');
-  keyPath = path.join(dir, 'key.pem');
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-days', '2', '-keyout', keyPath, '-out', caPath,
-  ], { stdio: 'ignore' });
-  caPem = readFileSync(caPath, 'utf8');
-
-  // oidc-provider ships no type declarations; the specifier is a string so TypeScript types it as any.
-  const specifier: string = 'oidc-provider';
-  const { default: Provider } = (await import(specifier)) as { default: new (issuer: string, config: unknown) => { callback(): http.RequestListener } };
-
-  let handler: http.RequestListener = (_req, res) => res.writeHead(503).end();
-  server = https.createServer({ cert: caPem, key: readFileSync(keyPath) }, (req, res) => handler(req, res));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  issuer = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const https0 = await startIssuerHttps(dir);
+  ({ certPath: caPath, certPem: caPem, server, url: issuer } = https0);
+  keyPath = https0.keyPath;
+  const Provider = await loadOidcProvider();
 
   const es = await generateKeyPair('ES256', { extractable: true });
   const provider = new Provider(issuer, {
@@ -91,7 +79,7 @@ before(async () => {
     extraTokenClaims: (_ctx: unknown, token: { accountId?: string }) =>
       token.accountId === undefined ? {} : { preferred_username: token.accountId, realm_access: { roles: GROUPS[token.accountId] ?? [] } },
   });
-  handler = provider.callback();
+  https0.setHandler(provider.callback());
 });
 
 after(async () => {

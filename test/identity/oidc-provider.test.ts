@@ -2,12 +2,11 @@
 // node:https server on loopback (self-signed CA), issues JWT access tokens for resource
 // indicators through the client_credentials grant, and TokenVerifier checks them through
 // discovery and the provider's own JWKS endpoint.
+import { loadOidcProvider, startIssuerHttps } from '../harness/issuer-https.js';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import type http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -26,22 +25,9 @@ let issuer: string;
 
 before(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'vg-oidc-'));
-  caPath = path.join(dir, 'cert.pem');
-  const keyPath = path.join(dir, 'key.pem');
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-days', '2', '-keyout', keyPath, '-out', caPath,
-  ], { stdio: 'ignore' });
-  caPem = readFileSync(caPath, 'utf8');
-
-  // oidc-provider ships no type declarations; the specifier is a string so TypeScript types it as any.
-  const specifier: string = 'oidc-provider';
-  const { default: Provider } = (await import(specifier)) as { default: new (issuer: string, config: unknown) => { callback(): http.RequestListener } };
-
-  let handler: http.RequestListener = (_req, res) => res.writeHead(503).end();
-  server = https.createServer({ cert: caPem, key: readFileSync(keyPath) }, (req, res) => handler(req, res));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  issuer = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const https0 = await startIssuerHttps(dir);
+  ({ certPath: caPath, certPem: caPem, server, url: issuer } = https0);
+  const Provider = await loadOidcProvider();
 
   const es = await generateKeyPair('ES256', { extractable: true });
   const rs = await generateKeyPair('RS256', { extractable: true });
@@ -78,7 +64,7 @@ before(async () => {
       realm_access: { roles: ctx.oidc.client?.clientId === 'ml-pipeline' ? ['ml-writers', 'ml-readers'] : ['reporting'] },
     }),
   });
-  handler = provider.callback();
+  https0.setHandler(provider.callback());
 });
 
 after(async () => {

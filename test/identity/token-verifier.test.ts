@@ -2,10 +2,10 @@
 // its own CA, and a pinned JWKS file. Covers the token matrix of TESTING.md, key rotation,
 // the unknown-kid refetch cooldown, and stale keys during an issuer outage. A fake clock
 // drives expiry and cache ages; nothing here measures time.
+import { selfSignedLocalhost } from '../harness/issuer-https.js';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -113,14 +113,7 @@ const servers: IssuerServer[] = [];
 
 before(() => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'vg-identity-'));
-  caPath = path.join(dir, 'issuer-cert.pem');
-  const keyPath = path.join(dir, 'issuer-key.pem');
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-days', '2', '-keyout', keyPath, '-out', caPath,
-  ], { stdio: 'ignore' });
-  certPem = readFileSync(caPath, 'utf8');
-  keyPem = readFileSync(keyPath, 'utf8');
+  ({ certPath: caPath, certPem, keyPem } = selfSignedLocalhost(dir));
 });
 
 after(async () => {

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { writeTestPki } from '../../src/dev/pki.js';
+import { writeTestPki, type TestPki } from '../../src/dev/pki.js';
 import { DevIssuer } from '../../src/identity/dev-issuer.js';
 import { freePort } from '../harness/free-port.js';
 
@@ -19,7 +19,6 @@ const bin = path.join(root, 'bin', 'vecgate');
 let dir: string;
 
 async function writeConfig(name: string, listenPort: number, adminPort: number): Promise<string> {
-  const pki = await writeTestPki(path.join(dir, 'pki'));
   const issuer = await DevIssuer.open(dir);
   const file = path.join(dir, name);
   writeFileSync(
@@ -63,8 +62,11 @@ function startGateway(config: string): { child: ChildProcess; lines: string[]; s
   return { child, lines, stderr: () => err, ready, exit };
 }
 
-before(() => {
+let pki: TestPki;
+
+before(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'vg-start-'));
+  pki = await writeTestPki(path.join(dir, 'pki'));
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 

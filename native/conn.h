@@ -73,10 +73,7 @@ class Conn {
   void Close(const char* reason, const std::string& detail);
   void Destroy(const char* reason, const std::string& detail);
 
-  void SetEvents(ConnEvents* e) { events_ = e; }
-  ConnEvents* events() const { return events_; }
   bool closed() const { return closing_; }
-  bool tlsUp() const { return ssl_ && handshakeDone_; }
   size_t queuedBytes() const { return queued_; }
   const std::string& closeReason() const { return reason_; }
   const std::string& closeDetail() const { return detail_; }

@@ -196,7 +196,6 @@ class Pump {
     std::string bytes;  // the held statement, then everything after it up to the next hold
   };
   std::deque<Gate> gated_;
-  uint64_t refused_ = 0;
   bool clientClosed_ = false;
   bool upstreamClosed_ = false;
   bool ended_ = false;

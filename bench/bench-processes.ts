@@ -4,6 +4,7 @@
 // /proc/<pid>/stat (cutime+cstime), so psql, pgbench and the node clients are charged too.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { childCpuSecondsFromStat } from './proc-usage.js';
@@ -147,4 +148,19 @@ export async function runMeasured(
   }
   rmSync(tmp, { recursive: true, force: true });
   return { code, stdout, stderr, wallSec, cpuSec, timedOut: code === 124 || code === 137 };
+}
+
+/** Resolves once `port` accepts a TCP connection; rejects when the server exits or after timeoutMs. */
+export async function waitForListen(port: number, server: Server, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => (s.destroy(), resolve(true)));
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (server.child.exitCode !== null || Date.now() > deadline) throw new Error(`${server.name} did not listen on ${port}: ${server.output().slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }

@@ -14,9 +14,8 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePortOn } from '../src/dev/free-port.js';
-import { startServer, type Server } from './bench-processes.js';
+import { startServer, waitForListen, type Server } from './bench-processes.js';
 import { BENCH_COLLECTION, bytesBody, searchAnswer, upsertAnswer } from './http-payloads.js';
-import { waitForListen } from './http-peers.js';
 import { childPids } from './proc-usage.js';
 
 /** nginx workers of the fixture upstream. */

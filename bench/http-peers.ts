@@ -3,11 +3,10 @@
 // to the upstream (nginx `keepalive` upstream block, haproxy `http-reuse always`): the HTTP
 // rows' counterparts of vecgate's `protocol: http` connection.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import path from 'node:path';
 import { freePortOn } from '../src/dev/free-port.js';
 import type { Server } from './bench-processes.js';
-import { startServer } from './bench-processes.js';
+import { startServer, waitForListen } from './bench-processes.js';
 import { childPids } from './proc-usage.js';
 import { STREAM_PROXY_MAX_CONN, STREAM_PROXY_WORKERS, type StreamProxyPeer } from './stream-proxy-peers.js';
 
@@ -122,19 +121,4 @@ backend upstream
   const server = startServer('haproxy-http', '/usr/sbin/haproxy', ['-db', '-f', conf]);
   await waitForListen(port, server, HTTP_PEER_READY_TIMEOUT_MS);
   return { server, port, pids: () => [server.pid] };
-}
-
-/** Resolves once `port` accepts a TCP connection; rejects when the server exits or after timeoutMs. */
-export async function waitForListen(port: number, server: Server, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(port, '127.0.0.1');
-      s.once('connect', () => (s.destroy(), resolve(true)));
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (server.child.exitCode !== null || Date.now() > deadline) throw new Error(`${server.name} did not listen on ${port}: ${server.output().slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }

@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePortOn } from '../src/dev/free-port.js';
 import { childPids } from './proc-usage.js';
-import { startServer, type Server } from './bench-processes.js';
+import { startServer, waitForListen, type Server } from './bench-processes.js';
 
 /** Worker processes / threads for each proxy: one per core, like vecgate's workers. */
 export const STREAM_PROXY_WORKERS = 2;
@@ -88,19 +88,4 @@ backend upstream
   const server = startServer('haproxy', '/usr/sbin/haproxy', ['-db', '-f', conf]);
   await waitForListen(port, server, 10_000);
   return { server, port, pids: () => [server.pid] };
-}
-
-async function waitForListen(port: number, server: Server, timeoutMs: number): Promise<void> {
-  const { connect } = await import('node:net');
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(port, '127.0.0.1');
-      s.once('connect', () => (s.destroy(), resolve(true)));
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (server.child.exitCode !== null || Date.now() > deadline) throw new Error(`${server.name} did not listen on ${port}: ${server.output().slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }

@@ -64,7 +64,8 @@ export type ToPrimary =
   | { t: 'session-start'; connection: string; access: AccessLevel }
   | { t: 'session-end'; summary: SessionSummary }
   | { t: 'refusal'; connection: string; code: string }
-  | { t: 'record'; events: RecordEvent[]; ack: number | null }
+  /** Recording events, encoded and redacted by the worker (src/recording/encode-event.ts): `payloads[i]` belongs to `connections[i]`. */
+  | { t: 'record'; connections: string[]; payloads: Buffer[]; ack: number | null }
   | { t: 'drained'; worker: number; sessionsLeft: number }
   | { t: 'stats'; worker: number; liveSessions: number; liveConnections: number; bytesPumped: number };
 

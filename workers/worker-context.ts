@@ -8,6 +8,8 @@ import type { MessagePort } from 'node:worker_threads';
 import type { NativeBinding, TlsContext } from '../src/native.js';
 import type { AccessLevel, PostgresConnectionConfig, ServerLimits, VecgateConfig } from '../src/config/types.js';
 import type { CompiledPolicy } from '../src/policy/policy.js';
+import { encodeEvent } from '../src/recording/encode-event.js';
+import { setSensitiveSettings } from '../src/recording/redact-event.js';
 import type { RecordEvent } from '../src/recording/record-event.js';
 import { send, type AuthClientInfo, type AuthResult, type SessionSummary, type ToPrimary } from './messages.js';
 
@@ -60,6 +62,8 @@ export class WorkerContext {
   ) {
     this.limits = { ...config.server.limits, maxPasswordMessageBytes: MAX_PASSWORD_MESSAGE_BYTES };
     this.minLogRank = LOG_RANK[logLevel] ?? LOG_RANK.info!;
+    // Events are redacted here, before they leave the worker (encode-event.ts).
+    setSensitiveSettings(config.recordings.redactSettings);
     this.serverCtx = this.buildServerContext(cert, key);
   }
 
@@ -145,7 +149,8 @@ export class WorkerContext {
     this.post({ t: 'session-end', summary });
   }
 
-  private pendingRecords: RecordEvent[] = [];
+  private pendingConnections: string[] = [];
+  private pendingPayloads: Buffer[] = [];
   private pendingAcks: ((ok: boolean, message: string) => void)[] = [];
   private recordTimer: NodeJS.Timeout | null = null;
   private recordImmediate: NodeJS.Immediate | null = null;
@@ -159,10 +164,20 @@ export class WorkerContext {
    * message between threads per event.
    */
   record(event: RecordEvent, onDurable?: (ok: boolean, message: string) => void): void {
-    this.pendingRecords.push(event);
+    let payload: Buffer;
+    try {
+      payload = encodeEvent(event);
+    } catch (err) {
+      const message = (err as Error).message;
+      this.log('error', 'recording failed', { connection: event.connection, error: message });
+      if (onDurable) queueMicrotask(() => onDurable(false, message));
+      return;
+    }
+    this.pendingConnections.push(event.connection);
+    this.pendingPayloads.push(payload);
     if (onDurable) this.pendingAcks.push(onDurable);
     if (this.recordImmediate) return;
-    if (onDurable || this.pendingRecords.length >= RECORD_BATCH_MAX_EVENTS) {
+    if (onDurable || this.pendingPayloads.length >= RECORD_BATCH_MAX_EVENTS) {
       if (this.recordTimer) clearTimeout(this.recordTimer);
       this.recordTimer = null;
       this.recordImmediate = setImmediate(() => this.flushRecords());
@@ -177,17 +192,19 @@ export class WorkerContext {
     if (this.recordImmediate) clearImmediate(this.recordImmediate);
     this.recordTimer = null;
     this.recordImmediate = null;
-    if (this.pendingRecords.length === 0) return;
-    const events = this.pendingRecords;
+    if (this.pendingPayloads.length === 0) return;
+    const connections = this.pendingConnections;
+    const payloads = this.pendingPayloads;
     const acks = this.pendingAcks;
-    this.pendingRecords = [];
+    this.pendingConnections = [];
+    this.pendingPayloads = [];
     this.pendingAcks = [];
     let ack: number | null = null;
     if (acks.length) {
       ack = this.nextBatch++;
       this.awaitingAck.set(ack, acks);
     }
-    this.post({ t: 'record', events, ack });
+    this.post({ t: 'record', connections, payloads, ack });
   }
 
   onRecordAck(batch: number, ok: boolean, message: string): void {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { VgError } from '../errors.js';
 import { syncDirectory, syncSegmentData } from './durable-sync.js';
 import type { RecordEvent } from './record-event.js';
-import { redactEvent } from './redact-event.js';
+import { encodeEvent, MAX_EVENT_BYTES } from './encode-event.js';
 import {
   connectionDirName,
   connectionFromDirName,
@@ -33,8 +33,7 @@ export const CHECKPOINT_EVERY_RECORDS = 1000;
 export const CHECKPOINT_INTERVAL_MS = 30_000;
 /** A segment that reaches this size is sealed and a new one begun (segments also end at UTC midnight). */
 export const SEGMENT_MAX_BYTES = 64 * 1024 * 1024;
-/** One event, encoded, may not exceed this: larger payloads belong in a summary (summarizeVector). */
-export const MAX_EVENT_BYTES = 8 * 1024 * 1024;
+export { MAX_EVENT_BYTES } from './encode-event.js';
 
 export interface RecorderOptions {
   dir: string;
@@ -64,7 +63,7 @@ interface Chain {
 }
 
 interface Pending {
-  byConnection: Map<string, Buffer[]>;
+  byConnection: Map<string, Uint8Array[]>;
   resolve: () => void;
   reject: (e: unknown) => void;
 }
@@ -106,23 +105,38 @@ export class Recorder {
    * whether the session may go on without its recording.
    */
   append(events: RecordEvent[]): Promise<void> {
-    if (this.closing) return Promise.reject(new VgError('ERR_VG_RECORDING', 'the recorder is closed; no more events can be recorded'));
-    const byConnection = new Map<string, Buffer[]>();
+    const connections: string[] = [];
+    const payloads: Buffer[] = [];
     try {
       for (const e of events) {
-        if (typeof e.connection !== 'string' || e.connection === '' || typeof e.type !== 'string' || typeof e.ts !== 'number' || typeof e.session !== 'string') {
-          throw new VgError('ERR_VG_RECORDING', 'a recording event needs string type, session and connection and a numeric ts');
-        }
-        const payload = packr.pack(redactEvent(e));
-        if (payload.length > MAX_EVENT_BYTES) {
-          throw new VgError('ERR_VG_RECORDING', `a ${e.type} event of session ${e.session} is ${payload.length} bytes encoded, over the ${MAX_EVENT_BYTES}-byte limit: record a summary instead`);
-        }
-        const list = byConnection.get(e.connection) ?? [];
-        list.push(payload);
-        byConnection.set(e.connection, list);
+        payloads.push(encodeEvent(e));
+        connections.push(e.connection);
       }
     } catch (e) {
       return Promise.reject(e);
+    }
+    return this.appendEncoded(connections, payloads);
+  }
+
+  /**
+   * Appends events a worker already encoded (encode-event.ts: checked and redacted there):
+   * `payloads[i]` goes to the chain of `connections[i]`, in order. Same promise as `append`.
+   */
+  appendEncoded(connections: readonly string[], payloads: readonly Uint8Array[]): Promise<void> {
+    if (this.closing) return Promise.reject(new VgError('ERR_VG_RECORDING', 'the recorder is closed; no more events can be recorded'));
+    if (connections.length !== payloads.length) return Promise.reject(new VgError('ERR_VG_RECORDING', `a recording batch names ${connections.length} connections for ${payloads.length} events`));
+    const byConnection = new Map<string, Uint8Array[]>();
+    for (let i = 0; i < payloads.length; i++) {
+      const connection = connections[i]!;
+      const payload = payloads[i]!;
+      if (typeof connection !== 'string' || connection === '') return Promise.reject(new VgError('ERR_VG_RECORDING', 'a recording event needs a connection name'));
+      if (payload.length > MAX_EVENT_BYTES) return Promise.reject(new VgError('ERR_VG_RECORDING', `a recorded event is ${payload.length} bytes encoded, over the ${MAX_EVENT_BYTES}-byte limit`));
+      let list = byConnection.get(connection);
+      if (list === undefined) {
+        list = [];
+        byConnection.set(connection, list);
+      }
+      list.push(payload);
     }
     if (byConnection.size === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
@@ -218,8 +232,14 @@ export class Recorder {
     const group = this.queue;
     this.queue = [];
     const now = Date.now();
-    const payloads = new Map<string, Buffer[]>();
-    for (const p of group) for (const [c, list] of p.byConnection) payloads.set(c, [...(payloads.get(c) ?? []), ...list]);
+    const payloads = new Map<string, Uint8Array[]>();
+    for (const p of group) {
+      for (const [c, list] of p.byConnection) {
+        const all = payloads.get(c);
+        if (all === undefined) payloads.set(c, list.slice());
+        else for (const b of list) all.push(b);
+      }
+    }
     const failed = new Map<string, unknown>();
     const toSync: Chain[] = [];
     const toHead: Chain[] = [];
@@ -371,7 +391,7 @@ export class Recorder {
   }
 
   /** Encodes an event frame and advances the chain (the bytes are written by `write`). */
-  private eventFrame(chain: Chain, payload: Buffer): Buffer {
+  private eventFrame(chain: Chain, payload: Uint8Array): Buffer {
     const f = encodeFrame(FrameKind.Event, chain.seq + 1, chain.hash, payload);
     chain.seq += 1;
     chain.hash = f.hash;

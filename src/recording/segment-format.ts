@@ -9,7 +9,7 @@
 // form one chain per connection, across segments: a segment's first frame (its header)
 // carries the last hash and sequence of the segment before it. Checkpoints and the seal
 // that ends a segment carry an Ed25519 signature over (kind, sequence, previous hash).
-import { createHash } from 'node:crypto';
+import { hash as oneShotHash } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { crc32 } from './crc32.js';
 
@@ -64,16 +64,16 @@ export interface Frame {
   size: number;
 }
 
-export function encodeFrame(kind: FrameKind, seq: number, prevHash: Buffer, payload: Buffer): { bytes: Buffer; hash: Buffer } {
+export function encodeFrame(kind: FrameKind, seq: number, prevHash: Buffer, payload: Uint8Array): { bytes: Buffer; hash: Buffer } {
   const bytes = Buffer.allocUnsafe(FRAME_PREFIX_BYTES + BODY_FIXED_BYTES + payload.length);
   const body = bytes.subarray(FRAME_PREFIX_BYTES);
   body[0] = kind;
   body.writeBigUInt64BE(BigInt(seq), 1);
   prevHash.copy(body, 9);
-  payload.copy(body, BODY_FIXED_BYTES);
+  body.set(payload, BODY_FIXED_BYTES);
   bytes.writeUInt32BE(body.length, 0);
   bytes.writeUInt32BE(crc32(body), 4);
-  return { bytes, hash: createHash('sha256').update(body).digest() };
+  return { bytes, hash: oneShotHash('sha256', body, 'buffer') };
 }
 
 /** The bytes a checkpoint or seal signs; the previous hash commits to everything before it. */
@@ -122,7 +122,7 @@ export function scanSegment(buf: Buffer): { frames: Frame[]; stop: ScanStop } {
       seq: Number(body.readBigUInt64BE(1)),
       prevHash: body.subarray(9, BODY_FIXED_BYTES),
       payload: body.subarray(BODY_FIXED_BYTES),
-      hash: createHash('sha256').update(body).digest(),
+      hash: oneShotHash('sha256', body, 'buffer'),
       offset: off,
       size: FRAME_PREFIX_BYTES + length,
     });

@@ -315,11 +315,12 @@ export class PgClientSession {
       });
     }
     const recordStatements = recording === 'queries' || recording === 'full';
-    const statements = recordStatements ? new PgStatementRecorder((e, d) => this.ctx.record(e, d), base, recording) : null;
     // Strict durability: a statement is forwarded only once its audit record is on disk
     // (group commit across sessions), so nothing a client changed or saw can be missing
     // from the record after a crash.
     const strict = recordStatements && this.ctx.config.recordings.durability === 'strict';
+    // Async: a statement's record waits for its result and carries it (one event, not two).
+    const statements = recordStatements ? new PgStatementRecorder((e, d) => this.ctx.record(e, d), base, recording, strict ? null : this.ctx) : null;
     // Statements cross into JS only when policy (read access) or recording needs their text.
     const onStatement =
       grant.access === 'read' || recordStatements
@@ -378,6 +379,7 @@ export class PgClientSession {
       };
       this.ctx.sessionSummary(summary);
       // The audit record of the close carries the same summary the operators' log line does.
+      statements?.flushPending();
       if (recording !== 'off') this.ctx.record({ type: 'session-close', ts: Date.now(), ...base, ...summary });
     });
   }

@@ -104,16 +104,36 @@ function errorFields(body: Buffer): { sqlstate: string; message: string } {
   return { sqlstate: f.C ?? '', message: f.M ?? '' };
 }
 
+/** Where a recorder parks its statement while the result is due (WorkerContext sweeps them). */
+export interface PendingStatementSweep {
+  hold(r: PgStatementRecorder): void;
+  release(r: PgStatementRecorder): void;
+}
+
+/**
+ * One session's statement recorder. A statement (or a Bind of an already prepared one) is
+ * held until its result comes and then recorded as ONE event with `params` and `result`
+ * inside: half the records of separate events, and each record reads whole. Where that
+ * cannot be, the parts are separate `statement`, `bind` and `result` events with the same
+ * `seq`: a statement held for strict durability (its record must be on disk before it runs),
+ * a refused one, one whose result takes longer than the sweep allows (so a long query is on
+ * record while it runs), and a Bind or result that comes after its statement was written.
+ */
 export class PgStatementRecorder {
   private seq = 0;
   private startedAt = 0;
   private rows: RecordedValue[][] = [];
   private rowsSeen = 0;
+  /** The statement or bind event waiting for its result (merging), or null. */
+  private pending: RecordEvent | null = null;
+  /** When `pending` was parked (ms epoch), for the sweep. */
+  pendingSince = 0;
 
   constructor(
     private readonly record: (e: RecordEvent, onDurable?: (ok: boolean, message: string) => void) => void,
     private readonly base: { session: string; connection: string },
     private readonly mode: 'queries' | 'full',
+    private readonly sweep: PendingStatementSweep | null = null,
   ) {}
 
   /** The capture spec the pump needs for this mode. */
@@ -122,11 +142,45 @@ export class PgStatementRecorder {
   }
 
   statement(protocol: string, sql: string, refused: string | null, onDurable?: (ok: boolean, message: string) => void): void {
+    this.flushPending();
     this.seq++;
     this.startedAt = Date.now();
     this.rows = [];
     this.rowsSeen = 0;
-    this.record({ type: 'statement', ts: this.startedAt, ...this.base, seq: this.seq, protocol, sql, refused }, onDurable);
+    const event: RecordEvent = { type: 'statement', ts: this.startedAt, ...this.base, seq: this.seq, protocol, sql, refused };
+    if (onDurable !== undefined || refused !== null || this.sweep === null) {
+      this.record(event, onDurable);
+      return;
+    }
+    this.park(event);
+  }
+
+  /** Records the parked statement on its own (a new statement came, the session ended, or the sweep found it old). */
+  flushPending(): void {
+    const p = this.pending;
+    if (p === null) return;
+    this.pending = null;
+    this.sweep?.release(this);
+    this.record(p);
+  }
+
+  private park(event: RecordEvent): void {
+    this.pending = event;
+    this.pendingSince = event.ts;
+    this.sweep?.hold(this);
+  }
+
+  /** The parked event gets `result` and is recorded; without one, `result` is its own event. */
+  private finish(result: Record<string, unknown>): void {
+    const p = this.pending;
+    if (p !== null) {
+      this.pending = null;
+      this.sweep?.release(this);
+      p['result'] = result;
+      this.record(p);
+      return;
+    }
+    this.record({ type: 'result', ts: Date.now(), ...this.base, seq: this.seq, ...result });
   }
 
   onCapture(fromClient: boolean, type: string, body: Buffer, length: number): void {
@@ -134,7 +188,20 @@ export class PgStatementRecorder {
     if (fromClient) {
       if (type !== 'B') return;
       const bind = renderBindParameters(body, keepVectors);
-      this.record({ type: 'bind', ts: Date.now(), ...this.base, seq: this.seq, statementName: bind?.statement ?? '', params: bind?.params ?? [], truncated: bind ? bind.truncated || length > body.length : true });
+      const fields = { statementName: bind?.statement ?? '', params: bind?.params ?? [], truncated: bind ? bind.truncated || length > body.length : true };
+      const p = this.pending;
+      if (p !== null && p.type === 'statement' && p['params'] === undefined) {
+        Object.assign(p, fields);
+        return;
+      }
+      // A Bind of a statement prepared earlier: it starts the next execution's record.
+      this.flushPending();
+      this.startedAt = Date.now();
+      this.rows = [];
+      this.rowsSeen = 0;
+      const event: RecordEvent = { type: 'bind', ts: this.startedAt, ...this.base, seq: this.seq, ...fields };
+      if (this.sweep === null) this.record(event);
+      else this.park(event);
       return;
     }
     switch (type) {
@@ -147,13 +214,10 @@ export class PgStatementRecorder {
         break;
       }
       case 'C': {
-        const tag = body.toString('utf8', 0, Math.max(0, body.indexOf(0) < 0 ? body.length : body.indexOf(0)));
+        const end = body.indexOf(0);
+        const tag = body.toString('utf8', 0, end < 0 ? body.length : end);
         const m = /(\d+)$/.exec(tag);
-        this.record({
-          type: 'result',
-          ts: Date.now(),
-          ...this.base,
-          seq: this.seq,
+        this.finish({
           tag,
           rows: m ? Number(m[1]) : null,
           durationMs: Date.now() - this.startedAt,
@@ -164,8 +228,7 @@ export class PgStatementRecorder {
         break;
       }
       case 'E': {
-        const e = errorFields(body);
-        this.record({ type: 'result', ts: Date.now(), ...this.base, seq: this.seq, error: e, durationMs: Date.now() - this.startedAt });
+        this.finish({ error: errorFields(body), durationMs: Date.now() - this.startedAt });
         break;
       }
       default:

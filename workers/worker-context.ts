@@ -11,6 +11,7 @@ import type { CompiledPolicy } from '../src/policy/policy.js';
 import { encodeEvent } from '../src/recording/encode-event.js';
 import { setSensitiveSettings } from '../src/recording/redact-event.js';
 import type { RecordEvent } from '../src/recording/record-event.js';
+import type { PendingStatementSweep, PgStatementRecorder } from './pg-statement-recorder.js';
 import { send, type AuthClientInfo, type AuthResult, type SessionSummary, type ToPrimary } from './messages.js';
 
 /** Decisions cached per worker, so most connections never wait on the primary. */
@@ -23,6 +24,8 @@ export const AUTH_REFUSAL_CACHE_MS = 5_000;
 export const RECORD_BATCH_MS = 5;
 /** ...or as soon as this many are queued. */
 export const RECORD_BATCH_MAX_EVENTS = 256;
+/** A statement whose result has not come this long after it began is recorded without it (the result follows as its own event). */
+export const RECORD_PENDING_STATEMENT_MS = 250;
 /** Largest password message (the access token) accepted from a client. */
 export const MAX_PASSWORD_MESSAGE_BYTES = 16 * 1024;
 
@@ -37,7 +40,7 @@ interface CacheEntry {
   until: number;
 }
 
-export class WorkerContext {
+export class WorkerContext implements PendingStatementSweep {
   readonly limits: WorkerLimits;
   private serverCtx: TlsContext;
   private upstreamCtx = new Map<string, TlsContext>();
@@ -186,8 +189,34 @@ export class WorkerContext {
     }
   }
 
-  /** Sends queued recording events now (before the worker reports itself drained). */
+  private parked = new Set<PgStatementRecorder>();
+  private sweepTimer: NodeJS.Timeout | null = null;
+
+  /** A session's statement waits for its result (PgStatementRecorder); swept if it waits too long. */
+  hold(r: PgStatementRecorder): void {
+    this.parked.add(r);
+    if (this.sweepTimer === null) {
+      this.sweepTimer = setInterval(() => this.sweepParked(Date.now() - RECORD_PENDING_STATEMENT_MS), RECORD_PENDING_STATEMENT_MS);
+      this.sweepTimer.unref();
+    }
+  }
+
+  release(r: PgStatementRecorder): void {
+    this.parked.delete(r);
+  }
+
+  /** Records every statement parked before `before` on its own. */
+  private sweepParked(before: number): void {
+    for (const r of this.parked) if (r.pendingSince <= before) r.flushPending();
+    if (this.parked.size === 0 && this.sweepTimer !== null) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = null;
+    }
+  }
+
+  /** Sends queued recording events now (before the worker reports itself drained), parked statements too. */
   flushRecords(): void {
+    if (this.parked.size > 0) this.sweepParked(Infinity);
     if (this.recordTimer) clearTimeout(this.recordTimer);
     if (this.recordImmediate) clearImmediate(this.recordImmediate);
     this.recordTimer = null;

@@ -29,13 +29,34 @@ function redactValue(value: unknown, depth: number): unknown {
   if (Array.isArray(value)) return value.map((v) => redactValue(v, depth + 1));
   if (value instanceof Map) {
     const out = new Map<unknown, unknown>();
-    for (const [k, v] of value) out.set(k, typeof k === 'string' && SECRET_KEY_PATTERN.test(k) ? REDACTED : redactValue(v, depth + 1));
+    for (const [k, v] of value) out.set(k, typeof k === 'string' && isSecretKey(k) ? REDACTED : redactValue(v, depth + 1));
     return out;
   }
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) out[k] = SECRET_KEY_PATTERN.test(k) ? REDACTED : redactValue(v, depth + 1);
+  const obj = value as Record<string, unknown>;
+  for (const k in obj) {
+    if (!Object.hasOwn(obj, k)) continue;
+    out[k] = isSecretKey(k) ? REDACTED : redactValue(obj[k], depth + 1);
+  }
   return out;
 }
+
+/** Key names seen so far and whether they are secret: events repeat a few dozen names, so the pattern runs once per name. */
+const secretKeyCache = new Map<string, boolean>();
+/** Past this many distinct names the cache stops growing (names are ours, but stay bounded). */
+const MAX_SECRET_KEY_CACHE = 4096;
+
+function isSecretKey(k: string): boolean {
+  let secret = secretKeyCache.get(k);
+  if (secret === undefined) {
+    secret = SECRET_KEY_PATTERN.test(k);
+    if (secretKeyCache.size < MAX_SECRET_KEY_CACHE) secretKeyCache.set(k, secret);
+  }
+  return secret;
+}
+
+/** One scan that says whether any of the checks below can apply (most strings: none). */
+const MAYBE_SECRET_TEXT = /password|identified|\bset\b|bearer|basic/i;
 
 /**
  * Settings (`recordings.redact_settings`) whose values are masked in `ALTER SYSTEM SET` and
@@ -48,6 +69,7 @@ export function setSensitiveSettings(names: readonly string[]): void {
 }
 
 function redactString(s: string): string {
+  if (!MAYBE_SECRET_TEXT.test(s)) return s;
   let out = s;
   if (/password|identified/i.test(out)) out = maskSqlPasswords(out);
   if (sensitiveSettings.size > 0 && /\bset\b/i.test(out)) out = maskSensitiveSettings(out);

@@ -517,13 +517,15 @@ describe('recording', () => {
     // summarized, not written out), result summaries, and the error's SQLSTATE.
     const aliceEvents = [];
     for (const a of alice) for await (const e of replaySession(recordings, a.id)) aliceEvents.push(e);
-    const binds = aliceEvents.filter((e) => e.type === 'bind');
+    // Async durability: a statement's record carries its Bind parameters and result.
+    const binds = aliceEvents.filter((e) => e.type === 'bind' || (e.type === 'statement' && e.params !== undefined));
     assert.ok(binds.some((b) => JSON.stringify(b.params) === '["1"]'), JSON.stringify(binds));
     const vectorBind = binds.find((b) => Array.isArray(b.params) && (b.params as unknown[])[1] === 'hello')!;
     const summary = (vectorBind.params as { vector?: { dims: number } }[])[0]!;
     assert.equal(summary.vector?.dims, 1536, 'the embedding parameter is summarized');
-    const results = aliceEvents.filter((e) => e.type === 'result');
-    assert.ok(results.some((r) => r.tag === 'SELECT 1' && r.rows === 1));
+    const results = aliceEvents.flatMap((e) => (e.type === 'result' ? [e] : e.result !== undefined ? [e.result as Record<string, unknown>] : []));
+    assert.ok(results.some((r) => r.tag === 'SELECT 1' && r.rows === 1), JSON.stringify(results));
+    assert.ok(aliceEvents.some((e) => e.type === 'statement' && /count\(\*\) FROM docs/.test(String(e.sql)) && JSON.stringify(e.params) === '["1"]' && (e.result as { tag?: string } | undefined)?.tag === 'SELECT 1'), 'statement, parameters and result in one record');
     assert.ok(results.some((r) => (r.error as { sqlstate?: string } | undefined)?.sqlstate === '42P01'), 'the failed statement has its SQLSTATE');
     assert.match(String(events[1]!.sql), /DELETE FROM docs/);
     assert.match(String(events[1]!.refused), /read access/);
@@ -551,8 +553,11 @@ describe('recording', () => {
     const recordings = path.join(sub, 'recordings');
     const { listSessions, replaySession } = await import('../../src/recording/session-index.js');
     const [session] = await listSessions(recordings, { user: 'fay@example.com' });
-    const results = [];
-    for await (const e of replaySession(recordings, session!.id)) if (e.type === 'result') results.push(e);
+    const results: Record<string, unknown>[] = [];
+    for await (const e of replaySession(recordings, session!.id)) {
+      if (e.type === 'result') results.push(e);
+      else if (e.result !== undefined) results.push(e.result as Record<string, unknown>);
+    }
     const r = results.find((x) => x.tag === 'SELECT 500')!;
     assert.ok(r, JSON.stringify(results));
     const data = r.data as unknown[][];

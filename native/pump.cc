@@ -58,8 +58,19 @@ std::string StatementText(uint8_t type, const std::string& body) {
 void Pump::EndCapture(Capture& cap, bool fromClient) {
   if (!cap.active) return;
   cap.active = false;
-  observer_->OnCapture(fromClient, cap.type, cap.buf, cap.length);
+  deferred_.push_back(DeferredCapture{fromClient, cap.type, cap.length, std::move(cap.buf)});
   cap.buf.clear();
+}
+
+void Pump::DeliverCaptures() {
+  if (deferred_.empty()) return;
+  // Swapped out first: an observer callback may capture-and-defer again (it cannot today,
+  // but the loop must not walk a vector that grows under it). The two vectors keep their
+  // capacity, so a busy session allocates nothing here.
+  delivering_.swap(deferred_);
+  PumpObserver* observer = observer_;
+  for (DeferredCapture& c : delivering_) observer->OnCapture(c.fromClient, c.type, c.body, c.length);
+  delivering_.clear();
 }
 
 void Pump::ClientInspector::OnMessageStart(uint8_t type, uint32_t length) {
@@ -118,6 +129,7 @@ void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
     denial = "statement too long to inspect";
   } else {
     std::string text = type == 'F' ? std::string() : StatementText(type, held_.substr(5));
+    pump_->DeliverCaptures();  // earlier messages of this chunk first, in order
     verdict = pump_->observer_->OnStatement(type, text, &denial, &holdId);
   }
   holding_ = false;
@@ -234,6 +246,7 @@ void Pump::OnPlaintext(Conn* from, const char* data, size_t len) {
         stats_.reason = "protocol-error";
         stats_.detail = std::string(fromClient ? "client: " : "upstream: ") + r.error;
       }
+      deferred_.clear();  // messages of a chunk that is not forwarded are not recorded as sent
       client_->Destroy("protocol-error", stats_.detail);
       upstream_->Destroy("protocol-error", stats_.detail);
       return;
@@ -242,6 +255,7 @@ void Pump::OnPlaintext(Conn* from, const char* data, size_t len) {
   if (fromClient && expired_) {
     // Nothing of this chunk is forwarded: the statement came after the token's expiry.
     clientInspector_.out.clear();
+    deferred_.clear();
     EndExpired();
     return;
   }
@@ -251,6 +265,7 @@ void Pump::OnPlaintext(Conn* from, const char* data, size_t len) {
     std::string& out = fromClient ? clientInspector_.out : upstreamInspector_.out;
     if (!out.empty()) to->Write(out.data(), out.size());
     out.clear();
+    DeliverCaptures();
     return;
   }
   to->Write(data, len);

@@ -188,6 +188,18 @@ class Pump {
     }
   };
   void EndCapture(Capture& cap, bool fromClient);
+  // Captured messages are handed to the observer after the chunk they came in was forwarded
+  // (so recording work is not between the upstream's answer and the client), and before any
+  // statement verdict (so the observer sees every message in stream order).
+  struct DeferredCapture {
+    bool fromClient;
+    uint8_t type;
+    uint32_t length;
+    std::string body;
+  };
+  void DeliverCaptures();
+  std::vector<DeferredCapture> deferred_;
+  std::vector<DeferredCapture> delivering_;
   Capture clientCap_;
   Capture upstreamCap_;
   struct Gate {

@@ -152,9 +152,9 @@ export class WorkerContext implements PendingStatementSweep {
     this.post({ t: 'session-end', summary });
   }
 
-  private pendingConnections: string[] = [];
-  private pendingPayloads: Buffer[] = [];
-  private pendingAcks: ((ok: boolean, message: string) => void)[] = [];
+  /** Events and their strict-mode acks (null: none), encoded when the batch goes. */
+  private pendingEvents: RecordEvent[] = [];
+  private pendingEventAcks: (((ok: boolean, message: string) => void) | null)[] = [];
   private recordTimer: NodeJS.Timeout | null = null;
   private recordImmediate: NodeJS.Immediate | null = null;
   private nextBatch = 1;
@@ -164,23 +164,14 @@ export class WorkerContext implements PendingStatementSweep {
    * Queues a recording event for the primary's recorder. `onDurable` (strict mode: a held
    * statement) runs once its batch is on disk; such batches go at the end of this loop turn.
    * Other events are batched for up to RECORD_BATCH_MS, so a busy session does not cost one
-   * message between threads per event.
+   * message between threads per event. Events are encoded (and redacted) when their batch
+   * goes, not here: this runs between the upstream's answer and the client.
    */
   record(event: RecordEvent, onDurable?: (ok: boolean, message: string) => void): void {
-    let payload: Buffer;
-    try {
-      payload = encodeEvent(event);
-    } catch (err) {
-      const message = (err as Error).message;
-      this.log('error', 'recording failed', { connection: event.connection, error: message });
-      if (onDurable) queueMicrotask(() => onDurable(false, message));
-      return;
-    }
-    this.pendingConnections.push(event.connection);
-    this.pendingPayloads.push(payload);
-    if (onDurable) this.pendingAcks.push(onDurable);
+    this.pendingEvents.push(event);
+    this.pendingEventAcks.push(onDurable ?? null);
     if (this.recordImmediate) return;
-    if (onDurable || this.pendingPayloads.length >= RECORD_BATCH_MAX_EVENTS) {
+    if (onDurable || this.pendingEvents.length >= RECORD_BATCH_MAX_EVENTS) {
       if (this.recordTimer) clearTimeout(this.recordTimer);
       this.recordTimer = null;
       this.recordImmediate = setImmediate(() => this.flushRecords());
@@ -221,13 +212,30 @@ export class WorkerContext implements PendingStatementSweep {
     if (this.recordImmediate) clearImmediate(this.recordImmediate);
     this.recordTimer = null;
     this.recordImmediate = null;
-    if (this.pendingPayloads.length === 0) return;
-    const connections = this.pendingConnections;
-    const payloads = this.pendingPayloads;
-    const acks = this.pendingAcks;
-    this.pendingConnections = [];
-    this.pendingPayloads = [];
-    this.pendingAcks = [];
+    if (this.pendingEvents.length === 0) return;
+    const events = this.pendingEvents;
+    const eventAcks = this.pendingEventAcks;
+    this.pendingEvents = [];
+    this.pendingEventAcks = [];
+    const connections: string[] = [];
+    const payloads: Buffer[] = [];
+    const acks: ((ok: boolean, message: string) => void)[] = [];
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i]!;
+      const ack = eventAcks[i]!;
+      try {
+        payloads.push(encodeEvent(event));
+      } catch (err) {
+        // Not recordable (malformed or oversized): said loudly; a statement waiting on it is refused.
+        const message = (err as Error).message;
+        this.log('error', 'recording failed', { connection: event.connection, error: message });
+        if (ack) queueMicrotask(() => ack(false, message));
+        continue;
+      }
+      connections.push(event.connection);
+      if (ack) acks.push(ack);
+    }
+    if (payloads.length === 0) return;
     let ack: number | null = null;
     if (acks.length) {
       ack = this.nextBatch++;

@@ -116,6 +116,7 @@ class PumpBridge : public PumpObserver {
   Napi::FunctionReference onStatement_;
   Napi::ObjectReference clientRef_;
   Napi::ObjectReference upstreamRef_;
+  ConnWrap* upstreamWrap_;
 };
 
 class VgAddon : public Napi::Addon<VgAddon> {
@@ -181,6 +182,11 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
   Conn* conn() const { return conn_; }
   PumpBridge* pump() const { return pump_; }
   void AttachPump(PumpBridge* p) { pump_ = p; }
+  // The pump ended but kept this (upstream) connection open: JavaScript owns it again.
+  void DetachPump() {
+    pump_ = nullptr;
+    pumpEnded_ = false;
+  }
   bool pumped() const { return pump_ != nullptr || pumpEnded_; }
 
   // ConnEvents
@@ -340,7 +346,7 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
 
 PumpBridge::PumpBridge(Napi::Env env, ConnWrap* client, ConnWrap* upstream, Conn* c, Conn* u, PumpProtocol protocol,
                        size_t highWater, Napi::Function onEnd, Napi::Value onStatement)
-    : pump(c, u, protocol, highWater, this, onStatement.IsFunction()), env_(env) {
+    : pump(c, u, protocol, highWater, this, onStatement.IsFunction()), env_(env), upstreamWrap_(upstream) {
   onEnd_ = Napi::Persistent(onEnd);
   if (onStatement.IsFunction()) onStatement_ = Napi::Persistent(onStatement.As<Napi::Function>());
   clientRef_ = Napi::Persistent(client->Value());
@@ -380,6 +386,7 @@ void PumpBridge::OnPumpEnd(const PumpStats& s) {
   VgAddon* addon = env_.GetInstanceData<VgAddon>();
   addon->liveSessions--;
   addon->bytesPumped += s.bytesFromClient + s.bytesFromUpstream;
+  if (s.upstreamKept) upstreamWrap_->DetachPump();
   {
     Napi::HandleScope scope(env_);
     Napi::Object o = Napi::Object::New(env_);
@@ -389,6 +396,7 @@ void PumpBridge::OnPumpEnd(const PumpStats& s) {
     o.Set("messagesFromUpstream", static_cast<double>(s.messagesFromUpstream));
     o.Set("statements", static_cast<double>(s.statements));
     o.Set("refusedStatements", static_cast<double>(s.refusedStatements));
+    o.Set("upstreamKept", s.upstreamKept);
     o.Set("reason", s.reason);
     o.Set("detail", s.detail);
     CallJs(env_, onEnd_, {o});
@@ -645,6 +653,7 @@ Napi::Value VgAddon::StartPump(const Napi::CallbackInfo& info) {
     bridge->pump.SetCapture(fromClient, fromUpstream);
     bridge->onCapture_ = Napi::Persistent(opts.Get("onCapture").As<Napi::Function>());
   }
+  bridge->pump.SetReuseUpstream(opts.Get("reuseUpstream").ToBoolean().Value());
   Napi::Value expiresIn = opts.Get("expiresInMs");
   if (expiresIn.IsNumber()) {
     double ms = expiresIn.As<Napi::Number>().DoubleValue();

@@ -1,6 +1,8 @@
 // See pump.h.
 #include "pump.h"
 
+#include <cstring>
+
 namespace vg {
 
 namespace {
@@ -75,9 +77,15 @@ void Pump::DeliverCaptures() {
 
 void Pump::ClientInspector::OnMessageStart(uint8_t type, uint32_t length) {
   pump_->clientCap_.Start(type, length);
+  pump_->TrackClient(type);
   holding_ = false;
   dropping_ = false;
   tooLong_ = false;
+  if (type == 'X' && pump_->reuse_ && length == 0 && pump_->gated_.empty() && !discardToSync_) {
+    pump_->terminateHeld_ = true;  // sent on only if the upstream is not kept (OnClosed)
+    dropping_ = true;
+    return;
+  }
   if (discardToSync_) {
     if (type != 'S') {
       dropping_ = true;  // the rest of a refused extended-protocol batch
@@ -159,6 +167,15 @@ void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
   held_.shrink_to_fit();
 }
 
+bool Pump::UpstreamReusable() const {
+  return reuse_ && protocol_ == PumpProtocol::Postgres && !upstreamClosed_ && !upstream_->closed() &&
+         (!clientTerminated_ || terminateHeld_) &&
+         !expired_ && pendingSyncs_ == 0 && !clientUnsynced_ && !clientAfterTerminate_ && lastStatus_ == 'I' &&
+         gated_.empty() && syncPoints_.empty() && clientParser_.AtBoundary() && upstreamParser_.AtBoundary() &&
+         !clientParser_.failed() && !upstreamParser_.failed() && upstream_->queuedBytes() == 0 &&
+         (stats_.reason == "client-eof" || stats_.reason == "client-error");
+}
+
 void Pump::Release(uint64_t holdId) {
   for (Gate& g : gated_) {
     if (g.id == holdId) {
@@ -198,6 +215,7 @@ void Pump::EndExpired() {
 
 void Pump::UpstreamInspector::OnMessageStart(uint8_t type, uint32_t length) {
   pump_->upstreamCap_.Start(type, length);
+  pump_->TrackUpstreamStart(type);
   if (type == 'Z' && !pump_->syncPoints_.empty()) {
     std::string inject = std::move(pump_->syncPoints_.front());
     pump_->syncPoints_.pop_front();
@@ -206,8 +224,9 @@ void Pump::UpstreamInspector::OnMessageStart(uint8_t type, uint32_t length) {
   AppendHeader(&out, type, length);
 }
 
-void Pump::UpstreamInspector::OnMessageBody(uint8_t, const uint8_t* data, size_t len) {
+void Pump::UpstreamInspector::OnMessageBody(uint8_t type, const uint8_t* data, size_t len) {
   pump_->upstreamCap_.Body(data, len);
+  pump_->TrackUpstreamBody(type, data, len);
   out.append(reinterpret_cast<const char*>(data), len);
 }
 
@@ -268,6 +287,13 @@ void Pump::OnPlaintext(Conn* from, const char* data, size_t len) {
     DeliverCaptures();
     return;
   }
+  if (fromClient && reuse_ && clientTerminated_ && !terminateHeld_ && !clientAfterTerminate_ && len >= 5 &&
+      memcmp(data + len - 5, "X\0\0\0\4", 5) == 0 && clientParser_.AtBoundary()) {
+    // The client's Terminate ends this chunk: hold it back so the upstream may be kept.
+    terminateHeld_ = true;
+    len -= 5;
+    if (len == 0) return;
+  }
   to->Write(data, len);
 }
 
@@ -300,13 +326,22 @@ void Pump::OnClosed(Conn* c) {
     stats_.detail = c->closeDetail();
   }
   Conn* other = isClient ? upstream_ : client_;
-  // Deliver what the other side is still owed, then close it.
-  other->Close("peer-closed", "");
+  if (isClient && UpstreamReusable()) {
+    // The client left an idle session: the upstream stays open for the owner to reuse.
+    upstream_->PauseRead();
+    upstreamClosed_ = true;  // as far as this pump is concerned
+    stats_.upstreamKept = true;
+  } else {
+    if (isClient && terminateHeld_ && !upstreamClosed_ && !upstream_->closed()) upstream_->Write("X\0\0\0\4", 5);
+    // Deliver what the other side is still owed, then close it.
+    other->Close("peer-closed", "");
+  }
   if (clientClosed_ && upstreamClosed_ && !ended_) {
     ended_ = true;
     stats_.messagesFromClient = clientParser_.messages();
     stats_.messagesFromUpstream = upstreamParser_.messages();
     if (!inspect_) stats_.statements = clientCounter_.statements;
+    deferred_.clear();
     observer_->OnPumpEnd(stats_);
   }
 }

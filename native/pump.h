@@ -19,6 +19,9 @@ struct PumpStats {
   uint64_t messagesFromUpstream = 0;
   uint64_t statements = 0;
   uint64_t refusedStatements = 0;
+  // The client left while the upstream was idle (ReadyForQuery 'I', nothing in flight): the
+  // upstream was NOT closed and is the owner's again, paused, for reuse (SetReuseUpstream).
+  bool upstreamKept = false;
   std::string reason;
   std::string detail;
 };
@@ -77,6 +80,10 @@ class Pump {
     for (const Gate& g : gated_) n += g.bytes.size();
     return n;
   }
+  // Upstream reuse: when the client ends the session (Terminate or EOF) at a message boundary
+  // while the upstream is idle outside a transaction, the upstream leg is kept open (the
+  // client's Terminate is not forwarded) instead of closed; OnPumpEnd reports upstreamKept.
+  void SetReuseUpstream(bool on) { reuse_ = on; }
   // Sessions are bound to their token: the first statement after `deadline` (uv_now() ms)
   // gets FATAL `message` and the session ends.
   void SetDeadline(uint64_t deadline, const std::string& message) {
@@ -126,10 +133,18 @@ class Pump {
    public:
     Counter(Pump* p, bool fromClient) : pump_(p), fromClient_(fromClient) {}
     void OnMessageStart(uint8_t type, uint32_t) override {
-      if (fromClient_ && (type == 'Q' || type == 'P' || type == 'F')) {
-        if (type != 'F') statements++;
-        pump_->CheckDeadline();
+      if (fromClient_) {
+        pump_->TrackClient(type);
+        if (type == 'Q' || type == 'P' || type == 'F') {
+          if (type != 'F') statements++;
+          pump_->CheckDeadline();
+        }
+      } else {
+        pump_->TrackUpstreamStart(type);
       }
+    }
+    void OnMessageBody(uint8_t type, const uint8_t* data, size_t len) override {
+      if (!fromClient_) pump_->TrackUpstreamBody(type, data, len);
     }
     uint64_t statements = 0;
 
@@ -137,6 +152,29 @@ class Pump {
     Pump* pump_;
     bool fromClient_;
   };
+  // Upstream idleness, for reuse: every Query, Sync and FunctionCall is answered by one
+  // ReadyForQuery; other client messages since the last idle point (an unsynced extended
+  // batch, COPY data) make the session busy; the last ReadyForQuery's status must be 'I'.
+  void TrackClient(uint8_t type) {
+    if (type == 'X') {
+      clientTerminated_ = true;
+      return;
+    }
+    if (clientTerminated_) clientAfterTerminate_ = true;
+    if (type == 'Q' || type == 'S' || type == 'F') pendingSyncs_++;
+    else clientUnsynced_ = true;
+  }
+  void TrackUpstreamStart(uint8_t type) {
+    if (type == 'Z') {
+      if (pendingSyncs_ > 0) pendingSyncs_--;
+      lastStatus_ = 0;  // set by the body
+      if (pendingSyncs_ == 0) clientUnsynced_ = false;
+    }
+  }
+  void TrackUpstreamBody(uint8_t type, const uint8_t* data, size_t len) {
+    if (type == 'Z' && len > 0) lastStatus_ = data[0];
+  }
+  bool UpstreamReusable() const;
   // Ends the session from the gateway's side: `finalBytes` (e.g. ErrorResponse FATAL) go to
   // the client after everything already queued, then both legs close.
   void Terminate(const std::string& reason, const char* finalBytes, size_t len);
@@ -208,6 +246,14 @@ class Pump {
     std::string bytes;  // the held statement, then everything after it up to the next hold
   };
   std::deque<Gate> gated_;
+  bool reuse_ = false;
+  uint32_t pendingSyncs_ = 0;
+  bool clientUnsynced_ = false;
+  uint8_t lastStatus_ = 'I';  // the ReadyForQuery the owner saw before pumping
+  bool clientTerminated_ = false;
+  bool clientAfterTerminate_ = false;
+  // The client's Terminate was held back (reuse); sent on after all if the upstream is closed.
+  bool terminateHeld_ = false;
   bool clientClosed_ = false;
   bool upstreamClosed_ = false;
   bool ended_ = false;

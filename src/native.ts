@@ -52,6 +52,8 @@ export interface PumpStats {
   statements: number;
   /** Statements refused by `onStatement` (ERROR 42501 sent, session kept). */
   refusedStatements: number;
+  /** `reuseUpstream` was set and the client left an idle session: the upstream is open, paused, and the caller's again. */
+  upstreamKept: boolean;
   /** Who ended the session: 'client-eof' | 'upstream-eof' | 'client-error' | 'upstream-error' | 'protocol-error' | 'token-expired' | 'closed'. */
   reason: string;
   /** Human-readable detail for errors (errno name, TLS alert, parser complaint). */
@@ -63,6 +65,13 @@ export interface PumpOptions {
   protocol: 'pg' | 'raw';
   /** Bytes queued toward one side before the other side stops being read. */
   highWaterBytes: number;
+  /**
+   * PostgreSQL: when the client ends the session (Terminate or EOF) at a message boundary with
+   * the upstream idle outside a transaction (last ReadyForQuery 'I', nothing in flight), keep
+   * the upstream open instead of closing it, without forwarding the Terminate; the end stats
+   * say `upstreamKept`.
+   */
+  reuseUpstream?: boolean;
   /**
    * Statement inspection (PostgreSQL, read-only sessions). Called synchronously for every
    * Query ('Q'), Parse ('P') and FunctionCall ('F', text empty) before it is forwarded.

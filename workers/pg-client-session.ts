@@ -15,6 +15,7 @@ import { randomUUID } from 'node:crypto';
 import type { WorkerContext } from './worker-context.js';
 import { accessRank, type CompiledPolicy } from '../src/policy/policy.js';
 import { PgStatementRecorder } from './pg-statement-recorder.js';
+import { PgUpstreamPool } from './pg-upstream-pool.js';
 import { classifyStatement, isReadOnly } from '../src/policy/statement-classifier.js';
 
 /** The refusal a read-only session gets for a statement that is not a read. */
@@ -56,6 +57,8 @@ export class PgClientSession {
   private client = '';
   private readonly sessionId = randomUUID();
   private nextHold = 1;
+  /** Where this session's upstream is parked for reuse when it ends idle (null: reuse off). */
+  private poolKey: string | null = null;
 
   constructor(
     private readonly conn: Connection,
@@ -247,9 +250,18 @@ export class PgClientSession {
     const params = new Map<string, string>();
     for (const [k, v] of this.params) if (FORWARDED_PARAMS.has(k)) params.set(k, v);
     if (!params.has('application_name')) params.set('application_name', 'vecgate');
-    this.upstream = new UpstreamSetup(this.ctx, this.cfg, this.grant!.credential, params);
+    const grant = this.grant!;
+    if (this.cfg.upstream.pool.maxIdle > 0) {
+      this.poolKey = PgUpstreamPool.key(this.cfg.name, grant.credential.user, this.cfg.upstream.database, `${grant.issuer} ${grant.subject}`, params);
+      const parked = this.ctx.upstreamPool.take(this.poolKey);
+      if (parked !== null) {
+        this.onUpstreamReady(parked, true);
+        return;
+      }
+    }
+    this.upstream = new UpstreamSetup(this.ctx, this.cfg, grant.credential, params);
     this.upstream.run().then(
-      (ready) => this.onUpstreamReady(ready),
+      (ready) => this.onUpstreamReady(ready, false),
       (err: Error & { code?: string; sqlstate?: string; clientMessage?: string }) => {
         if (this.state !== 'upstream') return;
         this.ctx.log('warn', 'upstream setup failed', {
@@ -263,7 +275,7 @@ export class PgClientSession {
     );
   }
 
-  private onUpstreamReady(ready: UpstreamReady): void {
+  private onUpstreamReady(ready: UpstreamReady, reused: boolean): void {
     if (this.state !== 'upstream') {
       ready.conn.destroy();
       return;
@@ -292,6 +304,7 @@ export class PgClientSession {
       upstreamUser: grant.credential.user,
       clientTls: `${this.clientTls?.version} ${this.clientTls?.cipher}`,
       upstreamTls,
+      upstreamReused: reused,
     });
     const who = grant.username || grant.subject;
     const recording = this.cfg.recording;
@@ -312,6 +325,7 @@ export class PgClientSession {
         clientTls: { version: this.clientTls?.version, cipher: this.clientTls?.cipher },
         upstreamTls: ready.tls ? { version: ready.tls.version, cipher: ready.tls.cipher } : null,
         upstreamUser: grant.credential.user,
+        upstreamReused: reused,
       });
     }
     const recordStatements = recording === 'queries' || recording === 'full';
@@ -353,12 +367,15 @@ export class PgClientSession {
     this.ctx.native.pump(this.conn, ready.conn, {
       protocol: 'pg',
       highWaterBytes: this.ctx.limits.pumpHighWaterBytes,
+      reuseUpstream: this.poolKey !== null,
       onStatement,
       ...(statements ? { capture: statements.capture(), onCapture: (fromClient: boolean, type: string, body: Buffer, length: number) => statements.onCapture(fromClient, type, body, length) } : {}),
       expiresInMs: Math.max(0, grant.expiresAt - Date.now()),
       expiryMessage: `your access token expired at ${new Date(grant.expiresAt).toISOString()}; reconnect with a fresh token (e.g. PGPASSWORD=$(vecgate token))`,
     }, (stats: PumpStats) => {
       this.state = 'closed';
+      // The client left an idle session: the upstream is reset and parked for the next one.
+      if (stats.upstreamKept && this.poolKey !== null) this.ctx.upstreamPool.give(this.poolKey, ready, this.cfg.upstream.pool);
       this.ctx.sessions.delete(this);
       this.ctx.sessionEnded();
       const summary: SessionSummary = {

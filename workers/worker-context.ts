@@ -12,6 +12,7 @@ import { encodeEvent } from '../src/recording/encode-event.js';
 import { setSensitiveSettings } from '../src/recording/redact-event.js';
 import type { RecordEvent } from '../src/recording/record-event.js';
 import type { PendingStatementSweep, PgStatementRecorder } from './pg-statement-recorder.js';
+import { PgUpstreamPool } from './pg-upstream-pool.js';
 import { send, type AuthClientInfo, type AuthResult, type SessionSummary, type ToPrimary } from './messages.js';
 
 /** Decisions cached per worker, so most connections never wait on the primary. */
@@ -48,6 +49,8 @@ export class WorkerContext implements PendingStatementSweep {
   private pendingAuth = new Map<number, (r: AuthResult) => void>();
   private nextAuthId = 1;
   liveSessions = 0;
+  /** Idle upstream connections parked for reuse (upstream.pool). */
+  readonly upstreamPool = new PgUpstreamPool(this);
   /** Pumped sessions, so a policy change or a drain deadline can end them. */
   readonly sessions = new Set<{ revokeIfDenied(policy: CompiledPolicy): void; shutdown(message: string): void }>();
 

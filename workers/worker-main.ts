@@ -99,6 +99,7 @@ async function main(): Promise<void> {
         break;
       case 'policy': {
         ctx.clearAuthCache();
+        ctx.upstreamPool.clear(); // credentials may have changed with the config
         const policy = compilePolicy(msg.policies);
         for (const s of [...ctx.sessions]) s.revokeIfDenied(policy);
         break;
@@ -106,6 +107,7 @@ async function main(): Promise<void> {
       case 'drain': {
         if (draining) break;
         draining = true;
+        ctx.upstreamPool.clear(true);
         for (const l of listeners) l.close();
         for (const h of httpHandles) h.close();
         const deadline = Date.now() + msg.deadlineMs;

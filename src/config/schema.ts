@@ -28,6 +28,11 @@ import { resolveSecret, type SecretContext } from './secret-ref.js';
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 export const DEFAULT_AUTH_TIMEOUT_MS = 30_000;
 export const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
+/** upstream.pool defaults: parked idle upstream connections per key per worker, and how long one waits. */
+export const DEFAULT_UPSTREAM_POOL_MAX_IDLE = 4;
+export const MAX_UPSTREAM_POOL_MAX_IDLE = 1000;
+export const DEFAULT_UPSTREAM_POOL_IDLE_TIMEOUT_MS = 30_000;
+export const MAX_UPSTREAM_POOL_IDLE_TIMEOUT_MS = 3_600_000;
 export const DEFAULT_MAX_STARTUP_PACKET_BYTES = 10_000;
 export const DEFAULT_PUMP_HIGH_WATER_BYTES = 262_144;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
@@ -436,9 +441,18 @@ function dbConnectionSchema<P extends 'postgres' | 'mysql'>(ctx: SchemaContext, 
           port: integer(1, 65535, DEFAULT_PORTS[protocol]),
           database: protocol === 'postgres' ? text('upstream database name') : text('upstream database name', ''),
           tls: upstreamTlsSchema(ctx),
+          pool: section(
+            mapping(
+              {
+                max_idle: integer(0, MAX_UPSTREAM_POOL_MAX_IDLE, DEFAULT_UPSTREAM_POOL_MAX_IDLE),
+                idle_timeout: duration(1000, MAX_UPSTREAM_POOL_IDLE_TIMEOUT_MS, DEFAULT_UPSTREAM_POOL_IDLE_TIMEOUT_MS / 1000),
+              },
+              'max_idle, idle_timeout',
+            ).transform((p) => ({ maxIdle: p.max_idle, idleTimeoutMs: p.idle_timeout })),
+          ),
         },
-        'host, port, database, tls',
-      ).transform((u, rctx) => ({ host: u.host, port: u.port, database: u.database, tls: resolveUpstreamTls(u.tls, u.host, rctx) })),
+        'host, port, database, tls, pool',
+      ).transform((u, rctx) => ({ host: u.host, port: u.port, database: u.database, tls: resolveUpstreamTls(u.tls, u.host, rctx), pool: u.pool })),
       credentials: dbCredentials(ctx),
       recording: oneOf(RECORDING_MODES, 'metadata'),
     },

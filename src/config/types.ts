@@ -75,11 +75,23 @@ export interface DbCredential {
 
 export type RecordingMode = 'off' | 'metadata' | 'queries' | 'full';
 
+/**
+ * Upstream connections kept for reuse (per worker, per upstream user and database, per
+ * subject, per client startup parameters): a session the client ends while idle leaves its
+ * upstream reset with DISCARD ALL and parked, so the next one skips TCP, TLS and SCRAM.
+ */
+export interface UpstreamPoolConfig {
+  /** upstream.pool.max_idle: parked connections per key per worker; 0 turns reuse off. Default 4. */
+  maxIdle: number;
+  /** upstream.pool.idle_timeout: a parked connection is closed after this long. Default 30s. */
+  idleTimeoutMs: number;
+}
+
 export interface PostgresConnectionConfig {
   name: string;
   protocol: 'postgres';
   listen: HostPort;
-  upstream: { host: string; port: number; database: string; tls: UpstreamTlsConfig };
+  upstream: { host: string; port: number; database: string; tls: UpstreamTlsConfig; pool: UpstreamPoolConfig };
   /** Credential per access level; a single {user,password} in YAML fills all three. */
   credentials: Partial<Record<AccessLevel, DbCredential>>;
   recording: RecordingMode;
@@ -89,7 +101,7 @@ export interface MysqlConnectionConfig {
   name: string;
   protocol: 'mysql';
   listen: HostPort;
-  upstream: { host: string; port: number; database: string; tls: UpstreamTlsConfig };
+  upstream: { host: string; port: number; database: string; tls: UpstreamTlsConfig; pool: UpstreamPoolConfig };
   credentials: Partial<Record<AccessLevel, DbCredential>>;
   recording: RecordingMode;
 }

@@ -18,6 +18,7 @@ export const enum FrontendCode {
   /** PasswordMessage, SASLInitialResponse and SASLResponse all share 'p'. */
   Password = 0x70, // 'p'
   Terminate = 0x58, // 'X'
+  Query = 0x51, // 'Q'
 }
 
 /** The int32 after 'R' in an Authentication* message. */

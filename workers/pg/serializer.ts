@@ -62,6 +62,11 @@ export function saslResponse(data: Buffer): Buffer {
   return new BufferWriter(data.length).bytes(data).frame(FrontendCode.Password);
 }
 
+/** A simple-protocol Query (the gateway's own statements: the reset before an upstream is reused). */
+export function query(sql: string): Buffer {
+  return new BufferWriter().cstring(sql).frame(FrontendCode.Query);
+}
+
 export function terminate(): Buffer {
   return new BufferWriter(0).frame(FrontendCode.Terminate);
 }

@@ -110,6 +110,20 @@ describe('upstream reuse', () => {
     assert.equal(await session(gw, bob, backendPid), pid, 'still parked for bob');
   });
 
+  test('read sessions (statements inspected in the pump) are reused too, after a refusal', async () => {
+    const gina = await gw.token('gina@example.com', ['ml-readers']);
+    const pid = await session(gw, gina, async (c) => {
+      await assert.rejects(c.query("DELETE FROM docs WHERE body = 'nothing'"), /read access/);
+      assert.equal((await c.query('SELECT 2 AS two')).rows[0].two, 2);
+      return backendPid(c);
+    });
+    await parked(pid);
+    await session(gw, gina, async (c) => {
+      assert.equal(await backendPid(c), pid);
+      assert.equal((await c.query('SELECT current_user AS u')).rows[0].u, cluster.roles.ro.user);
+    });
+  });
+
   test('a session that ends inside a transaction is not reused, and its work is rolled back', async () => {
     const dave = await gw.token('dave@example.com', ['ml-writers']);
     const pid = await session(gw, dave, async (c) => {

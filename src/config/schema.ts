@@ -29,7 +29,7 @@ export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 export const DEFAULT_AUTH_TIMEOUT_MS = 30_000;
 export const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
 /** upstream.pool defaults: parked idle upstream connections per key per worker, and how long one waits. */
-export const DEFAULT_UPSTREAM_POOL_MAX_IDLE = 4;
+export const DEFAULT_UPSTREAM_POOL_MAX_IDLE = 8;
 export const MAX_UPSTREAM_POOL_MAX_IDLE = 1000;
 export const DEFAULT_UPSTREAM_POOL_IDLE_TIMEOUT_MS = 30_000;
 export const MAX_UPSTREAM_POOL_IDLE_TIMEOUT_MS = 3_600_000;

@@ -81,7 +81,7 @@ export type RecordingMode = 'off' | 'metadata' | 'queries' | 'full';
  * upstream reset with DISCARD ALL and parked, so the next one skips TCP, TLS and SCRAM.
  */
 export interface UpstreamPoolConfig {
-  /** upstream.pool.max_idle: parked connections per key per worker; 0 turns reuse off. Default 4. */
+  /** upstream.pool.max_idle: parked connections per key per worker; 0 turns reuse off. Default 8. */
   maxIdle: number;
   /** upstream.pool.idle_timeout: a parked connection is closed after this long. Default 30s. */
   idleTimeoutMs: number;

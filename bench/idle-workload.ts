@@ -13,6 +13,8 @@ import { fmt, type ResultTable } from './results-table.js';
 export const IDLE_OPEN_TIMEOUT_MS = 240_000;
 /** Wait after the last session opened before reading RSS (allocator and GC settle). */
 export const IDLE_SETTLE_MS = 2000;
+/** A second reading this long after the first: the sessions have been idle a while (V8 gives back the young generation it grew while they opened). */
+export const IDLE_LONG_MS = 15_000;
 /** PostgreSQL connections kept free for the benchmark's own psql. */
 export const PG_RESERVED_CONNECTIONS = 20;
 /** How long the PostgreSQL backends of closed sessions may take to go away. */
@@ -28,6 +30,9 @@ export interface IdleResult {
   rssBeforeKb: number;
   rssAfterKb: number;
   kbPerSession: number;
+  /** IDLE_LONG_MS later, the sessions still held. */
+  rssIdleKb: number;
+  kbPerSessionIdle: number;
   ok: boolean;
   error?: string;
 }
@@ -75,6 +80,8 @@ export async function runIdle(env: BenchEnvironment, s: BenchSettings, t: PgTarg
   }
   await sleep(IDLE_SETTLE_MS);
   const rssAfterKb = rssKbOf(pid);
+  await sleep(IDLE_LONG_MS);
+  const rssIdleKb = rssKbOf(pid);
   child.stdin.end();
   const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
   await exited;
@@ -90,6 +97,8 @@ export async function runIdle(env: BenchEnvironment, s: BenchSettings, t: PgTarg
     rssBeforeKb,
     rssAfterKb,
     kbPerSession: report.held > 0 ? (rssAfterKb - rssBeforeKb) / report.held : NaN,
+    rssIdleKb,
+    kbPerSessionIdle: report.held > 0 ? (rssIdleKb - rssBeforeKb) / report.held : NaN,
     ok,
     error: error ?? (ok ? undefined : `no session held: ${report.firstError}`),
   };
@@ -98,7 +107,7 @@ export async function runIdle(env: BenchEnvironment, s: BenchSettings, t: PgTarg
 export function idleTable(results: IdleResult[], s: BenchSettings): ResultTable {
   return {
     title: `Idle sessions (asked ${fmt(s.idleSessions, 0)}, capped at ${fmt(idleSessionsToAsk(s), 0)} by PostgreSQL max_connections=${s.pgMaxConnections})`,
-    columns: ['system', 'status', 'held', 'failed', 'open s', 'RSS before MB', 'RSS after MB', 'kB per idle session'],
+    columns: ['system', 'status', 'held', 'failed', 'open s', 'RSS before MB', 'RSS after MB', 'kB per idle session', `RSS after ${IDLE_LONG_MS / 1000} s idle MB`, 'kB per session, idle'],
     rows: results.map((r) => [
       r.system,
       r.ok ? (r.failed > 0 ? `partial: ${r.firstError.slice(0, 120)}` : 'ok') : `FAILED: ${r.error ?? ''}`,
@@ -108,9 +117,11 @@ export function idleTable(results: IdleResult[], s: BenchSettings): ResultTable 
       fmt(r.rssBeforeKb / 1024, 1),
       fmt(r.rssAfterKb / 1024, 1),
       fmt(r.kbPerSession, 1),
+      fmt(r.rssIdleKb / 1024, 1),
+      fmt(r.kbPerSessionIdle, 1),
     ]),
     notes: [
-      'A freshly started proxy; node-postgres clients (TLS verify-full, password = token for vecgate, SCRAM for pgbouncer) opened 16 at a time and held idle; VmRSS of the proxy process from /proc before and 2 s after the last one opened.',
+      `A freshly started proxy; node-postgres clients (TLS verify-full, password = token for vecgate, SCRAM for pgbouncer) opened 16 at a time and held idle; VmRSS of the proxy process from /proc before, 2 s after the last one opened, and ${(IDLE_SETTLE_MS + IDLE_LONG_MS) / 1000} s after it (still held: what a proxy full of idle notebooks costs).`,
       'Every proxied session also holds a PostgreSQL backend (pgbouncer session mode too), so PostgreSQL max_connections, not the proxies, bounds the count on this 24 GB machine.',
     ],
   };

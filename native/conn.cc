@@ -373,6 +373,13 @@ void Conn::DrainTls() {
   size_t have = 0;
   ERR_clear_error();
   while (!closing_) {
+    if (inLen_ == 0 && SSL_has_pending(ssl_) == 0) {
+      // Nothing left to decrypt. Not calling SSL_read here matters: a read that finds no
+      // input first allocates the record read buffer (~17 kB) and keeps it, which undoes
+      // SSL_MODE_RELEASE_BUFFERS for every idle connection.
+      if (have > 0) events_->OnPlaintext(this, out, have);
+      return;
+    }
     int r = SSL_read(ssl_, out + have, static_cast<int>(cap - have));
     if (r > 0) {
       have += static_cast<size_t>(r);

@@ -82,6 +82,13 @@ SSL_CTX* BuildServerContext(const ServerContextSpec& spec, std::string* error) {
   if (!ApplyCommon(ctx, spec.profile, error)) { SSL_CTX_free(ctx); return nullptr; }
   SSL_CTX_set_max_early_data(ctx, 0);
   SSL_CTX_set_session_id_context(ctx, reinterpret_cast<const unsigned char*>("vecgate"), 7);
+  // No session resumption, as PostgreSQL's own server (SSL_OP_NO_TICKET, cache off): libpq
+  // and most drivers never resume, so the two TLS 1.3 tickets OpenSSL would issue after
+  // every handshake are CPU spent for nothing, and a client that keeps them holds copies of
+  // the session; every handshake is a full one with fresh ECDHE.
+  SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+  SSL_CTX_set_num_tickets(ctx, 0);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 
   std::unique_ptr<BIO, BioFree> certBio(BIO_new_mem_buf(spec.certPem.data(), static_cast<int>(spec.certPem.size())));
   X509* leaf = PEM_read_bio_X509(certBio.get(), nullptr, nullptr, nullptr);
@@ -124,6 +131,8 @@ SSL_CTX* BuildClientContext(const ClientContextSpec& spec, std::string* error) {
   if (!ctx) { *error = TakeOpenSslError("cannot create TLS context"); return nullptr; }
   if (!ApplyCommon(ctx, spec.profile, error)) { SSL_CTX_free(ctx); return nullptr; }
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  // Upstream sessions are never resumed (PostgreSQL issues no tickets): keep none.
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   X509_STORE* store = SSL_CTX_get_cert_store(ctx);
   std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(spec.caPem.data(), static_cast<int>(spec.caPem.size())));
   int added = 0;

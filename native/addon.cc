@@ -647,7 +647,7 @@ Napi::Value VgAddon::StartPump(const Napi::CallbackInfo& info) {
       Napi::Value v = c.Get(k);
       return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : d;
     };
-    CaptureSpec fromClient{str("fromClient"), static_cast<uint32_t>(num("maxBytes", 65536)), 0};
+    CaptureSpec fromClient{str("fromClient"), static_cast<uint32_t>(num("fromClientMaxBytes", num("maxBytes", 65536))), 0};
     CaptureSpec fromUpstream{str("fromUpstream"), static_cast<uint32_t>(num("maxBytes", 65536)),
                              static_cast<uint64_t>(num("maxRowBytes", 0))};
     bridge->pump.SetCapture(fromClient, fromUpstream);

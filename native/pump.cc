@@ -292,9 +292,9 @@ void Pump::OnPlaintext(Conn* from, const char* data, size_t len) {
     // The client's Terminate ends this chunk: hold it back so the upstream may be kept.
     terminateHeld_ = true;
     len -= 5;
-    if (len == 0) return;
   }
-  to->Write(data, len);
+  if (len > 0) to->Write(data, len);
+  DeliverCaptures();
 }
 
 void Pump::OnReadDone(Conn* from) {

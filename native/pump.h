@@ -132,7 +132,10 @@ class Pump {
   class Counter : public PgFrameCallbacks {
    public:
     Counter(Pump* p, bool fromClient) : pump_(p), fromClient_(fromClient) {}
-    void OnMessageStart(uint8_t type, uint32_t) override {
+    // Without inspection, messages are still captured for recording (statements too, when
+    // the capture spec names Q/P/F): they reach the observer after their chunk is forwarded.
+    void OnMessageStart(uint8_t type, uint32_t length) override {
+      (fromClient_ ? pump_->clientCap_ : pump_->upstreamCap_).Start(type, length);
       if (fromClient_) {
         pump_->TrackClient(type);
         if (type == 'Q' || type == 'P' || type == 'F') {
@@ -144,8 +147,10 @@ class Pump {
       }
     }
     void OnMessageBody(uint8_t type, const uint8_t* data, size_t len) override {
+      (fromClient_ ? pump_->clientCap_ : pump_->upstreamCap_).Body(data, len);
       if (!fromClient_) pump_->TrackUpstreamBody(type, data, len);
     }
+    void OnMessageEnd(uint8_t) override { pump_->EndCapture(fromClient_ ? pump_->clientCap_ : pump_->upstreamCap_, fromClient_); }
     uint64_t statements = 0;
 
    private:

@@ -89,12 +89,13 @@ export interface PumpOptions {
   expiresInMs?: number;
   expiryMessage?: string;
   /**
-   * Recording: messages of these types (e.g. client 'B' Bind; upstream 'C' CommandComplete,
-   * 'E' ErrorResponse, 'Z', 'D' DataRow) are handed to `onCapture` whole, up to `maxBytes`
-   * of body; DataRows stop after `maxRowBytes` per ReadyForQuery. Needs `onStatement`
-   * (statement inspection), since only inspected sessions parse message by message.
+   * Recording: messages of these types (e.g. client 'B' Bind, or 'Q'/'P'/'F' statements when
+   * there is no `onStatement`; upstream 'C' CommandComplete, 'E' ErrorResponse, 'D' DataRow)
+   * are handed to `onCapture` whole, up to `maxBytes` of body (`fromClientMaxBytes` for the
+   * client's, default `maxBytes`), after the chunk they came in was forwarded; DataRows stop
+   * after `maxRowBytes` per ReadyForQuery.
    */
-  capture?: { fromClient: string; fromUpstream: string; maxBytes: number; maxRowBytes: number };
+  capture?: { fromClient: string; fromUpstream: string; maxBytes: number; maxRowBytes: number; fromClientMaxBytes?: number };
   /** `body` is a copy, truncated to `maxBytes`; `length` is the message's full body length. */
   onCapture?: (fromClient: boolean, type: string, body: Buffer, length: number) => void;
 }

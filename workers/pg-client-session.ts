@@ -335,9 +335,12 @@ export class PgClientSession {
     const strict = recordStatements && this.ctx.config.recordings.durability === 'strict';
     // Async: a statement's record waits for its result and carries it (one event, not two).
     const statements = recordStatements ? new PgStatementRecorder((e, d) => this.ctx.record(e, d), base, recording, strict ? null : this.ctx) : null;
-    // Statements cross into JS only when policy (read access) or recording needs their text.
+    // Statements cross into JS before they are forwarded only when a verdict is needed (read
+    // access) or strict durability holds them; async recording takes them as captures after
+    // they are forwarded (nothing in JS between client and upstream).
+    const statementCaptures = recordStatements && !strict && grant.access !== 'read';
     const onStatement =
-      grant.access === 'read' || recordStatements
+      grant.access === 'read' || strict
         ? (type: 'Q' | 'P' | 'F', text: string) => {
             const refusal = grant.access === 'read' ? readOnlyRefusal(who, this.cfg.name, type, text) : null;
             if (refusal) this.ctx.log('info', 'statement refused', { connection: this.cfg.name, subject: grant.subject, refusal });
@@ -369,7 +372,7 @@ export class PgClientSession {
       highWaterBytes: this.ctx.limits.pumpHighWaterBytes,
       reuseUpstream: this.poolKey !== null,
       onStatement,
-      ...(statements ? { capture: statements.capture(), onCapture: (fromClient: boolean, type: string, body: Buffer, length: number) => statements.onCapture(fromClient, type, body, length) } : {}),
+      ...(statements ? { capture: statements.capture(statementCaptures), onCapture: (fromClient: boolean, type: string, body: Buffer, length: number) => statements.onCapture(fromClient, type, body, length) } : {}),
       expiresInMs: Math.max(0, grant.expiresAt - Date.now()),
       expiryMessage: `your access token expired at ${new Date(grant.expiresAt).toISOString()}; reconnect with a fresh token (e.g. PGPASSWORD=$(vecgate token))`,
     }, (stats: PumpStats) => {

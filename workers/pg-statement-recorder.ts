@@ -15,6 +15,8 @@ export const MAX_RECORDED_ROWS = 100;
 export const MAX_CAPTURED_ROW_BYTES = 1024 * 1024;
 /** Largest captured message body (Bind, CommandComplete, ErrorResponse, DataRow). */
 export const MAX_CAPTURED_MESSAGE_BYTES = 64 * 1024;
+/** Largest statement text recorded when statements are captured (not inspected); longer ones are cut and marked. */
+export const MAX_CAPTURED_STATEMENT_BYTES = 1024 * 1024;
 
 export type RecordedValue = string | null | { vector: ReturnType<typeof summarizeVector> } | { binary: number } | { truncated: string; length: number };
 
@@ -104,6 +106,20 @@ function errorFields(body: Buffer): { sqlstate: string; message: string } {
   return { sqlstate: f.C ?? '', message: f.M ?? '' };
 }
 
+/** The SQL of a captured Query ("sql\0") or Parse ("name\0sql\0..."); FunctionCall has none. Cut bodies end without their NUL. */
+function capturedStatementText(type: string, body: Buffer): string {
+  let start = 0;
+  if (type === 'P') {
+    const nameEnd = body.indexOf(0);
+    if (nameEnd < 0) return '';
+    start = nameEnd + 1;
+  } else if (type !== 'Q') {
+    return '';
+  }
+  const end = body.indexOf(0, start);
+  return body.toString('utf8', start, end < 0 ? body.length : end);
+}
+
 /** Where a recorder parks its statement while the result is due (WorkerContext sweeps them). */
 export interface PendingStatementSweep {
   hold(r: PgStatementRecorder): void;
@@ -136,18 +152,30 @@ export class PgStatementRecorder {
     private readonly sweep: PendingStatementSweep | null = null,
   ) {}
 
-  /** The capture spec the pump needs for this mode. */
-  capture(): { fromClient: string; fromUpstream: string; maxBytes: number; maxRowBytes: number } {
-    return { fromClient: 'B', fromUpstream: this.mode === 'full' ? 'CED' : 'CE', maxBytes: MAX_CAPTURED_MESSAGE_BYTES, maxRowBytes: MAX_CAPTURED_ROW_BYTES };
+  /**
+   * The capture spec the pump needs for this mode. `statements`: the statements themselves
+   * come as captures too (sessions whose statements need no verdict before they are
+   * forwarded: no read-only check, no strict hold), else through the pump's onStatement.
+   */
+  capture(statements = false): { fromClient: string; fromUpstream: string; maxBytes: number; maxRowBytes: number; fromClientMaxBytes: number } {
+    return {
+      fromClient: statements ? 'BQPF' : 'B',
+      fromUpstream: this.mode === 'full' ? 'CED' : 'CE',
+      maxBytes: MAX_CAPTURED_MESSAGE_BYTES,
+      maxRowBytes: MAX_CAPTURED_ROW_BYTES,
+      fromClientMaxBytes: statements ? MAX_CAPTURED_STATEMENT_BYTES : MAX_CAPTURED_MESSAGE_BYTES,
+    };
   }
 
-  statement(protocol: string, sql: string, refused: string | null, onDurable?: (ok: boolean, message: string) => void): void {
+  /** `messageBytes`: the statement's message was longer than what was captured (its text is cut). */
+  statement(protocol: string, sql: string, refused: string | null, onDurable?: (ok: boolean, message: string) => void, messageBytes?: number): void {
     this.flushPending();
     this.seq++;
     this.startedAt = Date.now();
     this.rows = [];
     this.rowsSeen = 0;
     const event: RecordEvent = { type: 'statement', ts: this.startedAt, ...this.base, seq: this.seq, protocol, sql, refused };
+    if (messageBytes !== undefined) event['sqlCut'] = { messageBytes };
     if (onDurable !== undefined || refused !== null || this.sweep === null) {
       this.record(event, onDurable);
       return;
@@ -186,6 +214,12 @@ export class PgStatementRecorder {
   onCapture(fromClient: boolean, type: string, body: Buffer, length: number): void {
     const keepVectors = this.mode === 'full';
     if (fromClient) {
+      if (type === 'Q' || type === 'P' || type === 'F') {
+        const text = capturedStatementText(type, body);
+        // A statement longer than the capture limit is recorded cut, with its full size.
+        this.statement(type === 'Q' ? 'simple' : type === 'P' ? 'extended' : 'function-call', text, null, undefined, length > body.length ? length : undefined);
+        return;
+      }
       if (type !== 'B') return;
       const bind = renderBindParameters(body, keepVectors);
       const fields = { statementName: bind?.statement ?? '', params: bind?.params ?? [], truncated: bind ? bind.truncated || length > body.length : true };

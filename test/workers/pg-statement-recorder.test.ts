@@ -108,6 +108,26 @@ describe('PgStatementRecorder', () => {
     assert.equal(sweep.parked.size, 0);
   });
 
+  it('statements captured after forwarding (no verdict needed) are recorded like inspected ones', () => {
+    const { r, events } = recorder(new Sweep());
+    assert.equal(r.capture(true).fromClient, 'BQPF');
+    assert.equal(r.capture(false).fromClient, 'B');
+    r.onCapture(true, 'Q', Buffer.from('SELECT 1\0'), 9);
+    r.onCapture(false, 'C', complete('SELECT 1'), 0);
+    r.onCapture(true, 'P', Buffer.from('stmt1\0SELECT $1::int\0\0\0'), 24);
+    r.onCapture(true, 'B', bindBody('stmt1', ['7']), 0);
+    r.onCapture(false, 'C', complete('SELECT 1'), 0);
+    // A statement longer than the capture limit: its text is cut and its size recorded.
+    r.onCapture(true, 'Q', Buffer.from('INSERT INTO t VALUES (1), (2'), 5_000_000);
+    r.flushPending();
+    assert.deepEqual(events.map((e) => [e.protocol, e.sql, (e.result as { tag?: string } | undefined)?.tag ?? null, e.params ?? null]), [
+      ['simple', 'SELECT 1', 'SELECT 1', null],
+      ['extended', 'SELECT $1::int', 'SELECT 1', ['7']],
+      ['simple', 'INSERT INTO t VALUES (1), (2', null, null],
+    ]);
+    assert.deepEqual(events[2]!.sqlCut, { messageBytes: 5_000_000 });
+  });
+
   it('full mode: rows ride with the result; embeddings in parameters are summarized in queries mode', () => {
     const { r, events } = recorder(new Sweep(), 'full');
     r.statement('simple', 'SELECT n FROM g', null);

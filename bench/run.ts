@@ -12,6 +12,7 @@ import { FULL_SETTINGS, QUICK_SETTINGS, type BenchSettings } from './bench-setti
 import { copyRows, copyTable, runCopy, runStream, type CopyResult } from './copy-workload.js';
 import { httpLatencyTable, httpScenarios, httpTable, runHttpLatency, runHttpPeak, runHttpScenario, startHttpTargets, type HttpLatencyResult, type HttpResult, type HttpTargets } from './http-workloads.js';
 import { httpSettings } from './http-settings.js';
+import { handshakeSeconds, handshakeTable, runHandshake, startHandshakePeers, type HandshakeResult, type HandshakeTarget } from './handshake-workload.js';
 import { idleSessionsToAsk, idleTable, runIdle, waitForBackendsGone, type IdleResult } from './idle-workload.js';
 import { machineInfo, type MachineInfo } from './machine-info.js';
 import { recordingTable, runRecordingRows, type RecordingResult } from './recording-workload.js';
@@ -24,7 +25,7 @@ import { startHaproxy, startNginxStream, type StreamProxyPeer } from './stream-p
 import { COPY_ROW_WIRE_BYTES } from './bench-settings.js';
 import { ensureBenchPeers } from './system-deps.js';
 
-const WORKLOADS = ['copy', 'select', 'churn', 'latency', 'http', 'recording', 'idle'] as const;
+const WORKLOADS = ['copy', 'select', 'churn', 'handshake', 'latency', 'http', 'recording', 'idle'] as const;
 /** Workloads that need the PostgreSQL-speaking targets (vecgate postgres, pgbouncer). */
 const PG_WORKLOADS: readonly Workload[] = ['copy', 'select', 'churn', 'latency'];
 type Workload = (typeof WORKLOADS)[number];
@@ -37,6 +38,8 @@ interface Results {
   copy: CopyResult[];
   select: SelectResult[];
   churn: ChurnResult[];
+  /** Full TLS 1.3 handshakes per proxy core-second (vecgate direct TLS, haproxy, nginx). */
+  handshake: HandshakeResult[];
   latency: LatencyResult[];
   /** HTTP rows of the latency section (GET through vecgate http, nginx/haproxy stream and http). */
   httpLatency: HttpLatencyResult[];
@@ -153,7 +156,7 @@ async function main(): Promise<void> {
   log(`mode ${s.mode}; ${machine.nproc} × ${machine.cpuModel}; Node ${machine.node}, OpenSSL ${machine.openssl}; commit ${machine.commit}`);
 
   const env = await setUpEnvironment(s, repoRoot, log);
-  const res: Results = { mode: s.mode, settings: s, machine, failures, copy: [], select: [], churn: [], latency: [], httpLatency: [], http: [], idle: [], recording: [], durationSec: 0, loadAvgStart: loadAverage1(), loadAvgEnd: NaN };
+  const res: Results = { mode: s.mode, settings: s, machine, failures, copy: [], select: [], churn: [], handshake: [], latency: [], httpLatency: [], http: [], idle: [], recording: [], durationSec: 0, loadAvgStart: loadAverage1(), loadAvgEnd: NaN };
   const tables: ResultTable[] = [];
   try {
     const wantPg = PG_WORKLOADS.some((w) => only.has(w));
@@ -192,6 +195,27 @@ async function main(): Promise<void> {
         res.churn.push(await runChurn(env, s, target));
       }
       tables.push(churnTable(res.churn, s));
+    }
+    if (only.has('handshake')) {
+      // vecgate's PostgreSQL listener (the PG target when the PG workloads run, else its own).
+      let vg = t.pg.find((p) => p.system === 'vecgate') ?? null;
+      if (vg === null) {
+        const started = await attempt('start vecgate (handshake rows)', failures, () => startVecgateTarget(env, s));
+        if (started) t.servers.push(started.server), (vg = started.target);
+      }
+      const vgServer = vg ? t.servers.find((srv) => srv.pid === vg.proxyPid()) : undefined;
+      log('starting haproxy and nginx in front of a plain TCP sink (handshake rows)');
+      const peers = await startHandshakePeers(env, s, (what, fn) => attempt(what, failures, fn));
+      const targets: HandshakeTarget[] = [
+        ...(vg ? [{ system: 'vecgate', port: vg.port, pids: vg.proxyPids, output: vgServer ? () => vgServer.output() : undefined }] : []),
+        ...peers.targets,
+      ];
+      for (const target of targets) {
+        log(`tls handshakes ${target.system} (${handshakeSeconds(s)} s)`);
+        res.handshake.push(await runHandshake(env, s, target));
+      }
+      await peers.stop();
+      tables.push(handshakeTable(res.handshake, s));
     }
     if (only.has('latency')) {
       for (const size of s.latencySizes) {
@@ -260,7 +284,7 @@ async function main(): Promise<void> {
     killAllServers();
     await env.cleanup().catch((err: Error) => log(`cleanup: ${err.message}`));
   }
-  for (const group of [res.copy, res.select, res.churn, res.latency, res.httpLatency, res.http, res.idle] as { ok: boolean; system: string; error?: string }[][]) {
+  for (const group of [res.copy, res.select, res.churn, res.handshake, res.latency, res.httpLatency, res.http, res.idle] as { ok: boolean; system: string; error?: string }[][]) {
     for (const r of group) if (!r.ok) failures.push(`${r.system}: ${r.error ?? 'failed'}`);
   }
   res.durationSec = (Date.now() - t0) / 1000;

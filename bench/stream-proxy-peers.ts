@@ -1,6 +1,8 @@
 // nginx (stream module) and haproxy (mode tcp) as TLS-terminating, TLS-re-encrypting
 // stream proxies with the benchmark's certificates: TLS 1.3 on both legs, upstream
-// certificate verified against the CA and the name `localhost`.
+// certificate verified against the CA and the name `localhost`. The handshake rows ask for
+// a plaintext upstream (`upstreamTls: false`), so each connection costs the proxy exactly
+// one TLS handshake, the client's.
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePortOn } from '../src/dev/free-port.js';
@@ -26,8 +28,27 @@ interface TlsFiles {
   caCert: string;
 }
 
-export async function startNginxStream(opts: TlsFiles & { upstreamPort: number; workers?: number }): Promise<StreamProxyPeer> {
+interface UpstreamOptions {
+  upstreamPort: number;
+  /** TLS (verified) to the upstream: the default. false: plain TCP, for the handshake rows only (loopback). */
+  upstreamTls?: boolean;
+  /** ALPN protocols the listener selects from (none by default: a client's ALPN offer is ignored). */
+  alpn?: string[];
+}
+
+export async function startNginxStream(opts: TlsFiles & UpstreamOptions & { workers?: number }): Promise<StreamProxyPeer> {
   const port = await freePortOn('127.0.0.1');
+  const upstreamTls =
+    opts.upstreamTls === false
+      ? ''
+      : `
+    proxy_ssl on;
+    proxy_ssl_protocols TLSv1.3;
+    proxy_ssl_verify on;
+    proxy_ssl_trusted_certificate ${opts.caCert};
+    proxy_ssl_name localhost;
+    proxy_ssl_server_name on;`;
+  const alpn = opts.alpn?.length ? `\n    ssl_alpn ${opts.alpn.join(' ')};` : '';
   const conf = path.join(opts.dir, `nginx-${port}.conf`);
   writeFileSync(
     conf,
@@ -44,14 +65,8 @@ stream {
     listen 127.0.0.1:${port} ssl reuseport;
     ssl_certificate ${opts.serverCert};
     ssl_certificate_key ${opts.serverKey};
-    ssl_protocols TLSv1.3;
-    proxy_pass 127.0.0.1:${opts.upstreamPort};
-    proxy_ssl on;
-    proxy_ssl_protocols TLSv1.3;
-    proxy_ssl_verify on;
-    proxy_ssl_trusted_certificate ${opts.caCert};
-    proxy_ssl_name localhost;
-    proxy_ssl_server_name on;
+    ssl_protocols TLSv1.3;${alpn}
+    proxy_pass 127.0.0.1:${opts.upstreamPort};${upstreamTls}
     proxy_buffer_size 16k;
   }
 }
@@ -62,8 +77,10 @@ stream {
   return { server, port, pids: () => [server.pid, ...childPids(server.pid)] };
 }
 
-export async function startHaproxy(opts: TlsFiles & { upstreamPort: number; threads?: number }): Promise<StreamProxyPeer> {
+export async function startHaproxy(opts: TlsFiles & UpstreamOptions & { threads?: number }): Promise<StreamProxyPeer> {
   const port = await freePortOn('127.0.0.1');
+  const upstreamTls = opts.upstreamTls === false ? '' : ` ssl verify required ca-file ${opts.caCert} verifyhost localhost sni str(localhost) ssl-min-ver TLSv1.3`;
+  const alpn = opts.alpn?.length ? ` alpn ${opts.alpn.join(',')}` : '';
   const combined = path.join(opts.dir, 'haproxy-server.pem');
   writeFileSync(combined, readFileSync(opts.serverCert, 'utf8') + readFileSync(opts.serverKey, 'utf8'), { mode: 0o600 });
   const conf = path.join(opts.dir, `haproxy-${port}.cfg`);
@@ -79,10 +96,10 @@ defaults
   timeout client 120s
   timeout server 120s
 frontend bench
-  bind 127.0.0.1:${port} ssl crt ${combined} ssl-min-ver TLSv1.3
+  bind 127.0.0.1:${port} ssl crt ${combined} ssl-min-ver TLSv1.3${alpn}
   default_backend upstream
 backend upstream
-  server up 127.0.0.1:${opts.upstreamPort} ssl verify required ca-file ${opts.caCert} verifyhost localhost sni str(localhost) ssl-min-ver TLSv1.3
+  server up 127.0.0.1:${opts.upstreamPort}${upstreamTls}
 `,
   );
   const server = startServer('haproxy', '/usr/sbin/haproxy', ['-db', '-f', conf]);

@@ -94,11 +94,15 @@ export function startServer(name: string, cmd: string, args: string[], opts: { e
   };
 }
 
-/** Kills every server still running (on exit of the benchmark, also after an error). */
+/**
+ * Stops every server still running (on exit of the benchmark, also after an error). SIGTERM,
+ * not SIGKILL: nginx's master stops its workers only when it is asked (a killed master
+ * leaves them running); each server's watchdog sends SIGKILL 3 s later if it is still there.
+ */
 export function killAllServers(): void {
   for (const c of started) {
     try {
-      c.kill('SIGKILL');
+      c.kill('SIGTERM');
     } catch {
       // already gone
     }

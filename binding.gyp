@@ -7,7 +7,10 @@
         "native/conn.cc",
         "native/tls-context.cc",
         "native/pump.cc",
-        "native/pg-frame-parser.cc"
+        "native/pg-frame-parser.cc",
+        "native/record-frame.cc",
+        "native/statement-recorder.cc",
+        "native/record-sink.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

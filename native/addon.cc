@@ -10,6 +10,9 @@
 
 #include "conn.h"
 #include "pump.h"
+#include "record-frame.h"
+#include "record-sink.h"
+#include "statement-recorder.h"
 #include "tls-context.h"
 
 namespace vg {
@@ -109,6 +112,8 @@ class PumpBridge : public PumpObserver {
   void OnCapture(bool fromClient, uint8_t type, const std::string& body, uint32_t length) override;
   Pump pump;
   Napi::FunctionReference onCapture_;
+  // Set when the session's statements are recorded in C++ (then onCapture_ is empty).
+  std::unique_ptr<StatementRecorder> recorder_;
 
  private:
   Napi::Env env_;
@@ -119,9 +124,41 @@ class PumpBridge : public PumpObserver {
   ConnWrap* upstreamWrap_;
 };
 
+// The JavaScript side of recording redaction (RecordRenderer): `render(kind, bytes)` returns
+// the msgpack encoding of the redacted string (kind 0) or rendered parameter (kind 1).
+class JsRecordRenderer : public RecordRenderer {
+ public:
+  void Set(Napi::Env env, Napi::Function fn) {
+    env_ = env;
+    fn_ = Napi::Persistent(fn);
+  }
+  bool Render(RenderKind kind, const char* data, size_t len, std::string* out) override {
+    if (fn_.IsEmpty()) return false;
+    Napi::Env env = env_;
+    Napi::HandleScope scope(env);
+    Napi::Value r = fn_.Call({Napi::Number::New(env, static_cast<int>(kind)), Napi::Buffer<char>::Copy(env, data, len)});
+    if (env.IsExceptionPending()) {
+      env.GetAndClearPendingException();
+      return false;
+    }
+    if (!r.IsTypedArray()) return false;
+    Napi::Uint8Array a = r.As<Napi::Uint8Array>();
+    if (a.ElementLength() == 0) return false;
+    out->append(reinterpret_cast<const char*>(a.Data()), a.ElementLength());
+    return true;
+  }
+
+ private:
+  Napi::Env env_{nullptr};
+  Napi::FunctionReference fn_;
+};
+
 class VgAddon : public Napi::Addon<VgAddon> {
  public:
   VgAddon(Napi::Env env, Napi::Object exports);
+  // Statement events recorded in C++ (sessions with `nativeRecord`), taken by takeRecords().
+  RecordSink recordSink;
+  JsRecordRenderer recordRenderer;
   std::shared_ptr<ThreadIo> ioShared;
   ThreadIo& io;
   Napi::FunctionReference connCtor;
@@ -137,6 +174,10 @@ class VgAddon : public Napi::Addon<VgAddon> {
   Napi::Value Connect(const Napi::CallbackInfo& info);
   Napi::Value StartPump(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
+  Napi::Value FrameEvents(const Napi::CallbackInfo& info) { return FrameEventsJs(info); }
+  Napi::Value SetRecordRenderer(const Napi::CallbackInfo& info);
+  Napi::Value TakeRecords(const Napi::CallbackInfo& info);
+  Napi::Value RecordCapturesForTest(const Napi::CallbackInfo& info);
   Napi::Value EndPump(const Napi::CallbackInfo& info);
   Napi::Value ReleaseStatement(const Napi::CallbackInfo& info);
 };
@@ -374,6 +415,10 @@ PumpObserver::Verdict PumpBridge::OnStatement(uint8_t type, const std::string& t
 }
 
 void PumpBridge::OnCapture(bool fromClient, uint8_t type, const std::string& body, uint32_t length) {
+  if (recorder_) {
+    recorder_->OnCapture(fromClient, type, body, length);
+    return;
+  }
   if (onCapture_.IsEmpty()) return;
   Napi::HandleScope scope(env_);
   char t[2] = {static_cast<char>(type), 0};
@@ -387,6 +432,10 @@ void PumpBridge::OnPumpEnd(const PumpStats& s) {
   addon->liveSessions--;
   addon->bytesPumped += s.bytesFromClient + s.bytesFromUpstream;
   if (s.upstreamKept) upstreamWrap_->DetachPump();
+  // The last statement's event goes into the sink before JavaScript hears of the end (and
+  // records the session's close after it).
+  if (recorder_) recorder_->End();
+  recorder_.reset();
   {
     Napi::HandleScope scope(env_);
     Napi::Object o = Napi::Object::New(env_);
@@ -519,6 +568,7 @@ class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
 
 VgAddon::VgAddon(Napi::Env env, Napi::Object exports)
     : ioShared(std::make_shared<ThreadIo>(LoopOf(env))), io(*ioShared) {
+  recordSink.SetRenderer(&recordRenderer);
   connCtor = Napi::Persistent(ConnWrap::Define(env));
   tlsCtor = Napi::Persistent(TlsContextWrap::Define(env));
   listenerCtor = Napi::Persistent(ListenerWrap::Define(env));
@@ -531,6 +581,10 @@ VgAddon::VgAddon(Napi::Env env, Napi::Object exports)
                            InstanceMethod<&VgAddon::Stats>("stats"),
                            InstanceMethod<&VgAddon::EndPump>("endPump"),
                            InstanceMethod<&VgAddon::ReleaseStatement>("releaseStatement"),
+                           InstanceMethod<&VgAddon::FrameEvents>("frameEvents"),
+                           InstanceMethod<&VgAddon::SetRecordRenderer>("setRecordRenderer"),
+                           InstanceMethod<&VgAddon::TakeRecords>("takeRecords"),
+                           InstanceMethod<&VgAddon::RecordCapturesForTest>("recordCapturesForTest"),
                        });
 }
 
@@ -634,10 +688,20 @@ Napi::Value VgAddon::StartPump(const Napi::CallbackInfo& info) {
   Napi::Value hw = opts.Get("highWaterBytes");
   size_t highWater = hw.IsNumber() ? static_cast<size_t>(hw.As<Napi::Number>().Int64Value()) : 256 * 1024;
   if (highWater < 16 * 1024) highWater = 16 * 1024;
+  Napi::Value nativeRecord = opts.Get("nativeRecord");
+  std::string recordSession, recordConnection;
+  if (nativeRecord.IsObject()) {
+    Napi::Object r = nativeRecord.As<Napi::Object>();
+    recordSession = BufferOrString(r.Get("session"));
+    recordConnection = BufferOrString(r.Get("connection"));
+    if (recordConnection.empty() || recordConnection.size() > 0xffff)
+      return ThrowError(env, "nativeRecord needs a connection name of 1 to 65535 bytes", "ERR_INVALID_ARG_VALUE");
+  }
   auto* bridge = new PumpBridge(env, a, b, a->conn(), b->conn(), protocol, highWater, info[3].As<Napi::Function>(),
                                 opts.Get("onStatement"));
   Napi::Value capture = opts.Get("capture");
-  if (capture.IsObject() && opts.Get("onCapture").IsFunction()) {
+  if (capture.IsObject() && nativeRecord.IsObject()) bridge->recorder_ = std::make_unique<StatementRecorder>(&recordSink, recordSession, recordConnection);
+  if (capture.IsObject() && (opts.Get("onCapture").IsFunction() || bridge->recorder_)) {
     Napi::Object c = capture.As<Napi::Object>();
     auto str = [&](const char* k) {
       Napi::Value v = c.Get(k);
@@ -651,7 +715,7 @@ Napi::Value VgAddon::StartPump(const Napi::CallbackInfo& info) {
     CaptureSpec fromUpstream{str("fromUpstream"), static_cast<uint32_t>(num("maxBytes", 65536)),
                              static_cast<uint64_t>(num("maxRowBytes", 0))};
     bridge->pump.SetCapture(fromClient, fromUpstream);
-    bridge->onCapture_ = Napi::Persistent(opts.Get("onCapture").As<Napi::Function>());
+    if (!bridge->recorder_) bridge->onCapture_ = Napi::Persistent(opts.Get("onCapture").As<Napi::Function>());
   }
   bridge->pump.SetReuseUpstream(opts.Get("reuseUpstream").ToBoolean().Value());
   Napi::Value expiresIn = opts.Get("expiresInMs");
@@ -709,6 +773,55 @@ Napi::Value VgAddon::Stats(const Napi::CallbackInfo& info) {
   o.Set("liveSessions", static_cast<double>(liveSessions));
   o.Set("bytesPumped", static_cast<double>(bytesPumped));
   return o;
+}
+
+// setRecordRenderer(render): JavaScript's redaction for strings C++ does not handle itself.
+Napi::Value VgAddon::SetRecordRenderer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsFunction()) {
+    Napi::TypeError::New(env, "setRecordRenderer(render)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  recordRenderer.Set(env, info[0].As<Napi::Function>());
+  return env.Undefined();
+}
+
+Napi::Value BatchOrNull(Napi::Env env, std::string batch) {
+  if (batch.empty()) return env.Null();
+  return Napi::Buffer<char>::Copy(env, batch.data(), batch.size());
+}
+
+// takeRecords(sweepBefore?): statement events recorded in C++ since the last call, as one
+// record batch (null when none). Statements parked (waiting for their result) since at or
+// before `sweepBefore` (ms epoch) are recorded on their own first.
+Napi::Value VgAddon::TakeRecords(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() >= 1 && info[0].IsNumber()) recordSink.Sweep(info[0].As<Napi::Number>().DoubleValue());
+  return BatchOrNull(env, recordSink.Take());
+}
+
+// recordCapturesForTest(session, connection, captures[[fromClient, type, body, length]...], end):
+// runs a StatementRecorder over captured messages and returns the record batch it made.
+Napi::Value VgAddon::RecordCapturesForTest(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsString() || !info[2].IsArray()) {
+    Napi::TypeError::New(env, "recordCapturesForTest(session, connection, captures, end)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  RecordSink sink;
+  sink.SetRenderer(&recordRenderer);
+  {
+    StatementRecorder r(&sink, info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::String>().Utf8Value());
+    Napi::Array captures = info[2].As<Napi::Array>();
+    for (uint32_t i = 0; i < captures.Length(); i++) {
+      Napi::Array c = captures.Get(i).As<Napi::Array>();
+      std::string body = BufferOrString(c.Get(2u));
+      r.OnCapture(c.Get(0u).ToBoolean().Value(), static_cast<uint8_t>(c.Get(1u).As<Napi::String>().Utf8Value()[0]), body,
+                  c.Get(3u).As<Napi::Number>().Uint32Value());
+    }
+    if (info.Length() < 4 || info[3].ToBoolean().Value()) r.End();
+  }
+  return BatchOrNull(env, sink.Take());
 }
 
 }  // namespace vg

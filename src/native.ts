@@ -98,6 +98,12 @@ export interface PumpOptions {
   capture?: { fromClient: string; fromUpstream: string; maxBytes: number; maxRowBytes: number; fromClientMaxBytes?: number };
   /** `body` is a copy, truncated to `maxBytes`; `length` is the message's full body length. */
   onCapture?: (fromClient: boolean, type: string, body: Buffer, length: number) => void;
+  /**
+   * `queries` recording done in C++ (instead of `onCapture`): the captured messages become
+   * statement events (native/statement-recorder.h) in this thread's record sink, taken with
+   * `takeRecords()`. Needs `capture` (client 'BQPF', upstream 'CE').
+   */
+  nativeRecord?: { session: string; connection: string };
 }
 
 export interface Connection {
@@ -164,6 +170,30 @@ export interface NativeBinding {
   endPump(client: Connection, reason: string, finalBytes?: Buffer): boolean;
   /** Forwards a statement held by `onStatement` (and what queued behind it). */
   releaseStatement(client: Connection, holdId: number): boolean;
+  /**
+   * Recording (primary): frames payload i = `blob[offsets[2i], offsets[2i+1])` as Event frames
+   * with sequence numbers `firstSeq`, `firstSeq + 1`, ..., each chained to the previous frame's
+   * hash (the first to `prevHash`). `frames` is every frame back to back, byte-identical to
+   * segment-format.ts `encodeFrame(FrameKind.Event, ...)` in a loop; `hash` is the last frame's
+   * hash (`prevHash` when there are no payloads). Throws TypeError on offsets out of range or
+   * of odd length, a `prevHash` that is not 32 bytes, or a `firstSeq` that is not a safe
+   * non-negative integer. The inputs are only read during the call.
+   */
+  frameEvents(blob: Uint8Array, offsets: Uint32Array, firstSeq: number, prevHash: Uint8Array): { frames: Buffer; hash: Buffer };
+  /**
+   * Redaction for the strings C++ recording does not handle itself (non-ASCII text, text
+   * that may hold a secret): `kind` 0 = a string, 1 = a text-format Bind parameter; returns
+   * the msgpack encoding of what is recorded in its place.
+   */
+  setRecordRenderer(render: (kind: number, text: Buffer) => Uint8Array): void;
+  /**
+   * Statement events recorded in C++ since the last call, as one record batch
+   * (src/recording/record-batch.ts), or null. Statements still waiting for their result
+   * since at or before `sweepBefore` (ms epoch) are recorded on their own first.
+   */
+  takeRecords(sweepBefore?: number): Buffer | null;
+  /** Tests: a C++ statement recorder fed these captures; returns its record batch (or null). */
+  recordCapturesForTest(session: string, connection: string, captures: [boolean, string, Buffer, number][], end?: boolean): Buffer | null;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -64,8 +64,8 @@ export type ToPrimary =
   | { t: 'session-start'; connection: string; access: AccessLevel }
   | { t: 'session-end'; summary: SessionSummary }
   | { t: 'refusal'; connection: string; code: string }
-  /** Recording events, encoded and redacted by the worker (src/recording/encode-event.ts): `payloads[i]` belongs to `connections[i]`. */
-  | { t: 'record'; connections: string[]; payloads: Buffer[]; ack: number | null }
+  /** Recording events, encoded and redacted by the worker (src/recording/encode-event.ts, native/statement-recorder.h), as one record batch (src/recording/record-batch.ts). */
+  | { t: 'record'; batch: Uint8Array; ack: number | null }
   | { t: 'drained'; worker: number; sessionsLeft: number }
   | { t: 'stats'; worker: number; liveSessions: number; liveConnections: number; bytesPumped: number };
 

@@ -2,7 +2,7 @@
 // TLS), startup, token in the password message, authorization by the primary, the verified
 // upstream leg with injected credentials, then the native pump. JavaScript runs only here,
 // in the setup phase; after `pump()` the bytes never come back to JS.
-import type { Connection, PumpStats, TlsInfo } from '../src/native.js';
+import type { Connection, PumpOptions, PumpStats, TlsInfo } from '../src/native.js';
 import type { PostgresConnectionConfig } from '../src/config/types.js';
 import type { AuthGranted, SessionSummary } from './messages.js';
 import { parseStartupPacket } from './pg/startup-parser.js';
@@ -14,7 +14,7 @@ import { UpstreamSetup, type UpstreamReady } from './pg-upstream-setup.js';
 import { randomUUID } from 'node:crypto';
 import type { WorkerContext } from './worker-context.js';
 import { accessRank, type CompiledPolicy } from '../src/policy/policy.js';
-import { PgStatementRecorder } from './pg-statement-recorder.js';
+import { captureSpec, PgStatementRecorder } from './pg-statement-recorder.js';
 import { PgUpstreamPool } from './pg-upstream-pool.js';
 import { classifyStatement, isReadOnly } from '../src/policy/statement-classifier.js';
 
@@ -334,11 +334,13 @@ export class PgClientSession {
     // from the record after a crash.
     const strict = recordStatements && this.ctx.config.recordings.durability === 'strict';
     // Async: a statement's record waits for its result and carries it (one event, not two).
-    const statements = recordStatements ? new PgStatementRecorder((e, d) => this.ctx.record(e, d), base, recording, strict ? null : this.ctx) : null;
     // Statements cross into JS before they are forwarded only when a verdict is needed (read
     // access) or strict durability holds them; async recording takes them as captures after
-    // they are forwarded (nothing in JS between client and upstream).
+    // they are forwarded (nothing in JS between client and upstream), and in `queries` mode
+    // C++ turns the captures into events itself (native/statement-recorder.h).
     const statementCaptures = recordStatements && !strict && grant.access !== 'read';
+    const nativeStatements = statementCaptures && recording === 'queries';
+    const statements = recordStatements && !nativeStatements ? new PgStatementRecorder((e, d) => this.ctx.record(e, d), base, recording, strict ? null : this.ctx) : null;
     const onStatement =
       grant.access === 'read' || strict
         ? (type: 'Q' | 'P' | 'F', text: string) => {
@@ -367,11 +369,24 @@ export class PgClientSession {
           }
         : undefined;
     this.ctx.sessions.add(this);
+    // Counted before the pump starts: a pump can end inside pump() (a leg already closed).
+    if (nativeStatements) this.ctx.nativeRecordingStarted();
+    try {
+      this.startPump(ready, grant, { base, recording, statements, nativeStatements, statementCaptures }, onStatement, upstreamTls);
+    } catch (err) {
+      if (nativeStatements) this.ctx.nativeRecordingEnded();
+      throw err;
+    }
+  }
+
+  private startPump(ready: UpstreamReady, grant: AuthGranted, rec: SessionRecording, onStatement: PumpOptions['onStatement'], upstreamTls: string): void {
+    const { base, recording, statements, nativeStatements, statementCaptures } = rec;
     this.ctx.native.pump(this.conn, ready.conn, {
       protocol: 'pg',
       highWaterBytes: this.ctx.limits.pumpHighWaterBytes,
       reuseUpstream: this.poolKey !== null,
       onStatement,
+      ...(nativeStatements ? { capture: captureSpec('queries', true), nativeRecord: base } : {}),
       ...(statements ? { capture: statements.capture(statementCaptures), onCapture: (fromClient: boolean, type: string, body: Buffer, length: number) => statements.onCapture(fromClient, type, body, length) } : {}),
       expiresInMs: Math.max(0, grant.expiresAt - Date.now()),
       expiryMessage: `your access token expired at ${new Date(grant.expiresAt).toISOString()}; reconnect with a fresh token (e.g. PGPASSWORD=$(vecgate token))`,
@@ -401,6 +416,7 @@ export class PgClientSession {
       // The audit record of the close carries the same summary the operators' log line does.
       statements?.flushPending();
       if (recording !== 'off') this.ctx.record({ type: 'session-close', ts: Date.now(), ...base, ...summary });
+      if (nativeStatements) this.ctx.nativeRecordingEnded();
     });
   }
 
@@ -463,4 +479,13 @@ export class PgClientSession {
     }
     this.state = 'closed';
   }
+}
+
+/** How a session's statements are recorded: by the JavaScript recorder (`statements`), in C++ (`nativeStatements`), or not. */
+interface SessionRecording {
+  base: { session: string; connection: string };
+  recording: PostgresConnectionConfig['recording'];
+  statements: PgStatementRecorder | null;
+  nativeStatements: boolean;
+  statementCaptures: boolean;
 }

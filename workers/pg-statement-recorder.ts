@@ -4,6 +4,8 @@
 // `full`, its result rows up to a cap. The native pump hands over the captured messages;
 // nothing here sees a byte the recording mode does not need.
 import type { RecordEvent } from '../src/recording/record-event.js';
+import { redactRecordedValue } from '../src/recording/redact-event.js';
+import { packr } from '../src/recording/segment-format.js';
 import { summarizeVector } from '../src/recording/summarize-vector.js';
 
 /** Longest text value (parameter or column) kept as is; longer ones are cut and marked. */
@@ -120,6 +122,32 @@ function capturedStatementText(type: string, body: Buffer): string {
   return body.toString('utf8', start, end < 0 ? body.length : end);
 }
 
+/**
+ * What the pump captures for a recording mode. `statements`: the statements themselves come
+ * as captures too (sessions whose statements need no verdict before they are forwarded: no
+ * read-only check, no strict hold), else through the pump's onStatement.
+ */
+export function captureSpec(mode: 'queries' | 'full', statements: boolean): { fromClient: string; fromUpstream: string; maxBytes: number; maxRowBytes: number; fromClientMaxBytes: number } {
+  return {
+    fromClient: statements ? 'BQPF' : 'B',
+    fromUpstream: mode === 'full' ? 'CED' : 'CE',
+    maxBytes: MAX_CAPTURED_MESSAGE_BYTES,
+    maxRowBytes: MAX_CAPTURED_ROW_BYTES,
+    fromClientMaxBytes: statements ? MAX_CAPTURED_STATEMENT_BYTES : MAX_CAPTURED_MESSAGE_BYTES,
+  };
+}
+
+/**
+ * The C++ statement recorder's (native/statement-recorder.h) way to the one redaction
+ * policy: for a string it cannot judge itself (non-ASCII, or text that may hold a secret),
+ * the msgpack encoding of what this recorder would write: kind 0 a string, kind 1 a
+ * text-format parameter (rendered by renderValue first).
+ */
+export function renderForNativeRecording(kind: number, text: Buffer): Uint8Array {
+  const s = text.toString('utf8');
+  return packr.pack(redactRecordedValue(kind === 1 ? renderValue(s, false) : s));
+}
+
 /** Where a recorder parks its statement while the result is due (WorkerContext sweeps them). */
 export interface PendingStatementSweep {
   hold(r: PgStatementRecorder): void;
@@ -152,19 +180,9 @@ export class PgStatementRecorder {
     private readonly sweep: PendingStatementSweep | null = null,
   ) {}
 
-  /**
-   * The capture spec the pump needs for this mode. `statements`: the statements themselves
-   * come as captures too (sessions whose statements need no verdict before they are
-   * forwarded: no read-only check, no strict hold), else through the pump's onStatement.
-   */
-  capture(statements = false): { fromClient: string; fromUpstream: string; maxBytes: number; maxRowBytes: number; fromClientMaxBytes: number } {
-    return {
-      fromClient: statements ? 'BQPF' : 'B',
-      fromUpstream: this.mode === 'full' ? 'CED' : 'CE',
-      maxBytes: MAX_CAPTURED_MESSAGE_BYTES,
-      maxRowBytes: MAX_CAPTURED_ROW_BYTES,
-      fromClientMaxBytes: statements ? MAX_CAPTURED_STATEMENT_BYTES : MAX_CAPTURED_MESSAGE_BYTES,
-    };
+  /** The capture spec the pump needs for this mode (captureSpec). */
+  capture(statements = false): ReturnType<typeof captureSpec> {
+    return captureSpec(this.mode, statements);
   }
 
   /** `messageBytes`: the statement's message was longer than what was captured (its text is cut). */

@@ -11,7 +11,8 @@ import type { CompiledPolicy } from '../src/policy/policy.js';
 import { encodeEvent } from '../src/recording/encode-event.js';
 import { setSensitiveSettings } from '../src/recording/redact-event.js';
 import type { RecordEvent } from '../src/recording/record-event.js';
-import type { PendingStatementSweep, PgStatementRecorder } from './pg-statement-recorder.js';
+import { RecordBatchWriter } from '../src/recording/record-batch.js';
+import { renderForNativeRecording, type PendingStatementSweep, type PgStatementRecorder } from './pg-statement-recorder.js';
 import { PgUpstreamPool } from './pg-upstream-pool.js';
 import { send, type AuthClientInfo, type AuthResult, type SessionSummary, type ToPrimary } from './messages.js';
 
@@ -25,6 +26,8 @@ export const AUTH_REFUSAL_CACHE_MS = 5_000;
 export const RECORD_BATCH_MS = 5;
 /** ...or as soon as this many are queued. */
 export const RECORD_BATCH_MAX_EVENTS = 256;
+/** How often statement events recorded in C++ (sessions with `nativeRecord`) are taken and sent. */
+export const NATIVE_RECORD_POLL_MS = 50;
 /** A statement whose result has not come this long after it began is recorded without it (the result follows as its own event). */
 export const RECORD_PENDING_STATEMENT_MS = 250;
 /** Largest password message (the access token) accepted from a client. */
@@ -70,6 +73,8 @@ export class WorkerContext implements PendingStatementSweep {
     this.minLogRank = LOG_RANK[logLevel] ?? LOG_RANK.info!;
     // Events are redacted here, before they leave the worker (encode-event.ts).
     setSensitiveSettings(config.recordings.redactSettings);
+    // ...and so are the strings C++ recording cannot judge itself.
+    this.native.setRecordRenderer(renderForNativeRecording);
     this.serverCtx = this.buildServerContext(cert, key);
   }
 
@@ -155,13 +160,19 @@ export class WorkerContext implements PendingStatementSweep {
     this.post({ t: 'session-end', summary });
   }
 
-  /** Events and their strict-mode acks (null: none), encoded when the batch goes. */
-  private pendingEvents: RecordEvent[] = [];
+  /**
+   * Recording entries in order, with their strict-mode acks (null: none): events (encoded
+   * when the batch goes) and record batches taken from C++ (`takeRecords`).
+   */
+  private pendingEvents: (RecordEvent | Buffer)[] = [];
   private pendingEventAcks: (((ok: boolean, message: string) => void) | null)[] = [];
   private recordTimer: NodeJS.Timeout | null = null;
   private recordImmediate: NodeJS.Immediate | null = null;
   private nextBatch = 1;
   private awaitingAck = new Map<number, ((ok: boolean, message: string) => void)[]>();
+  /** Sessions whose statements are recorded in C++, and the timer that collects their events. */
+  private nativeRecordingSessions = 0;
+  private nativePoll: NodeJS.Timeout | null = null;
 
   /**
    * Queues a recording event for the primary's recorder. `onDurable` (strict mode: a held
@@ -171,16 +182,48 @@ export class WorkerContext implements PendingStatementSweep {
    * goes, not here: this runs between the upstream's answer and the client.
    */
   record(event: RecordEvent, onDurable?: (ok: boolean, message: string) => void): void {
+    // What C++ recorded so far comes first: a session's close follows its last statement.
+    if (this.nativeRecordingSessions > 0) this.takeNativeRecords();
     this.pendingEvents.push(event);
     this.pendingEventAcks.push(onDurable ?? null);
+    this.scheduleRecords(onDurable !== undefined);
+  }
+
+  private scheduleRecords(now: boolean): void {
     if (this.recordImmediate) return;
-    if (onDurable || this.pendingEvents.length >= RECORD_BATCH_MAX_EVENTS) {
+    if (now || this.pendingEvents.length >= RECORD_BATCH_MAX_EVENTS) {
       if (this.recordTimer) clearTimeout(this.recordTimer);
       this.recordTimer = null;
-      this.recordImmediate = setImmediate(() => this.flushRecords());
+      this.recordImmediate = setImmediate(() => this.sendRecords());
     } else if (!this.recordTimer) {
-      this.recordTimer = setTimeout(() => this.flushRecords(), RECORD_BATCH_MS);
+      this.recordTimer = setTimeout(() => this.sendRecords(), RECORD_BATCH_MS);
     }
+  }
+
+  /** A session records its statements in C++ (pump option `nativeRecord`) from now until nativeRecordingEnded(). */
+  nativeRecordingStarted(): void {
+    if (this.nativeRecordingSessions++ > 0) return;
+    this.nativePoll = setInterval(() => {
+      this.takeNativeRecords(Date.now() - RECORD_PENDING_STATEMENT_MS);
+      if (this.pendingEvents.length > 0 && !this.recordImmediate) this.sendRecords();
+    }, NATIVE_RECORD_POLL_MS);
+    this.nativePoll.unref();
+  }
+
+  nativeRecordingEnded(): void {
+    if (--this.nativeRecordingSessions > 0) return;
+    this.takeNativeRecords();
+    if (this.nativePoll) clearInterval(this.nativePoll);
+    this.nativePoll = null;
+  }
+
+  /** Moves what C++ recorded into the queue; `sweepBefore`: statements waiting for their result since then are recorded without it. */
+  private takeNativeRecords(sweepBefore?: number): void {
+    const batch = this.native.takeRecords(sweepBefore);
+    if (batch === null) return;
+    this.pendingEvents.push(batch);
+    this.pendingEventAcks.push(null);
+    this.scheduleRecords(false);
   }
 
   private parked = new Set<PgStatementRecorder>();
@@ -211,40 +254,48 @@ export class WorkerContext implements PendingStatementSweep {
   /** Sends queued recording events now (before the worker reports itself drained), parked statements too. */
   flushRecords(): void {
     if (this.parked.size > 0) this.sweepParked(Infinity);
+    this.takeNativeRecords(Number.MAX_SAFE_INTEGER);
+    this.sendRecords();
+  }
+
+  /** Sends the queued entries as one record batch. */
+  private sendRecords(): void {
     if (this.recordTimer) clearTimeout(this.recordTimer);
     if (this.recordImmediate) clearImmediate(this.recordImmediate);
     this.recordTimer = null;
     this.recordImmediate = null;
     if (this.pendingEvents.length === 0) return;
-    const events = this.pendingEvents;
-    const eventAcks = this.pendingEventAcks;
+    const entries = this.pendingEvents;
+    const entryAcks = this.pendingEventAcks;
     this.pendingEvents = [];
     this.pendingEventAcks = [];
-    const connections: string[] = [];
-    const payloads: Buffer[] = [];
+    const batch = new RecordBatchWriter();
     const acks: ((ok: boolean, message: string) => void)[] = [];
-    for (let i = 0; i < events.length; i++) {
-      const event = events[i]!;
-      const ack = eventAcks[i]!;
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
+      const ack = entryAcks[i]!;
+      if (entry instanceof Uint8Array) {
+        batch.appendBatch(entry);
+        continue;
+      }
       try {
-        payloads.push(encodeEvent(event));
+        batch.add(entry.connection, encodeEvent(entry));
       } catch (err) {
         // Not recordable (malformed or oversized): said loudly; a statement waiting on it is refused.
         const message = (err as Error).message;
-        this.log('error', 'recording failed', { connection: event.connection, error: message });
+        this.log('error', 'recording failed', { connection: entry.connection, error: message });
         if (ack) queueMicrotask(() => ack(false, message));
         continue;
       }
-      connections.push(event.connection);
       if (ack) acks.push(ack);
     }
-    if (payloads.length === 0) return;
+    if (batch.byteLength === 0) return;
     let ack: number | null = null;
     if (acks.length) {
       ack = this.nextBatch++;
       this.awaitingAck.set(ack, acks);
     }
-    this.post({ t: 'record', connections, payloads, ack });
+    this.post({ t: 'record', batch: batch.take(), ack });
   }
 
   onRecordAck(batch: number, ok: boolean, message: string): void {

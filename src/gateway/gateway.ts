@@ -160,7 +160,7 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
         break;
       case 'record': {
         const ack = msg.ack;
-        const done = recorder ? recorder.appendEncoded(msg.connections, msg.payloads) : Promise.reject(new Error('no recorder'));
+        const done = recorder ? recorder.appendBatch(msg.batch) : Promise.reject(new Error('no recorder'));
         done.then(
           () => {
             if (recordingFailed) log.info('recording recovered');

@@ -3,24 +3,28 @@
 // has the layout). Strict durability resolves an append only after fdatasync, and appends
 // that arrive together share one (group commit). Checkpoints every N records or T ms and
 // each segment's seal are signed; retention deletes whole segments and records that it did.
+// Event frames are built in C++ (native frameEvents), a whole run of payloads per call.
 import { mkdir, open, readdir, readFile, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { writeSync } from 'node:fs';
+import { writeSync, writevSync } from 'node:fs';
 import path from 'node:path';
 import { VgError } from '../errors.js';
+import { native } from '../native.js';
 import { syncDirectory, syncSegmentData } from './durable-sync.js';
 import type { RecordEvent } from './record-event.js';
 import { encodeEvent, MAX_EVENT_BYTES } from './encode-event.js';
+import { MAX_RECORD_BATCH_BYTES, parseRecordBatch, payloadOffsetsByConnection, type RecordBatchEntries } from './record-batch.js';
 import {
   connectionDirName,
   connectionFromDirName,
   encodeFrame,
+  frameEventsJs,
   FrameKind,
   packr,
   scanSegment,
   SEGMENT_MAGIC,
   segmentFileName,
   signedBytes,
-  utcDay,
+  utcDayBounds,
   ZERO_HASH,
   type SegmentHeader,
   type SignedPayload,
@@ -29,7 +33,7 @@ import { listSegments, readHead, writeHead, type SegmentFile } from './segment-s
 import { loadSigningKey, signBytes, type SigningKey } from './signing-key.js';
 
 /** A signed checkpoint after this many event records... */
-export const CHECKPOINT_EVERY_RECORDS = 1000;
+export const CHECKPOINT_EVERY_RECORDS = 10_000;
 /** ...or after this long with unsigned records, whichever comes first. */
 export const CHECKPOINT_INTERVAL_MS = 30_000;
 /** A segment that reaches this size is sealed and a new one begun (segments also end at UTC midnight). */
@@ -63,10 +67,40 @@ interface Chain {
   lastSegment: number;
 }
 
+/** Payloads of one connection, in order: `blob[offsets[2i], offsets[2i + 1])`. */
+interface PayloadRun {
+  blob: Uint8Array;
+  offsets: Uint32Array;
+}
+
 interface Pending {
-  byConnection: Map<string, Uint8Array[]>;
+  byConnection: Map<string, PayloadRun>;
   resolve: () => void;
   reject: (e: unknown) => void;
+}
+
+type FrameEvents = (blob: Uint8Array, offsets: Uint32Array, firstSeq: number, prevHash: Buffer) => { frames: Buffer; hash: Buffer };
+let frameEventsImpl: { fn: FrameEvents; kind: 'native' | 'js' } | undefined;
+
+/**
+ * The event framer recorders use: native frameEvents, or its JavaScript reference where the
+ * addon is not built (the audit tools and tests can record without it; the gateway's workers
+ * cannot run without the addon anyway).
+ */
+export function eventFramer(): { fn: FrameEvents; kind: 'native' | 'js' } {
+  if (frameEventsImpl === undefined) {
+    let binding: ReturnType<typeof native> | undefined;
+    try {
+      binding = native();
+    } catch {
+      binding = undefined;
+    }
+    frameEventsImpl =
+      binding !== undefined && typeof binding.frameEvents === 'function'
+        ? { fn: binding.frameEvents.bind(binding), kind: 'native' }
+        : { fn: frameEventsJs, kind: 'js' };
+  }
+  return frameEventsImpl;
 }
 
 export class Recorder {
@@ -76,6 +110,8 @@ export class Recorder {
   private closing = false;
   private tail: Promise<unknown> = Promise.resolve();
   private readonly timer: NodeJS.Timeout;
+  /** The UTC day of the last `now` seen, with its bounds: utcDay() once a day, not per drain. */
+  private today = { day: '', start: 0, end: 0 };
 
   private constructor(
     private readonly opts: RecorderOptions,
@@ -126,20 +162,56 @@ export class Recorder {
   appendEncoded(connections: readonly string[], payloads: readonly Uint8Array[]): Promise<void> {
     if (this.closing) return Promise.reject(new VgError('ERR_VG_RECORDING', 'the recorder is closed; no more events can be recorded'));
     if (connections.length !== payloads.length) return Promise.reject(new VgError('ERR_VG_RECORDING', `a recording batch names ${connections.length} connections for ${payloads.length} events`));
-    const byConnection = new Map<string, Uint8Array[]>();
+    // Copied into one blob with offsets: the shape a record batch parses into.
+    const names: string[] = [];
+    const indexOf = new Map<string, number>();
+    const connectionIndex = new Uint32Array(payloads.length);
+    const offsets = new Uint32Array(2 * payloads.length);
+    let total = 0;
     for (let i = 0; i < payloads.length; i++) {
       const connection = connections[i]!;
       const payload = payloads[i]!;
       if (typeof connection !== 'string' || connection === '') return Promise.reject(new VgError('ERR_VG_RECORDING', 'a recording event needs a connection name'));
       if (payload.length > MAX_EVENT_BYTES) return Promise.reject(new VgError('ERR_VG_RECORDING', `a recorded event is ${payload.length} bytes encoded, over the ${MAX_EVENT_BYTES}-byte limit`));
-      let list = byConnection.get(connection);
-      if (list === undefined) {
-        list = [];
-        byConnection.set(connection, list);
+      let index = indexOf.get(connection);
+      if (index === undefined) {
+        index = names.length;
+        names.push(connection);
+        indexOf.set(connection, index);
       }
-      list.push(payload);
+      connectionIndex[i] = index;
+      offsets[2 * i] = total;
+      total += payload.length;
+      offsets[2 * i + 1] = total;
     }
-    if (byConnection.size === 0) return Promise.resolve();
+    if (payloads.length === 0) return Promise.resolve();
+    if (total > MAX_RECORD_BATCH_BYTES) return Promise.reject(new VgError('ERR_VG_RECORDING', `a recording batch of ${total} bytes is over the ${MAX_RECORD_BATCH_BYTES}-byte limit: send it in parts`));
+    const blob = Buffer.allocUnsafe(total);
+    for (let i = 0; i < payloads.length; i++) blob.set(payloads[i]!, offsets[2 * i]!);
+    return this.enqueue(blob, { count: payloads.length, connections: names, connectionIndex, offsets });
+  }
+
+  /**
+   * Appends a record batch (record-batch.ts) a worker built: each entry's payload goes to the
+   * chain of its connection, in order. Same checks and promise as `appendEncoded`; a malformed
+   * batch is refused whole (nothing of it is written). The recorder reads `blob` until the
+   * promise settles: do not change it before.
+   */
+  appendBatch(blob: Uint8Array): Promise<void> {
+    if (this.closing) return Promise.reject(new VgError('ERR_VG_RECORDING', 'the recorder is closed; no more events can be recorded'));
+    let entries: RecordBatchEntries;
+    try {
+      entries = parseRecordBatch(blob);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (entries.count === 0) return Promise.resolve();
+    return this.enqueue(blob, entries);
+  }
+
+  private enqueue(blob: Uint8Array, entries: RecordBatchEntries): Promise<void> {
+    const byConnection = new Map<string, PayloadRun>();
+    for (const [connection, offsets] of payloadOffsetsByConnection(entries)) byConnection.set(connection, { blob, offsets });
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ byConnection, resolve, reject });
       if (!this.drainScheduled) {
@@ -233,45 +305,42 @@ export class Recorder {
     const group = this.queue;
     this.queue = [];
     const now = Date.now();
-    const payloads = new Map<string, Uint8Array[]>();
+    const runs = new Map<string, PayloadRun[]>();
     for (const p of group) {
-      for (const [c, list] of p.byConnection) {
-        const all = payloads.get(c);
-        if (all === undefined) payloads.set(c, list.slice());
-        else for (const b of list) all.push(b);
+      for (const [c, run] of p.byConnection) {
+        const all = runs.get(c);
+        if (all === undefined) runs.set(c, [run]);
+        else all.push(run);
       }
     }
     const failed = new Map<string, unknown>();
     const toSync: Chain[] = [];
-    const toHead: Chain[] = [];
-    for (const [connection, list] of payloads) {
+    const toHead = new Set<Chain>();
+    for (const [connection, list] of runs) {
+      let chain: Chain | undefined;
       try {
-        const chain = await this.writable(connection, now);
+        chain = await this.writable(connection, now);
         const frames: Buffer[] = [];
         let signed = false;
-        for (const payload of list) {
-          frames.push(this.eventFrame(chain, payload));
-          if (chain.sinceCheckpoint >= CHECKPOINT_EVERY_RECORDS) {
-            frames.push(this.signedFrame(chain, FrameKind.Checkpoint, now));
-            signed = true;
-          }
-        }
+        for (const run of list) if (this.eventFrames(chain, run, now, frames)) signed = true;
         if (chain.sinceCheckpoint > 0 && now - chain.lastCheckpointAt >= CHECKPOINT_INTERVAL_MS) {
           frames.push(this.signedFrame(chain, FrameKind.Checkpoint, now));
           signed = true;
         }
         await this.write(chain, frames);
         if (this.opts.durability === 'strict' || signed) toSync.push(chain);
-        if (signed) toHead.push(chain);
+        if (signed) toHead.add(chain);
       } catch (e) {
         failed.set(connection, e);
+        // The chain may have moved past what reached the file: resume from the disk next time.
+        if (chain !== undefined && this.chains.get(connection) === chain) await this.forget(chain);
       }
     }
     await Promise.all(
       toSync.map(async (chain) => {
         try {
           await syncSegmentData(chain.fh!);
-          if (toHead.includes(chain)) await this.writeHead(chain, now);
+          if (toHead.has(chain)) await this.writeHead(chain, now);
         } catch (e) {
           failed.set(chain.connection, e);
           await this.forget(chain);
@@ -279,10 +348,43 @@ export class Recorder {
       }),
     );
     for (const p of group) {
-      const err = [...p.byConnection.keys()].map((c) => failed.get(c)).find((e) => e !== undefined);
+      let err: unknown;
+      if (failed.size > 0) {
+        for (const c of p.byConnection.keys()) {
+          err = failed.get(c);
+          if (err !== undefined) break;
+        }
+      }
       if (err === undefined) p.resolve();
       else p.reject(err instanceof VgError ? err : new VgError('ERR_VG_RECORDING', `recording write failed: ${(err as Error).message}`, { cause: err }));
     }
+  }
+
+  /**
+   * Frames a run of payloads onto `chain` (pushing the bytes to `out`), natively, one call per
+   * stretch between checkpoints: a signed checkpoint follows the event that brings
+   * `sinceCheckpoint` to CHECKPOINT_EVERY_RECORDS. Returns whether it added a checkpoint.
+   */
+  private eventFrames(chain: Chain, run: PayloadRun, now: number, out: Buffer[]): boolean {
+    const frameEvents = eventFramer().fn;
+    const n = run.offsets.length / 2;
+    let signed = false;
+    for (let i = 0; i < n; ) {
+      const take = Math.min(n - i, Math.max(1, CHECKPOINT_EVERY_RECORDS - chain.sinceCheckpoint));
+      const offsets = take === n ? run.offsets : run.offsets.subarray(2 * i, 2 * (i + take));
+      const f = frameEvents(run.blob, offsets, chain.seq + 1, chain.hash);
+      out.push(f.frames);
+      chain.seq += take;
+      chain.hash = f.hash;
+      chain.events += take;
+      chain.sinceCheckpoint += take;
+      i += take;
+      if (chain.sinceCheckpoint >= CHECKPOINT_EVERY_RECORDS) {
+        out.push(this.signedFrame(chain, FrameKind.Checkpoint, now));
+        signed = true;
+      }
+    }
+    return signed;
   }
 
   private async checkpointDue(now: number): Promise<void> {
@@ -305,9 +407,15 @@ export class Recorder {
       chain = await this.resume(connection);
       this.chains.set(connection, chain);
     }
-    if (chain.fh !== null && (chain.day !== utcDay(now) || chain.pos >= SEGMENT_MAX_BYTES)) await this.seal(chain, now);
+    if (chain.fh !== null && (chain.day !== this.dayOf(now) || chain.pos >= SEGMENT_MAX_BYTES)) await this.seal(chain, now);
     if (chain.fh === null) await this.openSegment(chain, now);
     return chain;
+  }
+
+  /** utcDay(now), recomputed only when `now` leaves the day it computed last. */
+  private dayOf(now: number): string {
+    if (now < this.today.start || now >= this.today.end) this.today = utcDayBounds(now);
+    return this.today.day;
   }
 
   /** Picks a connection's chain up where the last process left it: after the last intact frame on disk. */
@@ -353,7 +461,7 @@ export class Recorder {
   private async openSegment(chain: Chain, now: number): Promise<void> {
     const prevSegment = chain.lastSegment;
     const segment = prevSegment + 1;
-    const day = utcDay(now);
+    const day = this.dayOf(now);
     const dayDir = path.join(chain.connDir, day);
     await mkdir(dayDir, { recursive: true, mode: 0o700 });
     const fh = await open(path.join(dayDir, segmentFileName(segment)), 'wx', 0o600);
@@ -415,7 +523,8 @@ export class Recorder {
 
   private async write(chain: Chain, frames: Buffer[]): Promise<void> {
     try {
-      await this.writeRaw(chain, frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+      if (frames.length === 1) await this.writeRaw(chain, frames[0]!);
+      else await this.writeRawv(chain, frames);
     } catch (e) {
       // How much reached the file is unknown: start over from what is on disk next time.
       await this.forget(chain);
@@ -432,6 +541,20 @@ export class Recorder {
     let done = 0;
     while (done < bytes.length) done += writeSync(chain.fh!.fd, bytes, done, bytes.length - done, chain.pos + done);
     chain.pos += bytes.length;
+  }
+
+  /** writeRaw for several buffers: one pwritev (libuv splits at IOV_MAX and retries short writes). */
+  private async writeRawv(chain: Chain, parts: Buffer[]): Promise<void> {
+    let total = 0;
+    for (const b of parts) total += b.length;
+    if (total === 0) return;
+    const done = writevSync(chain.fh!.fd, parts, chain.pos);
+    if (done < total) {
+      const rest = Buffer.concat(parts).subarray(done);
+      let more = 0;
+      while (more < rest.length) more += writeSync(chain.fh!.fd, rest, more, rest.length - more, chain.pos + done + more);
+    }
+    chain.pos += total;
   }
 
   private async writeHead(chain: Chain, now: number): Promise<void> {

@@ -20,6 +20,11 @@ export function redactEvent(e: RecordEvent): RecordEvent {
   return redactValue(e, 0) as RecordEvent;
 }
 
+/** Any value as it would be written inside an event (C++ recording asks for strings it cannot judge). */
+export function redactRecordedValue(value: unknown): unknown {
+  return redactValue(value, 0);
+}
+
 function redactValue(value: unknown, depth: number): unknown {
   if (typeof value === 'string') return redactString(value);
   if (value === null || typeof value !== 'object') return value;

@@ -76,6 +76,22 @@ export function encodeFrame(kind: FrameKind, seq: number, prevHash: Buffer, payl
   return { bytes, hash: oneShotHash('sha256', body, 'buffer') };
 }
 
+/**
+ * The JavaScript reference for native `frameEvents` (src/native.ts): payload i is
+ * `blob[offsets[2i], offsets[2i+1])`, framed as Event with sequence `firstSeq + i`, chained
+ * from `prevHash`. Used where the addon is not built, and by the tests that check the native one.
+ */
+export function frameEventsJs(blob: Uint8Array, offsets: Uint32Array, firstSeq: number, prevHash: Buffer): { frames: Buffer; hash: Buffer } {
+  const parts: Buffer[] = [];
+  let hash = prevHash;
+  for (let i = 0; 2 * i < offsets.length; i++) {
+    const f = encodeFrame(FrameKind.Event, firstSeq + i, hash, blob.subarray(offsets[2 * i], offsets[2 * i + 1]));
+    parts.push(f.bytes);
+    hash = f.hash;
+  }
+  return { frames: Buffer.concat(parts), hash };
+}
+
 /** The bytes a checkpoint or seal signs; the previous hash commits to everything before it. */
 export function signedBytes(kind: FrameKind, seq: number, prevHash: Buffer): Buffer {
   const b = Buffer.alloc(16 + 1 + 8 + HASH_BYTES);
@@ -148,6 +164,15 @@ export const DAY_DIR = /^\d{4}-\d{2}-\d{2}$/;
 
 export function utcDay(ms: number): string {
   return new Date(ms).toISOString().slice(0, 10);
+}
+
+export const DAY_MS = 86_400_000;
+
+/** The UTC day of `ms` and its bounds [start, end): lets a caller skip `utcDay` while `ms` stays inside. */
+export function utcDayBounds(ms: number): { day: string; start: number; end: number } {
+  // JavaScript time has no leap seconds: every UTC day is exactly DAY_MS long.
+  const start = Math.floor(ms / DAY_MS) * DAY_MS;
+  return { day: utcDay(start), start, end: start + DAY_MS };
 }
 
 /** Connection names become directory names: anything outside [A-Za-z0-9_-] is %-encoded. */

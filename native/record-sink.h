@@ -1,0 +1,55 @@
+// Recording events built in C++ (statement-recorder.h), waiting for JavaScript to take them
+// as one record batch (src/recording/record-batch.ts) and post them to the primary's
+// recorder. One per worker thread. Statements whose result is still due are parked here so
+// a periodic sweep can record long-running ones on their own.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <unordered_set>
+
+namespace vg {
+
+class StatementRecorder;
+
+enum class RenderKind {
+  // A string, after the gateway's redaction (src/recording/redact-event.ts).
+  Text = 0,
+  // A Bind parameter in text format: rendered (embeddings summarized, long text cut), then redacted.
+  Value = 1,
+};
+
+// JavaScript's redaction for the strings C++ does not handle itself (non-ASCII text, text
+// that may hold a secret): appends the msgpack encoding of the rendered value to `out`.
+class RecordRenderer {
+ public:
+  virtual ~RecordRenderer() = default;
+  virtual bool Render(RenderKind kind, const char* data, size_t len, std::string* out) = 0;
+};
+
+class RecordSink {
+ public:
+  void SetRenderer(RecordRenderer* r) { renderer_ = r; }
+  RecordRenderer* renderer() const { return renderer_; }
+  // Appends one entry: u32 BE entry length | u16 BE connection length | connection | payload.
+  void Add(const std::string& connection, const std::string& payload);
+  // The batch so far (empty when there is none); the sink starts over.
+  std::string Take() {
+    std::string out;
+    out.swap(buf_);
+    return out;
+  }
+  bool empty() const { return buf_.empty(); }
+  uint64_t events() const { return events_; }
+  void Park(StatementRecorder* r) { parked_.insert(r); }
+  void Unpark(StatementRecorder* r) { parked_.erase(r); }
+  // Records on its own every parked statement parked at or before `before` (ms epoch).
+  void Sweep(double before);
+
+ private:
+  std::string buf_;
+  uint64_t events_ = 0;
+  RecordRenderer* renderer_ = nullptr;
+  std::unordered_set<StatementRecorder*> parked_;
+};
+
+}  // namespace vg

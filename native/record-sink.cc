@@ -1,8 +1,6 @@
 // See record-sink.h.
 #include "record-sink.h"
 
-#include <vector>
-
 #include "msgpack-writer.h"
 #include "statement-recorder.h"
 
@@ -17,14 +15,27 @@ void RecordSink::Add(const std::string& connection, const std::string& payload) 
   events_++;
 }
 
+void RecordSink::Park(StatementRecorder* r) {
+  r->parkPrev_ = nullptr;
+  r->parkNext_ = parked_;
+  if (parked_ != nullptr) parked_->parkPrev_ = r;
+  parked_ = r;
+}
+
+void RecordSink::Unpark(StatementRecorder* r) {
+  if (r->parkPrev_ != nullptr) r->parkPrev_->parkNext_ = r->parkNext_;
+  else parked_ = r->parkNext_;
+  if (r->parkNext_ != nullptr) r->parkNext_->parkPrev_ = r->parkPrev_;
+  r->parkPrev_ = r->parkNext_ = nullptr;
+}
+
 void RecordSink::Sweep(double before) {
-  if (parked_.empty()) return;
-  // Flushing unparks: walk a copy.
-  std::vector<StatementRecorder*> due;
-  for (StatementRecorder* r : parked_) {
-    if (r->pendingSince() <= before) due.push_back(r);
+  // Flushing unparks the one flushed, nothing else: take the next one first.
+  for (StatementRecorder* r = parked_; r != nullptr;) {
+    StatementRecorder* next = r->parkNext_;
+    if (r->pendingSince() <= before) r->FlushPending();
+    r = next;
   }
-  for (StatementRecorder* r : due) r->FlushPending();
 }
 
 }  // namespace vg

@@ -5,7 +5,6 @@
 #pragma once
 #include <cstdint>
 #include <string>
-#include <unordered_set>
 
 namespace vg {
 
@@ -40,8 +39,9 @@ class RecordSink {
   }
   bool empty() const { return buf_.empty(); }
   uint64_t events() const { return events_; }
-  void Park(StatementRecorder* r) { parked_.insert(r); }
-  void Unpark(StatementRecorder* r) { parked_.erase(r); }
+  // Parked recorders form an intrusive list (no allocation per statement).
+  void Park(StatementRecorder* r);
+  void Unpark(StatementRecorder* r);
   // Records on its own every parked statement parked at or before `before` (ms epoch).
   void Sweep(double before);
 
@@ -49,7 +49,7 @@ class RecordSink {
   std::string buf_;
   uint64_t events_ = 0;
   RecordRenderer* renderer_ = nullptr;
-  std::unordered_set<StatementRecorder*> parked_;
+  StatementRecorder* parked_ = nullptr;
 };
 
 }  // namespace vg

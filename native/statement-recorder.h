@@ -65,6 +65,10 @@ class StatementRecorder {
   uint32_t pendingCount_ = 0;
   double pendingSince_ = 0;
   bool parked_ = false;
+  // RecordSink's list of parked recorders.
+  friend class RecordSink;
+  StatementRecorder* parkPrev_ = nullptr;
+  StatementRecorder* parkNext_ = nullptr;
 };
 
 // Exposed for tests (test/native/statement-recorder.test.ts through the addon): the encoded

@@ -488,6 +488,8 @@ describe('recording', () => {
       const w = new pg.Client({ ...clientConfig(writer), port: rec.port });
       await w.connect();
       await w.query('SELECT count(*) FROM docs WHERE id = $1', [1]);
+      // Runs past the 250 ms a statement waits for its result: recorded while it runs, result after.
+      await w.query('SELECT pg_sleep(0.7)');
       const embedding = Array.from({ length: 1536 }, (_, i) => Math.sin(i));
       await w.query('SELECT cardinality($1::real[]) AS dims, $2::text AS note', [`{${embedding.join(',')}}`, 'hello']);
       await w.query('SELECT * FROM no_such_table').catch(() => {});
@@ -527,6 +529,12 @@ describe('recording', () => {
     assert.ok(results.some((r) => r.tag === 'SELECT 1' && r.rows === 1), JSON.stringify(results));
     assert.ok(aliceEvents.some((e) => e.type === 'statement' && /count\(\*\) FROM docs/.test(String(e.sql)) && JSON.stringify(e.params) === '["1"]' && (e.result as { tag?: string } | undefined)?.tag === 'SELECT 1'), 'statement, parameters and result in one record');
     assert.ok(results.some((r) => (r.error as { sqlstate?: string } | undefined)?.sqlstate === '42P01'), 'the failed statement has its SQLSTATE');
+    const sleep = aliceEvents.find((e) => e.type === 'statement' && e.sql === 'SELECT pg_sleep(0.7)')!;
+    assert.ok(sleep, 'the long statement is recorded');
+    assert.equal(sleep.result, undefined, 'a statement still running after 250 ms is written without its result');
+    const sleepResult = aliceEvents.find((e) => e.type === 'result' && e.session === sleep.session && e.seq === sleep.seq);
+    assert.ok(sleepResult && sleepResult.tag === 'SELECT 1' && Number(sleepResult.durationMs) >= 600, JSON.stringify(sleepResult));
+    assert.ok(aliceEvents.indexOf(sleepResult!) > aliceEvents.indexOf(sleep), 'its result follows as its own event');
     assert.match(String(events[1]!.sql), /DELETE FROM docs/);
     assert.match(String(events[1]!.refused), /read access/);
     const report = await verifyRecordings(recordings);

@@ -17,6 +17,13 @@
 namespace vg {
 namespace {
 
+// SSL_get_error needs an empty error queue before each TLS call. Checking is cheaper than
+// clearing (ERR_clear_error walks every slot of the thread's queue), and on the data path
+// the queue is almost always empty already.
+inline void EnsureNoOpenSslError() {
+  if (ERR_peek_error() != 0) ERR_clear_error();
+}
+
 // Longest a graceful close waits for a peer to take queued bytes before closing anyway.
 constexpr uint64_t kGracefulCloseTimeoutMs = 10000;
 
@@ -260,7 +267,7 @@ void Conn::Write(const char* data, size_t len) {
   if (closing_) return;
   if (ssl_) {
     if (!handshakeDone_) return;  // programmer error; the JS layer never writes before the handshake
-    ERR_clear_error();
+    EnsureNoOpenSslError();
     while (len > 0) {
       int n = static_cast<int>(len < kTlsRecordPlaintext ? len : kTlsRecordPlaintext);
       int r = SSL_write(ssl_, data, n);
@@ -371,7 +378,7 @@ void Conn::DrainTls() {
   char* out = io_->plainBuf.data();
   size_t cap = io_->plainBuf.size();
   size_t have = 0;
-  ERR_clear_error();
+  EnsureNoOpenSslError();
   while (!closing_) {
     if (inLen_ == 0 && SSL_has_pending(ssl_) == 0) {
       // Nothing left to decrypt. Not calling SSL_read here matters: a read that finds no

@@ -222,7 +222,13 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
 
   Conn* conn() const { return conn_; }
   PumpBridge* pump() const { return pump_; }
-  void AttachPump(PumpBridge* p) { pump_ = p; }
+  // From now on the pump owns this connection's bytes and its close: the setup phase's
+  // callbacks (and everything their closures hold: parsers, SCRAM state, buffers) are let go.
+  void AttachPump(PumpBridge* p) {
+    pump_ = p;
+    onData_.Reset();
+    onClose_.Reset();
+  }
   // The pump ended but kept this (upstream) connection open: JavaScript owns it again.
   void DetachPump() {
     pump_ = nullptr;

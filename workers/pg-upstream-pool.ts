@@ -13,7 +13,7 @@ import type { UpstreamPoolConfig } from '../src/config/types.js';
 import { MessageReader } from './pg/message-reader.js';
 import { parseBackendMessage } from './pg/backend-parser.js';
 import * as ser from './pg/serializer.js';
-import type { UpstreamReady } from './pg-upstream-setup.js';
+import { internParameter, NO_LEFTOVER, type UpstreamReady } from './pg-upstream-setup.js';
 
 /** The reset must answer within this long, or the connection is closed instead of parked. */
 export const UPSTREAM_RESET_TIMEOUT_MS = 5_000;
@@ -57,7 +57,7 @@ export class PgUpstreamPool {
         () => {},
         () => {},
       );
-      return { ...p.ready, transactionStatus: 'I', leftover: Buffer.alloc(0) };
+      return { ...p.ready, transactionStatus: 'I', leftover: NO_LEFTOVER };
     }
     return null;
   }
@@ -103,7 +103,7 @@ export class PgUpstreamPool {
           const msg = parseBackendMessage(m.type, m.body);
           switch (msg.kind) {
             case 'parameter-status':
-              parameters.set(msg.name, msg.value);
+              parameters.set(internParameter(msg.name), internParameter(msg.value));
               break;
             case 'notice':
               break;

@@ -17,6 +17,25 @@ import type { WorkerContext } from './worker-context.js';
 /** Largest single message accepted from the upstream during setup (ParameterStatus, errors, SASL). */
 export const MAX_UPSTREAM_SETUP_MESSAGE_BYTES = 64 * 1024;
 
+/** The leftover of a setup that left no bytes unread (shared: nobody writes into it). */
+export const NO_LEFTOVER = Buffer.alloc(0);
+
+/** Distinct ParameterStatus names and values kept for sharing; past this, new ones are not cached. */
+export const MAX_INTERNED_PARAMETERS = 4096;
+const internedParameters = new Map<string, string>();
+
+/**
+ * The one copy of a ParameterStatus name or value this worker keeps: every session holds
+ * its upstream's parameters for as long as it lives (to replay them to the client, and for
+ * upstream reuse), and they are nearly the same strings for every session.
+ */
+export function internParameter(s: string): string {
+  const have = internedParameters.get(s);
+  if (have !== undefined) return have;
+  if (internedParameters.size < MAX_INTERNED_PARAMETERS) internedParameters.set(s, s);
+  return s;
+}
+
 export interface UpstreamReady {
   conn: Connection;
   tls: TlsInfo | null;
@@ -206,7 +225,7 @@ export class UpstreamSetup {
                 break;
               }
               case 'parameter-status':
-                parameters.set(msg.name, msg.value);
+                parameters.set(internParameter(msg.name), internParameter(msg.value));
                 break;
               case 'backend-key':
                 if (msg.secretKey.length === 4) backendKey = { processId: msg.processId, secretKey: msg.secretKey.readUInt32BE(0) };
@@ -215,9 +234,12 @@ export class UpstreamSetup {
                 if (phase !== 'params') return fail('ERR_VG_UPSTREAM_PROTOCOL', 'ReadyForQuery before authentication', '08P01', 'the database sent an unexpected message');
                 phase = 'done';
                 conn.pause();
-                const leftover = reader.takeRest();
+                const rest = reader.takeRest();
                 conn.setCallbacks(() => {}, () => {});
-                resolveReady({ conn, tls, parameters, backendKey, transactionStatus: msg.status, leftover });
+                // `ready` lives as long as the session (and in the reuse pool after it): nothing
+                // in it that only the setup needed (the channel-binding hash, an empty buffer).
+                const leftover = rest.length ? rest : NO_LEFTOVER;
+                resolveReady({ conn, tls: tls ? { ...tls, serverEndPoint: null } : tls, parameters, backendKey, transactionStatus: msg.status, leftover });
                 return;
               }
               case 'negotiate-protocol':

@@ -3,6 +3,8 @@
 // already buffered under `max_inspect_body`, and refuses (403) rather than rewriting it: a
 // clamped limit would silently change results and break clients that page until a short page.
 import type { HttpConnectionConfig } from '../../src/config/types.js';
+import { jsonValueText, scanJsonKeys } from './json-key-scan.js';
+import type { JsonKeyScanSpec } from './json-key-scan.js';
 import type { HttpFlavor, RouteDecision } from './route-table.js';
 
 export type GuardConfig = HttpConnectionConfig['guard'];
@@ -38,6 +40,13 @@ const KEYS: Record<HttpFlavor, FlavorKeys> = {
   opensearch: { vectorFlags: [], includeLists: [], vectorIncludes: [], limitKeys: ['size', 'k'] },
   generic: { vectorFlags: [], includeLists: [], vectorIncludes: [], limitKeys: [] },
 };
+
+/** The scanner's view of KEYS (built once). */
+const SCAN_SPECS = {} as Record<HttpFlavor, JsonKeyScanSpec>;
+for (const flavor of Object.keys(KEYS) as HttpFlavor[]) {
+  const k = KEYS[flavor];
+  SCAN_SPECS[flavor] = { numberKeys: new Set(k.limitKeys), flagKeys: new Set(k.vectorFlags), listKeys: new Set(k.includeLists), listValues: new Set(k.vectorIncludes) };
+}
 
 const HOW_WITHOUT_VECTORS: Record<HttpFlavor, string> = {
   qdrant: 'omit with_vector/with_vectors or set it to false (ids, scores and payload are still returned)',
@@ -76,7 +85,7 @@ function listGroups(guard: GuardConfig): string {
   return gs.length ? gs.join(', ') : '(none)';
 }
 
-interface Findings {
+export interface Findings {
   vectors: string | null; // the key that asked for vectors
   limit: { key: string; value: number } | null; // the largest limit seen
 }
@@ -87,13 +96,10 @@ interface Findings {
  */
 export function guardBody(flavor: HttpFlavor, route: RouteDecision, body: Buffer, guard: GuardConfig, groups: readonly string[], connection: string): GuardRefusal | null {
   if (body.length === 0) return null;
-  let doc: unknown;
-  try {
-    doc = JSON.parse(body.toString('utf8'));
-  } catch {
+  const found = flavor === 'weaviate' ? parsedFindings(flavor, body) : scannedFindings(flavor, body);
+  if (found === 'invalid') {
     return { status: 400, code: 'ERR_VG_HTTP_BAD_REQUEST', message: `the body of ${route.operation} is not valid JSON; the gateway reads it to apply this connection's guard` };
   }
-  const found = flavor === 'weaviate' ? graphqlFindings(doc) : walk(doc, KEYS[flavor]);
   if (found === 'too-deep') {
     return { status: 400, code: 'ERR_VG_HTTP_BAD_REQUEST', message: `the JSON body of ${route.operation} nests deeper than ${MAX_INSPECT_JSON_DEPTH} levels` };
   }
@@ -112,6 +118,31 @@ export function guardBody(flavor: HttpFlavor, route: RouteDecision, body: Buffer
     };
   }
   return null;
+}
+
+/**
+ * What a body asks for, read by the single-pass scanner (json-key-scan.ts): every occurrence of
+ * a guarded key counts, duplicates included, so the strictest reading of the body is judged.
+ */
+export function scannedFindings(flavor: HttpFlavor, body: Buffer): Findings | 'invalid' | 'too-deep' {
+  const r = scanJsonKeys(body, SCAN_SPECS[flavor], MAX_INSPECT_JSON_DEPTH);
+  if (!r.ok) return r.reason;
+  const f = r.findings;
+  let vectors: string | null = null;
+  if (f.flag !== null) vectors = `${f.flag.key}: ${JSON.stringify(JSON.parse(jsonValueText(body, f.flag.valueStart))).slice(0, 60)}`;
+  else if (f.listHit !== null) vectors = `${f.listHit.key} contains "${f.listHit.value}"`;
+  return { vectors, limit: f.number };
+}
+
+/** What a body asks for, from JSON.parse and a walk of the document (the reference reading; Weaviate's GraphQL text). */
+export function parsedFindings(flavor: HttpFlavor, body: Buffer): Findings | 'invalid' | 'too-deep' {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(body.toString('utf8'));
+  } catch {
+    return 'invalid';
+  }
+  return flavor === 'weaviate' ? graphqlFindings(doc) : walk(doc, KEYS[flavor]);
 }
 
 /** Iterative walk (no recursion: hostile nesting cannot blow the stack). */

@@ -4,6 +4,7 @@
 #include <napi.h>
 #include <uv.h>
 
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -157,7 +158,8 @@ class VgAddon : public Napi::Addon<VgAddon> {
  public:
   VgAddon(Napi::Env env, Napi::Object exports);
   // Statement events recorded in C++ (sessions with `nativeRecord`), taken by takeRecords().
-  RecordSink recordSink;
+  std::shared_ptr<RecordSink> recordSink = std::make_shared<RecordSink>();
+  ~VgAddon() { recordSink->SetRenderer(nullptr); }
   JsRecordRenderer recordRenderer;
   std::shared_ptr<ThreadIo> ioShared;
   ThreadIo& io;
@@ -174,7 +176,8 @@ class VgAddon : public Napi::Addon<VgAddon> {
   Napi::Value Connect(const Napi::CallbackInfo& info);
   Napi::Value StartPump(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
-  Napi::Value FrameEvents(const Napi::CallbackInfo& info) { return FrameEventsJs(info); }
+  // frameEvents(blob, offsets, firstSeq, prevHash) -> { frames: Buffer, hash: Buffer } (record-frame.h)
+  Napi::Value FrameEvents(const Napi::CallbackInfo& info);
   Napi::Value SetRecordRenderer(const Napi::CallbackInfo& info);
   Napi::Value TakeRecords(const Napi::CallbackInfo& info);
   Napi::Value RecordCapturesForTest(const Napi::CallbackInfo& info);
@@ -574,7 +577,7 @@ class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
 
 VgAddon::VgAddon(Napi::Env env, Napi::Object exports)
     : ioShared(std::make_shared<ThreadIo>(LoopOf(env))), io(*ioShared) {
-  recordSink.SetRenderer(&recordRenderer);
+  recordSink->SetRenderer(&recordRenderer);
   connCtor = Napi::Persistent(ConnWrap::Define(env));
   tlsCtor = Napi::Persistent(TlsContextWrap::Define(env));
   listenerCtor = Napi::Persistent(ListenerWrap::Define(env));
@@ -706,7 +709,7 @@ Napi::Value VgAddon::StartPump(const Napi::CallbackInfo& info) {
   auto* bridge = new PumpBridge(env, a, b, a->conn(), b->conn(), protocol, highWater, info[3].As<Napi::Function>(),
                                 opts.Get("onStatement"));
   Napi::Value capture = opts.Get("capture");
-  if (capture.IsObject() && nativeRecord.IsObject()) bridge->recorder_ = std::make_unique<StatementRecorder>(&recordSink, recordSession, recordConnection);
+  if (capture.IsObject() && nativeRecord.IsObject()) bridge->recorder_ = std::make_unique<StatementRecorder>(recordSink, recordSession, recordConnection);
   if (capture.IsObject() && (opts.Get("onCapture").IsFunction() || bridge->recorder_)) {
     Napi::Object c = capture.As<Napi::Object>();
     auto str = [&](const char* k) {
@@ -802,8 +805,8 @@ Napi::Value BatchOrNull(Napi::Env env, std::string batch) {
 // before `sweepBefore` (ms epoch) are recorded on their own first.
 Napi::Value VgAddon::TakeRecords(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() >= 1 && info[0].IsNumber()) recordSink.Sweep(info[0].As<Napi::Number>().DoubleValue());
-  return BatchOrNull(env, recordSink.Take());
+  if (info.Length() >= 1 && info[0].IsNumber()) recordSink->Sweep(info[0].As<Napi::Number>().DoubleValue());
+  return BatchOrNull(env, recordSink->Take());
 }
 
 // recordCapturesForTest(session, connection, captures[[fromClient, type, body, length]...], end):
@@ -814,10 +817,10 @@ Napi::Value VgAddon::RecordCapturesForTest(const Napi::CallbackInfo& info) {
     Napi::TypeError::New(env, "recordCapturesForTest(session, connection, captures, end)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  RecordSink sink;
-  sink.SetRenderer(&recordRenderer);
+  auto sink = std::make_shared<RecordSink>();
+  sink->SetRenderer(&recordRenderer);
   {
-    StatementRecorder r(&sink, info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::String>().Utf8Value());
+    StatementRecorder r(sink, info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::String>().Utf8Value());
     Napi::Array captures = info[2].As<Napi::Array>();
     for (uint32_t i = 0; i < captures.Length(); i++) {
       Napi::Array c = captures.Get(i).As<Napi::Array>();
@@ -827,7 +830,79 @@ Napi::Value VgAddon::RecordCapturesForTest(const Napi::CallbackInfo& info) {
     }
     if (info.Length() < 4 || info[3].ToBoolean().Value()) r.End();
   }
-  return BatchOrNull(env, sink.Take());
+  return BatchOrNull(env, sink->Take());
+}
+
+namespace {
+
+Napi::Value ThrowFrameEventsType(Napi::Env env, const std::string& message) {
+  Napi::TypeError::New(env, "frameEvents: " + message).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+bool IsTypedArrayOf(const Napi::Value& v, napi_typedarray_type type) {
+  return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == type;
+}
+
+}  // namespace
+
+Napi::Value VgAddon::FrameEvents(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4) return ThrowFrameEventsType(env, "expects (blob: Uint8Array, offsets: Uint32Array, firstSeq: number, prevHash: Buffer)");
+  if (!IsTypedArrayOf(info[0], napi_uint8_array)) return ThrowFrameEventsType(env, "blob must be a Uint8Array or Buffer");
+  if (!IsTypedArrayOf(info[1], napi_uint32_array)) return ThrowFrameEventsType(env, "offsets must be a Uint32Array of [start, end) pairs");
+  if (!info[2].IsNumber()) return ThrowFrameEventsType(env, "firstSeq must be a number");
+  if (!IsTypedArrayOf(info[3], napi_uint8_array)) return ThrowFrameEventsType(env, "prevHash must be a 32-byte Buffer");
+
+  auto blobArr = info[0].As<Napi::Uint8Array>();
+  auto offsetsArr = info[1].As<Napi::Uint32Array>();
+  auto prevArr = info[3].As<Napi::Uint8Array>();
+  const double seq = info[2].As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(seq) || seq < 0 || seq > kMaxSafeInteger || std::floor(seq) != seq) {
+    return ThrowFrameEventsType(env, "firstSeq must be a non-negative safe integer");
+  }
+  if (prevArr.ElementLength() != kRecordHashBytes) {
+    return ThrowFrameEventsType(env, "prevHash must be 32 bytes, got " + std::to_string(prevArr.ElementLength()));
+  }
+  const size_t offsetsLen = offsetsArr.ElementLength();
+  if (offsetsLen % 2 != 0) return ThrowFrameEventsType(env, "offsets must hold [start, end) pairs (odd length " + std::to_string(offsetsLen) + ")");
+  const size_t count = offsetsLen / 2;
+  const uint64_t firstSeq = static_cast<uint64_t>(seq);
+  if (count > 0 && firstSeq + (count - 1) > kMaxSafeSeq) {
+    return ThrowFrameEventsType(env, "sequence numbers would pass Number.MAX_SAFE_INTEGER");
+  }
+
+  const uint8_t* blob = blobArr.Data();
+  const size_t blobLen = blobArr.ElementLength();
+  const uint32_t* offsets = offsetsArr.Data();
+  size_t payloadBytes = 0;
+  for (size_t i = 0; i < count; i++) {
+    const uint32_t start = offsets[2 * i];
+    const uint32_t end = offsets[2 * i + 1];
+    if (start > end || end > blobLen) {
+      return ThrowFrameEventsType(env, "payload " + std::to_string(i) + " [" + std::to_string(start) + ", " + std::to_string(end) +
+                                ") is outside the " + std::to_string(blobLen) + "-byte blob");
+    }
+    if (kRecordBodyFixedBytes + (end - start) > kRecordMaxFrameBodyBytes) {
+      return ThrowFrameEventsType(env, "payload " + std::to_string(i) + " is " + std::to_string(end - start) + " bytes, over the frame limit");
+    }
+    payloadBytes += end - start;
+  }
+
+  const size_t total = RecordFramesSize(count, payloadBytes);
+  Napi::Buffer<uint8_t> frames = Napi::Buffer<uint8_t>::New(env, total);
+  if (env.IsExceptionPending()) return env.Undefined();
+  uint8_t lastHash[kRecordHashBytes];
+  if (!vg::FrameEvents(blob, offsets, count, firstSeq, prevArr.Data(), frames.Data(), lastHash)) {
+    Napi::Error::New(env, "frameEvents: SHA-256 is not available from OpenSSL").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Buffer<uint8_t> hash = Napi::Buffer<uint8_t>::Copy(env, lastHash, kRecordHashBytes);
+  if (env.IsExceptionPending()) return env.Undefined();
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("frames", frames);
+  result.Set("hash", hash);
+  return result;
 }
 
 }  // namespace vg

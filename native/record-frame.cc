@@ -16,9 +16,6 @@
 namespace vg {
 namespace {
 
-// Number.MAX_SAFE_INTEGER: sequence numbers are JavaScript numbers on the other side.
-constexpr uint64_t kMaxSafeSeq = 9007199254740991ULL;
-constexpr double kMaxSafeInteger = 9007199254740991.0;
 
 // Fetched once: EVP_Digest with a name-less (legacy) EVP_MD would fetch on every call.
 const EVP_MD* Sha256() {
@@ -40,15 +37,6 @@ inline void PutU32BE(uint8_t* p, uint32_t v) {
 inline void PutU64BE(uint8_t* p, uint64_t v) {
   PutU32BE(p, static_cast<uint32_t>(v >> 32));
   PutU32BE(p + 4, static_cast<uint32_t>(v));
-}
-
-Napi::Value ThrowType(Napi::Env env, const std::string& message) {
-  Napi::TypeError::New(env, "frameEvents: " + message).ThrowAsJavaScriptException();
-  return env.Undefined();
-}
-
-bool IsTypedArrayOf(const Napi::Value& v, napi_typedarray_type type) {
-  return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == type;
 }
 
 }  // namespace
@@ -83,65 +71,6 @@ bool FrameEvents(const uint8_t* blob, const uint32_t* offsets, size_t count, uin
   }
   std::memcpy(lastHash, hash, kRecordHashBytes);
   return true;
-}
-
-Napi::Value FrameEventsJs(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 4) return ThrowType(env, "expects (blob: Uint8Array, offsets: Uint32Array, firstSeq: number, prevHash: Buffer)");
-  if (!IsTypedArrayOf(info[0], napi_uint8_array)) return ThrowType(env, "blob must be a Uint8Array or Buffer");
-  if (!IsTypedArrayOf(info[1], napi_uint32_array)) return ThrowType(env, "offsets must be a Uint32Array of [start, end) pairs");
-  if (!info[2].IsNumber()) return ThrowType(env, "firstSeq must be a number");
-  if (!IsTypedArrayOf(info[3], napi_uint8_array)) return ThrowType(env, "prevHash must be a 32-byte Buffer");
-
-  auto blobArr = info[0].As<Napi::Uint8Array>();
-  auto offsetsArr = info[1].As<Napi::Uint32Array>();
-  auto prevArr = info[3].As<Napi::Uint8Array>();
-  const double seq = info[2].As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(seq) || seq < 0 || seq > kMaxSafeInteger || std::floor(seq) != seq) {
-    return ThrowType(env, "firstSeq must be a non-negative safe integer");
-  }
-  if (prevArr.ElementLength() != kRecordHashBytes) {
-    return ThrowType(env, "prevHash must be 32 bytes, got " + std::to_string(prevArr.ElementLength()));
-  }
-  const size_t offsetsLen = offsetsArr.ElementLength();
-  if (offsetsLen % 2 != 0) return ThrowType(env, "offsets must hold [start, end) pairs (odd length " + std::to_string(offsetsLen) + ")");
-  const size_t count = offsetsLen / 2;
-  const uint64_t firstSeq = static_cast<uint64_t>(seq);
-  if (count > 0 && firstSeq + (count - 1) > kMaxSafeSeq) {
-    return ThrowType(env, "sequence numbers would pass Number.MAX_SAFE_INTEGER");
-  }
-
-  const uint8_t* blob = blobArr.Data();
-  const size_t blobLen = blobArr.ElementLength();
-  const uint32_t* offsets = offsetsArr.Data();
-  size_t payloadBytes = 0;
-  for (size_t i = 0; i < count; i++) {
-    const uint32_t start = offsets[2 * i];
-    const uint32_t end = offsets[2 * i + 1];
-    if (start > end || end > blobLen) {
-      return ThrowType(env, "payload " + std::to_string(i) + " [" + std::to_string(start) + ", " + std::to_string(end) +
-                                ") is outside the " + std::to_string(blobLen) + "-byte blob");
-    }
-    if (kRecordBodyFixedBytes + (end - start) > kRecordMaxFrameBodyBytes) {
-      return ThrowType(env, "payload " + std::to_string(i) + " is " + std::to_string(end - start) + " bytes, over the frame limit");
-    }
-    payloadBytes += end - start;
-  }
-
-  const size_t total = RecordFramesSize(count, payloadBytes);
-  Napi::Buffer<uint8_t> frames = Napi::Buffer<uint8_t>::New(env, total);
-  if (env.IsExceptionPending()) return env.Undefined();
-  uint8_t lastHash[kRecordHashBytes];
-  if (!FrameEvents(blob, offsets, count, firstSeq, prevArr.Data(), frames.Data(), lastHash)) {
-    Napi::Error::New(env, "frameEvents: SHA-256 is not available from OpenSSL").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  Napi::Buffer<uint8_t> hash = Napi::Buffer<uint8_t>::Copy(env, lastHash, kRecordHashBytes);
-  if (env.IsExceptionPending()) return env.Undefined();
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("frames", frames);
-  result.Set("hash", hash);
-  return result;
 }
 
 }  // namespace vg

@@ -5,15 +5,17 @@
 //   body  = u8 kind | u64 sequence | 32-byte hash of the previous frame | payload
 //
 // The frame's hash is SHA-256 of its body; each frame carries the previous frame's hash.
-// FrameEvents is plain C++ (no N-API) so it can be tested and fuzzed on its own;
-// FrameEventsJs is the binding addon.cc exposes as `frameEvents`.
+// FrameEvents is plain C++ (no N-API) so it can be tested and fuzzed on its own; addon.cc
+// exposes it as `frameEvents`.
 #pragma once
-#include <napi.h>
-
 #include <cstddef>
 #include <cstdint>
 
 namespace vg {
+
+// Number.MAX_SAFE_INTEGER: sequence numbers are JavaScript numbers on the other side.
+constexpr uint64_t kMaxSafeSeq = 9007199254740991ULL;
+constexpr double kMaxSafeInteger = 9007199254740991.0;
 
 constexpr size_t kRecordHashBytes = 32;
 constexpr size_t kRecordFramePrefixBytes = 8;
@@ -35,8 +37,5 @@ inline size_t RecordFramesSize(size_t count, size_t payloadBytes) {
 // Returns false only if OpenSSL fails (no SHA-256).
 bool FrameEvents(const uint8_t* blob, const uint32_t* offsets, size_t count, uint64_t firstSeq,
                  const uint8_t prevHash[kRecordHashBytes], uint8_t* out, uint8_t lastHash[kRecordHashBytes]);
-
-// frameEvents(blob, offsets, firstSeq, prevHash) -> { frames: Buffer, hash: Buffer }
-Napi::Value FrameEventsJs(const Napi::CallbackInfo& info);
 
 }  // namespace vg

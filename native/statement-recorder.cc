@@ -226,8 +226,8 @@ bool RenderValueNative(const char* s, size_t n, std::string* out) {
   return true;
 }
 
-StatementRecorder::StatementRecorder(RecordSink* sink, const std::string& session, const std::string& connection)
-    : sink_(sink), connection_(connection) {
+StatementRecorder::StatementRecorder(std::shared_ptr<RecordSink> sink, const std::string& session, const std::string& connection)
+    : sink_(std::move(sink)), connection_(connection) {
   Text(session.data(), session.size(), &sessionValue_);
   Text(connection.data(), connection.size(), &connectionValue_);
 }
@@ -241,12 +241,12 @@ void StatementRecorder::Text(const char* s, size_t n, std::string* out) {
     mp::Str(out, s, n);
     return;
   }
-  RenderOrRedact(sink_, RenderKind::Text, s, n, out);
+  RenderOrRedact(sink_.get(), RenderKind::Text, s, n, out);
 }
 
 void StatementRecorder::Value(const char* s, size_t n, std::string* out) {
   if (RenderValueNative(s, n, out)) return;
-  RenderOrRedact(sink_, RenderKind::Value, s, n, out);
+  RenderOrRedact(sink_.get(), RenderKind::Value, s, n, out);
 }
 
 void StatementRecorder::BasePairs(const char* type, double ts, std::string* out) {

@@ -9,6 +9,7 @@
 // gateway's JavaScript redaction (RecordRenderer) so there is one redaction policy.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "record-sink.h"
@@ -24,7 +25,8 @@ constexpr size_t kVectorHashHexDigits = 12;
 
 class StatementRecorder {
  public:
-  StatementRecorder(RecordSink* sink, const std::string& session, const std::string& connection);
+  // Shares the sink: a pump torn down after its thread's addon (worker exit) still finds it.
+  StatementRecorder(std::shared_ptr<RecordSink> sink, const std::string& session, const std::string& connection);
   ~StatementRecorder();
   StatementRecorder(const StatementRecorder&) = delete;
   StatementRecorder& operator=(const StatementRecorder&) = delete;
@@ -51,7 +53,7 @@ class StatementRecorder {
   // Encodes a text-format parameter as renderValue() + redaction would.
   void Value(const char* s, size_t n, std::string* out);
 
-  RecordSink* sink_;
+  std::shared_ptr<RecordSink> sink_;
   std::string connection_;
   std::string sessionValue_;     // encoded (redacted) session id
   std::string connectionValue_;  // encoded (redacted) connection name

@@ -28,6 +28,9 @@ export interface BenchSettings {
   pgbenchThreads: number;
   /** Gateway worker threads (and nginx/haproxy workers): one per core. */
   proxyWorkers: number;
+  /** Client counts for the recording rows, and how many interleaved rounds each runs. */
+  recordingClients: number[];
+  recordingRounds: number;
 }
 
 export const FULL_SETTINGS: BenchSettings = {
@@ -46,6 +49,8 @@ export const FULL_SETTINGS: BenchSettings = {
   latencyClients: 4,
   pgbenchThreads: 2,
   proxyWorkers: 2,
+  recordingClients: [1, 8, 64],
+  recordingRounds: 3,
 };
 
 export const QUICK_SETTINGS: BenchSettings = {
@@ -55,6 +60,9 @@ export const QUICK_SETTINGS: BenchSettings = {
   selectClients: [8],
   selectSec: 5,
   churnSec: 5,
-  idleSessions: 2000,
+  idleSessions: 1000,
+  latencySizes: [6 * 1024],
   latencySec: 4,
+  recordingClients: [8],
+  recordingRounds: 1,
 };

@@ -29,7 +29,7 @@ export const FULL_HTTP_SETTINGS: HttpBenchSettings = {
   clientGraceSec: 60,
 };
 
-export const QUICK_HTTP_SETTINGS: HttpBenchSettings = { ...FULL_HTTP_SETTINGS, scenarioSec: 5 };
+export const QUICK_HTTP_SETTINGS: HttpBenchSettings = { ...FULL_HTTP_SETTINGS, scenarioSec: 3 };
 
 export function httpSettings(s: BenchSettings): HttpBenchSettings {
   return s.mode === 'quick' ? QUICK_HTTP_SETTINGS : FULL_HTTP_SETTINGS;

@@ -23,12 +23,9 @@ export interface RecordingResult extends SelectResult {
   roundTps: number[];
 }
 
-/**
- * Rounds per variant and client count. The variants' runs are interleaved (off, metadata,
- * queries async, queries strict, then again), so a slow minute of this shared machine hits
- * every variant instead of one, and each row reports the median round.
- */
-export const RECORDING_ROUNDS = 3;
+// Rounds per variant and client count (BenchSettings.recordingRounds): the variants' runs are
+// interleaved (off, metadata, queries async, queries strict, then again), so a slow minute of
+// this shared machine hits every variant instead of one, and each row reports the median round.
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -54,9 +51,9 @@ export async function runRecordingRows(
     }
     for (const c of clientCounts) {
       const runs: SelectResult[][] = RECORDING_VARIANTS.map(() => []);
-      for (let round = 1; round <= RECORDING_ROUNDS; round++) {
+      for (let round = 1; round <= s.recordingRounds; round++) {
         for (let i = 0; i < RECORDING_VARIANTS.length; i++) {
-          log(`pgbench -S -c ${c} vecgate, recording ${RECORDING_VARIANTS[i]!.name}, round ${round}/${RECORDING_ROUNDS}`);
+          log(`pgbench -S -c ${c} vecgate, recording ${RECORDING_VARIANTS[i]!.name}, round ${round}/${s.recordingRounds}`);
           runs[i]!.push(await runSelect(env, s, targets[i]!, c));
         }
       }
@@ -100,7 +97,7 @@ export function recordingTable(results: RecordingResult[], s: BenchSettings): Re
     columns: ['recording', 'clients', 'status', 'TPS (median)', 'TPS vs off', 'avg latency ms', 'proxy CPU ms / 1k tx (median)', 'TPS of each round'],
     rows,
     notes: [
-      `Each variant is its own vecgate process, all running at once; the variants take turns, ${RECORDING_ROUNDS} rounds each, and a row is the median round.`,
+      `Each variant is its own vecgate process, all running at once; the variants take turns, ${s.recordingRounds} round(s) each, and a row is the median round.`,
       '`queries` records every statement (and its result summary), `strict` forwards a statement only after its record is fdatasync\'ed, with one fdatasync per batch of concurrent statements (group commit), so its cost per statement falls as clients grow.',
       'The PostgreSQL cluster runs with fsync off; the recordings directory is on the same disk as the rest.',
     ],

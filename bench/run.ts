@@ -255,7 +255,7 @@ async function main(): Promise<void> {
     for (const srv of t.servers) await srv.stop();
 
     if (only.has('recording')) {
-      const counts = s.mode === 'quick' ? [1, 8] : [1, 8, 64];
+      const counts = s.recordingClients;
       const rows = await attempt('recording rows', failures, () => runRecordingRows(env, s, repoRoot, counts, log));
       if (rows) {
         res.recording.push(...rows);

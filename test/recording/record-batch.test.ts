@@ -5,7 +5,7 @@
 // after one shared fdatasync.
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { syncCounts } from '../../src/recording/durable-sync.js';
 import { encodeEvent, MAX_EVENT_BYTES } from '../../src/recording/encode-event.js';
@@ -22,16 +22,9 @@ import { FrameKind } from '../../src/recording/segment-format.js';
 import { connectionDirName } from '../../src/recording/segment-format.js';
 import { readConnectionEvents } from '../../src/recording/session-index.js';
 import { verifyRecordings } from '../../src/recording/verify-recordings.js';
-import { ev, framesOf, segmentFiles, tempDir } from './recording-fixture.js';
+import { DAY, ev, framesOf, segmentFiles, tempDirsRemovedAfter } from './recording-fixture.js';
 
-const DAY = 86_400_000;
-const cleanups: (() => void)[] = [];
-after(() => cleanups.forEach((c) => c()));
-function dirFor(): string {
-  const t = tempDir();
-  cleanups.push(t.cleanup);
-  return t.dir;
-}
+const dirFor = tempDirsRemovedAfter();
 
 /** One entry built by hand, to write malformed batches. */
 function entry(name: Uint8Array | string, payload: Uint8Array, entryLength?: number): Buffer {

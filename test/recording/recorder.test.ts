@@ -5,23 +5,16 @@
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import path from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { syncCounts } from '../../src/recording/durable-sync.js';
 import { CHECKPOINT_EVERY_RECORDS, Recorder } from '../../src/recording/recorder.js';
 import { FrameKind } from '../../src/recording/segment-format.js';
 import { listSegments } from '../../src/recording/segment-store.js';
 import { listSessions, readConnectionEvents, replaySession } from '../../src/recording/session-index.js';
 import { verifyRecordings } from '../../src/recording/verify-recordings.js';
-import { ev, framesOf, recordSegments, segmentFiles, sessionEvents, tempDir } from './recording-fixture.js';
+import { DAY, ev, framesOf, recordSegments, segmentFiles, sessionEvents, tempDirsRemovedAfter } from './recording-fixture.js';
 
-const DAY = 86_400_000;
-const cleanups: (() => void)[] = [];
-after(() => cleanups.forEach((c) => c()));
-function dirFor(): string {
-  const t = tempDir();
-  cleanups.push(t.cleanup);
-  return t.dir;
-}
+const dirFor = tempDirsRemovedAfter();
 
 describe('Recorder', () => {
   it('appends events that verify, with the key files in place', async () => {

@@ -2,6 +2,7 @@
 // editing of segment files (what an attacker with write access to the disk could do).
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
+import { after } from 'node:test';
 import path from 'node:path';
 import type { RecordEvent } from '../../src/recording/record-event.js';
 import { Recorder } from '../../src/recording/recorder.js';
@@ -10,6 +11,20 @@ import { scanSegment, type Frame } from '../../src/recording/segment-format.js';
 export function tempDir(prefix = 'vg-rec-'): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A retention long enough that nothing a test writes expires. */
+export const DAY = 86_400_000;
+
+/** A maker of temporary directories that are all removed after the calling test file's tests. */
+export function tempDirsRemovedAfter(): () => string {
+  const cleanups: (() => void)[] = [];
+  after(() => cleanups.forEach((c) => c()));
+  return () => {
+    const t = tempDir();
+    cleanups.push(t.cleanup);
+    return t.dir;
+  };
 }
 
 export function ev(type: string, session: string, ts: number, extra: Record<string, unknown> = {}, connection = 'pg'): RecordEvent {

@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
-#include <deque>
+#include <list>
 #include <vector>
 
 #include "conn.h"
@@ -204,7 +204,7 @@ class Pump {
   UpstreamInspector upstreamInspector_{this};
   // One entry per sync point forwarded (Q or S) whose ReadyForQuery is still due: the
   // refusal to emit before it, or empty.
-  std::deque<std::string> syncPoints_;
+  std::list<std::string> syncPoints_;  // a list allocates nothing while empty (most sessions)
   struct Capture {
     CaptureSpec spec;
     bool active = false;
@@ -250,7 +250,7 @@ class Pump {
     bool released;
     std::string bytes;  // the held statement, then everything after it up to the next hold
   };
-  std::deque<Gate> gated_;
+  std::list<Gate> gated_;
   bool reuse_ = false;
   uint32_t pendingSyncs_ = 0;
   bool clientUnsynced_ = false;

@@ -1,5 +1,6 @@
 // Builds and runs the pure-C++ parser tests under AddressSanitizer + UBSan, and the
-// libFuzzer target for the frame parser for a short, bounded time (the CI budget).
+// libFuzzer targets for the frame parser and the statement recorder for a short, bounded
+// time each (the CI budget).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -12,6 +13,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const native = path.join(root, 'native');
 /** Seconds the fuzzer runs in `npm test`; longer runs: VECGATE_FUZZ_SECONDS=600 npm test -- native-unit. */
 const FUZZ_SECONDS = Number(process.env.VECGATE_FUZZ_SECONDS ?? 20);
+/** Debian 12's libcrypto 3 (package libssl3, always installed): linked by the fuzz target only, never by the addon. */
+const LIBCRYPTO = '/usr/lib/x86_64-linux-gnu/libcrypto.so.3';
 
 function compiler(): string {
   for (const c of ['clang++-14', 'clang++']) {
@@ -43,6 +46,26 @@ test(`pg-frame-parser libFuzzer target runs ${FUZZ_SECONDS}s without a finding`,
       path.join(native, 'fuzz', 'pg-frame-parser-fuzz.cc'), path.join(native, 'pg-frame-parser.cc'), '-o', bin], { encoding: 'utf8' });
     assert.equal(cc.status, 0, cc.stderr);
     const run = spawnSync(bin, [`-max_total_time=${FUZZ_SECONDS}`, `-dict=${path.join(native, 'fuzz', 'pg-frame-parser.dict')}`, '-max_len=4096', `-artifact_prefix=${dir}/`], {
+      encoding: 'utf8',
+      cwd: dir,
+    });
+    assert.equal(run.status, 0, run.stderr.slice(-4000));
+    assert.match(run.stderr, /Done \d+ runs/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test(`statement-recorder libFuzzer target runs ${FUZZ_SECONDS}s without a finding (events stay well-formed msgpack)`, () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vg-fuzz-'));
+  try {
+    const bin = path.join(dir, 'statement-recorder-fuzz');
+    // Node's OpenSSL headers, the system's libcrypto 3 (same ABI) for the vector fingerprint.
+    const cc = spawnSync(compiler(), ['-std=c++17', '-g', '-O1', '-fsanitize=fuzzer,address,undefined', '-fno-sanitize-recover=all', '-I/usr/include/node',
+      path.join(native, 'fuzz', 'statement-recorder-fuzz.cc'), path.join(native, 'statement-recorder.cc'), path.join(native, 'record-sink.cc'),
+      LIBCRYPTO, '-o', bin], { encoding: 'utf8' });
+    assert.equal(cc.status, 0, cc.stderr);
+    const run = spawnSync(bin, [`-max_total_time=${FUZZ_SECONDS}`, `-dict=${path.join(native, 'fuzz', 'statement-recorder.dict')}`, '-max_len=4096', `-artifact_prefix=${dir}/`], {
       encoding: 'utf8',
       cwd: dir,
     });

@@ -823,10 +823,16 @@ Napi::Value VgAddon::RecordCapturesForTest(const Napi::CallbackInfo& info) {
     StatementRecorder r(sink, info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::String>().Utf8Value());
     Napi::Array captures = info[2].As<Napi::Array>();
     for (uint32_t i = 0; i < captures.Length(); i++) {
-      Napi::Array c = captures.Get(i).As<Napi::Array>();
+      Napi::Value item = captures.Get(i);
+      if (!item.IsArray()) return ThrowError(env, "recordCapturesForTest: each capture is [fromClient, type, body, length]", "ERR_INVALID_ARG_TYPE");
+      Napi::Array c = item.As<Napi::Array>();
+      Napi::Value type = c.Get(1u);
+      Napi::Value length = c.Get(3u);
+      if (!type.IsString() || type.As<Napi::String>().Utf8Value().empty() || !length.IsNumber())
+        return ThrowError(env, "recordCapturesForTest: each capture is [fromClient, type, body, length]", "ERR_INVALID_ARG_TYPE");
       std::string body = BufferOrString(c.Get(2u));
-      r.OnCapture(c.Get(0u).ToBoolean().Value(), static_cast<uint8_t>(c.Get(1u).As<Napi::String>().Utf8Value()[0]), body,
-                  c.Get(3u).As<Napi::Number>().Uint32Value());
+      r.OnCapture(c.Get(0u).ToBoolean().Value(), static_cast<uint8_t>(type.As<Napi::String>().Utf8Value()[0]), body,
+                  length.As<Napi::Number>().Uint32Value());
     }
     if (info.Length() < 4 || info[3].ToBoolean().Value()) r.End();
   }

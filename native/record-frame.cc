@@ -14,14 +14,8 @@
 #include <string>
 
 namespace vg {
+
 namespace {
-
-
-// Fetched once: EVP_Digest with a name-less (legacy) EVP_MD would fetch on every call.
-const EVP_MD* Sha256() {
-  static const EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  return md;
-}
 
 struct MdCtxFree {
   void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
@@ -46,7 +40,7 @@ bool FrameEvents(const uint8_t* blob, const uint32_t* offsets, size_t count, uin
   uint8_t hash[kRecordHashBytes];
   std::memcpy(hash, prevHash, kRecordHashBytes);
   if (count > 0) {
-    const EVP_MD* md = Sha256();
+    const EVP_MD* md = Sha256Digest();
     if (md == nullptr) return false;
     std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
     if (!ctx) return false;

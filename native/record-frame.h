@@ -8,10 +8,18 @@
 // FrameEvents is plain C++ (no N-API) so it can be tested and fuzzed on its own; addon.cc
 // exposes it as `frameEvents`.
 #pragma once
+#include <openssl/evp.h>
 #include <cstddef>
 #include <cstdint>
 
 namespace vg {
+
+// SHA-256 fetched once per process: EVP_Digest with the legacy EVP_sha256() fetches on every
+// call. Null when OpenSSL has no SHA-256.
+inline const EVP_MD* Sha256Digest() {
+  static const EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md;
+}
 
 // Number.MAX_SAFE_INTEGER: sequence numbers are JavaScript numbers on the other side.
 constexpr uint64_t kMaxSafeSeq = 9007199254740991ULL;

@@ -12,7 +12,6 @@ void RecordSink::Add(const std::string& connection, const std::string& payload) 
   msgpack::Be16(&buf_, static_cast<uint16_t>(connLen));
   buf_.append(connection.data(), connLen);
   buf_ += payload;
-  events_++;
 }
 
 void RecordSink::Park(StatementRecorder* r) {

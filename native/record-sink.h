@@ -38,7 +38,6 @@ class RecordSink {
     return out;
   }
   bool empty() const { return buf_.empty(); }
-  uint64_t events() const { return events_; }
   // Parked recorders form an intrusive list (no allocation per statement).
   void Park(StatementRecorder* r);
   void Unpark(StatementRecorder* r);
@@ -47,7 +46,6 @@ class RecordSink {
 
  private:
   std::string buf_;
-  uint64_t events_ = 0;
   RecordRenderer* renderer_ = nullptr;
   StatementRecorder* parked_ = nullptr;
 };

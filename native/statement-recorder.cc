@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "msgpack-writer.h"
+#include "record-frame.h"
 
 namespace vg {
 
@@ -125,7 +126,8 @@ void VectorSummary(const std::vector<double>& values, std::string* out) {
   // Little-endian float32 bytes (this machine is little-endian, as Node's supported ones are).
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int mdLen = 0;
-  EVP_Digest(f.data(), f.size() * sizeof(float), md, &mdLen, EVP_sha256(), nullptr);
+  const EVP_MD* sha256 = Sha256Digest();
+  if (sha256 == nullptr || EVP_Digest(f.data(), f.size() * sizeof(float), md, &mdLen, sha256, nullptr) != 1) std::memset(md, 0, sizeof md);
   char hex[kVectorHashHexDigits];
   for (size_t k = 0; k < kVectorHashHexDigits; k++) hex[k] = kHex[(md[k / 2] >> (k % 2 ? 0 : 4)) & 0xf];
   mp::MapHeader(out, 1);
@@ -166,18 +168,11 @@ int32_t I32(const std::string& b, size_t at) {
   return static_cast<int32_t>(u);
 }
 
-}  // namespace
-
-// ASCII and free of anything the redaction could change: written as it is.
-static bool PlainAscii(const char* s, size_t n) { return IsAscii(s, n) && !MaybeSecretText(s, n); }
-
 // MAYBE_SECRET_TEXT = /password|identified|\bset\b|bearer|basic/i
 bool MaybeSecretText(const char* s, size_t n) {
   for (size_t i = 0; i < n; i++) {
-    // Most characters start none of the words: one test for the five first letters.
-    char c = static_cast<char>(s[i] | 0x20);
-    if (c != 'p' && c != 'i' && c != 'b' && c != 's') continue;
-    switch (Lower(s[i])) {
+    // Most characters start none of the words: only p, i, b and s (either case) go on.
+    switch (static_cast<char>(s[i] | 0x20)) {
       case 'p':
         if (MatchAt(s, n, i, "password", 8)) return true;
         break;
@@ -197,6 +192,9 @@ bool MaybeSecretText(const char* s, size_t n) {
   }
   return false;
 }
+
+// ASCII and free of anything the redaction could change: written as it is.
+bool PlainAscii(const char* s, size_t n) { return IsAscii(s, n) && !MaybeSecretText(s, n); }
 
 // renderValue(text, false) then redaction, for ASCII text; false: leave it to JavaScript.
 bool RenderValueNative(const char* s, size_t n, std::string* out) {
@@ -225,6 +223,8 @@ bool RenderValueNative(const char* s, size_t n, std::string* out) {
   mp::Str(out, s, n);
   return true;
 }
+
+}  // namespace
 
 StatementRecorder::StatementRecorder(std::shared_ptr<RecordSink> sink, const std::string& session, const std::string& connection)
     : sink_(std::move(sink)), connection_(connection) {

@@ -73,9 +73,4 @@ class StatementRecorder {
   StatementRecorder* parkNext_ = nullptr;
 };
 
-// Exposed for tests (test/native/statement-recorder.test.ts through the addon): the encoded
-// rendering of a text-format value, `handled` false when it needs the JavaScript renderer.
-bool RenderValueNative(const char* s, size_t n, std::string* out);
-bool MaybeSecretText(const char* s, size_t n);
-
 }  // namespace vg

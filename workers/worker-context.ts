@@ -254,7 +254,7 @@ export class WorkerContext implements PendingStatementSweep {
   /** Sends queued recording events now (before the worker reports itself drained), parked statements too. */
   flushRecords(): void {
     if (this.parked.size > 0) this.sweepParked(Infinity);
-    this.takeNativeRecords(Number.MAX_SAFE_INTEGER);
+    this.takeNativeRecords(Infinity);
     this.sendRecords();
   }
 

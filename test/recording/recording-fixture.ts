@@ -6,7 +6,7 @@ import { after } from 'node:test';
 import path from 'node:path';
 import type { RecordEvent } from '../../src/recording/record-event.js';
 import { Recorder } from '../../src/recording/recorder.js';
-import { scanSegment, type Frame } from '../../src/recording/segment-format.js';
+import { DAY_MS, scanSegment, type Frame } from '../../src/recording/segment-format.js';
 
 export function tempDir(prefix = 'vg-rec-'): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -14,7 +14,7 @@ export function tempDir(prefix = 'vg-rec-'): { dir: string; cleanup: () => void 
 }
 
 /** A retention long enough that nothing a test writes expires. */
-export const DAY = 86_400_000;
+export const DAY = DAY_MS;
 
 /** A maker of temporary directories that are all removed after the calling test file's tests. */
 export function tempDirsRemovedAfter(): () => string {

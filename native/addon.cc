@@ -231,6 +231,7 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
     pump_ = p;
     onData_.Reset();
     onClose_.Reset();
+    onDrain_.Reset();
   }
   // The pump ended but kept this (upstream) connection open: JavaScript owns it again.
   void DetachPump() {
@@ -252,7 +253,14 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
     if (pump_) pump_->pump.OnReadDone(c);
   }
   void OnDrain(Conn* c) override {
-    if (pump_) pump_->pump.OnDrain(c);
+    if (pump_) {
+      pump_->pump.OnDrain(c);
+      return;
+    }
+    if (!onDrain_.IsEmpty()) {
+      Napi::HandleScope scope(env_);
+      CallJs(env_, onDrain_, {});
+    }
   }
   void OnHandshake(Conn* c, const std::string* error) override {
     Napi::HandleScope scope(env_);
@@ -301,6 +309,7 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
     }
     onData_.Reset();
     onClose_.Reset();
+    onDrain_.Reset();
     onConnect_.Reset();
     onHandshake_.Reset();
     Unref();
@@ -312,6 +321,7 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
   Napi::Value SetCallbacks(const Napi::CallbackInfo& info) {
     if (info.Length() >= 1 && info[0].IsFunction()) onData_ = Napi::Persistent(info[0].As<Napi::Function>());
     if (info.Length() >= 2 && info[1].IsFunction()) onClose_ = Napi::Persistent(info[1].As<Napi::Function>());
+    if (info.Length() >= 3 && info[2].IsFunction()) onDrain_ = Napi::Persistent(info[2].As<Napi::Function>());
     return info.Env().Undefined();
   }
   Napi::Value JsWrite(const Napi::CallbackInfo& info) {
@@ -391,6 +401,7 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
   bool pumpEnded_ = false;
   Napi::FunctionReference onData_;
   Napi::FunctionReference onClose_;
+  Napi::FunctionReference onDrain_;
   Napi::FunctionReference onHandshake_;
 };
 

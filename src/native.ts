@@ -107,8 +107,13 @@ export interface PumpOptions {
 }
 
 export interface Connection {
-  /** Setup-phase callbacks. `chunk` is a fresh Buffer owned by JavaScript. */
-  setCallbacks(onData: (chunk: Buffer) => void, onClose: (reason: string, detail: string) => void): void;
+  /**
+   * Setup-phase callbacks (and every phase of a connection that is never pumped, such as an
+   * HTTP upstream). `chunk` is a fresh Buffer owned by JavaScript; data already read keeps
+   * arriving for the rest of that read after `pause()`. `onDrain`: the write queue fell from
+   * above to at most 64 KB (`writeQueueSize`).
+   */
+  setCallbacks(onData: (chunk: Buffer) => void, onClose: (reason: string, detail: string) => void, onDrain?: () => void): void;
   /** Writes bytes (encrypted first when TLS is up). The bytes are copied; reuse the buffer freely. */
   write(data: Buffer): void;
   /**

@@ -5,7 +5,6 @@
 import { createPrivateKey, randomUUID, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
-import type { ClientRequest, IncomingMessage } from 'node:http';
 import uWS from 'uWebSockets.js';
 import type { HttpResponse, HttpRequest, us_listen_socket } from 'uWebSockets.js';
 import type { HttpConnectionConfig, RecordingMode, TlsProfile } from '../../src/config/types.js';
@@ -19,7 +18,7 @@ import type { BodyFraming, HeaderList } from './request-framing.js';
 import { accessAllows, classifyRoute, unsafePathReason } from './route-table.js';
 import type { RouteDecision } from './route-table.js';
 import { DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS, DEFAULT_UPSTREAM_MAX_FREE_SOCKETS, DEFAULT_UPSTREAM_MAX_SOCKETS, createUpstreamPool, describeUpstreamFailure } from './upstream-pool.js';
-import type { UpstreamPool } from './upstream-pool.js';
+import type { ResponseHead, UpstreamPool, UpstreamRequest } from './upstream-pool.js';
 
 /** Longest wait for the upstream's response headers (config `upstream_response_timeout`); then 504. */
 export const DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS = 60_000;
@@ -122,7 +121,7 @@ interface Exchange {
   queued: Buffer[];
   queuedBytes: number;
   onBody: (() => void) | null;
-  upstream: ClientRequest | null;
+  upstream: UpstreamRequest | null;
   timer: NodeJS.Timeout | null;
   /** uWS 20.30: resume() on a socket that is not paused stalls the next keep-alive request, so track it. */
   paused: boolean;
@@ -166,6 +165,10 @@ interface ExchangeRecording {
  */
 export function startHttpConnection(ctx: HttpWorkerContext, cfg: HttpConnectionConfig): Promise<HttpConnectionHandle> {
   const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...ctx.limits };
+  const credential = credentialHeader(cfg);
+  if (credential && /[^\t\x20-\x7e\x80-\xff]/.test(credential.value)) {
+    return Promise.reject(new VgError('ERR_VG_CONFIG', `connections.${cfg.name}.credentials: the value has a control character (a line break?) and cannot be sent as an HTTP header`));
+  }
   const pool = createUpstreamPool(cfg, { maxSockets: limits.upstreamMaxSockets, maxFreeSockets: limits.upstreamMaxFreeSockets, idleTimeoutMs: limits.upstreamIdleTimeoutMs });
   let app: uWS.TemplatedApp;
   try {
@@ -198,6 +201,7 @@ export function startHttpConnection(ctx: HttpWorkerContext, cfg: HttpConnectionC
         close,
         closeAll() {
           close();
+          pool.destroy();
           // A uWS socket left open when the worker's loop closes aborts the process.
           // (`close()` exists on this build's apps; its bundled typings predate it.)
           for (const a of apps) (a as unknown as { close(): void }).close();
@@ -453,57 +457,18 @@ function forward(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Http
   if (body !== null) headers['content-length'] = String(body.length);
   else if (ex.framing.kind === 'length') headers['content-length'] = String(ex.framing.length);
   else if (ex.framing.kind === 'chunked') headers['transfer-encoding'] = 'chunked';
-  let up: ClientRequest;
-  try {
-    up = pool.request(ex.method, ex.path, headers);
-  } catch (err) {
-    answerError(ex, { status: 502, code: 'ERR_VG_UPSTREAM_PROTOCOL', message: `the request could not be sent upstream: ${(err as Error).message}` }, true);
-    return;
-  }
-  ex.upstream = up;
-  ex.timer = setTimeout(() => {
-    const e = new Error('upstream response timeout') as NodeJS.ErrnoException;
-    e.code = 'ERR_VG_UPSTREAM_TIMEOUT';
-    up.destroy(e);
-  }, limits.upstreamResponseTimeoutMs);
-  up.on('error', (err) => {
-    if (ex.timer) clearTimeout(ex.timer);
-    if (ex.done) return;
-    const failure = describeUpstreamFailure(err, cfg);
-    ctx.log('warn', 'http upstream failed', { connection: cfg.name, subject: ex.subject, code: failure.code, reason: failure.message });
-    answerError(ex, failure, !ex.bodyEnded);
-  });
-  up.on('response', (upRes) => {
-    if (ex.timer) clearTimeout(ex.timer);
-    relayResponse(ctx, cfg, ex, upRes);
-  });
-
-  if (body !== null) {
-    up.end(body);
-    recordRequest(ex);
-    return;
-  }
-  if (ex.framing.kind === 'none') {
-    up.end();
-    recordRequest(ex);
-    return;
-  }
-  // Stream the client's body: pause the client while the upstream socket is full.
+  const relay = new ResponseRelay(ctx, cfg, ex);
+  // Stream the client's body: pause the client while the upstream connection is full.
   let waitingDrain = false;
   const pump = (): void => {
-    if (ex.done || waitingDrain) return;
+    const up = ex.upstream;
+    if (ex.done || waitingDrain || up === null) return;
     while (ex.queued.length > 0) {
       const chunk = ex.queued.shift()!;
       ex.queuedBytes -= chunk.length;
       if (!up.write(chunk)) {
         waitingDrain = true;
         pauseClient(ex);
-        up.once('drain', () => {
-          waitingDrain = false;
-          if (ex.done) return;
-          resumeClient(ex);
-          pump();
-        });
         return;
       }
     }
@@ -513,85 +478,152 @@ function forward(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Http
       recordRequest(ex);
     }
   };
+  let up: UpstreamRequest;
+  try {
+    up = pool.request(ex.method, ex.path, headers, body ?? (ex.framing.kind === 'none' ? 'none' : ex.framing.kind), {
+      response: (head) => {
+        if (ex.timer) clearTimeout(ex.timer);
+        relay.start(head);
+      },
+      data: (chunk) => relay.data(chunk),
+      end: () => relay.end(),
+      error: (err) => {
+        if (ex.timer) clearTimeout(ex.timer);
+        if (relay.started) {
+          relay.fail();
+          return;
+        }
+        if (ex.done) return;
+        const failure = describeUpstreamFailure(err, cfg);
+        ctx.log('warn', 'http upstream failed', { connection: cfg.name, subject: ex.subject, code: failure.code, reason: failure.message });
+        answerError(ex, failure, !ex.bodyEnded);
+      },
+      drain: () => {
+        waitingDrain = false;
+        if (ex.done) return;
+        resumeClient(ex);
+        pump();
+      },
+    });
+  } catch (err) {
+    answerError(ex, { status: 502, code: 'ERR_VG_UPSTREAM_PROTOCOL', message: `the request could not be sent upstream: ${(err as Error).message}` }, true);
+    return;
+  }
+  ex.upstream = up;
+  relay.upstream = up;
+  ex.timer = setTimeout(() => {
+    up.destroy(Object.assign(new Error('upstream response timeout'), { code: 'ERR_VG_UPSTREAM_TIMEOUT' }));
+  }, limits.upstreamResponseTimeoutMs);
+  if (body !== null || ex.framing.kind === 'none') {
+    recordRequest(ex);
+    return;
+  }
   ex.onBody = pump;
   resumeClient(ex);
   pump();
 }
 
-function relayResponse(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, ex: Exchange, upRes: IncomingMessage): void {
-  if (ex.done) {
-    upRes.destroy();
-    return;
+/** Streams one upstream response to the client with backpressure both ways. */
+class ResponseRelay {
+  upstream: UpstreamRequest | null = null;
+  started = false;
+  private total: number | null = null;
+  private closeAfter = false;
+  private headWritten = false;
+  private statusLine = '';
+  private headers: HeaderList = [];
+  /** The tail of a chunk uWS could not take (tryEnd mode), and the write offset at which it starts. */
+  private pending: Buffer | null = null;
+  private pendingOffset = 0;
+
+  constructor(
+    private readonly ctx: HttpWorkerContext,
+    private readonly cfg: HttpConnectionConfig,
+    private readonly ex: Exchange,
+  ) {}
+
+  start(head: ResponseHead): void {
+    const ex = this.ex;
+    if (ex.done) {
+      this.upstream?.destroy();
+      return;
+    }
+    this.started = true;
+    const res = ex.res;
+    const status = head.status;
+    this.statusLine = `${status} ${head.reason || STATUS_CODES[status] || ''}`.trim();
+    this.headers = clientResponseHeaders(head.rawHeaders);
+    this.total = head.contentLength;
+    const noBody = ex.method === 'HEAD' || status === 204 || status === 304;
+    this.closeAfter = !ex.bodyEnded; // the client is still sending a body nobody will read
+    ex.status = status;
+    this.ctx.log('debug', 'http request', { connection: this.cfg.name, subject: ex.subject, method: ex.method, operation: ex.route?.operation, collection: ex.route?.collection, status });
+    if (noBody) {
+      settle(ex);
+      res.cork(() => {
+        this.writeHead();
+        res.endWithoutBody(this.total ?? undefined, this.closeAfter);
+      });
+      return;
+    }
+    res.onWritable((offset) => this.writable(offset));
+    if (this.total === 0) {
+      // No body bytes will come: answer now.
+      settle(ex);
+      res.cork(() => {
+        this.writeHead();
+        res.end(undefined, this.closeAfter);
+      });
+    }
   }
-  const res = ex.res;
-  const status = upRes.statusCode ?? 502;
-  const statusLine = `${status} ${upRes.statusMessage || STATUS_CODES[status] || ''}`.trim();
-  const headers = clientResponseHeaders(upRes.rawHeaders);
-  const lengthHeader = upRes.headers['content-length'];
-  const total = lengthHeader !== undefined && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : null;
-  const noBody = ex.method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
-  const closeAfter = !ex.bodyEnded; // the client is still sending a body nobody will read
-  ex.status = status;
 
-  ctx.log('debug', 'http request', { connection: cfg.name, subject: ex.subject, method: ex.method, operation: ex.route?.operation, collection: ex.route?.collection, status });
-  const writeHead = (): void => {
-    res.writeStatus(statusLine);
-    for (const [k, v] of headers) res.writeHeader(k, v);
-  };
-
-  if (noBody) {
-    upRes.resume();
-    settle(ex);
-    res.cork(() => {
-      writeHead();
-      res.endWithoutBody(total ?? undefined, closeAfter);
-    });
-    return;
+  private writeHead(): void {
+    const res = this.ex.res;
+    res.writeStatus(this.statusLine);
+    for (const [k, v] of this.headers) res.writeHeader(k, v);
+    this.headWritten = true;
   }
 
-  let headWritten = false;
-  let pending: Buffer | null = null; // the tail of a chunk uWS could not take (tryEnd mode)
-  let pendingOffset = 0; // write offset at which `pending` starts
-  res.onWritable((offset) => {
+  private writable(offset: number): boolean {
+    const ex = this.ex;
     if (ex.done) return true;
-    if (total === null) {
+    if (this.total === null) {
       // write() mode: uWS buffered everything; it drained, so read upstream again.
-      upRes.resume();
+      this.upstream?.resume();
       return true;
     }
-    if (pending === null) return true;
-    const rest = pending.subarray(offset - pendingOffset);
+    if (this.pending === null) return true;
+    const rest = this.pending.subarray(offset - this.pendingOffset);
     let ok = false;
     let finished = false;
-    res.cork(() => {
-      [ok, finished] = res.tryEnd(rest, total);
+    ex.res.cork(() => {
+      [ok, finished] = ex.res.tryEnd(rest, this.total!);
     });
     if (finished) {
       settle(ex);
-      pending = null;
+      this.pending = null;
       return true;
     }
     if (ok) {
-      pending = null;
-      upRes.resume();
+      this.pending = null;
+      this.upstream?.resume();
     }
     return ok;
-  });
+  }
 
-  upRes.on('data', (chunk: Buffer) => {
+  data(chunk: Buffer): void {
+    const ex = this.ex;
     if (ex.done) return;
     ex.bytesOut += chunk.length;
+    const res = ex.res;
     res.cork(() => {
-      if (!headWritten) {
-        writeHead();
-        headWritten = true;
-      }
-      if (total === null) {
-        if (!res.write(chunk)) upRes.pause();
+      if (!this.headWritten) this.writeHead();
+      if (this.total === null) {
+        if (!res.write(chunk)) this.upstream?.pause();
         return;
       }
       const offset = res.getWriteOffset();
-      const [ok, finished] = res.tryEnd(chunk, total);
+      const [ok, finished] = res.tryEnd(chunk, this.total);
       if (finished) {
         // Done: the response may not be touched again (uWS throws). A request body still
         // arriving after an early answer is read and dropped by the body handler.
@@ -599,48 +631,38 @@ function relayResponse(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, ex: Ex
         return;
       }
       if (!ok) {
-        pending = chunk;
-        pendingOffset = offset;
-        upRes.pause();
+        // uWS keeps its own copy only of what it accepted: the rest is ours to resend, and
+        // `chunk` is a view of a buffer the upstream connection no longer uses.
+        this.pending = chunk;
+        this.pendingOffset = offset;
+        this.upstream?.pause();
       }
     });
-  });
-  upRes.on('end', () => {
+  }
+
+  end(): void {
+    const ex = this.ex;
     if (ex.done) return;
-    if (total !== null && pending === null) {
-      // Upstream sent fewer bytes than it announced: the client must not take a short body as whole.
-      ex.errorCode = 'ERR_VG_UPSTREAM_PROTOCOL';
-      settle(ex);
-      res.close();
-      return;
-    }
-    if (total === null) {
-      settle(ex);
-      res.cork(() => {
-        if (!headWritten) writeHead();
-        res.end(undefined, closeAfter);
-      });
-    }
-  });
-  upRes.on('error', () => {
+    if (this.total !== null) return; // tryEnd finished it (or `pending` will)
+    settle(ex);
+    ex.res.cork(() => {
+      if (!this.headWritten) this.writeHead();
+      ex.res.end(undefined, this.closeAfter);
+    });
+  }
+
+  /** The upstream failed after its response head. */
+  fail(): void {
+    const ex = this.ex;
     if (ex.done) return;
     ex.errorCode = 'ERR_VG_UPSTREAM_PROTOCOL';
-    if (!headWritten) ex.status = 502;
     settle(ex);
-    if (!headWritten) {
-      answerErrorNow(res, { status: 502, code: 'ERR_VG_UPSTREAM_PROTOCOL', message: `upstream of connection "${cfg.name}" failed while answering` }, true);
+    if (!this.headWritten) {
+      ex.status = 502;
+      answerErrorNow(ex.res, { status: 502, code: 'ERR_VG_UPSTREAM_PROTOCOL', message: `upstream of connection "${this.cfg.name}" failed while answering` }, true);
       return;
     }
-    res.close(); // mid-body: the only honest signal is a cut connection
-  });
-  if (total === 0) {
-    // No data event will come: answer now.
-    settle(ex);
-    upRes.resume();
-    res.cork(() => {
-      writeHead();
-      res.end(undefined, closeAfter);
-    });
+    ex.res.close(); // mid-body: the only honest signal is a cut connection
   }
 }
 

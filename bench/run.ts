@@ -145,7 +145,11 @@ function renderResults(r: Results, tables: ResultTable[]): string {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'no-write': { type: 'boolean', default: false } } });
+  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'http-scenarios': { type: 'string' }, 'no-write': { type: 'boolean', default: false } } });
+  // `--http-scenarios search,peak`: a subset of the HTTP API rows (to profile one of them).
+  const scenarioNames = [...httpScenarios(httpSettings(FULL_SETTINGS)).map((x) => x.name), 'peak'];
+  const httpOnly = new Set(values['http-scenarios'] ? values['http-scenarios'].split(',') : scenarioNames);
+  for (const n of httpOnly) if (!scenarioNames.includes(n)) throw new Error(`unknown HTTP scenario ${n}; choose from ${scenarioNames.join(', ')}`);
   const s = values.quick ? QUICK_SETTINGS : FULL_SETTINGS;
   const only = new Set<Workload>((values.only ? values.only.split(',') : WORKLOADS) as Workload[]);
   for (const w of only) if (!WORKLOADS.includes(w)) throw new Error(`unknown workload ${w}; choose from ${WORKLOADS.join(', ')}`);
@@ -236,13 +240,13 @@ async function main(): Promise<void> {
       }
     }
     if (only.has('http') && ht?.upstream) {
-      for (const sc of httpScenarios(httpSettings(s))) {
+      for (const sc of httpScenarios(httpSettings(s)).filter((x) => httpOnly.has(x.name))) {
         for (const target of ht.api) {
           log(`http ${sc.name} ${target.system}`);
           res.http.push(await runHttpScenario(env, s, ht, sc, target));
         }
       }
-      for (const target of ht.api) {
+      for (const target of httpOnly.has('peak') ? ht.api : []) {
         log(`http peak search (wrk) ${target.system}`);
         res.http.push(await runHttpPeak(env, s, ht, target));
       }

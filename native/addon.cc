@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "conn.h"
+#include "json-number-list.h"
 #include "pump.h"
 #include "record-frame.h"
 #include "record-sink.h"
@@ -178,6 +179,8 @@ class VgAddon : public Napi::Addon<VgAddon> {
   Napi::Value Stats(const Napi::CallbackInfo& info);
   // frameEvents(blob, offsets, firstSeq, prevHash) -> { frames: Buffer, hash: Buffer } (record-frame.h)
   Napi::Value FrameEvents(const Napi::CallbackInfo& info);
+  // skipJsonNumberList(bytes, i) -> index (json-number-list.h)
+  Napi::Value SkipJsonNumberListJs(const Napi::CallbackInfo& info);
   Napi::Value SetRecordRenderer(const Napi::CallbackInfo& info);
   Napi::Value TakeRecords(const Napi::CallbackInfo& info);
   Napi::Value RecordCapturesForTest(const Napi::CallbackInfo& info);
@@ -602,6 +605,7 @@ VgAddon::VgAddon(Napi::Env env, Napi::Object exports)
                            InstanceMethod<&VgAddon::EndPump>("endPump"),
                            InstanceMethod<&VgAddon::ReleaseStatement>("releaseStatement"),
                            InstanceMethod<&VgAddon::FrameEvents>("frameEvents"),
+                           InstanceMethod<&VgAddon::SkipJsonNumberListJs>("skipJsonNumberList"),
                            InstanceMethod<&VgAddon::SetRecordRenderer>("setRecordRenderer"),
                            InstanceMethod<&VgAddon::TakeRecords>("takeRecords"),
                            InstanceMethod<&VgAddon::RecordCapturesForTest>("recordCapturesForTest"),
@@ -862,6 +866,22 @@ bool IsTypedArrayOf(const Napi::Value& v, napi_typedarray_type type) {
 }
 
 }  // namespace
+
+Napi::Value VgAddon::SkipJsonNumberListJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !IsTypedArrayOf(info[0], napi_uint8_array) || !info[1].IsNumber()) {
+    Napi::TypeError::New(env, "skipJsonNumberList(bytes: Uint8Array, index: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto a = info[0].As<Napi::Uint8Array>();
+  double at = info[1].As<Napi::Number>().DoubleValue();
+  if (!(at >= 0) || at > static_cast<double>(a.ElementLength())) {
+    Napi::RangeError::New(env, "skipJsonNumberList: index out of range").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int64_t r = SkipJsonNumberList(a.Data(), a.ElementLength(), static_cast<size_t>(at));
+  return Napi::Number::New(env, static_cast<double>(r));
+}
 
 Napi::Value VgAddon::FrameEvents(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

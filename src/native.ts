@@ -197,6 +197,12 @@ export interface NativeBinding {
    * since at or before `sweepBefore` (ms epoch) are recorded on their own first.
    */
   takeRecords(sweepBefore?: number): Buffer | null;
+  /**
+   * HTTP body guard: from `i` at a comma after a number in a JSON array, skips `,number`
+   * repeats; returns the index after them (and trailing whitespace), `i` when no number
+   * follows the comma, or -1 for a malformed number (workers/http/json-key-scan.ts).
+   */
+  skipJsonNumberList(bytes: Uint8Array, i: number): number;
   /** Tests: a C++ statement recorder fed these captures; returns its record batch (or null). */
   recordCapturesForTest(session: string, connection: string, captures: [boolean, string, Buffer, number][], end?: boolean): Buffer | null;
 }

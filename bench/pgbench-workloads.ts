@@ -70,9 +70,11 @@ export interface SelectResult extends PgbenchRun {
   proxyCpuMsPer1kTx: number | null;
 }
 
-export async function runSelect(env: BenchEnvironment, s: BenchSettings, t: PgTarget, clients: number): Promise<SelectResult> {
+/** `ratePerSec`: pgbench -R (a fixed transaction rate) instead of as fast as it can. */
+export async function runSelect(env: BenchEnvironment, s: BenchSettings, t: PgTarget, clients: number, ratePerSec?: number): Promise<SelectResult> {
   const threads = Math.min(s.pgbenchThreads, clients);
-  const r = await pgbench(env, t, ['-S', '-n', '-c', String(clients), '-j', String(threads), '-T', String(s.selectSec)], s.selectSec, threads);
+  const rate = ratePerSec === undefined ? [] : ['-R', String(Math.round(ratePerSec))];
+  const r = await pgbench(env, t, ['-S', '-n', '-c', String(clients), '-j', String(threads), ...rate, '-T', String(s.selectSec)], s.selectSec, threads);
   return { ...r, system: t.system, clients, proxyCpuMsPer1kTx: r.proxyCpuSec === null || !(r.transactions > 0) ? null : (r.proxyCpuSec * 1000) / (r.transactions / 1000) };
 }
 

@@ -1,6 +1,7 @@
 // What recording costs: pgbench -S through vecgate with recording off, metadata,
 // queries + async and queries + strict (each statement held until its record is
 // fdatasync'ed, group-committed across sessions), at several client counts.
+import { availableParallelism } from 'node:os';
 import type { BenchEnvironment } from './bench-environment.js';
 import type { BenchSettings } from './bench-settings.js';
 import { runSelect, type SelectResult } from './pgbench-workloads.js';
@@ -21,7 +22,19 @@ export interface RecordingResult extends SelectResult {
   rounds: number;
   /** TPS of every round, in order: the spread shows how noisy the machine was. */
   roundTps: number[];
+  /**
+   * The same pgbench at a fixed rate (FIXED_RATE_SHARE of the `off` median TPS), the same for
+   * every variant: the median proxy CPU per 1k transactions there. Unlike TPS at full load,
+   * this compares the variants at equal work per wake-up, so it isolates what recording costs.
+   */
+  fixedRate: number | null;
+  fixedRateCpuMsPer1kTx: number | null;
+  /** CPU cores of the machine (to turn CPU per transaction into a share of the machine). */
+  cores: number;
 }
+
+/** The fixed-rate rounds run at this share of `off`'s median TPS (below every variant's peak but `strict`'s, which is left out). */
+export const FIXED_RATE_SHARE = 0.6;
 
 // Rounds per variant and client count (BenchSettings.recordingRounds): the variants' runs are
 // interleaved (off, metadata, queries async, queries strict, then again), so a slow minute of
@@ -57,11 +70,27 @@ export async function runRecordingRows(
           runs[i]!.push(await runSelect(env, s, targets[i]!, c));
         }
       }
+      // Fixed-rate rounds: every variant but strict carries the same transaction rate.
+      const offOk = runs[0]!.filter((r) => r.ok);
+      const rate = offOk.length > 0 ? Math.round(median(offOk.map((r) => r.tps)) * FIXED_RATE_SHARE) : null;
+      const fixed: SelectResult[][] = RECORDING_VARIANTS.map(() => []);
+      if (rate !== null) {
+        for (let round = 1; round <= s.recordingRounds; round++) {
+          for (let i = 0; i < RECORDING_VARIANTS.length; i++) {
+            if (RECORDING_VARIANTS[i]!.durability === 'strict') continue;
+            log(`pgbench -S -c ${c} -R ${rate} vecgate, recording ${RECORDING_VARIANTS[i]!.name}, round ${round}/${s.recordingRounds}`);
+            fixed[i]!.push(await runSelect(env, s, targets[i]!, c, rate));
+          }
+        }
+      }
+      const cores = availableParallelism();
       RECORDING_VARIANTS.forEach((v, i) => {
         const all = runs[i]!;
         const ok = all.filter((r) => r.ok);
+        const fixedCpu = fixed[i]!.filter((r) => r.ok && r.proxyCpuMsPer1kTx !== null).map((r) => r.proxyCpuMsPer1kTx!);
+        const fixedFigures = { fixedRate: fixedCpu.length > 0 ? rate : null, fixedRateCpuMsPer1kTx: fixedCpu.length > 0 ? median(fixedCpu) : null, cores };
         if (ok.length === 0) {
-          out.push({ ...all[0]!, variant: v.name, rounds: all.length, roundTps: [] });
+          out.push({ ...all[0]!, variant: v.name, rounds: all.length, roundTps: [], ...fixedFigures });
           return;
         }
         // The round with the median TPS stands for the row (its latency and CPU figures too).
@@ -69,13 +98,22 @@ export async function runRecordingRows(
         const mid = median(tps);
         const rep = ok.reduce((a, b) => (Math.abs(b.tps - mid) < Math.abs(a.tps - mid) ? b : a));
         const cpu = ok.map((r) => r.proxyCpuMsPer1kTx).filter((x): x is number => x !== null);
-        out.push({ ...rep, tps: mid, proxyCpuMsPer1kTx: cpu.length ? median(cpu) : null, variant: v.name, rounds: ok.length, roundTps: tps });
+        out.push({ ...rep, tps: mid, proxyCpuMsPer1kTx: cpu.length ? median(cpu) : null, variant: v.name, rounds: ok.length, roundTps: tps, ...fixedFigures });
       });
     }
   } finally {
     for (const srv of servers) await srv.stop();
   }
   return out;
+}
+
+/** (variant − off) fixed-rate CPU per transaction over the machine's CPU per transaction at off's full-load TPS. */
+function fixedRateShare(r: RecordingResult, off: RecordingResult | undefined): string {
+  if (r.variant === 'off') return 'baseline';
+  if (!off || r.fixedRateCpuMsPer1kTx === null || off.fixedRateCpuMsPer1kTx === null || !(off.tps > 0)) return '—';
+  const addedUs = r.fixedRateCpuMsPer1kTx - off.fixedRateCpuMsPer1kTx; // ms per 1k tx = µs per tx
+  const machineUsPerTx = (r.cores * 1e6) / off.tps;
+  return `${fmt(addedUs, 1)} µs = ${fmt((addedUs / machineUsPerTx) * 100, 1)}%`;
 }
 
 export function recordingTable(results: RecordingResult[], s: BenchSettings): ResultTable {
@@ -90,16 +128,19 @@ export function recordingTable(results: RecordingResult[], s: BenchSettings): Re
       fmt(r.latencyAvgMs, 3),
       r.proxyCpuMsPer1kTx === null ? '—' : fmt(r.proxyCpuMsPer1kTx, 1),
       r.roundTps.map((x) => fmt(x, 0)).join(' / '),
+      r.fixedRateCpuMsPer1kTx === null ? '—' : `${fmt(r.fixedRateCpuMsPer1kTx, 1)} at ${fmt(r.fixedRate!, 0)} tx/s`,
+      fixedRateShare(r, off),
     ];
   });
   return {
     title: `Recording cost: pgbench -S through vecgate, -T ${s.selectSec}`,
-    columns: ['recording', 'clients', 'status', 'TPS (median)', 'TPS vs off', 'avg latency ms', 'proxy CPU ms / 1k tx (median)', 'TPS of each round'],
+    columns: ['recording', 'clients', 'status', 'TPS (median)', 'TPS vs off', 'avg latency ms', 'proxy CPU ms / 1k tx (median)', 'TPS of each round', 'proxy CPU ms / 1k tx at a fixed rate (median)', 'added CPU per tx, share of the machine at full load'],
     rows,
     notes: [
       `Each variant is its own vecgate process, all running at once; the variants take turns, ${s.recordingRounds} round(s) each, and a row is the median round.`,
       '`queries` records every statement (and its result summary), `strict` forwards a statement only after its record is fdatasync\'ed, with one fdatasync per batch of concurrent statements (group commit), so its cost per statement falls as clients grow.',
       'The PostgreSQL cluster runs with fsync off; the recordings directory is on the same disk as the rest.',
+      `Fixed rate: the same pgbench with \`-R\` at ${FIXED_RATE_SHARE * 100}% of \`off\`'s median TPS, every variant but \`strict\` carrying the same load, ${s.recordingRounds} interleaved round(s), median. "Added CPU per tx" is the variant's fixed-rate proxy CPU per transaction minus \`off\`'s, as a share of what one transaction takes of the whole machine at \`off\`'s full-load TPS (cores / TPS): the throughput a CPU-bound machine gives up for recording, measured at equal load instead of read from TPS medians that move ±10% between rounds here.`,
     ],
   };
 }

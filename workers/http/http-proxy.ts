@@ -506,7 +506,9 @@ function forward(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Http
       },
     });
   } catch (err) {
-    answerError(ex, { status: 502, code: 'ERR_VG_UPSTREAM_PROTOCOL', message: `the request could not be sent upstream: ${(err as Error).message}` }, true);
+    // A request the pool refuses to serialize (a byte that could split it) is the client's fault.
+    if (err instanceof VgError && err.code === 'ERR_VG_HTTP_BAD_REQUEST') answerError(ex, { status: 400, code: err.code, message: err.message }, true);
+    else answerError(ex, { status: 502, code: 'ERR_VG_UPSTREAM_PROTOCOL', message: `the request could not be sent upstream: ${(err as Error).message}` }, true);
     return;
   }
   ex.upstream = up;

@@ -83,6 +83,9 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 /** Request targets are sent as they came from uWS; these bytes could split the request line. */
 const UNSAFE_TARGET = /[^\x21-\xff]/;
+/** RFC 9110 §5.6.2 token (method, header name) and §5.5 field value (no CR, LF, NUL). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 function errnoError(message: string, code: string): NodeJS.ErrnoException {
   const e = new Error(message) as NodeJS.ErrnoException;
@@ -168,7 +171,7 @@ export function createUpstreamPool(cfg: HttpConnectionConfig, limits: UpstreamPo
       clearTimeout(timer);
       opening--;
       owner.opening = false;
-      conn.attach(c, onConnectionClosed);
+      conn.attach(c, onConnectionClosed, tlsCtx !== null);
       live.add(conn);
       // The owner if it still waits, else the longest waiter, else the idle list.
       if (!owner.finished && owner.conn === null) {
@@ -208,11 +211,13 @@ export function createUpstreamPool(cfg: HttpConnectionConfig, limits: UpstreamPo
         return;
       }
       conn.native = c;
-      // Failures after connect but before `ready` (TLS alert, reset) arrive here.
+      // Failures after connect but before `ready` (TLS alert, reset) arrive here. The close of
+      // an attempt already given up (refused, next address being tried) arrives here too, later:
+      // only the current attempt may fail the open, or one refused address would end the fallback.
       c.setCallbacks(
         () => {},
         (reason, detail) => {
-          if (!settled && reason !== 'tls-handshake') fail(errnoError(`the upstream closed the connection during setup (${reason}${detail ? `: ${detail}` : ''})`, 'ECONNRESET'));
+          if (!settled && conn.native === c && reason !== 'tls-handshake') fail(errnoError(`the upstream closed the connection during setup (${reason}${detail ? `: ${detail}` : ''})`, 'ECONNRESET'));
         },
       );
     };
@@ -307,18 +312,29 @@ export function createUpstreamPool(cfg: HttpConnectionConfig, limits: UpstreamPo
     destroy() {
       pool.close();
       for (const ex of waiting.splice(0)) ex.fail(errnoError('the gateway closed this connection', 'ECONNRESET'));
-      for (const c of [...live]) c.destroy();
+      for (const c of [...live]) {
+        // Failed here, not from the connection's close: a read-until-close body would otherwise
+        // look complete, and an idempotent request on a reused connection would be retried.
+        c.exchange?.destroy(errnoError('the gateway closed this connection', 'ECONNRESET'));
+        c.destroy();
+      }
     },
   };
   return pool;
 }
 
 function serializeHead(method: string, target: string, headers: Record<string, string | string[]>): Buffer {
+  // Names and values are written as given: a CR or LF in one would end the head early and let
+  // the rest be read upstream as headers or as another request.
+  if (!TOKEN.test(method)) throw new VgError('ERR_VG_HTTP_BAD_REQUEST', 'the request method cannot be sent upstream');
   let head = `${method} ${target} HTTP/1.1\r\n`;
   for (const name in headers) {
+    if (!TOKEN.test(name)) throw new VgError('ERR_VG_HTTP_BAD_REQUEST', `the header name ${JSON.stringify(name.slice(0, 40))} cannot be sent upstream`);
     const v = headers[name]!;
-    if (typeof v === 'string') head += `${name}: ${v}\r\n`;
-    else for (const one of v) head += `${name}: ${one}\r\n`;
+    for (const one of typeof v === 'string' ? [v] : v) {
+      if (!FIELD_VALUE.test(one)) throw new VgError('ERR_VG_HTTP_BAD_REQUEST', `the ${name} header has a character that cannot be sent upstream`);
+      head += `${name}: ${one}\r\n`;
+    }
   }
   return Buffer.from(head + '\r\n', 'latin1');
 }
@@ -350,7 +366,7 @@ class PooledConnection {
   private onClosed: ((c: PooledConnection) => void) | null = null;
   private gone = false;
 
-  attach(c: Connection, onClosed: (c: PooledConnection) => void): void {
+  attach(c: Connection, onClosed: (c: PooledConnection) => void, tls: boolean): void {
     this.native = c;
     this.onClosed = onClosed;
     c.setCallbacks(
@@ -362,7 +378,9 @@ class PooledConnection {
         this.gone = true;
         const ex = this.exchange;
         this.exchange = null;
-        ex?.onClose(reason, detail);
+        // Only an orderly end by the upstream can end a read-until-close body: over TLS that is
+        // its close_notify (a bare TCP close may be a truncation), in plaintext the EOF.
+        ex?.onClose(reason, detail, reason === 'eof' && (!tls || detail === 'close_notify'));
         this.onClosed?.(this);
         this.onClosed = null;
       },
@@ -458,6 +476,7 @@ class Exchange implements UpstreamRequest {
   /** A connection was assigned: send what is known of the request. */
   start(conn: PooledConnection): void {
     this.conn = conn;
+    if (this.paused) conn.native!.pause(); // paused before a connection came (or before a retry)
     const parts = [this.head, ...this.pendingOut];
     this.pendingOut = [];
     if (this.ended && IDEMPOTENT.has(this.method)) this.replay = parts;
@@ -546,6 +565,12 @@ class Exchange implements UpstreamRequest {
 
   onData(chunk: Buffer): void {
     if (this.finished) return;
+    if (this.parser.done) {
+      // More bytes after a complete response whose end is held for a paused consumer: the
+      // parser ignores them, and the connection's framing can no longer be trusted.
+      this.keepAlive = false;
+      return;
+    }
     this.received += chunk.length;
     try {
       this.parser.feed(chunk);
@@ -564,7 +589,7 @@ class Exchange implements UpstreamRequest {
     this.handlers.drain();
   }
 
-  onClose(reason: string, detail: string): void {
+  onClose(reason: string, detail: string, clean: boolean): void {
     const conn = this.conn;
     this.conn = null;
     if (this.finished) return;
@@ -578,6 +603,12 @@ class Exchange implements UpstreamRequest {
       this.sentAll = false;
       this.parser = this.newParser();
       this.pool.acquire(this);
+      return;
+    }
+    if (this.parser.untilClose && !clean) {
+      this.finished = true;
+      const why = reason === 'eof' ? 'without a TLS close_notify' : `(${reason}${detail ? `: ${detail}` : ''})`;
+      this.handlers.error(errnoError(`the upstream closed the connection ${why} during a body framed by the close: it may be truncated`, 'ERR_VG_UPSTREAM_PROTOCOL'));
       return;
     }
     try {
@@ -596,13 +627,15 @@ class Exchange implements UpstreamRequest {
     this.finished = true;
     const conn = this.conn;
     this.conn = null;
-    this.handlers.end();
-    if (conn === null) return;
-    if (this.keepAlive && this.sentAll && conn.alive) conn.detach(this.pool);
-    else {
-      conn.exchange = null;
-      conn.destroy(); // an early answer (request body not all sent) or a non-reusable response
+    // The connection goes back first, so a request the caller starts from `end` can reuse it.
+    if (conn !== null) {
+      if (this.keepAlive && this.sentAll && conn.alive) conn.detach(this.pool);
+      else {
+        conn.exchange = null;
+        conn.destroy(); // an early answer (request body not all sent) or a non-reusable response
+      }
     }
+    this.handlers.end();
   }
 }
 

@@ -47,6 +47,14 @@ const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const CHUNK_SIZE = /^([0-9A-Fa-f]{1,13})[\t ]*(?:;.*)?$/;
 const CRLF = Buffer.from('\r\n\r\n');
 
+/** Whether `buf[from..]` has an LF not preceded by CR (an LF at 0 counts: the head's first byte). */
+function hasBareLf(buf: Buffer, from: number): boolean {
+  for (let i = buf.indexOf(10, from); i >= 0; i = buf.indexOf(10, i + 1)) {
+    if (i === 0 || buf[i - 1] !== 13) return true;
+  }
+  return false;
+}
+
 /** One parser per response. `method` decides whether a body can follow (HEAD never has one). */
 export class ResponseParser {
   private state: State = 'head';
@@ -55,6 +63,8 @@ export class ResponseParser {
   private remaining = 0;
   private interim = 0;
   private trailerBytes = 0;
+  /** The last (up to 3) bytes of a held partial head, where its blank line may have begun. */
+  private headTail: Buffer = Buffer.alloc(0);
 
   constructor(
     private readonly method: string,
@@ -80,6 +90,12 @@ export class ResponseParser {
           const used = this.takeHead(buf);
           if (used < 0) return; // held, waiting for more
           buf = buf.subarray(used);
+          if ((this.state as State) === 'done') {
+            // No body (HEAD, 204, 304, Content-Length: 0): the end must still be reported, as
+            // the pool releases the connection on it.
+            this.complete(buf);
+            return;
+          }
           break;
         }
         case 'length': {
@@ -138,22 +154,30 @@ export class ResponseParser {
 
   /** Holds bytes until the blank line; returns how much of `buf` the head used, or -1 when all was held. */
   private takeHead(buf: Buffer): number {
-    // Search only where the terminator can be: the last 3 held bytes plus the new ones.
-    const tailLen = Math.min(3, this.heldBytes);
-    const joined = this.heldBytes === 0 ? buf : Buffer.concat([...this.held, buf]);
-    const from = this.heldBytes - tailLen;
-    const end = joined.indexOf(CRLF, from);
-    if (end < 0) {
-      if (joined.length > MAX_RESPONSE_HEAD_BYTES) throw new UpstreamProtocolError(`the upstream's response head is over ${MAX_RESPONSE_HEAD_BYTES} bytes`);
-      this.held = [joined];
-      this.heldBytes = joined.length;
+    // Search only where the terminator can be: the last 3 held bytes plus the new ones. Held
+    // pieces are joined once, at the end, so a head arriving in many small reads costs linear
+    // time instead of a copy of everything held per read.
+    const tailLen = this.headTail.length;
+    const probe = this.heldBytes === 0 ? buf : Buffer.concat([this.headTail, buf]);
+    const at = probe.indexOf(CRLF);
+    if (at < 0) {
+      // A head with bare LFs may never hold a CRLF CRLF: refuse it now rather than wait for
+      // bytes that will not come (the exchange would end in a response timeout, not a 502).
+      if (hasBareLf(probe, this.heldBytes === 0 ? 0 : tailLen)) throw new UpstreamProtocolError('the upstream sent a bare LF in its response head');
+      if (this.heldBytes + buf.length > MAX_RESPONSE_HEAD_BYTES) throw new UpstreamProtocolError(`the upstream's response head is over ${MAX_RESPONSE_HEAD_BYTES} bytes`);
+      this.held.push(Buffer.from(buf)); // a copy: the caller's buffer is not kept
+      this.heldBytes += buf.length;
+      this.headTail = Buffer.from(probe.subarray(Math.max(0, probe.length - 3)));
       return -1;
     }
+    const end = this.heldBytes - tailLen + at; // offset of the blank line in held + buf
     if (end + 4 > MAX_RESPONSE_HEAD_BYTES) throw new UpstreamProtocolError(`the upstream's response head is over ${MAX_RESPONSE_HEAD_BYTES} bytes`);
     const used = end + 4 - this.heldBytes;
+    const joined = this.heldBytes === 0 ? buf : Buffer.concat([...this.held, buf.subarray(0, used)]);
     const headText = joined.toString('latin1', 0, end);
     this.held = [];
     this.heldBytes = 0;
+    this.headTail = Buffer.alloc(0);
     this.parseHead(headText);
     return used;
   }
@@ -170,7 +194,8 @@ export class ResponseParser {
     let contentLength: number | null = null;
     let chunked = false;
     let transferEncoding = false;
-    let close = minor === 0;
+    let closeToken = false;
+    let keepAliveToken = false;
     for (let i = 1; i < lines.length; i++) {
       const line = lines[i]!;
       if (line.length === 0) continue;
@@ -196,11 +221,14 @@ export class ResponseParser {
       } else if (lower === 'connection') {
         for (const t of value.toLowerCase().split(',')) {
           const token = t.trim();
-          if (token === 'close') close = true;
-          else if (token === 'keep-alive' && minor === 0) close = false;
+          if (token === 'close') closeToken = true;
+          else if (token === 'keep-alive') keepAliveToken = true;
         }
       }
     }
+    // `close` wins wherever it appears (in any order, in any Connection field); HTTP/1.0
+    // closes unless the upstream asked to keep the connection.
+    const close = closeToken || (minor === 0 && !keepAliveToken);
     if (status < 200) {
       if (status === 101) throw new UpstreamProtocolError('the upstream switched protocols (101), which the gateway does not relay');
       if (++this.interim > MAX_INTERIM_RESPONSES) throw new UpstreamProtocolError(`the upstream sent more than ${MAX_INTERIM_RESPONSES} interim responses`);
@@ -214,8 +242,9 @@ export class ResponseParser {
     }
     if (transferEncoding) {
       // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3); a response that sent both
-      // is not trusted to frame the next one, so its connection is closed afterwards.
-      const keepAlive = !close && chunked && contentLength === null;
+      // is not trusted to frame the next one, so its connection is closed afterwards; so is one
+      // from an HTTP/1.0 upstream, which cannot send Transfer-Encoding (RFC 9112 §6.1: faulty framing).
+      const keepAlive = !close && chunked && contentLength === null && minor === 1;
       this.sink.head({ status, reason: m[3] ?? '', rawHeaders, contentLength: null, keepAlive });
       this.state = chunked ? 'chunk-size' : 'until-close';
       return;

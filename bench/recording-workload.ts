@@ -5,6 +5,7 @@ import { availableParallelism } from 'node:os';
 import type { BenchEnvironment } from './bench-environment.js';
 import type { BenchSettings } from './bench-settings.js';
 import { runSelect, type SelectResult } from './pgbench-workloads.js';
+import { cpuSecondsOfAll } from './proc-usage.js';
 import { fmt, type ResultTable } from './results-table.js';
 import { startVecgatePgTarget } from './vecgate-peer.js';
 import type { Server } from './bench-processes.js';
@@ -24,8 +25,9 @@ export interface RecordingResult extends SelectResult {
   roundTps: number[];
   /**
    * The same pgbench at a fixed rate (FIXED_RATE_SHARE of the `off` median TPS), the same for
-   * every variant: the median proxy CPU per 1k transactions there. Unlike TPS at full load,
-   * this compares the variants at equal work per wake-up, so it isolates what recording costs.
+   * every variant: the process's CPU over the whole fixed-rate phase per 1k transactions it
+   * carried. Unlike TPS at full load, this compares the variants at equal work per wake-up,
+   * so it isolates what recording costs.
    */
   fixedRate: number | null;
   fixedRateCpuMsPer1kTx: number | null;
@@ -74,6 +76,10 @@ export async function runRecordingRows(
       const offOk = runs[0]!.filter((r) => r.ok);
       const rate = offOk.length > 0 ? Math.round(median(offOk.map((r) => r.tps)) * FIXED_RATE_SHARE) : null;
       const fixed: SelectResult[][] = RECORDING_VARIANTS.map(() => []);
+      // Each process's CPU over the whole fixed-rate phase, not per run: work a variant leaves
+      // for after its run (disk writes, GC, the recorder's timers) is charged to it too; every
+      // process sits idle through the others' runs alike.
+      const phaseCpu0 = targets.map((t) => cpuSecondsOfAll(t.proxyPids()));
       if (rate !== null) {
         for (let round = 1; round <= s.recordingRounds; round++) {
           for (let i = 0; i < RECORDING_VARIANTS.length; i++) {
@@ -83,12 +89,15 @@ export async function runRecordingRows(
           }
         }
       }
+      const phaseCpu = targets.map((t, i) => cpuSecondsOfAll(t.proxyPids()) - phaseCpu0[i]!);
       const cores = availableParallelism();
       RECORDING_VARIANTS.forEach((v, i) => {
         const all = runs[i]!;
         const ok = all.filter((r) => r.ok);
-        const fixedCpu = fixed[i]!.filter((r) => r.ok && r.proxyCpuMsPer1kTx !== null).map((r) => r.proxyCpuMsPer1kTx!);
-        const fixedFigures = { fixedRate: fixedCpu.length > 0 ? rate : null, fixedRateCpuMsPer1kTx: fixedCpu.length > 0 ? median(fixedCpu) : null, cores };
+        const fixedRuns = fixed[i]!;
+        const fixedTx = fixedRuns.reduce((n, r) => n + (r.ok ? r.transactions : 0), 0);
+        const fixedOk = fixedRuns.length > 0 && fixedRuns.every((r) => r.ok) && fixedTx > 0;
+        const fixedFigures = { fixedRate: fixedOk ? rate : null, fixedRateCpuMsPer1kTx: fixedOk ? (phaseCpu[i]! * 1e6) / fixedTx : null, cores };
         if (ok.length === 0) {
           out.push({ ...all[0]!, variant: v.name, rounds: all.length, roundTps: [], ...fixedFigures });
           return;
@@ -134,13 +143,13 @@ export function recordingTable(results: RecordingResult[], s: BenchSettings): Re
   });
   return {
     title: `Recording cost: pgbench -S through vecgate, -T ${s.selectSec}`,
-    columns: ['recording', 'clients', 'status', 'TPS (median)', 'TPS vs off', 'avg latency ms', 'proxy CPU ms / 1k tx (median)', 'TPS of each round', 'proxy CPU ms / 1k tx at a fixed rate (median)', 'added CPU per tx, share of the machine at full load'],
+    columns: ['recording', 'clients', 'status', 'TPS (median)', 'TPS vs off', 'avg latency ms', 'proxy CPU ms / 1k tx (median)', 'TPS of each round', 'proxy CPU ms / 1k tx at a fixed rate', 'added CPU per tx, share of the machine at full load'],
     rows,
     notes: [
       `Each variant is its own vecgate process, all running at once; the variants take turns, ${s.recordingRounds} round(s) each, and a row is the median round.`,
       '`queries` records every statement (and its result summary), `strict` forwards a statement only after its record is fdatasync\'ed, with one fdatasync per batch of concurrent statements (group commit), so its cost per statement falls as clients grow.',
       'The PostgreSQL cluster runs with fsync off; the recordings directory is on the same disk as the rest.',
-      `Fixed rate: the same pgbench with \`-R\` at ${FIXED_RATE_SHARE * 100}% of \`off\`'s median TPS, every variant but \`strict\` carrying the same load, ${s.recordingRounds} interleaved round(s), median. "Added CPU per tx" is the variant's fixed-rate proxy CPU per transaction minus \`off\`'s, as a share of what one transaction takes of the whole machine at \`off\`'s full-load TPS (cores / TPS): the throughput a CPU-bound machine gives up for recording, measured at equal load instead of read from TPS medians that move ±10% between rounds here.`,
+      `Fixed rate: the same pgbench with \`-R\` at ${FIXED_RATE_SHARE * 100}% of \`off\`'s median TPS, every variant but \`strict\` carrying the same load, ${s.recordingRounds} interleaved round(s); each process's CPU over the whole phase (work left for after its runs included) per transaction it carried. "Added CPU per tx" is the variant's fixed-rate proxy CPU per transaction minus \`off\`'s, as a share of what one transaction takes of the whole machine at \`off\`'s full-load TPS (cores / TPS): the throughput a CPU-bound machine gives up for recording, measured at equal load instead of read from TPS medians that move ±10% between rounds here.`,
     ],
   };
 }

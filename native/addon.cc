@@ -329,8 +329,26 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
   }
   Napi::Value JsWrite(const Napi::CallbackInfo& info) {
     if (pumped()) return ThrowError(info.Env(), "connection is pumped; JavaScript may not write to it", "ERR_VG_STATE");
+    // write(buffer) or write([buffer, ...]): the parts go out as one stream with one flush
+    // (an HTTP head and its body in one syscall, without joining them in JavaScript first).
+    if (info.Length() >= 1 && info[0].IsArray()) {
+      Napi::Array parts = info[0].As<Napi::Array>();
+      const uint32_t n = parts.Length();
+      for (uint32_t i = 0; i < n; i++) {
+        if (!parts.Get(i).IsBuffer()) {
+          Napi::TypeError::New(info.Env(), "write([buffer, ...]): every part must be a Buffer").ThrowAsJavaScriptException();
+          return info.Env().Undefined();
+        }
+      }
+      for (uint32_t i = 0; i < n; i++) {
+        auto b = parts.Get(i).As<Napi::Buffer<char>>();
+        conn_->Write(b.Data(), b.Length());
+      }
+      addon_->io.Flush();
+      return info.Env().Undefined();
+    }
     if (info.Length() < 1 || !info[0].IsBuffer()) {
-      Napi::TypeError::New(info.Env(), "write(buffer)").ThrowAsJavaScriptException();
+      Napi::TypeError::New(info.Env(), "write(buffer | buffer[])").ThrowAsJavaScriptException();
       return info.Env().Undefined();
     }
     auto b = info[0].As<Napi::Buffer<char>>();

@@ -114,8 +114,11 @@ export interface Connection {
    * above to at most 64 KB (`writeQueueSize`).
    */
   setCallbacks(onData: (chunk: Buffer) => void, onClose: (reason: string, detail: string) => void, onDrain?: () => void): void;
-  /** Writes bytes (encrypted first when TLS is up). The bytes are copied; reuse the buffer freely. */
-  write(data: Buffer): void;
+  /**
+   * Writes bytes (encrypted first when TLS is up). The bytes are copied; reuse the buffer
+   * freely. An array is written part after part with one flush (one syscall when it fits).
+   */
+  write(data: Buffer | Buffer[]): void;
   /**
    * Starts TLS on this connection. Must be called synchronously from the onData callback that
    * ended the plaintext phase (or before any data for direct TLS / client side), so that no

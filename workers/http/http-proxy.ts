@@ -22,6 +22,8 @@ import type { ResponseHead, UpstreamPool, UpstreamRequest } from './upstream-poo
 
 /** Longest wait for the upstream's response headers (config `upstream_response_timeout`); then 504. */
 export const DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS = 60_000;
+/** Content-Length bodies up to this size are copied out of uWS into one buffer (not chunk by chunk, then joined). */
+const CONTIGUOUS_BODY_MAX_BYTES = 1024 * 1024;
 /** Request-body bytes held while the token is being verified (the socket is paused meanwhile). */
 export const MAX_PREAUTH_BODY_BYTES = 1024 * 1024;
 
@@ -119,6 +121,9 @@ interface Exchange {
   bodyEnded: boolean;
   /** Body chunks not yet forwarded or inspected (copies: uWS neuters its buffers). */
   queued: Buffer[];
+  /** A Content-Length body small enough to hold whole: the chunks are views of it (copyBodyChunk). */
+  body: Buffer | null;
+  bodyFill: number;
   queuedBytes: number;
   onBody: (() => void) | null;
   upstream: UpstreamRequest | null;
@@ -303,6 +308,8 @@ function onRequest(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
     bodyEnded: true,
     queued: [],
     queuedBytes: 0,
+    body: null,
+    bodyFill: 0,
     onBody: null,
     upstream: null,
     timer: null,
@@ -341,7 +348,7 @@ function onRequest(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
     res.onData((chunk, isLast) => {
       if (ex.done) return;
       if (chunk.byteLength > 0) {
-        const copy = Buffer.from(new Uint8Array(chunk));
+        const copy = copyBodyChunk(ex, chunk);
         ex.queued.push(copy);
         ex.queuedBytes += copy.length;
         ex.bytesIn += copy.length;
@@ -429,9 +436,7 @@ function afterAuth(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
       if (ex.queuedBytes > cap) return tooLarge();
       if (!ex.bodyEnded) return;
       ex.onBody = null;
-      const body = Buffer.concat(ex.queued, ex.queuedBytes);
-      ex.queued = [];
-      ex.queuedBytes = 0;
+      const body = takeQueuedBody(ex);
       const refusal = guardBody(cfg.flavor, route, body, cfg.guard, auth.groups, cfg.name);
       if (refusal) {
         ctx.log('info', 'http request refused: guard', { connection: cfg.name, subject: auth.subject, operation: route.operation, reason: refusal.message });
@@ -666,6 +671,36 @@ class ResponseRelay {
     }
     ex.res.close(); // mid-body: the only honest signal is a cut connection
   }
+}
+
+/**
+ * Copies a body chunk out of uWS (which reuses its memory). A Content-Length body up to
+ * CONTIGUOUS_BODY_MAX_BYTES is copied into one buffer of its size, so the guard reads it and
+ * the upstream write sends it without joining the chunks again.
+ */
+function copyBodyChunk(ex: Exchange, chunk: ArrayBuffer): Buffer {
+  const n = chunk.byteLength;
+  const f = ex.framing;
+  if (f.kind === 'length' && f.length <= CONTIGUOUS_BODY_MAX_BYTES) {
+    if (ex.body === null) ex.body = Buffer.allocUnsafe(f.length);
+    if (ex.bodyFill + n <= ex.body.length) {
+      ex.body.set(new Uint8Array(chunk), ex.bodyFill);
+      ex.bodyFill += n;
+      return ex.body.subarray(ex.bodyFill - n, ex.bodyFill);
+    }
+  }
+  return Buffer.from(new Uint8Array(chunk));
+}
+
+/** The queued body as one Buffer: the contiguous body buffer when the queue is all of it, else joined. */
+function takeQueuedBody(ex: Exchange): Buffer {
+  const q = ex.queued;
+  const b = ex.body;
+  const whole = b !== null && q.length > 0 && q[0]!.buffer === b.buffer && q[0]!.byteOffset === b.byteOffset && ex.queuedBytes === ex.bodyFill;
+  const body = whole ? b.subarray(0, ex.bodyFill) : Buffer.concat(q, ex.queuedBytes);
+  ex.queued = [];
+  ex.queuedBytes = 0;
+  return body;
 }
 
 function pauseClient(ex: Exchange): void {

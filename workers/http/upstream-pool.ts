@@ -25,8 +25,6 @@ export const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS = 30_000;
 export const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
 /** A request body write reports backpressure above this many queued bytes (the addon's drain mark). */
 const WRITE_HIGH_WATER_BYTES = 64 * 1024;
-/** Request bodies up to this size go out in one write with the head. */
-const COALESCE_BODY_BYTES = 64 * 1024;
 /** How often idle connections are checked against the idle timeout. */
 const IDLE_SWEEP_MS = 1_000;
 
@@ -480,9 +478,7 @@ class Exchange implements UpstreamRequest {
     const parts = [this.head, ...this.pendingOut];
     this.pendingOut = [];
     if (this.ended && IDEMPOTENT.has(this.method)) this.replay = parts;
-    const total = parts.reduce((n, b) => n + b.length, 0);
-    if (total - this.head.length <= COALESCE_BODY_BYTES) conn.native!.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts, total));
-    else for (const p of parts) conn.native!.write(p);
+    conn.native!.write(parts.length === 1 ? parts[0]! : parts);
     if (this.ended) this.sentAll = true;
     else if (this.waitingDrain && conn.native!.writeQueueSize <= WRITE_HIGH_WATER_BYTES) {
       // Handlers run outside request(), and the caller may have written before a connection came.

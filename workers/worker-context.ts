@@ -1,7 +1,7 @@
 // What a worker's sessions share: the native binding, the current TLS contexts, limits,
 // the cancel key, and the channel to the primary (authorization with a local cache, logs,
 // session summaries).
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import type { MessagePort } from 'node:worker_threads';
@@ -102,7 +102,8 @@ export class WorkerContext implements PendingStatementSweep {
   }
 
   authorize(token: string, connection: string, client: AuthClientInfo): Promise<AuthResult> {
-    const key = createHash('sha256').update(connection).update('\0').update(token).digest('base64');
+    // One-shot hash (no Hash object per request): the cache keeps digests, never raw tokens.
+    const key = hash('sha256', `${connection}\0${token}`, 'base64');
     const now = Date.now();
     const hit = this.authCache.get(key);
     if (hit && hit.until > now) return Promise.resolve(hit.result);

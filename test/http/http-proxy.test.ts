@@ -20,8 +20,8 @@ const INSPECT_CAP = 256 * 1024;
 
 const POLICIES: PolicyConfig[] = [
   { name: 'r', groups: ['ml-readers'], connections: ['qdrant', 'qdrant-bad'], access: 'read' },
-  { name: 'w', groups: ['ml-writers'], connections: ['qdrant'], access: 'write' },
-  { name: 'a', groups: ['ml-admins'], connections: ['qdrant', 'qdrant-bad'], access: 'admin' },
+  { name: 'w', groups: ['ml-writers'], connections: ['qdrant', 'early'], access: 'write' },
+  { name: 'a', groups: ['ml-admins'], connections: ['qdrant', 'qdrant-bad', 'utf8'], access: 'admin' },
 ];
 
 function qdrantCfg(name: string, upstreamUrl: string, ca: string, extra: Partial<HttpConnectionConfig> = {}): HttpConnectionConfig {
@@ -371,23 +371,56 @@ describe('early upstream answers', () => {
       handles.push(h);
       // The client sends the head and a first part of a 1 MB body, then waits for the answer
       // before sending the rest: the upstream's 403 arrives while the body is still coming.
-      const status = await new Promise<number>((resolve, reject) => {
+      const [status, answer] = await new Promise<[number, string]>((resolve, reject) => {
         const total = 1024 * 1024;
         const req = https.request({ host: '127.0.0.1', port: h.port, servername: 'localhost', ca: readFileSync(pki.caFile), method: 'PUT', path: '/collections/early/points', headers: { authorization: `Bearer ${writer}`, 'content-type': 'application/json', 'content-length': total } }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve([res.statusCode ?? 0, body]));
           setTimeout(() => req.end(Buffer.alloc(total - 64 * 1024, 0x20)), 50);
         });
         req.on('error', (e) => reject(e));
         req.write(Buffer.concat([Buffer.from('{"points":[]}'), Buffer.alloc(64 * 1024 - 13, 0x20)]));
       });
       assert.equal(status, 403);
+      assert.deepEqual(JSON.parse(answer), { status: { error: 'forbidden' } }, 'the upstream\'s answer, not a gateway refusal');
       await new Promise((r) => setTimeout(r, 300));
       // Still serving: a normal request through the same worker works.
       const ok = await call(gw.port, 'POST', '/collections/docs/points/search', { token: reader, body: { vector: fixtureVector(1), limit: 3 } });
       assert.equal(ok.status, 200);
     } finally {
       early.close();
+    }
+  });
+});
+
+describe('non-ASCII header values', () => {
+  it('a response header reaches the client as the bytes the upstream sent', async () => {
+    const text = 'José € 東京';
+    // A raw TLS server, so the header bytes are exactly these (node:http would re-encode them).
+    const echo = tls.createServer({ cert: readFileSync(pki.certFile), key: readFileSync(pki.keyFile) }, (sock) => {
+      sock.once('data', () => sock.write(Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\nx-answer: '), Buffer.from(text, 'utf8'), Buffer.from('\r\ncontent-length: 2\r\n\r\nok')])));
+      sock.on('error', () => {});
+    });
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    try {
+      const port = (echo.address() as { port: number }).port;
+      const h = await startHttpConnection(dev.ctx, qdrantCfg('utf8', `https://localhost:${port}`, pki.caFile));
+      handles.push(h);
+      const answer = await new Promise<Buffer | null>((resolve, reject) => {
+        const req = https.request({ host: '127.0.0.1', port: h.port, servername: 'localhost', ca: readFileSync(pki.caFile), method: 'GET', path: '/collections', headers: { authorization: `Bearer ${admin}` } }, (res) => {
+          res.resume();
+          assert.equal(res.statusCode, 200);
+          // node:http reads header bytes one char per byte (latin1).
+          const a = res.headers['x-answer'];
+          resolve(typeof a === 'string' ? Buffer.from(a, 'latin1') : null);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.deepEqual(answer, Buffer.from(text, 'utf8'));
+    } finally {
+      echo.close();
     }
   });
 });

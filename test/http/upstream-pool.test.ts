@@ -742,6 +742,14 @@ describe('the request head', () => {
     assert.deepEqual(up.requests[0]!.head.split('\r\n'), ['GET /base/collections/docs?limit=3 HTTP/1.1', `host: 127.0.0.1:${up.port}`, `api-key: ${secret}`, 'x-multi: a', 'x-multi: b']);
   });
 
+  it('non-ASCII header values go upstream as the UTF-8 bytes the client sent', async () => {
+    const up = await scriptedServer((req, sock) => sock.write('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'));
+    const { pool } = poolFor(up.url);
+    await ok(pool, 'GET', '/utf8', { headers: { host: pool.hostHeader, 'x-name': 'José € 東京' } });
+    const raw = Buffer.from(up.requests[0]!.head, 'latin1');
+    assert.ok(raw.includes(Buffer.from('x-name: José € 東京', 'utf8')), raw.toString('latin1'));
+  });
+
   it('refuses a target or header that could split the request, before sending anything', async () => {
     const up = await scriptedServer((req, sock) => sock.write('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'));
     const { pool } = poolFor(up.url);
@@ -757,6 +765,8 @@ describe('the request head', () => {
     refused(() => pool.request('GET', '/a', { host: pool.hostHeader, 'x-a': ['ok', 'v\nX-Injected: 1'] }, 'none', handlers));
     refused(() => pool.request('GET', '/a', { host: pool.hostHeader, 'x-a\r\nX-Injected': '1' }, 'none', handlers));
     refused(() => pool.request('GET /x HTTP/1.1\r\n', '/a', { host: pool.hostHeader }, 'none', handlers));
+    // U+FFFD is what uWS makes of bytes that were not UTF-8: they cannot be sent on as they came.
+    refused(() => pool.request('GET', '/a', { host: pool.hostHeader, 'x-a': 'bad \ufffd' }, 'none', handlers));
     await ok(pool, 'GET', '/after');
     assert.deepEqual(
       up.requests.map((r) => r.head.split('\r\n')[0]),

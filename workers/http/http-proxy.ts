@@ -13,7 +13,7 @@ import type { RecordEvent } from '../../src/recording/record-event.js';
 import type { AuthClientInfo, AuthResult } from '../messages.js';
 import { DEFAULT_MAX_RECORDED_BODY_BYTES, summarizeRequestBody } from './request-body-summary.js';
 import { DEFAULT_MAX_INSPECT_BODY_BYTES, guardBody, guardNeedsBody, guardRoute } from './guard.js';
-import { DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_COUNT, checkRequestFraming, clientResponseHeaders, upstreamRequestHeaders } from './request-framing.js';
+import { DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_COUNT, UNSENDABLE_FIELD_VALUE, checkRequestFraming, clientResponseHeaders, upstreamRequestHeaders } from './request-framing.js';
 import type { BodyFraming, HeaderList } from './request-framing.js';
 import { accessAllows, classifyRoute, unsafePathReason } from './route-table.js';
 import type { RouteDecision } from './route-table.js';
@@ -171,7 +171,7 @@ interface ExchangeRecording {
 export function startHttpConnection(ctx: HttpWorkerContext, cfg: HttpConnectionConfig): Promise<HttpConnectionHandle> {
   const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...ctx.limits };
   const credential = credentialHeader(cfg);
-  if (credential && /[^\t\x20-\x7e\x80-\xff]/.test(credential.value)) {
+  if (credential && UNSENDABLE_FIELD_VALUE.test(credential.value)) {
     return Promise.reject(new VgError('ERR_VG_CONFIG', `connections.${cfg.name}.credentials: the value has a control character (a line break?) and cannot be sent as an HTTP header`));
   }
   const pool = createUpstreamPool(cfg, { maxSockets: limits.upstreamMaxSockets, maxFreeSockets: limits.upstreamMaxFreeSockets, idleTimeoutMs: limits.upstreamIdleTimeoutMs });
@@ -530,6 +530,15 @@ function forward(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Http
   pump();
 }
 
+/**
+ * The upstream's response head is decoded one char per byte (latin1); uWS would write a JS
+ * string as UTF-8, turning each byte above 0x7f into two. Such text goes back as its bytes.
+ */
+function rawBytes(text: string): string | Buffer {
+  return NON_ASCII.test(text) ? Buffer.from(text, 'latin1') : text;
+}
+const NON_ASCII = /[\x80-\xff]/;
+
 /** Streams one upstream response to the client with backpressure both ways. */
 class ResponseRelay {
   upstream: UpstreamRequest | null = null;
@@ -586,8 +595,8 @@ class ResponseRelay {
 
   private writeHead(): void {
     const res = this.ex.res;
-    res.writeStatus(this.statusLine);
-    for (const [k, v] of this.headers) res.writeHeader(k, v);
+    res.writeStatus(rawBytes(this.statusLine));
+    for (const [k, v] of this.headers) res.writeHeader(k, rawBytes(v));
     this.headWritten = true;
   }
 

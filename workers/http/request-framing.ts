@@ -45,7 +45,15 @@ const HOP_BY_HOP = new Set([
 const GATEWAY_SET = new Set(['authorization', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip']);
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Response values as the upstream parser decodes them (latin1: one char per byte). */
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+/**
+ * What a request header value (or the gateway's own, such as the upstream credential) may not
+ * hold: control characters (CR/LF/NUL could split the head), and U+FFFD, which is what uWS
+ * makes of bytes that are not UTF-8: the original bytes cannot be sent on, so the request is
+ * refused rather than altered. Everything else goes upstream as the UTF-8 the client sent.
+ */
+export const UNSENDABLE_FIELD_VALUE = /[\x00-\x08\x0a-\x1f\x7f\ufffd]/;
 
 /** Checks the framing of a request from its header list (names lower-case, as uWS gives them). */
 export function checkRequestFraming(method: string, headers: HeaderList, limits: FramingLimits): FramingResult {
@@ -59,7 +67,7 @@ export function checkRequestFraming(method: string, headers: HeaderList, limits:
   for (const [name, value] of headers) {
     bytes += name.length + value.length + 4;
     if (!TOKEN.test(name)) return bad(`header name ${JSON.stringify(name.slice(0, 40))} is not a valid token`);
-    if (!FIELD_VALUE.test(value)) return bad(`header ${name} has a control character in its value`);
+    if (UNSENDABLE_FIELD_VALUE.test(value)) return bad(`header ${name} has a control character or bytes that are not UTF-8 in its value`);
     if (name === 'content-length') contentLengths.push(value);
     else if (name === 'transfer-encoding') transferEncodings.push(value);
     else if (name === 'host') hosts++;

@@ -12,6 +12,7 @@ import type { HttpConnectionConfig } from '../../src/config/types.js';
 import { VgError } from '../../src/errors.js';
 import { native } from '../../src/native.js';
 import type { Connection, TlsContext } from '../../src/native.js';
+import { UNSENDABLE_FIELD_VALUE } from './request-framing.js';
 import { ResponseParser, UpstreamProtocolError } from './upstream-response-parser.js';
 import type { ResponseHead } from './upstream-response-parser.js';
 
@@ -79,11 +80,10 @@ export interface UpstreamPool {
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 /** RFC 9110 §9.2.2: a request that failed on a reused connection before any answer may be sent again. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
-/** Request targets are sent as they came from uWS; these bytes could split the request line. */
-const UNSAFE_TARGET = /[^\x21-\xff]/;
-/** RFC 9110 §5.6.2 token (method, header name) and §5.5 field value (no CR, LF, NUL). */
+/** Request targets are sent as they came from uWS; these could split the request line (U+FFFD: bytes that were not UTF-8). */
+const UNSAFE_TARGET = /[\x00-\x20\x7f\ufffd]/;
+/** RFC 9110 §5.6.2 token (method, header name). */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 function errnoError(message: string, code: string): NodeJS.ErrnoException {
   const e = new Error(message) as NodeJS.ErrnoException;
@@ -330,11 +330,12 @@ function serializeHead(method: string, target: string, headers: Record<string, s
     if (!TOKEN.test(name)) throw new VgError('ERR_VG_HTTP_BAD_REQUEST', `the header name ${JSON.stringify(name.slice(0, 40))} cannot be sent upstream`);
     const v = headers[name]!;
     for (const one of typeof v === 'string' ? [v] : v) {
-      if (!FIELD_VALUE.test(one)) throw new VgError('ERR_VG_HTTP_BAD_REQUEST', `the ${name} header has a character that cannot be sent upstream`);
+      if (UNSENDABLE_FIELD_VALUE.test(one)) throw new VgError('ERR_VG_HTTP_BAD_REQUEST', `the ${name} header has a character that cannot be sent upstream`);
       head += `${name}: ${one}\r\n`;
     }
   }
-  return Buffer.from(head + '\r\n', 'latin1');
+  // UTF-8: uWS decoded the client's bytes as UTF-8, so this sends those same bytes on.
+  return Buffer.from(head + '\r\n', 'utf8');
 }
 
 /** The native handshake error as a code describeUpstreamFailure understands. */

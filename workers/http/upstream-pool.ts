@@ -290,12 +290,13 @@ export function createUpstreamPool(cfg: HttpConnectionConfig, limits: UpstreamPo
     if (live.size + opening < limits.maxSockets) open(ex);
   }
 
+  const ops: PoolOps = { acquire, release, removeWaiting };
   const pool: UpstreamPool = {
     hostHeader: url.host,
     request(method, path, headers, body, handlers) {
       const target = basePath + path;
       if (UNSAFE_TARGET.test(target)) throw new VgError('ERR_VG_HTTP_BAD_REQUEST', 'the request target has a character that cannot be sent upstream');
-      const ex = new Exchange(method, serializeHead(method, target, headers), body === 'chunked', handlers, { acquire, release, removeWaiting });
+      const ex = new Exchange(method, serializeHead(method, target, headers), body === 'chunked', handlers, ops);
       if (body === 'none') ex.end();
       else if (typeof body !== 'string') ex.end(body);
       acquire(ex);

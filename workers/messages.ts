@@ -56,6 +56,8 @@ export interface SessionSummary {
   detail: string;
 }
 
+import type { HttpStatsRow } from './http/http-stats.js';
+
 export type ToPrimary =
   | { t: 'ready'; worker: number; listeners: { connection: string; port: number }[] }
   | { t: 'listen-error'; worker: number; connection: string; code: string; message: string }
@@ -67,7 +69,9 @@ export type ToPrimary =
   /** Recording events, encoded and redacted by the worker (src/recording/encode-event.ts, native/statement-recorder.h), as one record batch (src/recording/record-batch.ts). */
   | { t: 'record'; batch: Uint8Array; ack: number | null }
   | { t: 'drained'; worker: number; sessionsLeft: number }
-  | { t: 'stats'; worker: number; liveSessions: number; liveConnections: number; bytesPumped: number };
+  | { t: 'stats'; worker: number; liveSessions: number; liveConnections: number; bytesPumped: number }
+  /** HTTP requests answered since the last such message (workers/http/http-stats.ts). */
+  | { t: 'http-stats'; rows: HttpStatsRow[] };
 
 export type ToWorker =
   | { t: 'auth-result'; id: number; result: AuthResult }

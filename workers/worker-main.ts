@@ -4,6 +4,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { native, type Listener } from '../src/native.js';
 import type { HttpConnectionConfig, PostgresConnectionConfig } from '../src/config/types.js';
 import { startHttpConnection, type HttpConnectionHandle, type HttpWorkerContext } from './http/http-proxy.js';
+import { HTTP_STATS_FLUSH_MS, HttpStats } from './http/http-stats.js';
 import { receive, send, unpackInit, type ToWorker } from './messages.js';
 import { WorkerContext } from './worker-context.js';
 import { PgClientSession } from './pg-client-session.js';
@@ -52,6 +53,7 @@ async function main(): Promise<void> {
   }
 
   // HTTP vector APIs: one uWebSockets.js SSLApp per worker on the same port (SO_REUSEPORT).
+  const httpStats = new HttpStats();
   const httpCtx: HttpWorkerContext = {
     certFile: init.config.server.tls.cert,
     keyFile: init.config.server.tls.key,
@@ -59,7 +61,14 @@ async function main(): Promise<void> {
     authorize: (token, connection, client) => ctx.authorize(token, connection, client),
     log: (level, msg, fields) => ctx.log(level, msg, fields),
     record: (e) => ctx.record(e),
+    count: (connection, status, aborted, bytesIn, bytesOut) => httpStats.add(connection, status, aborted, bytesIn, bytesOut),
   };
+  const sendHttpStats = (): void => {
+    const rows = httpStats.take();
+    if (rows.length > 0) send(port, { t: 'http-stats', rows });
+  };
+  const httpStatsTimer = setInterval(sendHttpStats, HTTP_STATS_FLUSH_MS);
+  httpStatsTimer.unref();
   for (const c of Object.values(init.config.connections)) {
     if (c.protocol !== 'http') continue;
     try {
@@ -118,6 +127,8 @@ async function main(): Promise<void> {
           if (ctx.liveSessions <= 0 || Date.now() >= deadline) {
             for (const h of httpHandles) h.closeAll();
             ctx.flushRecords(); // batched recording events go before the 'drained' report
+            sendHttpStats();
+            clearInterval(httpStatsTimer);
             send(port, { t: 'drained', worker: init.index, sessionsLeft: Math.max(0, ctx.liveSessions) });
             port.close();
             return;

@@ -158,6 +158,13 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
       case 'refusal':
         metrics.refusals.inc({ connection: msg.connection, code: msg.code });
         break;
+      case 'http-stats':
+        for (const [connection, status, requests, bytesIn, bytesOut] of msg.rows) {
+          metrics.httpRequests.inc({ connection, status }, requests);
+          metrics.bytes.inc({ connection, direction: 'from_client' }, bytesIn);
+          metrics.bytes.inc({ connection, direction: 'from_upstream' }, bytesOut);
+        }
+        break;
       case 'record': {
         const ack = msg.ack;
         const done = recorder ? recorder.appendBatch(msg.batch) : Promise.reject(new Error('no recorder'));

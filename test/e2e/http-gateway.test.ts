@@ -17,6 +17,7 @@ import { writeTestPki, type TestPki } from '../../src/dev/pki.js';
 import { DevIssuer } from '../../src/identity/dev-issuer.js';
 import { startFixtureUpstream, type FixtureUpstream } from '../harness/http-upstream.js';
 import { freePort } from '../harness/free-port.js';
+import { HTTP_STATS_FLUSH_MS } from '../../workers/http/http-stats.js';
 
 const CANARY = 'canary-api-key-7f3a9c';
 let dir: string;
@@ -142,4 +143,38 @@ test('the official Qdrant client works unchanged through the gateway', async () 
   assert.equal(result.ids.length, 3);
   assert.equal(result.refused, 403, 'the read group cannot upsert');
   assert.ok(!out.includes(CANARY));
+});
+
+test('answered requests show in the metrics by status class, with their body bytes', async () => {
+  const reader = await issuer.mint({ user: 'r@example.com', groups: ['ml-readers'], ttlSec: 600 });
+  const value = async (name: string, labels: Record<string, string>): Promise<number> => {
+    const m = await gw.metrics.registry.getSingleMetric(name)!.get();
+    const v = m.values.find((x) => Object.entries(labels).every(([k, l]) => x.labels[k] === l));
+    return v?.value ?? 0;
+  };
+  // Tallies of the earlier tests' requests reach the primary within HTTP_STATS_FLUSH_MS: the
+  // baseline is taken once the counters hold still across a whole flush interval.
+  const total = async () => (await gw.metrics.registry.getSingleMetric('vecgate_http_requests_total')!.get()).values.reduce((n, v) => n + v.value, 0);
+  for (let before = -1, now = await total(), tries = 0; now !== before && tries < 20; tries++) {
+    await new Promise((r) => setTimeout(r, HTTP_STATS_FLUSH_MS + 200));
+    before = now;
+    now = await total();
+  }
+  const ok0 = await value('vecgate_http_requests_total', { connection: 'qdrant', status: '2xx' });
+  const refused0 = await value('vecgate_http_requests_total', { connection: 'qdrant', status: '4xx' });
+  const in0 = await value('vecgate_bytes_total', { connection: 'qdrant', direction: 'from_client' });
+  const admin = await issuer.mint({ user: 'a@example.com', groups: ['ml-admins'], ttlSec: 600 });
+  assert.equal((await request('PUT', '/collections/metrics', admin, { vectors: { size: 4, distance: 'Cosine' } })).status, 200);
+  const body = { exact: true, filter: { must: [{ key: 'n', match: { value: 3 } }] } };
+  for (let i = 0; i < 4; i++) assert.equal((await request('POST', '/collections/metrics/points/count', reader, body)).status, 200);
+  for (let i = 0; i < 2; i++) assert.equal((await request('POST', '/collections/metrics/points/count', null, body)).status, 401);
+  // Workers send their tallies every HTTP_STATS_FLUSH_MS.
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline && ((await value('vecgate_http_requests_total', { connection: 'qdrant', status: '2xx' })) < ok0 + 5 || (await value('vecgate_http_requests_total', { connection: 'qdrant', status: '4xx' })) < refused0 + 2)) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(await value('vecgate_http_requests_total', { connection: 'qdrant', status: '2xx' }), ok0 + 5);
+  assert.equal(await value('vecgate_http_requests_total', { connection: 'qdrant', status: '4xx' }), refused0 + 2);
+  // The create and the 4 counts had their bodies forwarded; the 2 refused ones were never read.
+  assert.ok((await value('vecgate_bytes_total', { connection: 'qdrant', direction: 'from_client' })) - in0 >= 4 * Buffer.byteLength(JSON.stringify(body)));
 });

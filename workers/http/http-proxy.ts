@@ -83,6 +83,8 @@ export interface HttpWorkerContext {
    * `queries`/`full`) and a `result` event (status, bytes, duration). Never given a header.
    */
   record?(event: RecordEvent): void;
+  /** Counts each answered (or abandoned) request for the metrics: status 0 when none was sent. */
+  count?(connection: string, status: number, aborted: boolean, bytesIn: number, bytesOut: number): void;
   limits?: Partial<HttpLimits>;
 }
 
@@ -145,6 +147,8 @@ interface Exchange {
   recordRequest?: () => void;
   /** Runs once when the exchange is over (recording). */
   onSettled: (() => void) | null;
+  connection: string;
+  count: HttpWorkerContext['count'] | null;
 }
 
 /** Recording state of one request (connections with `recording` other than `off`). */
@@ -323,6 +327,8 @@ function onRequest(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
     errorCode: null,
     rec: null,
     onSettled: null,
+    connection: cfg.name,
+    count: ctx.count ?? null,
   };
   if (cfg.recording !== 'off' && ctx.record) startRecording(ctx, cfg, limits, ex);
   res.onAborted(() => {
@@ -845,6 +851,7 @@ function recordRequest(ex: Exchange): void {
 function settle(ex: Exchange): void {
   if (ex.done) return;
   ex.done = true;
+  ex.count?.(ex.connection, ex.status, ex.aborted === true, ex.bytesIn, ex.bytesOut);
   const f = ex.onSettled;
   ex.onSettled = null;
   f?.();

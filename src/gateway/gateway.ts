@@ -21,6 +21,15 @@ import { packInit, receive, send, type AuthClientInfo, type AuthResult, type ToP
 export const TLS_WATCH_INTERVAL_MS = 2000;
 /** How often expired recording segments are looked for. */
 export const RETENTION_INTERVAL_MS = 3600_000;
+/**
+ * Young-generation size of workers when an HTTP connection is configured. HTTP runs
+ * JavaScript per request; V8's default young generation (16 MB semi-spaces at most, grown
+ * from 1 MB) is scavenged so often under that load that a 32 MB semi-space (young generation
+ * = 3 semi-spaces) cut the proxy CPU per search request by 20-35% in the benchmark
+ * (bench/README.md, "HTTP upstream leg"). PostgreSQL-only gateways keep V8's default, which
+ * holds less memory per idle session.
+ */
+export const HTTP_WORKER_YOUNG_GENERATION_MB = 96;
 
 export interface GatewayHandle {
   listeners: { connection: string; port: number }[];
@@ -197,11 +206,13 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
   };
 
   const count = Math.max(1, config.server.workers);
+  const servesHttp = Object.values(config.connections).some((c) => c.protocol === 'http');
   const readyAll = Promise.all(
     Array.from({ length: count }, (_, index) => {
       const w = new Worker(workerUrl, {
         workerData: packInit({ index, logLevel: log.level, config, tlsCert: tlsFiles.cert, tlsKey: tlsFiles.key, cancelKey }),
         name: `vecgate-worker-${index}`,
+        ...(servesHttp ? { resourceLimits: { maxYoungGenerationSizeMb: HTTP_WORKER_YOUNG_GENERATION_MB } } : {}),
       });
       workers.push(w);
       return new Promise<void>((resolve, reject) => {

@@ -67,8 +67,9 @@ async function main(): Promise<void> {
     const rows = httpStats.take();
     if (rows.length > 0) send(port, { t: 'http-stats', rows });
   };
-  const httpStatsTimer = setInterval(sendHttpStats, HTTP_STATS_FLUSH_MS);
-  httpStatsTimer.unref();
+  const servesHttp = Object.values(init.config.connections).some((c) => c.protocol === 'http');
+  const httpStatsTimer = servesHttp ? setInterval(sendHttpStats, HTTP_STATS_FLUSH_MS) : null;
+  httpStatsTimer?.unref();
   for (const c of Object.values(init.config.connections)) {
     if (c.protocol !== 'http') continue;
     try {
@@ -128,7 +129,7 @@ async function main(): Promise<void> {
             for (const h of httpHandles) h.closeAll();
             ctx.flushRecords(); // batched recording events go before the 'drained' report
             sendHttpStats();
-            clearInterval(httpStatsTimer);
+            if (httpStatsTimer) clearInterval(httpStatsTimer);
             send(port, { t: 'drained', worker: init.index, sessionsLeft: Math.max(0, ctx.liveSessions) });
             port.close();
             return;

@@ -25,8 +25,8 @@ export const RETENTION_INTERVAL_MS = 3600_000;
  * Young-generation size of workers when an HTTP connection is configured. HTTP runs
  * JavaScript per request; V8's default young generation (16 MB semi-spaces at most, grown
  * from 1 MB) is scavenged so often under that load that a 32 MB semi-space (young generation
- * = 3 semi-spaces) cut the proxy CPU per search request by 20-35% in the benchmark
- * (bench/README.md, "HTTP upstream leg"). PostgreSQL-only gateways keep V8's default, which
+ * = 3 semi-spaces) cut the proxy CPU per search request by about 24% in the benchmark (mean
+ * of 5 quick runs each; bench/README.md, "HTTP upstream leg"). PostgreSQL-only gateways keep V8's default, which
  * holds less memory per idle session.
  */
 export const HTTP_WORKER_YOUNG_GENERATION_MB = 96;

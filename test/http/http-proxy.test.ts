@@ -142,6 +142,35 @@ describe('per-route access', () => {
     assert.equal(result[0]!.vector, null);
   });
 
+  it('a guarded search body gives the same answer whole and trickled in small pieces', async () => {
+    const body = Buffer.from(JSON.stringify({ vector: fixtureVector(7), limit: 4 }));
+    const whole = await call(gw.port, 'POST', '/collections/docs/points/search', { token: reader, body });
+    assert.equal(whole.status, 200);
+    // The first piece is one byte: the gateway holds the body as separate chunks (no buffer of
+    // the announced size for a client that has sent almost nothing) and joins them for the guard.
+    const trickled = await new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
+      const req = https.request(
+        { host: '127.0.0.1', port: gw.port, method: 'POST', path: '/collections/docs/points/search', ca: readFileSync(pki.caFile), servername: 'localhost', headers: { authorization: `Bearer ${reader}`, 'content-type': 'application/json', 'content-length': body.length } },
+        (res) => {
+          const parts: Buffer[] = [];
+          res.on('data', (c: Buffer) => parts.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
+        },
+      );
+      req.on('error', reject);
+      const pieces = [body.subarray(0, 1), body.subarray(1, 100), body.subarray(100, 5000), body.subarray(5000)];
+      const next = (): void => {
+        const p = pieces.shift();
+        if (p === undefined) return void req.end();
+        req.write(p, () => setTimeout(next, 20));
+      };
+      next();
+    });
+    assert.equal(trickled.status, 200, trickled.body.toString());
+    assert.deepEqual(JSON.parse(trickled.body.toString()).result, JSON.parse(whole.body.toString()).result);
+    assert.equal((JSON.parse(whole.body.toString()) as { result: { id: number }[] }).result[0]!.id, 7);
+  });
+
   it('a reader cannot upsert (403 naming write) and nothing is forwarded', async () => {
     const before = upstream.seen.length;
     const r = await call(gw.port, 'PUT', '/collections/docs/points', { token: reader, body: { points: [{ id: 99, vector: fixtureVector(99) }] } });

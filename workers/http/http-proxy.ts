@@ -690,15 +690,17 @@ class ResponseRelay {
 
 /**
  * Copies a body chunk out of uWS (which reuses its memory). A Content-Length body up to
- * CONTIGUOUS_BODY_MAX_BYTES is copied into one buffer of its size, so the guard reads it and
- * the upstream write sends it without joining the chunks again.
+ * CONTIGUOUS_BODY_MAX_BYTES whose first chunk holds at least half of it is copied into one
+ * buffer of its size, so the guard reads it and the upstream write sends it without joining
+ * the chunks again. The half rule keeps memory within twice what the client has sent: a
+ * client announcing a large body and sending a byte gets no large buffer.
  */
 function copyBodyChunk(ex: Exchange, chunk: ArrayBuffer): Buffer {
   const n = chunk.byteLength;
   const f = ex.framing;
   if (f.kind === 'length' && f.length <= CONTIGUOUS_BODY_MAX_BYTES) {
-    if (ex.body === null) ex.body = Buffer.allocUnsafe(f.length);
-    if (ex.bodyFill + n <= ex.body.length) {
+    if (ex.body === null && ex.bytesIn === 0 && n * 2 >= f.length) ex.body = Buffer.allocUnsafe(f.length);
+    if (ex.body !== null && ex.bodyFill + n <= ex.body.length) {
       ex.body.set(new Uint8Array(chunk), ex.bodyFill);
       ex.bodyFill += n;
       return ex.body.subarray(ex.bodyFill - n, ex.bodyFill);

@@ -17,7 +17,7 @@ import { DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_COUNT, UNSENDABLE_FIELD_VA
 import type { BodyFraming, HeaderList } from './request-framing.js';
 import { accessAllows, classifyRoute, unsafePathReason } from './route-table.js';
 import type { RouteDecision } from './route-table.js';
-import { DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS, DEFAULT_UPSTREAM_MAX_FREE_SOCKETS, DEFAULT_UPSTREAM_MAX_SOCKETS, createUpstreamPool, describeUpstreamFailure } from './upstream-pool.js';
+import { DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS, DEFAULT_UPSTREAM_MAX_FREE_SOCKETS, DEFAULT_UPSTREAM_MAX_SOCKETS, createUpstreamPool, describeUpstreamFailure, errnoError } from './upstream-pool.js';
 import type { ResponseHead, UpstreamPool, UpstreamRequest } from './upstream-pool.js';
 
 /** Longest wait for the upstream's response headers (config `upstream_response_timeout`); then 504. */
@@ -523,9 +523,8 @@ function forward(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Http
     return;
   }
   ex.upstream = up;
-  relay.upstream = up;
   ex.timer = setTimeout(() => {
-    up.destroy(Object.assign(new Error('upstream response timeout'), { code: 'ERR_VG_UPSTREAM_TIMEOUT' }));
+    up.destroy(errnoError('upstream response timeout', 'ERR_VG_UPSTREAM_TIMEOUT'));
   }, limits.upstreamResponseTimeoutMs);
   if (body !== null || ex.framing.kind === 'none') {
     recordRequest(ex);
@@ -547,7 +546,6 @@ const NON_ASCII = /[\x80-\xff]/;
 
 /** Streams one upstream response to the client with backpressure both ways. */
 class ResponseRelay {
-  upstream: UpstreamRequest | null = null;
   started = false;
   private total: number | null = null;
   private closeAfter = false;
@@ -567,7 +565,7 @@ class ResponseRelay {
   start(head: ResponseHead): void {
     const ex = this.ex;
     if (ex.done) {
-      this.upstream?.destroy();
+      this.ex.upstream?.destroy();
       return;
     }
     this.started = true;
@@ -611,7 +609,7 @@ class ResponseRelay {
     if (ex.done) return true;
     if (this.total === null) {
       // write() mode: uWS buffered everything; it drained, so read upstream again.
-      this.upstream?.resume();
+      this.ex.upstream?.resume();
       return true;
     }
     if (this.pending === null) return true;
@@ -628,7 +626,7 @@ class ResponseRelay {
     }
     if (ok) {
       this.pending = null;
-      this.upstream?.resume();
+      this.ex.upstream?.resume();
     }
     return ok;
   }
@@ -641,7 +639,7 @@ class ResponseRelay {
     res.cork(() => {
       if (!this.headWritten) this.writeHead();
       if (this.total === null) {
-        if (!res.write(chunk)) this.upstream?.pause();
+        if (!res.write(chunk)) this.ex.upstream?.pause();
         return;
       }
       const offset = res.getWriteOffset();
@@ -657,7 +655,7 @@ class ResponseRelay {
         // `chunk` is a view of a buffer the upstream connection no longer uses.
         this.pending = chunk;
         this.pendingOffset = offset;
-        this.upstream?.pause();
+        this.ex.upstream?.pause();
       }
     });
   }

@@ -44,9 +44,10 @@ const HOP_BY_HOP = new Set([
 /** Set by the gateway only; whatever the client sent is dropped (it is the edge and would be trusted upstream). */
 const GATEWAY_SET = new Set(['authorization', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip']);
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Response values as the upstream parser decodes them (latin1: one char per byte). */
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+/** RFC 9110 §5.6.2 token: methods and header names, in both directions. */
+export const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** RFC 9110 §5.5 field value as the upstream response parser decodes it (latin1: one char per byte). */
+export const HTTP_FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 /**
  * What a request header value (or the gateway's own, such as the upstream credential) may not
  * hold: control characters (CR/LF/NUL could split the head), and U+FFFD, which is what uWS
@@ -66,7 +67,7 @@ export function checkRequestFraming(method: string, headers: HeaderList, limits:
   let hosts = 0;
   for (const [name, value] of headers) {
     bytes += name.length + value.length + 4;
-    if (!TOKEN.test(name)) return bad(`header name ${JSON.stringify(name.slice(0, 40))} is not a valid token`);
+    if (!HTTP_TOKEN.test(name)) return bad(`header name ${JSON.stringify(name.slice(0, 40))} is not a valid token`);
     if (UNSENDABLE_FIELD_VALUE.test(value)) return bad(`header ${name} has a control character or bytes that are not UTF-8 in its value`);
     if (name === 'content-length') contentLengths.push(value);
     else if (name === 'transfer-encoding') transferEncodings.push(value);
@@ -158,7 +159,7 @@ export function clientResponseHeaders(raw: readonly string[]): HeaderList {
     const name = names[i / 2]!;
     const value = raw[i + 1]!;
     if (HOP_BY_HOP.has(name) || listed.has(name) || name === 'date') continue; // uWS writes its own Date
-    if (!TOKEN.test(name) || !FIELD_VALUE.test(value) || value.length > MAX_RESPONSE_HEADER_VALUE_BYTES) continue;
+    if (!HTTP_TOKEN.test(name) || !HTTP_FIELD_VALUE.test(value) || value.length > MAX_RESPONSE_HEADER_VALUE_BYTES) continue;
     pairs.push([name, value]);
   }
   return pairs;

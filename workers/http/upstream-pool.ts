@@ -12,7 +12,7 @@ import type { HttpConnectionConfig } from '../../src/config/types.js';
 import { VgError } from '../../src/errors.js';
 import { native } from '../../src/native.js';
 import type { Connection, TlsContext } from '../../src/native.js';
-import { UNSENDABLE_FIELD_VALUE } from './request-framing.js';
+import { HTTP_TOKEN, UNSENDABLE_FIELD_VALUE } from './request-framing.js';
 import { ResponseParser, UpstreamProtocolError } from './upstream-response-parser.js';
 import type { ResponseHead } from './upstream-response-parser.js';
 
@@ -82,10 +82,9 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 /** Request targets are sent as they came from uWS; these could split the request line (U+FFFD: bytes that were not UTF-8). */
 const UNSAFE_TARGET = /[\x00-\x20\x7f\ufffd]/;
-/** RFC 9110 §5.6.2 token (method, header name). */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
-function errnoError(message: string, code: string): NodeJS.ErrnoException {
+/** An Error with a `code`, the shape describeUpstreamFailure reads. */
+export function errnoError(message: string, code: string): NodeJS.ErrnoException {
   const e = new Error(message) as NodeJS.ErrnoException;
   e.code = code;
   return e;
@@ -325,10 +324,10 @@ export function createUpstreamPool(cfg: HttpConnectionConfig, limits: UpstreamPo
 function serializeHead(method: string, target: string, headers: Record<string, string | string[]>): Buffer {
   // Names and values are written as given: a CR or LF in one would end the head early and let
   // the rest be read upstream as headers or as another request.
-  if (!TOKEN.test(method)) throw new VgError('ERR_VG_HTTP_BAD_REQUEST', 'the request method cannot be sent upstream');
+  if (!HTTP_TOKEN.test(method)) throw new VgError('ERR_VG_HTTP_BAD_REQUEST', 'the request method cannot be sent upstream');
   let head = `${method} ${target} HTTP/1.1\r\n`;
   for (const name in headers) {
-    if (!TOKEN.test(name)) throw new VgError('ERR_VG_HTTP_BAD_REQUEST', `the header name ${JSON.stringify(name.slice(0, 40))} cannot be sent upstream`);
+    if (!HTTP_TOKEN.test(name)) throw new VgError('ERR_VG_HTTP_BAD_REQUEST', `the header name ${JSON.stringify(name.slice(0, 40))} cannot be sent upstream`);
     const v = headers[name]!;
     for (const one of typeof v === 'string' ? [v] : v) {
       if (UNSENDABLE_FIELD_VALUE.test(one)) throw new VgError('ERR_VG_HTTP_BAD_REQUEST', `the ${name} header has a character that cannot be sent upstream`);

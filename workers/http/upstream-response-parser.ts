@@ -4,6 +4,7 @@
 // two parties disagree on where a response ends (bare LF, obs-fold, conflicting
 // Content-Length, bad chunk sizes): such a response is an error and the connection is
 // never reused. Body bytes are handed on as views of the input buffers, not copied.
+import { HTTP_FIELD_VALUE, HTTP_TOKEN } from './request-framing.js';
 
 /** Largest response header section (status line + fields) accepted from an upstream. */
 export const MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
@@ -41,9 +42,7 @@ export class UpstreamProtocolError extends Error {
 
 type State = 'head' | 'length' | 'chunk-size' | 'chunk-data' | 'chunk-data-crlf' | 'trailers' | 'until-close' | 'done';
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const CHUNK_SIZE = /^([0-9A-Fa-f]{1,13})[\t ]*(?:;.*)?$/;
 const CRLF = Buffer.from('\r\n\r\n');
 
@@ -174,6 +173,7 @@ export class ResponseParser {
     if (end + 4 > MAX_RESPONSE_HEAD_BYTES) throw new UpstreamProtocolError(`the upstream's response head is over ${MAX_RESPONSE_HEAD_BYTES} bytes`);
     const used = end + 4 - this.heldBytes;
     const joined = this.heldBytes === 0 ? buf : Buffer.concat([...this.held, buf.subarray(0, used)]);
+    if (hasBareLf(joined.subarray(0, end), 0)) throw new UpstreamProtocolError('the upstream sent a bare LF in its response head');
     const headText = joined.toString('latin1', 0, end);
     this.held = [];
     this.heldBytes = 0;
@@ -183,7 +183,6 @@ export class ResponseParser {
   }
 
   private parseHead(text: string): void {
-    if (text.includes('\n') && /[^\r]\n|^\n/.test(text)) throw new UpstreamProtocolError('the upstream sent a bare LF in its response head');
     const lines = text.split('\r\n');
     const m = STATUS_LINE.exec(lines[0]!);
     if (!m) throw new UpstreamProtocolError(`the upstream sent a malformed status line: ${JSON.stringify(lines[0]!.slice(0, 80))}`);
@@ -202,9 +201,9 @@ export class ResponseParser {
       if (line[0] === ' ' || line[0] === '\t') throw new UpstreamProtocolError('the upstream used obs-fold (a folded header line)');
       const colon = line.indexOf(':');
       const name = colon > 0 ? line.slice(0, colon) : '';
-      if (!TOKEN.test(name)) throw new UpstreamProtocolError(`the upstream sent a malformed header line: ${JSON.stringify(line.slice(0, 40))}`);
+      if (!HTTP_TOKEN.test(name)) throw new UpstreamProtocolError(`the upstream sent a malformed header line: ${JSON.stringify(line.slice(0, 40))}`);
       const value = line.slice(colon + 1).trim();
-      if (!FIELD_VALUE.test(value)) throw new UpstreamProtocolError(`the upstream's ${name} header has a control character`);
+      if (!HTTP_FIELD_VALUE.test(value)) throw new UpstreamProtocolError(`the upstream's ${name} header has a control character`);
       rawHeaders.push(name, value);
       const lower = name.toLowerCase();
       if (lower === 'content-length') {

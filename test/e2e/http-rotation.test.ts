@@ -180,7 +180,10 @@ test('rotation under load: no failed request, the new certificate served, old co
         if (r.cert === newCert) seen.new++;
         else seen.old++;
       } catch (err) {
-        failures.push((err as Error).message);
+        // The code too: Node words a reset during the TLS handshake as "Client network socket
+        // disconnected before secure TLS connection was established" (code ECONNRESET).
+        const e = err as NodeJS.ErrnoException;
+        failures.push(e.code ? `${e.code}: ${e.message}` : e.message);
       }
       if (rotated && ++afterRotation >= REQUESTS_AFTER_ROTATION) return;
     }

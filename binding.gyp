@@ -9,6 +9,7 @@
         "native/pump.cc",
         "native/pg-frame-parser.cc",
         "native/record-frame.cc",
+        "native/crc32-fold.cc",
         "native/statement-recorder.cc",
         "native/record-sink.cc"
       ],

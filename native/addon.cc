@@ -179,6 +179,7 @@ class VgAddon : public Napi::Addon<VgAddon> {
   Napi::Value Stats(const Napi::CallbackInfo& info);
   // frameEvents(blob, offsets, firstSeq, prevHash) -> { frames: Buffer, hash: Buffer } (record-frame.h)
   Napi::Value FrameEvents(const Napi::CallbackInfo& info);
+  Napi::Value FrameEventsInto(const Napi::CallbackInfo& info);
   // skipJsonNumberList(bytes, i) -> index (json-number-list.h)
   Napi::Value SkipJsonNumberListJs(const Napi::CallbackInfo& info);
   Napi::Value SetRecordRenderer(const Napi::CallbackInfo& info);
@@ -623,6 +624,7 @@ VgAddon::VgAddon(Napi::Env env, Napi::Object exports)
                            InstanceMethod<&VgAddon::EndPump>("endPump"),
                            InstanceMethod<&VgAddon::ReleaseStatement>("releaseStatement"),
                            InstanceMethod<&VgAddon::FrameEvents>("frameEvents"),
+                           InstanceMethod<&VgAddon::FrameEventsInto>("frameEventsInto"),
                            InstanceMethod<&VgAddon::SkipJsonNumberListJs>("skipJsonNumberList"),
                            InstanceMethod<&VgAddon::SetRecordRenderer>("setRecordRenderer"),
                            InstanceMethod<&VgAddon::TakeRecords>("takeRecords"),
@@ -839,7 +841,10 @@ Napi::Value BatchOrNull(Napi::Env env, std::string batch) {
 Napi::Value VgAddon::TakeRecords(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() >= 1 && info[0].IsNumber()) recordSink->Sweep(info[0].As<Napi::Number>().DoubleValue());
-  return BatchOrNull(env, recordSink->Take());
+  if (recordSink->empty()) return env.Null();
+  Napi::Value out = Napi::Buffer<char>::Copy(env, recordSink->batch().data(), recordSink->batch().size());
+  recordSink->Clear();
+  return out;
 }
 
 // recordCapturesForTest(session, connection, captures[[fromClient, type, body, length]...], end):
@@ -901,33 +906,50 @@ Napi::Value VgAddon::SkipJsonNumberListJs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(r));
 }
 
-Napi::Value VgAddon::FrameEvents(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 4) return ThrowFrameEventsType(env, "expects (blob: Uint8Array, offsets: Uint32Array, firstSeq: number, prevHash: Buffer)");
-  if (!IsTypedArrayOf(info[0], napi_uint8_array)) return ThrowFrameEventsType(env, "blob must be a Uint8Array or Buffer");
-  if (!IsTypedArrayOf(info[1], napi_uint32_array)) return ThrowFrameEventsType(env, "offsets must be a Uint32Array of [start, end) pairs");
-  if (!info[2].IsNumber()) return ThrowFrameEventsType(env, "firstSeq must be a number");
-  if (!IsTypedArrayOf(info[3], napi_uint8_array)) return ThrowFrameEventsType(env, "prevHash must be a 32-byte Buffer");
+// The checked arguments of frameEvents / frameEventsInto: (blob, offsets, firstSeq, prevHash)
+// starting at info[base]; `ok` is false with a TypeError pending otherwise.
+struct FrameArgs {
+  bool ok = false;
+  const uint8_t* blob = nullptr;
+  const uint32_t* offsets = nullptr;
+  size_t count = 0;
+  uint64_t firstSeq = 0;
+  const uint8_t* prevHash = nullptr;
+  // Bytes of the frames.
+  size_t total = 0;
+};
 
-  auto blobArr = info[0].As<Napi::Uint8Array>();
-  auto offsetsArr = info[1].As<Napi::Uint32Array>();
-  auto prevArr = info[3].As<Napi::Uint8Array>();
-  const double seq = info[2].As<Napi::Number>().DoubleValue();
+static FrameArgs CheckFrameArgs(const Napi::CallbackInfo& info, size_t base) {
+  Napi::Env env = info.Env();
+  FrameArgs a;
+  auto fail = [&](const std::string& message) {
+    ThrowFrameEventsType(env, message);
+    return a;
+  };
+  if (info.Length() < base + 4) return fail("expects (blob: Uint8Array, offsets: Uint32Array, firstSeq: number, prevHash: Buffer)");
+  if (!IsTypedArrayOf(info[base], napi_uint8_array)) return fail("blob must be a Uint8Array or Buffer");
+  if (!IsTypedArrayOf(info[base + 1], napi_uint32_array)) return fail("offsets must be a Uint32Array of [start, end) pairs");
+  if (!info[base + 2].IsNumber()) return fail("firstSeq must be a number");
+  if (!IsTypedArrayOf(info[base + 3], napi_uint8_array)) return fail("prevHash must be a 32-byte Buffer");
+
+  auto blobArr = info[base].As<Napi::Uint8Array>();
+  auto offsetsArr = info[base + 1].As<Napi::Uint32Array>();
+  auto prevArr = info[base + 3].As<Napi::Uint8Array>();
+  const double seq = info[base + 2].As<Napi::Number>().DoubleValue();
   if (!std::isfinite(seq) || seq < 0 || seq > kMaxSafeInteger || std::floor(seq) != seq) {
-    return ThrowFrameEventsType(env, "firstSeq must be a non-negative safe integer");
+    return fail("firstSeq must be a non-negative safe integer");
   }
   if (prevArr.ElementLength() != kRecordHashBytes) {
-    return ThrowFrameEventsType(env, "prevHash must be 32 bytes, got " + std::to_string(prevArr.ElementLength()));
+    return fail("prevHash must be 32 bytes, got " + std::to_string(prevArr.ElementLength()));
   }
   const size_t offsetsLen = offsetsArr.ElementLength();
-  if (offsetsLen % 2 != 0) return ThrowFrameEventsType(env, "offsets must hold [start, end) pairs (odd length " + std::to_string(offsetsLen) + ")");
+  if (offsetsLen % 2 != 0) return fail("offsets must hold [start, end) pairs (odd length " + std::to_string(offsetsLen) + ")");
   const size_t count = offsetsLen / 2;
   const uint64_t firstSeq = static_cast<uint64_t>(seq);
   if (count > 0 && firstSeq + (count - 1) > kMaxSafeSeq) {
-    return ThrowFrameEventsType(env, "sequence numbers would pass Number.MAX_SAFE_INTEGER");
+    return fail("sequence numbers would pass Number.MAX_SAFE_INTEGER");
   }
 
-  const uint8_t* blob = blobArr.Data();
   const size_t blobLen = blobArr.ElementLength();
   const uint32_t* offsets = offsetsArr.Data();
   size_t payloadBytes = 0;
@@ -935,27 +957,73 @@ Napi::Value VgAddon::FrameEvents(const Napi::CallbackInfo& info) {
     const uint32_t start = offsets[2 * i];
     const uint32_t end = offsets[2 * i + 1];
     if (start > end || end > blobLen) {
-      return ThrowFrameEventsType(env, "payload " + std::to_string(i) + " [" + std::to_string(start) + ", " + std::to_string(end) +
-                                ") is outside the " + std::to_string(blobLen) + "-byte blob");
+      return fail("payload " + std::to_string(i) + " [" + std::to_string(start) + ", " + std::to_string(end) +
+                                           ") is outside the " + std::to_string(blobLen) + "-byte blob");
     }
     if (kRecordBodyFixedBytes + (end - start) > kRecordMaxFrameBodyBytes) {
-      return ThrowFrameEventsType(env, "payload " + std::to_string(i) + " is " + std::to_string(end - start) + " bytes, over the frame limit");
+      return fail("payload " + std::to_string(i) + " is " + std::to_string(end - start) + " bytes, over the frame limit");
     }
     payloadBytes += end - start;
   }
+  a.ok = true;
+  a.blob = blobArr.Data();
+  a.offsets = offsets;
+  a.count = count;
+  a.firstSeq = firstSeq;
+  a.prevHash = prevArr.Data();
+  a.total = RecordFramesSize(count, payloadBytes);
+  return a;
+}
 
-  const size_t total = RecordFramesSize(count, payloadBytes);
-  Napi::Buffer<uint8_t> frames = Napi::Buffer<uint8_t>::New(env, total);
-  if (env.IsExceptionPending()) return env.Undefined();
+// Frames `a` into `out` (a.total bytes) and returns the last hash as a Buffer, or undefined
+// with an exception pending.
+static Napi::Value FrameInto(Napi::Env env, const FrameArgs& a, uint8_t* out) {
   uint8_t lastHash[kRecordHashBytes];
-  if (!vg::FrameEvents(blob, offsets, count, firstSeq, prevArr.Data(), frames.Data(), lastHash)) {
+  if (!vg::FrameEvents(a.blob, a.offsets, a.count, a.firstSeq, a.prevHash, out, lastHash)) {
     Napi::Error::New(env, "frameEvents: SHA-256 is not available from OpenSSL").ThrowAsJavaScriptException();
     return env.Undefined();
   }
   Napi::Buffer<uint8_t> hash = Napi::Buffer<uint8_t>::Copy(env, lastHash, kRecordHashBytes);
   if (env.IsExceptionPending()) return env.Undefined();
+  return hash;
+}
+
+Napi::Value VgAddon::FrameEvents(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  FrameArgs a = CheckFrameArgs(info, 0);
+  if (!a.ok) return env.Undefined();
+  Napi::Buffer<uint8_t> frames = Napi::Buffer<uint8_t>::New(env, a.total);
+  if (env.IsExceptionPending()) return env.Undefined();
+  Napi::Value hash = FrameInto(env, a, frames.Data());
+  if (env.IsExceptionPending()) return env.Undefined();
   Napi::Object result = Napi::Object::New(env);
   result.Set("frames", frames);
+  result.Set("hash", hash);
+  return result;
+}
+
+// frameEventsInto(into, at, blob, offsets, firstSeq, prevHash): the frames written to
+// into[at, at + length), a buffer the caller reuses (no fresh pages per batch).
+Napi::Value VgAddon::FrameEventsInto(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !IsTypedArrayOf(info[0], napi_uint8_array) || !info[1].IsNumber()) {
+    return ThrowFrameEventsType(env, "expects (into: Uint8Array, at: number, blob, offsets, firstSeq, prevHash)");
+  }
+  FrameArgs a = CheckFrameArgs(info, 2);
+  if (!a.ok) return env.Undefined();
+  auto into = info[0].As<Napi::Uint8Array>();
+  const double at = info[1].As<Napi::Number>().DoubleValue();
+  if (!(at >= 0) || std::floor(at) != at || at > static_cast<double>(into.ElementLength()) ||
+      a.total > into.ElementLength() - static_cast<size_t>(at)) {
+    Napi::RangeError::New(env, "frameEventsInto: " + std::to_string(a.total) + " bytes of frames do not fit at " + std::to_string(at) + " in " +
+                                   std::to_string(into.ElementLength()) + " bytes")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Value hash = FrameInto(env, a, into.Data() + static_cast<size_t>(at));
+  if (env.IsExceptionPending()) return env.Undefined();
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("length", Napi::Number::New(env, static_cast<double>(a.total)));
   result.Set("hash", hash);
   return result;
 }

@@ -38,6 +38,9 @@ inline void MapHeader(std::string* o, uint32_t n) {
   }
 }
 
+// Bytes MapHeader(n) writes.
+inline size_t MapHeaderBytes(uint32_t n) { return n < 16 ? 1 : n <= 0xffff ? 3 : 5; }
+
 inline void ArrayHeader(std::string* o, uint32_t n) {
   if (n < 16) {
     o->push_back(static_cast<char>(0x90 | n));
@@ -68,6 +71,15 @@ inline void Str(std::string* o, const char* s, size_t n) {
 }
 inline void Str(std::string* o, const std::string& s) { Str(o, s.data(), s.size()); }
 inline void Str(std::string* o, const char* s) { Str(o, s, std::strlen(s)); }
+// A string literal (a key, a constant value): under 32 bytes, its length known at compile time.
+template <size_t N>
+inline void Lit(std::string* o, const char (&s)[N]) {
+  static_assert(N - 1 < 32, "Lit is for short literals");
+  char b[N];
+  b[0] = static_cast<char>(0xa0 | (N - 1));
+  std::memcpy(b + 1, s, N - 1);
+  o->append(b, N);
+}
 
 inline void Float64(std::string* o, double v) {
   uint64_t bits;

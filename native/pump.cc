@@ -62,6 +62,10 @@ void Pump::EndCapture(Capture& cap, bool fromClient) {
   cap.active = false;
   deferred_.push_back(DeferredCapture{fromClient, cap.type, cap.length, std::move(cap.buf)});
   cap.buf.clear();
+  if (!spareBodies_.empty()) {
+    cap.buf.swap(spareBodies_.back());
+    spareBodies_.pop_back();
+  }
 }
 
 void Pump::DeliverCaptures() {
@@ -72,6 +76,12 @@ void Pump::DeliverCaptures() {
   delivering_.swap(deferred_);
   PumpObserver* observer = observer_;
   for (DeferredCapture& c : delivering_) observer->OnCapture(c.fromClient, c.type, c.body, c.length);
+  for (DeferredCapture& c : delivering_) {
+    if (spareBodies_.size() >= kSpareCaptureBuffers) break;
+    if (c.body.capacity() > kSpareCaptureBytes) continue;
+    c.body.clear();
+    spareBodies_.push_back(std::move(c.body));
+  }
   delivering_.clear();
 }
 

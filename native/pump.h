@@ -243,6 +243,11 @@ class Pump {
   void DeliverCaptures();
   std::vector<DeferredCapture> deferred_;
   std::vector<DeferredCapture> delivering_;
+  // Bodies already delivered, kept for the next captures: a recorded session allocates no
+  // string per message. At most kSpareCaptureBuffers, each at most kSpareCaptureBytes.
+  std::vector<std::string> spareBodies_;
+  static constexpr size_t kSpareCaptureBuffers = 8;
+  static constexpr size_t kSpareCaptureBytes = 4096;
   Capture clientCap_;
   Capture upstreamCap_;
   struct Gate {

@@ -3,10 +3,9 @@
 // frame) was the primary's main cost per recorded statement.
 #include "record-frame.h"
 
+#include "crc32-fold.h"
+
 #include <openssl/evp.h>
-// Node's own zlib (node's include directory comes first): the node binary exports crc32, so
-// the addon links no second zlib.
-#include <zlib.h>
 
 #include <cmath>
 #include <cstring>
@@ -54,7 +53,7 @@ bool FrameEvents(const uint8_t* blob, const uint32_t* offsets, size_t count, uin
       std::memcpy(body + 9, hash, kRecordHashBytes);
       if (len > 0) std::memcpy(body + kRecordBodyFixedBytes, blob + start, len);
       PutU32BE(out, static_cast<uint32_t>(bodyLen));
-      PutU32BE(out + 4, static_cast<uint32_t>(crc32(0L, body, static_cast<uInt>(bodyLen))));
+      PutU32BE(out + 4, Crc32(0, body, bodyLen));
       unsigned int hashLen = 0;
       if (EVP_DigestInit_ex(ctx.get(), md, nullptr) != 1 || EVP_DigestUpdate(ctx.get(), body, bodyLen) != 1 ||
           EVP_DigestFinal_ex(ctx.get(), hash, &hashLen) != 1 || hashLen != kRecordHashBytes) {

@@ -14,6 +14,17 @@ void RecordSink::Add(const std::string& connection, const std::string& payload) 
   buf_ += payload;
 }
 
+void RecordSink::AddMap(const std::string& connection, uint32_t count, const std::string& pairs) {
+  size_t connLen = connection.size() > 0xffff ? 0xffff : connection.size();
+  size_t header = msgpack::MapHeaderBytes(count);
+  buf_.reserve(buf_.size() + 6 + connLen + header + pairs.size());
+  msgpack::Be32(&buf_, static_cast<uint32_t>(2 + connLen + header + pairs.size()));
+  msgpack::Be16(&buf_, static_cast<uint16_t>(connLen));
+  buf_.append(connection.data(), connLen);
+  msgpack::MapHeader(&buf_, count);
+  buf_ += pairs;
+}
+
 void RecordSink::Park(StatementRecorder* r) {
   r->parkPrev_ = nullptr;
   r->parkNext_ = parked_;

@@ -31,12 +31,19 @@ class RecordSink {
   RecordRenderer* renderer() const { return renderer_; }
   // Appends one entry: u32 BE entry length | u16 BE connection length | connection | payload.
   void Add(const std::string& connection, const std::string& payload);
+  // Appends one entry whose payload is a msgpack map of `count` already-encoded pairs: the
+  // map header is written in place, so the event is never copied into a payload of its own.
+  void AddMap(const std::string& connection, uint32_t count, const std::string& pairs);
   // The batch so far (empty when there is none); the sink starts over.
   std::string Take() {
     std::string out;
     out.swap(buf_);
     return out;
   }
+  // The batch so far, to copy out before Clear(): the buffer keeps its capacity, so a busy
+  // worker's next batch grows no more than the last one did.
+  const std::string& batch() const { return buf_; }
+  void Clear() { buf_.clear(); }
   bool empty() const { return buf_.empty(); }
   // Parked recorders form an intrusive list (no allocation per statement).
   void Park(StatementRecorder* r);

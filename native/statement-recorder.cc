@@ -47,6 +47,17 @@ bool MatchAt(const char* s, size_t n, size_t i, const char* word, size_t wn) {
 inline bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; }
 inline bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
+// Number() of a run of ASCII digits: strtod's correctly rounded value, from a stack copy when it fits.
+double DigitsValue(const char* s, size_t n) {
+  char b[64];
+  if (n < sizeof b) {
+    std::memcpy(b, s, n);
+    b[n] = '\0';
+    return std::strtod(b, nullptr);
+  }
+  return std::strtod(std::string(s, n).c_str(), nullptr);
+}
+
 // One number of NUMBER_LIST: -?\d+(\.\d+)?([eE][-+]?\d+)?
 bool ScanNumber(const char* s, size_t n, size_t* i) {
   size_t j = *i;
@@ -131,20 +142,20 @@ void VectorSummary(const std::vector<double>& values, std::string* out) {
   char hex[kVectorHashHexDigits];
   for (size_t k = 0; k < kVectorHashHexDigits; k++) hex[k] = kHex[(md[k / 2] >> (k % 2 ? 0 : 4)) & 0xf];
   mp::MapHeader(out, 1);
-  mp::Str(out, "vector");
+  mp::Lit(out, "vector");
   mp::MapHeader(out, 3);
-  mp::Str(out, "dims");
+  mp::Lit(out, "dims");
   mp::Number(out, static_cast<double>(values.size()));
-  mp::Str(out, "norm");
+  mp::Lit(out, "norm");
   mp::Number(out, std::sqrt(sum));
-  mp::Str(out, "hash");
+  mp::Lit(out, "hash");
   mp::Str(out, hex, kVectorHashHexDigits);
 }
 
 void RenderOrRedact(RecordSink* sink, RenderKind kind, const char* s, size_t n, std::string* out) {
   RecordRenderer* r = sink->renderer();
   if (r != nullptr && r->Render(kind, s, n, out)) return;
-  mp::Str(out, "[redacted]");  // never write what could not be checked
+  mp::Lit(out, "[redacted]");  // never write what could not be checked
 }
 
 // Reads a C string at `at`; false if it has no NUL.
@@ -168,33 +179,51 @@ int32_t I32(const std::string& b, size_t at) {
   return static_cast<int32_t>(u);
 }
 
+// What a byte may start, for the scans below: most bytes start none of the words.
+enum : uint8_t { kPlain = 0, kWordStart = 1, kNonAscii = 2 };
+struct ByteClasses {
+  uint8_t c[256];
+  constexpr ByteClasses() : c() {
+    for (int b = 0x80; b < 256; b++) c[b] = kNonAscii;
+    for (char w : {'p', 'i', 'b', 's'}) {
+      c[static_cast<unsigned char>(w)] = kWordStart;
+      c[static_cast<unsigned char>(w - 32)] = kWordStart;
+    }
+  }
+};
+constexpr ByteClasses kByteClasses;
+
+// Whether MAYBE_SECRET_TEXT matches at i, where s[i] is one of p, i, b, s (either case).
+bool SecretWordAt(const char* s, size_t n, size_t i) {
+  switch (static_cast<char>(s[i] | 0x20)) {
+    case 'p':
+      return MatchAt(s, n, i, "password", 8);
+    case 'i':
+      return MatchAt(s, n, i, "identified", 10);
+    case 'b':
+      return MatchAt(s, n, i, "bearer", 6) || MatchAt(s, n, i, "basic", 5);
+    default:  // 's'
+      return MatchAt(s, n, i, "set", 3) && (i == 0 || !IsWordChar(s[i - 1])) && (i + 3 == n || !IsWordChar(s[i + 3]));
+  }
+}
+
 // MAYBE_SECRET_TEXT = /password|identified|\bset\b|bearer|basic/i
 bool MaybeSecretText(const char* s, size_t n) {
   for (size_t i = 0; i < n; i++) {
-    // Most characters start none of the words: only p, i, b and s (either case) go on.
-    switch (static_cast<char>(s[i] | 0x20)) {
-      case 'p':
-        if (MatchAt(s, n, i, "password", 8)) return true;
-        break;
-      case 'i':
-        if (MatchAt(s, n, i, "identified", 10)) return true;
-        break;
-      case 'b':
-        if (MatchAt(s, n, i, "bearer", 6) || MatchAt(s, n, i, "basic", 5)) return true;
-        break;
-      case 's':
-        if (MatchAt(s, n, i, "set", 3) && (i == 0 || !IsWordChar(s[i - 1])) && (i + 3 == n || !IsWordChar(s[i + 3])))
-          return true;
-        break;
-      default:
-        break;
-    }
+    if ((kByteClasses.c[static_cast<unsigned char>(s[i])] & kWordStart) != 0 && SecretWordAt(s, n, i)) return true;
   }
   return false;
 }
 
-// ASCII and free of anything the redaction could change: written as it is.
-bool PlainAscii(const char* s, size_t n) { return IsAscii(s, n) && !MaybeSecretText(s, n); }
+// ASCII and free of anything the redaction could change: written as it is. One pass.
+bool PlainAscii(const char* s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint8_t k = kByteClasses.c[static_cast<unsigned char>(s[i])];
+    if (k == kPlain) continue;
+    if (k == kNonAscii || SecretWordAt(s, n, i)) return false;
+  }
+  return true;
+}
 
 // renderValue(text, false) then redaction, for ASCII text; false: leave it to JavaScript.
 bool RenderValueNative(const char* s, size_t n, std::string* out) {
@@ -213,9 +242,9 @@ bool RenderValueNative(const char* s, size_t n, std::string* out) {
   if (n > kMaxRecordedValueChars) {
     if (MaybeSecretText(s, kMaxRecordedValueChars)) return false;
     mp::MapHeader(out, 2);
-    mp::Str(out, "truncated");
+    mp::Lit(out, "truncated");
     mp::Str(out, s, kMaxRecordedValueChars);
-    mp::Str(out, "length");
+    mp::Lit(out, "length");
     mp::Number(out, static_cast<double>(n));
     return true;
   }
@@ -250,25 +279,19 @@ void StatementRecorder::Value(const char* s, size_t n, std::string* out) {
 }
 
 void StatementRecorder::BasePairs(const char* type, double ts, std::string* out) {
-  mp::Str(out, "type");
+  mp::Lit(out, "type");
   mp::Str(out, type);
-  mp::Str(out, "ts");
+  mp::Lit(out, "ts");
   mp::Number(out, ts);
-  mp::Str(out, "session");
+  mp::Lit(out, "session");
   *out += sessionValue_;
-  mp::Str(out, "connection");
+  mp::Lit(out, "connection");
   *out += connectionValue_;
-  mp::Str(out, "seq");
+  mp::Lit(out, "seq");
   mp::Number(out, static_cast<double>(seq_));
 }
 
-void StatementRecorder::Emit(const std::string& pairs, uint32_t count) {
-  std::string payload;
-  payload.reserve(pairs.size() + 5);
-  mp::MapHeader(&payload, count);
-  payload += pairs;
-  sink_->Add(connection_, payload);
-}
+void StatementRecorder::Emit(const std::string& pairs, uint32_t count) { sink_->AddMap(connection_, count, pairs); }
 
 void StatementRecorder::Park() {
   pending_ = true;
@@ -298,17 +321,17 @@ void StatementRecorder::Statement(const char* protocol, const char* sql, size_t 
   std::string& p = pendingPairs_;
   p.clear();
   BasePairs("statement", startedAt_, &p);
-  mp::Str(&p, "protocol");
+  mp::Lit(&p, "protocol");
   mp::Str(&p, protocol);
-  mp::Str(&p, "sql");
+  mp::Lit(&p, "sql");
   Text(sql, sqlLen, &p);
-  mp::Str(&p, "refused");
+  mp::Lit(&p, "refused");
   mp::Nil(&p);
   pendingCount_ = 8;
   if (cut) {
-    mp::Str(&p, "sqlCut");
+    mp::Lit(&p, "sqlCut");
     mp::MapHeader(&p, 1);
-    mp::Str(&p, "messageBytes");
+    mp::Lit(&p, "messageBytes");
     mp::Number(&p, messageBytes);
     pendingCount_++;
   }
@@ -357,14 +380,14 @@ void StatementRecorder::Bind(const std::string& body, uint32_t length) {
           bool binary = (nFormats == 1 ? formats[0] : (i < formats.size() ? formats[i] : 0xffff)) == 1;
           if (binary) {
             mp::MapHeader(&params, 1);
-            mp::Str(&params, "binary");
+            mp::Lit(&params, "binary");
             mp::Number(&params, len);
           } else if (at + static_cast<size_t>(len) > body.size()) {
             size_t end = body.size() < at + kMaxRecordedValueChars ? body.size() : at + kMaxRecordedValueChars;
             mp::MapHeader(&params, 2);
-            mp::Str(&params, "truncated");
+            mp::Lit(&params, "truncated");
             Text(body.data() + at, end - at, &params);
-            mp::Str(&params, "length");
+            mp::Lit(&params, "length");
             mp::Number(&params, len);
             nRendered++;
             truncated = true;
@@ -378,15 +401,15 @@ void StatementRecorder::Bind(const std::string& body, uint32_t length) {
       }
     }
   }
-  mp::Str(&fields, "statementName");
+  mp::Lit(&fields, "statementName");
   if (ok) Text(body.data() + stmtStart, stmtEnd - stmtStart, &fields);
-  else mp::Str(&fields, "");
-  mp::Str(&fields, "params");
+  else mp::Lit(&fields, "");
+  mp::Lit(&fields, "params");
   std::string arr;
   mp::ArrayHeader(&arr, ok ? nRendered : 0);
   fields += arr;
   if (ok) fields += params;
-  mp::Str(&fields, "truncated");
+  mp::Lit(&fields, "truncated");
   mp::Bool(&fields, ok ? (truncated || length > body.size()) : true);
 
   if (pending_ && pendingIsStatement_ && !pendingHasParams_) {
@@ -415,14 +438,15 @@ void StatementRecorder::Finish(const std::string& pairs, uint32_t count) {
       parked_ = false;
       sink_->Unpark(this);
     }
-    mp::Str(&pendingPairs_, "result");
+    mp::Lit(&pendingPairs_, "result");
     mp::MapHeader(&pendingPairs_, count);
     pendingPairs_ += pairs;
     Emit(pendingPairs_, pendingCount_ + 1);
     pendingPairs_.clear();
     return;
   }
-  std::string out;
+  std::string& out = resultScratch_;
+  out.clear();
   BasePairs("result", NowMs(), &out);
   out += pairs;
   Emit(out, 5 + count);
@@ -452,16 +476,17 @@ void StatementRecorder::OnCapture(bool fromClient, uint8_t type, const std::stri
   if (type == 'C') {
     size_t e = body.find('\0');
     size_t tagLen = e == std::string::npos ? body.size() : e;
-    std::string pairs;
-    mp::Str(&pairs, "tag");
+    std::string& pairs = pairsScratch_;
+    pairs.clear();
+    mp::Lit(&pairs, "tag");
     Text(body.data(), tagLen, &pairs);
-    mp::Str(&pairs, "rows");
+    mp::Lit(&pairs, "rows");
     // /(\d+)$/ then Number()
     size_t d = tagLen;
     while (d > 0 && IsDigit(body[d - 1])) d--;
-    if (d < tagLen) mp::Number(&pairs, std::strtod(std::string(body.data() + d, tagLen - d).c_str(), nullptr));
+    if (d < tagLen) mp::Number(&pairs, DigitsValue(body.data() + d, tagLen - d));
     else mp::Nil(&pairs);
-    mp::Str(&pairs, "durationMs");
+    mp::Lit(&pairs, "durationMs");
     mp::Number(&pairs, NowMs() - startedAt_);
     Finish(pairs, 3);
     return;
@@ -479,16 +504,17 @@ void StatementRecorder::OnCapture(bool fromClient, uint8_t type, const std::stri
       if (code == 'M') hasM = true, mS = at + 1, mE = e;
       at = e + 1;
     }
-    std::string pairs;
-    mp::Str(&pairs, "error");
+    std::string& pairs = pairsScratch_;
+    pairs.clear();
+    mp::Lit(&pairs, "error");
     mp::MapHeader(&pairs, 2);
-    mp::Str(&pairs, "sqlstate");
+    mp::Lit(&pairs, "sqlstate");
     if (hasC) Text(body.data() + cS, cE - cS, &pairs);
-    else mp::Str(&pairs, "");
-    mp::Str(&pairs, "message");
+    else mp::Lit(&pairs, "");
+    mp::Lit(&pairs, "message");
     if (hasM) Text(body.data() + mS, mE - mS, &pairs);
-    else mp::Str(&pairs, "");
-    mp::Str(&pairs, "durationMs");
+    else mp::Lit(&pairs, "");
+    mp::Lit(&pairs, "durationMs");
     mp::Number(&pairs, NowMs() - startedAt_);
     Finish(pairs, 2);
   }

@@ -65,6 +65,9 @@ class StatementRecorder {
   bool pendingHasParams_ = false;
   std::string pendingPairs_;
   uint32_t pendingCount_ = 0;
+  // Reused for every result, so a statement allocates nothing once the buffers have grown.
+  std::string pairsScratch_;
+  std::string resultScratch_;
   double pendingSince_ = 0;
   bool parked_ = false;
   // RecordSink's list of parked recorders.

@@ -189,6 +189,11 @@ export interface NativeBinding {
    */
   frameEvents(blob: Uint8Array, offsets: Uint32Array, firstSeq: number, prevHash: Uint8Array): { frames: Buffer; hash: Buffer };
   /**
+   * frameEvents writing the frames to `into[at, at + length)` (a buffer the caller reuses)
+   * instead of a new Buffer. Same checks, and RangeError when they do not fit.
+   */
+  frameEventsInto(into: Uint8Array, at: number, blob: Uint8Array, offsets: Uint32Array, firstSeq: number, prevHash: Uint8Array): { length: number; hash: Buffer };
+  /**
    * Redaction for the strings C++ recording does not handle itself (non-ASCII text, text
    * that may hold a secret): `kind` 0 = a string, 1 = a text-format Bind parameter; returns
    * the msgpack encoding of what is recorded in its place.

@@ -14,9 +14,11 @@ import type { RecordEvent } from './record-event.js';
 import { encodeEvent, MAX_EVENT_BYTES } from './encode-event.js';
 import { MAX_RECORD_BATCH_BYTES, parseRecordBatch, payloadOffsetsByConnection, type RecordBatchEntries } from './record-batch.js';
 import {
+  BODY_FIXED_BYTES,
   connectionDirName,
   connectionFromDirName,
   encodeFrame,
+  FRAME_PREFIX_BYTES,
   frameEventsJs,
   FrameKind,
   packr,
@@ -38,6 +40,14 @@ export const CHECKPOINT_EVERY_RECORDS = 10_000;
 export const CHECKPOINT_INTERVAL_MS = 30_000;
 /** A segment that reaches this size is sealed and a new one begun (segments also end at UTC midnight). */
 export const SEGMENT_MAX_BYTES = 64 * 1024 * 1024;
+/**
+ * Event frames are built in one buffer the recorder keeps and reuses, up to this size (a batch
+ * whose frames need more gets a buffer of its own): a fresh buffer per batch cost the primary
+ * page faults on every write and garbage for the collector.
+ */
+export const FRAME_BUFFER_MAX_BYTES = 4 * 1024 * 1024;
+/** The frame buffer's first size; it doubles when a batch needs more. */
+export const FRAME_BUFFER_INITIAL_BYTES = 64 * 1024;
 export { MAX_EVENT_BYTES } from './encode-event.js';
 
 export interface RecorderOptions {
@@ -80,14 +90,21 @@ interface Pending {
 }
 
 type FrameEvents = (blob: Uint8Array, offsets: Uint32Array, firstSeq: number, prevHash: Buffer) => { frames: Buffer; hash: Buffer };
-let frameEventsImpl: { fn: FrameEvents; kind: 'native' | 'js' } | undefined;
+/** Frames written to `into[at, at + length)` instead of a new Buffer. */
+type FrameEventsInto = (into: Uint8Array, at: number, blob: Uint8Array, offsets: Uint32Array, firstSeq: number, prevHash: Buffer) => { length: number; hash: Buffer };
+interface EventFramer {
+  fn: FrameEvents;
+  into: FrameEventsInto;
+  kind: 'native' | 'js';
+}
+let frameEventsImpl: EventFramer | undefined;
 
 /**
  * The event framer recorders use: native frameEvents, or its JavaScript reference where the
  * addon is not built (the audit tools and tests can record without it; the gateway's workers
  * cannot run without the addon anyway).
  */
-export function eventFramer(): { fn: FrameEvents; kind: 'native' | 'js' } {
+export function eventFramer(): EventFramer {
   if (frameEventsImpl === undefined) {
     let binding: ReturnType<typeof native> | undefined;
     try {
@@ -96,11 +113,27 @@ export function eventFramer(): { fn: FrameEvents; kind: 'native' | 'js' } {
       binding = undefined;
     }
     frameEventsImpl =
-      binding !== undefined && typeof binding.frameEvents === 'function'
-        ? { fn: binding.frameEvents.bind(binding), kind: 'native' }
-        : { fn: frameEventsJs, kind: 'js' };
+      binding !== undefined && typeof binding.frameEventsInto === 'function'
+        ? { fn: binding.frameEvents.bind(binding), into: binding.frameEventsInto.bind(binding), kind: 'native' }
+        : {
+            fn: frameEventsJs,
+            into: (into, at, blob, offsets, firstSeq, prevHash) => {
+              const f = frameEventsJs(blob, offsets, firstSeq, prevHash);
+              if (f.frames.length > into.length - at) throw new RangeError(`frameEventsInto: ${f.frames.length} bytes of frames do not fit at ${at} in ${into.length} bytes`);
+              into.set(f.frames, at);
+              return { length: f.frames.length, hash: f.hash };
+            },
+            kind: 'js',
+          };
   }
   return frameEventsImpl;
+}
+
+/** Bytes of the Event frames of these payloads (`offsets`: [start, end) pairs). */
+function eventFramesBytes(offsets: Uint32Array): number {
+  let payload = 0;
+  for (let i = 0; i < offsets.length; i += 2) payload += offsets[i + 1]! - offsets[i]!;
+  return (offsets.length / 2) * (FRAME_PREFIX_BYTES + BODY_FIXED_BYTES) + payload;
 }
 
 export class Recorder {
@@ -110,6 +143,9 @@ export class Recorder {
   private closing = false;
   private tail: Promise<unknown> = Promise.resolve();
   private readonly timer: NodeJS.Timeout;
+  /** Where event frames are built (FRAME_BUFFER_MAX_BYTES), and how much of it this drain used. */
+  private frameBuffer: Buffer | null = null;
+  private frameBufferUsed = 0;
   /** The UTC day of the last `now` seen, with its bounds: utcDay() once a day, not per drain. */
   private today = { day: '', start: 0, end: 0 };
 
@@ -302,6 +338,8 @@ export class Recorder {
   /** Writes everything queued so far as one group: one write and at most one fdatasync per connection. */
   private async drain(): Promise<void> {
     this.drainScheduled = false;
+    // Frames of the last drain were written (synchronously) before it ended: their bytes may go.
+    this.frameBufferUsed = 0;
     const group = this.queue;
     this.queue = [];
     const now = Date.now();
@@ -366,14 +404,25 @@ export class Recorder {
    * `sinceCheckpoint` to CHECKPOINT_EVERY_RECORDS. Returns whether it added a checkpoint.
    */
   private eventFrames(chain: Chain, run: PayloadRun, now: number, out: Buffer[]): boolean {
-    const frameEvents = eventFramer().fn;
+    const framer = eventFramer();
     const n = run.offsets.length / 2;
     let signed = false;
     for (let i = 0; i < n; ) {
       const take = Math.min(n - i, Math.max(1, CHECKPOINT_EVERY_RECORDS - chain.sinceCheckpoint));
       const offsets = take === n ? run.offsets : run.offsets.subarray(2 * i, 2 * (i + take));
-      const f = frameEvents(run.blob, offsets, chain.seq + 1, chain.hash);
-      out.push(f.frames);
+      const into = this.frameRoom(eventFramesBytes(offsets));
+      let f: { hash: Buffer };
+      if (into !== null) {
+        const at = this.frameBufferUsed;
+        const framed = framer.into(into, at, run.blob, offsets, chain.seq + 1, chain.hash);
+        out.push(into.subarray(at, at + framed.length));
+        this.frameBufferUsed = at + framed.length;
+        f = framed;
+      } else {
+        const framed = framer.fn(run.blob, offsets, chain.seq + 1, chain.hash);
+        out.push(framed.frames);
+        f = framed;
+      }
       chain.seq += take;
       chain.hash = f.hash;
       chain.events += take;
@@ -385,6 +434,21 @@ export class Recorder {
       }
     }
     return signed;
+  }
+
+  /**
+   * The frame buffer with `bytes` free at frameBufferUsed, or null when they are more than
+   * FRAME_BUFFER_MAX_BYTES. A buffer too small is replaced (frames already built in it this
+   * drain keep the old one alive until they are written).
+   */
+  private frameRoom(bytes: number): Buffer | null {
+    if (this.frameBuffer !== null && this.frameBuffer.length - this.frameBufferUsed >= bytes) return this.frameBuffer;
+    if (bytes > FRAME_BUFFER_MAX_BYTES) return null;
+    let size = Math.max(FRAME_BUFFER_INITIAL_BYTES, this.frameBuffer?.length ?? 0);
+    while (size < bytes) size *= 2;
+    this.frameBuffer = Buffer.allocUnsafeSlow(Math.min(size, FRAME_BUFFER_MAX_BYTES));
+    this.frameBufferUsed = 0;
+    return this.frameBuffer;
   }
 
   private async checkpointDue(now: number): Promise<void> {

@@ -69,6 +69,18 @@ describe('native frameEvents', () => {
     );
   });
 
+  it('matches at every payload length from 0 to 400 bytes (the CRC folds 64 and 16 bytes at a time, zlib takes the tail)', () => {
+    const payloads = Array.from({ length: 401 }, (_, n) => randomBytes(n));
+    const prevHash = randomBytes(32);
+    for (const lead of [0, 1, 5]) {
+      const { blob, offsets } = layout(payloads, lead % 3, lead);
+      const got = frameEvents(blob, offsets, 7, prevHash);
+      const want = jsChain(payloads, 7, prevHash);
+      assert.ok(got.frames.equals(want.frames), `frames differ (lead ${lead})`);
+      assert.ok(got.hash.equals(want.hash));
+    }
+  });
+
   it('writes frames scanSegment reads back, with the JavaScript CRC-32 and the chain intact', () => {
     const payloads = Array.from({ length: 50 }, (_, i) => randomBytes(1 + ((i * 97) % 700)));
     const prevHash = randomBytes(32);
@@ -143,5 +155,37 @@ describe('native frameEvents', () => {
       [() => frameEvents(blob, Uint32Array.of(0, 1, 1, 2), MAX_SAFE, h), /would pass Number.MAX_SAFE_INTEGER/],
     ];
     for (const [call, message] of bad) assert.throws(call, (e: unknown) => e instanceof TypeError && message.test((e as Error).message), String(message));
+  });
+});
+
+describe('native frameEventsInto', () => {
+  const frameEventsInto = native().frameEventsInto.bind(native());
+
+  it('writes the same frames as frameEvents at the offset it is given, and nothing outside them', () => {
+    const payloads = Array.from({ length: 30 }, (_, i) => randomBytes(i * 13));
+    const prevHash = randomBytes(32);
+    const { blob, offsets } = layout(payloads, 2, 1);
+    const want = frameEvents(blob, offsets, 41, prevHash);
+    const into = Buffer.alloc(want.frames.length + 100, 0xee);
+    const got = frameEventsInto(into, 37, blob, offsets, 41, prevHash);
+    assert.equal(got.length, want.frames.length);
+    assert.ok(got.hash.equals(want.hash));
+    assert.ok(into.subarray(37, 37 + got.length).equals(want.frames));
+    assert.ok(into.subarray(0, 37).every((b) => b === 0xee), 'bytes before `at` untouched');
+    assert.ok(into.subarray(37 + got.length).every((b) => b === 0xee), 'bytes after the frames untouched');
+  });
+
+  it('refuses frames that do not fit with a RangeError, writing nothing, and checks its arguments like frameEvents', () => {
+    const blob = randomBytes(100);
+    const h = randomBytes(32);
+    const need = frameEvents(blob, Uint32Array.of(0, 100), 1, h).frames.length;
+    const into = Buffer.alloc(need + 3, 0xee);
+    assert.throws(() => frameEventsInto(into, 4, blob, Uint32Array.of(0, 100), 1, h), (e: unknown) => e instanceof RangeError && /do not fit at 4/.test((e as Error).message));
+    assert.throws(() => frameEventsInto(into, into.length + 1, blob, Uint32Array.of(0, 100), 1, h), RangeError);
+    assert.throws(() => frameEventsInto(into, 1.5, blob, Uint32Array.of(0, 100), 1, h), RangeError);
+    assert.ok(into.every((b) => b === 0xee));
+    assert.equal(frameEventsInto(into, 3, blob, Uint32Array.of(0, 100), 1, h).length, need);
+    assert.throws(() => frameEventsInto(into, 0, blob, Uint32Array.of(0, 101), 1, h), (e: unknown) => e instanceof TypeError && /outside the 100-byte blob/.test((e as Error).message));
+    assert.throws(() => (frameEventsInto as (...a: unknown[]) => unknown)('x', 0, blob, Uint32Array.of(0, 1), 1, h), (e: unknown) => e instanceof TypeError && /expects \(into/.test((e as Error).message));
   });
 });

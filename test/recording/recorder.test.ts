@@ -7,10 +7,11 @@ import { statSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { syncCounts } from '../../src/recording/durable-sync.js';
-import { CHECKPOINT_EVERY_RECORDS, Recorder } from '../../src/recording/recorder.js';
+import { CHECKPOINT_EVERY_RECORDS, FRAME_BUFFER_MAX_BYTES, Recorder } from '../../src/recording/recorder.js';
 import { FrameKind } from '../../src/recording/segment-format.js';
 import { listSegments } from '../../src/recording/segment-store.js';
 import { listSessions, readConnectionEvents, replaySession } from '../../src/recording/session-index.js';
+import type { RecordEvent } from '../../src/recording/record-event.js';
 import { verifyRecordings } from '../../src/recording/verify-recordings.js';
 import { DAY, ev, framesOf, recordSegments, segmentFiles, sessionEvents, tempDirsRemovedAfter } from './recording-fixture.js';
 
@@ -93,6 +94,32 @@ describe('Recorder', () => {
     assert.equal(kinds.indexOf(FrameKind.Checkpoint), 1 + CHECKPOINT_EVERY_RECORDS);
     assert.equal(kinds[kinds.length - 1], FrameKind.Seal);
     assert.equal((await verifyRecordings(dir)).ok, true);
+  });
+
+  it('frames batches of every size through its reused frame buffer: small, growing, two connections at once, over the buffer limit, small again', async () => {
+    const dir = dirFor();
+    const r = await Recorder.open({ dir, durability: 'async', retentionMs: DAY });
+    const big = 'x'.repeat(4000);
+    const batches: RecordEvent[][] = [
+      [ev('statement', 'b', 1, { sql: 'SELECT 1' })],
+      Array.from({ length: 100 }, (_, i) => ev('statement', 'b', 2 + i, { sql: `${i} ${big}` })), // ~400 kB: the buffer grows
+      Array.from({ length: 3 }, (_, i) => ev('statement', 'b', 200 + i, { sql: `small ${i}` })),
+      Array.from({ length: Math.ceil((FRAME_BUFFER_MAX_BYTES * 1.5) / 4000) }, (_, i) => ev('statement', 'b', 300 + i, { sql: `${i} ${big}` })), // over the limit
+      [ev('statement', 'b', 5000, { sql: 'SELECT last' })],
+    ];
+    for (const b of batches) await r.append(b);
+    // Appends made together are one drain: both connections frame into the same buffer.
+    await Promise.all([r.append([ev('statement', 'c', 1, { sql: 'on pg' })]), r.append([ev('statement', 'c', 2, { sql: 'on qdrant' }, 'qdrant')])]);
+    await r.close();
+    const report = await verifyRecordings(dir);
+    assert.equal(report.ok, true, JSON.stringify(report.firstBad));
+    const sqlsOf = async (connection: string): Promise<unknown[]> => {
+      const out: unknown[] = [];
+      for await (const { event } of readConnectionEvents(dir, { connection, dirName: connection, path: path.join(dir, connection) })) if (event.type === 'statement') out.push(event.sql);
+      return out;
+    };
+    assert.deepEqual(await sqlsOf('pg'), [...batches.flat().map((e) => e.sql), 'on pg']);
+    assert.deepEqual(await sqlsOf('qdrant'), ['on qdrant']);
   });
 
   it('retention deletes expired segments, records a retention event, and still verifies', async () => {

@@ -190,7 +190,8 @@ export interface NativeBinding {
   frameEvents(blob: Uint8Array, offsets: Uint32Array, firstSeq: number, prevHash: Uint8Array): { frames: Buffer; hash: Buffer };
   /**
    * frameEvents writing the frames to `into[at, at + length)` (a buffer the caller reuses)
-   * instead of a new Buffer. Same checks, and RangeError when they do not fit.
+   * instead of a new Buffer. Same checks, and RangeError when they do not fit. `into` must
+   * not share memory with `blob`.
    */
   frameEventsInto(into: Uint8Array, at: number, blob: Uint8Array, offsets: Uint32Array, firstSeq: number, prevHash: Uint8Array): { length: number; hash: Buffer };
   /**

@@ -6,14 +6,6 @@
 
 namespace vg {
 
-void RecordSink::Add(const std::string& connection, const std::string& payload) {
-  size_t connLen = connection.size() > 0xffff ? 0xffff : connection.size();
-  msgpack::Be32(&buf_, static_cast<uint32_t>(2 + connLen + payload.size()));
-  msgpack::Be16(&buf_, static_cast<uint16_t>(connLen));
-  buf_.append(connection.data(), connLen);
-  buf_ += payload;
-}
-
 void RecordSink::AddMap(const std::string& connection, uint32_t count, const std::string& pairs) {
   size_t connLen = connection.size() > 0xffff ? 0xffff : connection.size();
   size_t header = msgpack::MapHeaderBytes(count);

@@ -29,10 +29,9 @@ class RecordSink {
  public:
   void SetRenderer(RecordRenderer* r) { renderer_ = r; }
   RecordRenderer* renderer() const { return renderer_; }
-  // Appends one entry: u32 BE entry length | u16 BE connection length | connection | payload.
-  void Add(const std::string& connection, const std::string& payload);
-  // Appends one entry whose payload is a msgpack map of `count` already-encoded pairs: the
-  // map header is written in place, so the event is never copied into a payload of its own.
+  // Appends one entry, u32 BE entry length | u16 BE connection length | connection | payload,
+  // whose payload is a msgpack map of `count` already-encoded pairs: the map header is
+  // written in place, so the event is never copied into a payload of its own.
   void AddMap(const std::string& connection, uint32_t count, const std::string& pairs);
   // The batch so far (empty when there is none); the sink starts over.
   std::string Take() {
@@ -40,10 +39,14 @@ class RecordSink {
     out.swap(buf_);
     return out;
   }
-  // The batch so far, to copy out before Clear(): the buffer keeps its capacity, so a busy
-  // worker's next batch grows no more than the last one did.
+  // The batch so far, to copy out before Clear(): the buffer keeps its capacity (up to
+  // kMaxKeptBatchBytes), so a busy worker's next batch does not grow it again.
   const std::string& batch() const { return buf_; }
-  void Clear() { buf_.clear(); }
+  void Clear() {
+    if (buf_.capacity() > kMaxKeptBatchBytes) std::string().swap(buf_);
+    else buf_.clear();
+  }
+  static constexpr size_t kMaxKeptBatchBytes = 4 * 1024 * 1024;
   bool empty() const { return buf_.empty(); }
   // Parked recorders form an intrusive list (no allocation per statement).
   void Park(StatementRecorder* r);

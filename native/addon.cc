@@ -830,9 +830,12 @@ Napi::Value VgAddon::SetRecordRenderer(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-Napi::Value BatchOrNull(Napi::Env env, std::string batch) {
-  if (batch.empty()) return env.Null();
-  return Napi::Buffer<char>::Copy(env, batch.data(), batch.size());
+// The sink's batch copied into a Buffer (null when empty); the sink starts over, keeping its buffer.
+Napi::Value TakeBatch(Napi::Env env, RecordSink& sink) {
+  if (sink.empty()) return env.Null();
+  Napi::Value out = Napi::Buffer<char>::Copy(env, sink.batch().data(), sink.batch().size());
+  sink.Clear();
+  return out;
 }
 
 // takeRecords(sweepBefore?): statement events recorded in C++ since the last call, as one
@@ -841,10 +844,7 @@ Napi::Value BatchOrNull(Napi::Env env, std::string batch) {
 Napi::Value VgAddon::TakeRecords(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() >= 1 && info[0].IsNumber()) recordSink->Sweep(info[0].As<Napi::Number>().DoubleValue());
-  if (recordSink->empty()) return env.Null();
-  Napi::Value out = Napi::Buffer<char>::Copy(env, recordSink->batch().data(), recordSink->batch().size());
-  recordSink->Clear();
-  return out;
+  return TakeBatch(env, *recordSink);
 }
 
 // recordCapturesForTest(session, connection, captures[[fromClient, type, body, length]...], end):
@@ -874,7 +874,7 @@ Napi::Value VgAddon::RecordCapturesForTest(const Napi::CallbackInfo& info) {
     }
     if (info.Length() < 4 || info[3].ToBoolean().Value()) r.End();
   }
-  return BatchOrNull(env, sink->Take());
+  return TakeBatch(env, *sink);
 }
 
 namespace {

@@ -33,12 +33,6 @@ class RecordSink {
   // whose payload is a msgpack map of `count` already-encoded pairs: the map header is
   // written in place, so the event is never copied into a payload of its own.
   void AddMap(const std::string& connection, uint32_t count, const std::string& pairs);
-  // The batch so far (empty when there is none); the sink starts over.
-  std::string Take() {
-    std::string out;
-    out.swap(buf_);
-    return out;
-  }
   // The batch so far, to copy out before Clear(): the buffer keeps its capacity (up to
   // kMaxKeptBatchBytes), so a busy worker's next batch does not grow it again.
   const std::string& batch() const { return buf_; }

@@ -5,6 +5,7 @@ import { Packr } from 'msgpackr';
 import type { MessagePort } from 'node:worker_threads';
 import type { AccessLevel, DbCredential, PolicyConfig, VecgateConfig } from '../src/config/types.js';
 import type { RecordEvent } from '../src/recording/record-event.js';
+import type { HttpStatsRow } from './http/http-stats.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: true });
 
@@ -55,8 +56,6 @@ export interface SessionSummary {
   reason: string;
   detail: string;
 }
-
-import type { HttpStatsRow } from './http/http-stats.js';
 
 export type ToPrimary =
   | { t: 'ready'; worker: number; listeners: { connection: string; port: number }[] }

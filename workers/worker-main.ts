@@ -2,7 +2,7 @@
 // listens on every PostgreSQL connection's address with SO_REUSEPORT, and runs sessions.
 import { parentPort, workerData } from 'node:worker_threads';
 import { native, type Listener } from '../src/native.js';
-import type { HttpConnectionConfig, PostgresConnectionConfig } from '../src/config/types.js';
+import { servesHttp, type HttpConnectionConfig, type PostgresConnectionConfig } from '../src/config/types.js';
 import { startHttpConnection, type HttpConnectionHandle, type HttpWorkerContext } from './http/http-proxy.js';
 import { HTTP_STATS_FLUSH_MS, HttpStats } from './http/http-stats.js';
 import { receive, send, unpackInit, type ToWorker } from './messages.js';
@@ -67,8 +67,7 @@ async function main(): Promise<void> {
     const rows = httpStats.take();
     if (rows.length > 0) send(port, { t: 'http-stats', rows });
   };
-  const servesHttp = Object.values(init.config.connections).some((c) => c.protocol === 'http');
-  const httpStatsTimer = servesHttp ? setInterval(sendHttpStats, HTTP_STATS_FLUSH_MS) : null;
+  const httpStatsTimer = servesHttp(init.config) ? setInterval(sendHttpStats, HTTP_STATS_FLUSH_MS) : null;
   httpStatsTimer?.unref();
   for (const c of Object.values(init.config.connections)) {
     if (c.protocol !== 'http') continue;

@@ -122,6 +122,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     r.End();
   }
-  CheckBatch(sink->Take());
+  CheckBatch(sink->batch());
+  sink->Clear();
   return 0;
 }

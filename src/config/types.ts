@@ -136,3 +136,8 @@ export interface VecgateConfig {
   connections: Record<string, ConnectionConfig>;
   recordings: RecordingsConfig;
 }
+
+/** Whether any connection is `protocol: http`: the primary sizes the workers' heaps by it, the workers start their HTTP tallies by it. */
+export function servesHttp(config: VecgateConfig): boolean {
+  return Object.values(config.connections).some((c) => c.protocol === 'http');
+}

@@ -6,7 +6,7 @@ import { unwatchFile, watchFile } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import type { AccessLevel, DbCredential, PostgresConnectionConfig, VecgateConfig } from '../config/types.js';
+import { servesHttp, type AccessLevel, type DbCredential, type PostgresConnectionConfig, type VecgateConfig } from '../config/types.js';
 import { loadConfig, loadServerTlsFiles } from '../config/load.js';
 import { VgError } from '../errors.js';
 import { TokenVerifier } from '../identity/token-verifier.js';
@@ -206,13 +206,13 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
   };
 
   const count = Math.max(1, config.server.workers);
-  const servesHttp = Object.values(config.connections).some((c) => c.protocol === 'http');
+  const withHttp = servesHttp(config);
   const readyAll = Promise.all(
     Array.from({ length: count }, (_, index) => {
       const w = new Worker(workerUrl, {
         workerData: packInit({ index, logLevel: log.level, config, tlsCert: tlsFiles.cert, tlsKey: tlsFiles.key, cancelKey }),
         name: `vecgate-worker-${index}`,
-        ...(servesHttp ? { resourceLimits: { maxYoungGenerationSizeMb: HTTP_WORKER_YOUNG_GENERATION_MB } } : {}),
+        ...(withHttp ? { resourceLimits: { maxYoungGenerationSizeMb: HTTP_WORKER_YOUNG_GENERATION_MB } } : {}),
       });
       workers.push(w);
       return new Promise<void>((resolve, reject) => {

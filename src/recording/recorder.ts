@@ -89,19 +89,17 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
-type FrameEvents = (blob: Uint8Array, offsets: Uint32Array, firstSeq: number, prevHash: Buffer) => { frames: Buffer; hash: Buffer };
-/** Frames written to `into[at, at + length)` instead of a new Buffer. */
+/** Frames payloads `blob[offsets[2i], offsets[2i+1])` into `into[at, at + length)` (native frameEventsInto). */
 type FrameEventsInto = (into: Uint8Array, at: number, blob: Uint8Array, offsets: Uint32Array, firstSeq: number, prevHash: Buffer) => { length: number; hash: Buffer };
 interface EventFramer {
-  fn: FrameEvents;
   into: FrameEventsInto;
   kind: 'native' | 'js';
 }
 let frameEventsImpl: EventFramer | undefined;
 
 /**
- * The event framer recorders use: native frameEvents, or its JavaScript reference where the
- * addon is not built (the audit tools and tests can record without it; the gateway's workers
+ * The event framer recorders use: native frameEventsInto, or the JavaScript reference
+ * (frameEventsJs, copied into place) where the addon is not built (the audit tools and tests can record without it; the gateway's workers
  * cannot run without the addon anyway).
  */
 export function eventFramer(): EventFramer {
@@ -114,9 +112,8 @@ export function eventFramer(): EventFramer {
     }
     frameEventsImpl =
       binding !== undefined && typeof binding.frameEventsInto === 'function'
-        ? { fn: binding.frameEvents.bind(binding), into: binding.frameEventsInto.bind(binding), kind: 'native' }
+        ? { into: binding.frameEventsInto.bind(binding), kind: 'native' }
         : {
-            fn: frameEventsJs,
             into: (into, at, blob, offsets, firstSeq, prevHash) => {
               const f = frameEventsJs(blob, offsets, firstSeq, prevHash);
               if (f.frames.length > into.length - at) throw new RangeError(`frameEventsInto: ${f.frames.length} bytes of frames do not fit at ${at} in ${into.length} bytes`);
@@ -410,19 +407,9 @@ export class Recorder {
     for (let i = 0; i < n; ) {
       const take = Math.min(n - i, Math.max(1, CHECKPOINT_EVERY_RECORDS - chain.sinceCheckpoint));
       const offsets = take === n ? run.offsets : run.offsets.subarray(2 * i, 2 * (i + take));
-      const into = this.frameRoom(eventFramesBytes(offsets));
-      let f: { hash: Buffer };
-      if (into !== null) {
-        const at = this.frameBufferUsed;
-        const framed = framer.into(into, at, run.blob, offsets, chain.seq + 1, chain.hash);
-        out.push(into.subarray(at, at + framed.length));
-        this.frameBufferUsed = at + framed.length;
-        f = framed;
-      } else {
-        const framed = framer.fn(run.blob, offsets, chain.seq + 1, chain.hash);
-        out.push(framed.frames);
-        f = framed;
-      }
+      const { buf, at } = this.frameRoom(eventFramesBytes(offsets));
+      const f = framer.into(buf, at, run.blob, offsets, chain.seq + 1, chain.hash);
+      out.push(buf.subarray(at, at + f.length));
       chain.seq += take;
       chain.hash = f.hash;
       chain.events += take;
@@ -437,18 +424,21 @@ export class Recorder {
   }
 
   /**
-   * The frame buffer with `bytes` free at frameBufferUsed, or null when they are more than
-   * FRAME_BUFFER_MAX_BYTES. A buffer too small is replaced (frames already built in it this
-   * drain keep the old one alive until they are written).
+   * Room for `bytes` of frames: the next `bytes` of the frame buffer, or a buffer of their own
+   * when they are more than FRAME_BUFFER_MAX_BYTES. A buffer too small is replaced (frames
+   * already built in it this drain keep the old one alive until they are written).
    */
-  private frameRoom(bytes: number): Buffer | null {
-    if (this.frameBuffer !== null && this.frameBuffer.length - this.frameBufferUsed >= bytes) return this.frameBuffer;
-    if (bytes > FRAME_BUFFER_MAX_BYTES) return null;
-    let size = Math.max(FRAME_BUFFER_INITIAL_BYTES, this.frameBuffer?.length ?? 0);
-    while (size < bytes) size *= 2;
-    this.frameBuffer = Buffer.allocUnsafeSlow(Math.min(size, FRAME_BUFFER_MAX_BYTES));
-    this.frameBufferUsed = 0;
-    return this.frameBuffer;
+  private frameRoom(bytes: number): { buf: Buffer; at: number } {
+    if (bytes > FRAME_BUFFER_MAX_BYTES) return { buf: Buffer.allocUnsafeSlow(bytes), at: 0 };
+    if (this.frameBuffer === null || this.frameBuffer.length - this.frameBufferUsed < bytes) {
+      let size = Math.max(FRAME_BUFFER_INITIAL_BYTES, this.frameBuffer?.length ?? 0);
+      while (size < bytes) size *= 2;
+      this.frameBuffer = Buffer.allocUnsafeSlow(Math.min(size, FRAME_BUFFER_MAX_BYTES));
+      this.frameBufferUsed = 0;
+    }
+    const at = this.frameBufferUsed;
+    this.frameBufferUsed += bytes;
+    return { buf: this.frameBuffer, at };
   }
 
   private async checkpointDue(now: number): Promise<void> {

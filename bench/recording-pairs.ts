@@ -16,13 +16,11 @@ import { machineInfo } from './machine-info.js';
 import { runSelect } from './pgbench-workloads.js';
 import { cpuSecondsOfAll } from './proc-usage.js';
 import { ensureBenchPeers } from './system-deps.js';
-import { startVecgatePgTarget } from './vecgate-peer.js';
+import type { Server } from './bench-processes.js';
+import { RECORDING_VARIANTS, startRecordingGateways } from './recording-workload.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const VARIANTS = [
-  { name: 'off', mode: 'off', durability: 'async' },
-  { name: 'queries, async', mode: 'queries', durability: 'async' },
-] as const;
+const VARIANTS = RECORDING_VARIANTS.filter((v) => v.name === 'off' || v.name === 'queries, async');
 
 function log(msg: string): void {
   process.stderr.write(`[recording-pairs] ${msg}\n`);
@@ -41,14 +39,9 @@ async function main(): Promise<void> {
   const s = { ...FULL_SETTINGS, selectSec: seconds };
   const machine = machineInfo(repoRoot);
   const env = await setUpEnvironment(s, repoRoot, log);
-  const servers = [];
+  const servers: Server[] = [];
   try {
-    const targets = [];
-    for (const v of VARIANTS) {
-      const vg = await startVecgatePgTarget(env, repoRoot, s.proxyWorkers, { mode: v.mode, durability: v.durability });
-      servers.push(vg.server);
-      targets.push(vg.target);
-    }
+    const targets = await startRecordingGateways(env, repoRoot, s.proxyWorkers, VARIANTS, servers);
     const tx = VARIANTS.map(() => 0);
     const cpu = VARIANTS.map(() => 0);
     const perRound: number[][] = VARIANTS.map(() => []);

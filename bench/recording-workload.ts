@@ -2,7 +2,7 @@
 // queries + async and queries + strict (each statement held until its record is
 // fdatasync'ed, group-committed across sessions), at several client counts.
 import { availableParallelism } from 'node:os';
-import type { BenchEnvironment } from './bench-environment.js';
+import type { BenchEnvironment, PgTarget } from './bench-environment.js';
 import type { BenchSettings } from './bench-settings.js';
 import { runSelect, type SelectResult } from './pgbench-workloads.js';
 import { cpuSecondsOfAll } from './proc-usage.js';
@@ -16,6 +16,23 @@ export const RECORDING_VARIANTS = [
   { name: 'queries, async', mode: 'queries', durability: 'async' },
   { name: 'queries, strict', mode: 'queries', durability: 'strict' },
 ] as const;
+
+export type RecordingVariant = (typeof RECORDING_VARIANTS)[number];
+
+/**
+ * One vecgate process per variant, all up at once so rounds can alternate between them.
+ * Each is pushed to `servers` as soon as it runs, so the caller stops every one started even
+ * when a later one fails.
+ */
+export async function startRecordingGateways(env: BenchEnvironment, repoRoot: string, workers: number, variants: readonly RecordingVariant[], servers: Server[]): Promise<PgTarget[]> {
+  const targets: PgTarget[] = [];
+  for (const v of variants) {
+    const vg = await startVecgatePgTarget(env, repoRoot, workers, { mode: v.mode, durability: v.durability });
+    servers.push(vg.server);
+    targets.push(vg.target);
+  }
+  return targets;
+}
 
 export interface RecordingResult extends SelectResult {
   variant: string;
@@ -57,13 +74,7 @@ export async function runRecordingRows(
   const out: RecordingResult[] = [];
   const servers: Server[] = [];
   try {
-    // One gateway per variant, all up at once, so the rounds can alternate between them.
-    const targets = [];
-    for (const v of RECORDING_VARIANTS) {
-      const vg = await startVecgatePgTarget(env, repoRoot, s.proxyWorkers, { mode: v.mode, durability: v.durability });
-      servers.push(vg.server);
-      targets.push(vg.target);
-    }
+    const targets = await startRecordingGateways(env, repoRoot, s.proxyWorkers, RECORDING_VARIANTS, servers);
     for (const c of clientCounts) {
       const runs: SelectResult[][] = RECORDING_VARIANTS.map(() => []);
       for (let round = 1; round <= s.recordingRounds; round++) {

@@ -56,6 +56,18 @@ let writer = '';
 let admin = '';
 const seenBody: Buffer[] = []; // every byte the client received, for the canary check
 
+/**
+ * Starts `server` (a scripted TLS upstream) on a free loopback port and a Qdrant connection
+ * named `name` in front of it; the handle is closed with the others after the tests.
+ */
+async function proxyTo(server: tls.Server, name: string): Promise<HttpConnectionHandle> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const h = await startHttpConnection(dev.ctx, qdrantCfg(name, `https://localhost:${port}`, pki.caFile));
+  handles.push(h);
+  return h;
+}
+
 function call(port: number, method: string, path: string, opts: { token?: string; body?: Buffer | string | object; headers?: Record<string, string> } = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const body = opts.body === undefined ? undefined : Buffer.isBuffer(opts.body) ? opts.body : Buffer.from(typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body));
@@ -393,11 +405,8 @@ describe('early upstream answers', () => {
       req.on('data', () => {});
       req.on('error', () => {});
     });
-    await new Promise<void>((r) => early.listen(0, '127.0.0.1', r));
     try {
-      const port = (early.address() as { port: number }).port;
-      const h = await startHttpConnection(dev.ctx, qdrantCfg('early', `https://localhost:${port}`, pki.caFile));
-      handles.push(h);
+      const h = await proxyTo(early, 'early');
       // The client sends the head and a first part of a 1 MB body, then waits for the answer
       // before sending the rest: the upstream's 403 arrives while the body is still coming.
       const [status, answer] = await new Promise<[number, string]>((resolve, reject) => {
@@ -431,11 +440,8 @@ describe('non-ASCII header values', () => {
       sock.once('data', () => sock.write(Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\nx-answer: '), Buffer.from(text, 'utf8'), Buffer.from('\r\ncontent-length: 2\r\n\r\nok')])));
       sock.on('error', () => {});
     });
-    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
     try {
-      const port = (echo.address() as { port: number }).port;
-      const h = await startHttpConnection(dev.ctx, qdrantCfg('utf8', `https://localhost:${port}`, pki.caFile));
-      handles.push(h);
+      const h = await proxyTo(echo, 'utf8');
       const answer = await new Promise<Buffer | null>((resolve, reject) => {
         const req = https.request({ host: '127.0.0.1', port: h.port, servername: 'localhost', ca: readFileSync(pki.caFile), method: 'GET', path: '/collections', headers: { authorization: `Bearer ${admin}` } }, (res) => {
           res.resume();

@@ -10,6 +10,7 @@
         "native/pg-frame-parser.cc",
         "native/record-frame.cc",
         "native/crc32-fold.cc",
+        "native/json-number-list.cc",
         "native/statement-recorder.cc",
         "native/record-sink.cc"
       ],

@@ -626,6 +626,7 @@ VgAddon::VgAddon(Napi::Env env, Napi::Object exports)
                            InstanceMethod<&VgAddon::FrameEvents>("frameEvents"),
                            InstanceMethod<&VgAddon::FrameEventsInto>("frameEventsInto"),
                            InstanceMethod<&VgAddon::SkipJsonNumberListJs>("skipJsonNumberList"),
+                           InstanceValue("jsonNumberListPath", Napi::String::New(env, JsonNumberListPath()), napi_enumerable),
                            InstanceMethod<&VgAddon::SetRecordRenderer>("setRecordRenderer"),
                            InstanceMethod<&VgAddon::TakeRecords>("takeRecords"),
                            InstanceMethod<&VgAddon::RecordCapturesForTest>("recordCapturesForTest"),

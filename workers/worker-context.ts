@@ -107,9 +107,14 @@ export class WorkerContext implements PendingStatementSweep {
     return ctx;
   }
 
+  /** The cached decision for this token on this connection, or null (none, or expired). */
+  cachedAuthorization(token: string, connection: string): AuthResult | null {
+    const hit = this.authCache.get(authCacheKey(token, connection));
+    return hit && hit.until > Date.now() ? hit.result : null;
+  }
+
   authorize(token: string, connection: string, client: AuthClientInfo): Promise<AuthResult> {
-    // One-shot hash (no Hash object per request): the cache keeps digests, never raw tokens.
-    const key = hash('sha256', `${connection}\0${token}`, 'base64');
+    const key = authCacheKey(token, connection);
     const now = Date.now();
     const hit = this.authCache.get(key);
     if (hit && hit.until > now) return Promise.resolve(hit.result);
@@ -314,4 +319,9 @@ export class WorkerContext implements PendingStatementSweep {
   post(msg: ToPrimary): void {
     send(this.port, msg);
   }
+}
+
+/** The auth cache's key: a one-shot digest (no Hash object per request); the cache never holds raw tokens. */
+function authCacheKey(token: string, connection: string): string {
+  return hash('sha256', `${connection}\0${token}`, 'base64');
 }

@@ -59,6 +59,7 @@ async function main(): Promise<void> {
     keyFile: init.config.server.tls.key,
     profile: init.config.server.tls.profile,
     authorize: (token, connection, client) => ctx.authorize(token, connection, client),
+    cachedAuthorization: (token, connection) => ctx.cachedAuthorization(token, connection),
     log: (level, msg, fields) => ctx.log(level, msg, fields),
     record: (e) => ctx.record(e),
     count: (connection, status, aborted, bytesIn, bytesOut) => httpStats.add(connection, status, aborted, bytesIn, bytesOut),

@@ -11,7 +11,8 @@ import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import type { HttpConnectionConfig, PolicyConfig } from '../../src/config/types.js';
 import { startHttpConnection } from '../../workers/http/http-proxy.js';
-import type { HttpConnectionHandle } from '../../workers/http/http-proxy.js';
+import type { HttpConnectionHandle, HttpWorkerContext } from '../../workers/http/http-proxy.js';
+import type { AuthResult } from '../../workers/messages.js';
 import { devAuthContext, fixtureVector, makeTestPki, startFixtureUpstream } from '../harness/http-upstream.js';
 import type { DevAuthContext, FixtureUpstream, TestPki } from '../harness/http-upstream.js';
 
@@ -141,6 +142,39 @@ describe('authentication', () => {
     const r = await call(gw.port, 'GET', '/collections', { token: stranger });
     assert.equal(r.status, 403);
     assert.match(errorOf(r).message, /no access to connection "qdrant"/);
+  });
+  it('goes on at once with a decision the worker has cached (granted or refused), without asking again', async () => {
+    const cache = new Map<string, AuthResult>();
+    let asked = 0;
+    const ctx: HttpWorkerContext = {
+      ...dev.ctx,
+      async authorize(token, connection, client) {
+        asked++;
+        const result = await dev.ctx.authorize(token, connection, client);
+        cache.set(`${connection}\0${token}`, result);
+        return result;
+      },
+      cachedAuthorization: (token, connection) => cache.get(`${connection}\0${token}`) ?? null,
+    };
+    const h = await startHttpConnection(ctx, qdrantCfg('qdrant', upstream.url, pki.caFile));
+    handles.push(h);
+    const search = () => call(h.port, 'POST', '/collections/docs/points/search', { token: reader, body: { vector: fixtureVector(2), limit: 2 } });
+    const first = await search();
+    const second = await search();
+    assert.equal(first.status, 200);
+    assert.equal(second.status, 200);
+    assert.deepEqual(second.body, first.body);
+    const upsert = await call(h.port, 'PUT', '/collections/docs/points', { token: reader, body: { points: [] } });
+    assert.equal(upsert.status, 403); // cached read access: the route needs write
+    assert.match(errorOf(upsert).message, /needs write access/);
+    assert.equal(asked, 1);
+    const stranger = await dev.mint('sue', ['marketing']);
+    for (let i = 0; i < 2; i++) {
+      const r = await call(h.port, 'GET', '/collections', { token: stranger });
+      assert.equal(r.status, 403);
+      assert.match(errorOf(r).message, /no access to connection "qdrant"/);
+    }
+    assert.equal(asked, 2);
   });
 });
 

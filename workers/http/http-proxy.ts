@@ -76,6 +76,8 @@ export interface HttpWorkerContext {
   profile: TlsProfile;
   /** Verifies the token and applies connection-level policy (worker cache, else the primary). */
   authorize(token: string, connection: string, client: AuthClientInfo): Promise<AuthResult>;
+  /** The worker cache's answer for this token, when it has one: the request goes on without waiting. */
+  cachedAuthorization?(token: string, connection: string): AuthResult | null;
   log(level: HttpLogLevel, msg: string, fields: Record<string, unknown>): void;
   /**
    * Hands a recording event to the recorder (connections whose `recording` is not `off`): per
@@ -115,6 +117,8 @@ interface Exchange {
   res: HttpResponse;
   method: string;
   path: string; // path + query as forwarded
+  /** The path without its query: what routes are classified on. */
+  rawPath: string;
   headers: HeaderList;
   clientAddress: string;
   framing: BodyFraming;
@@ -305,6 +309,7 @@ function onRequest(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
     res,
     method,
     path: query ? `${rawPath}?${query}` : rawPath,
+    rawPath,
     headers,
     clientAddress: remoteAddress(res),
     framing: { kind: 'none' },
@@ -384,6 +389,11 @@ function onRequest(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
     answerError(ex, unauthorized('send an access token as "Authorization: Bearer <token>" (for example from `vecgate token`)'), true);
     return;
   }
+  const cached = ctx.cachedAuthorization?.(token, cfg.name) ?? null;
+  if (cached !== null) {
+    afterAuth(ctx, cfg, limits, pool, ex, cached);
+    return;
+  }
   const userAgent = headers.find(([k]) => k === 'user-agent')?.[1] ?? '';
   ctx
     .authorize(token, cfg.name, { address: ex.clientAddress, port: 0, user: '', applicationName: userAgent.slice(0, 64) })
@@ -407,10 +417,10 @@ function afterAuth(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
   }
   ex.subject = auth.subject;
   if (ex.rec) ex.rec.who = { subject: auth.subject, username: auth.username, issuer: auth.issuer, groups: auth.groups, access: auth.access };
-  const route = classifyRoute(cfg.flavor, ex.method, ex.path.split('?')[0]!);
+  const route = classifyRoute(cfg.flavor, ex.method, ex.rawPath);
   ex.route = route;
   ex.stage = 'access';
-  const what = `${ex.method} ${ex.path.split('?')[0]} (${route.operation}${route.collection !== null ? ` on "${route.collection}"` : ''})`;
+  const what = (): string => `${ex.method} ${ex.rawPath} (${route.operation}${route.collection !== null ? ` on "${route.collection}"` : ''})`;
   if (!accessAllows(auth.access, route.access)) {
     const who = auth.username || auth.subject;
     ctx.log('info', 'http request refused: access level', { connection: cfg.name, subject: auth.subject, operation: route.operation, collection: route.collection, needed: route.access, granted: auth.access });
@@ -419,7 +429,7 @@ function afterAuth(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
       {
         status: 403,
         code: 'ERR_VG_ACCESS_DENIED',
-        message: `${what} needs ${route.access} access on connection "${cfg.name}"; ${who} (groups: ${auth.groups.join(', ') || 'none'}) has ${auth.access} access`,
+        message: `${what()} needs ${route.access} access on connection "${cfg.name}"; ${who} (groups: ${auth.groups.join(', ') || 'none'}) has ${auth.access} access`,
       },
       true,
     );
@@ -434,7 +444,7 @@ function afterAuth(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
   if (ex.framing.kind !== 'none' && guardNeedsBody(route, cfg.guard, auth.groups)) {
     const cap = limits.maxInspectBodyBytes;
     const tooLarge = (): void => {
-      answerError(ex, { status: 413, code: 'ERR_VG_HTTP_BODY_TOO_LARGE', message: `${what} has a body over ${cap} bytes (max_inspect_body); this connection's guard reads such bodies, so send smaller requests` }, true);
+      answerError(ex, { status: 413, code: 'ERR_VG_HTTP_BODY_TOO_LARGE', message: `${what()} has a body over ${cap} bytes (max_inspect_body); this connection's guard reads such bodies, so send smaller requests` }, true);
     };
     if (ex.framing.kind === 'length' && ex.framing.length > cap) return tooLarge();
     ex.onBody = () => {
@@ -751,10 +761,20 @@ function unauthorized(description: string): ErrorAnswer {
 }
 
 function remoteAddress(res: HttpResponse): string {
+  // The binary form first: formatting four bytes is cheaper than decoding and matching the text.
+  const a = new Uint8Array(res.getRemoteAddress());
+  if (a.length === 4) return `${a[0]}.${a[1]}.${a[2]}.${a[3]}`;
+  if (a.length === 16 && isV4Mapped(a)) return `${a[12]}.${a[13]}.${a[14]}.${a[15]}`;
   const text = Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
   // uWS reports IPv4 clients of a dual-stack socket as mapped IPv6.
   const m = /^(?:0000:0000:0000:0000:0000:ffff:|::ffff:)(\d+\.\d+\.\d+\.\d+)$/i.exec(text);
   return m ? m[1]! : text;
+}
+
+/** ::ffff:a.b.c.d, how a dual-stack socket reports an IPv4 client. */
+function isV4Mapped(a: Uint8Array): boolean {
+  for (let i = 0; i < 10; i++) if (a[i] !== 0) return false;
+  return a[10] === 0xff && a[11] === 0xff;
 }
 
 /** Answers with a JSON error unless the exchange is already over. `close` ends the connection (an unread body follows). */

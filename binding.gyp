@@ -11,6 +11,7 @@
         "native/record-frame.cc",
         "native/crc32-fold.cc",
         "native/json-number-list.cc",
+        "native/http-response-head.cc",
         "native/statement-recorder.cc",
         "native/record-sink.cc"
       ],

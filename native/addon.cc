@@ -11,6 +11,7 @@
 
 #include "conn.h"
 #include "json-number-list.h"
+#include "http-response-head.h"
 #include "pump.h"
 #include "record-frame.h"
 #include "record-sink.h"
@@ -169,6 +170,8 @@ class VgAddon : public Napi::Addon<VgAddon> {
   Napi::FunctionReference listenerCtor;
   uint64_t liveSessions = 0;
   uint64_t bytesPumped = 0;
+  // Reused by readResponseHead (its field list keeps its capacity).
+  ResponseHeadFields responseHead;
 
  private:
   Napi::Value CreateServerContext(const Napi::CallbackInfo& info);
@@ -182,6 +185,8 @@ class VgAddon : public Napi::Addon<VgAddon> {
   Napi::Value FrameEventsInto(const Napi::CallbackInfo& info);
   // skipJsonNumberList(bytes, i) -> index (json-number-list.h)
   Napi::Value SkipJsonNumberListJs(const Napi::CallbackInfo& info);
+  // readResponseHead(bytes, maxHeadBytes) -> [used, minor, status, reason, contentLength, flags, ...fields] | null (http-response-head.h)
+  Napi::Value ReadResponseHeadJs(const Napi::CallbackInfo& info);
   Napi::Value SetRecordRenderer(const Napi::CallbackInfo& info);
   Napi::Value TakeRecords(const Napi::CallbackInfo& info);
   Napi::Value RecordCapturesForTest(const Napi::CallbackInfo& info);
@@ -626,6 +631,7 @@ VgAddon::VgAddon(Napi::Env env, Napi::Object exports)
                            InstanceMethod<&VgAddon::FrameEvents>("frameEvents"),
                            InstanceMethod<&VgAddon::FrameEventsInto>("frameEventsInto"),
                            InstanceMethod<&VgAddon::SkipJsonNumberListJs>("skipJsonNumberList"),
+                           InstanceMethod<&VgAddon::ReadResponseHeadJs>("readResponseHead"),
                            InstanceValue("jsonNumberListPath", Napi::String::New(env, JsonNumberListPath()), napi_enumerable),
                            InstanceMethod<&VgAddon::SetRecordRenderer>("setRecordRenderer"),
                            InstanceMethod<&VgAddon::TakeRecords>("takeRecords"),
@@ -905,6 +911,37 @@ Napi::Value VgAddon::SkipJsonNumberListJs(const Napi::CallbackInfo& info) {
   }
   int64_t r = SkipJsonNumberList(a.Data(), a.ElementLength(), static_cast<size_t>(at));
   return Napi::Number::New(env, static_cast<double>(r));
+}
+
+Napi::Value VgAddon::ReadResponseHeadJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !IsTypedArrayOf(info[0], napi_uint8_array) || !info[1].IsNumber()) {
+    Napi::TypeError::New(env, "readResponseHead(bytes: Uint8Array, maxHeadBytes: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto a = info[0].As<Napi::Uint8Array>();
+  double max = info[1].As<Napi::Number>().DoubleValue();
+  if (!(max >= 0)) max = 0;
+  ResponseHeadFields& f = responseHead;
+  if (!ReadResponseHead(a.Data(), a.ElementLength(), static_cast<size_t>(max), &f)) return env.Null();
+  auto latin1 = [&](std::string_view s) {
+    napi_value v;
+    napi_create_string_latin1(env, s.data(), s.size(), &v);
+    return v;
+  };
+  std::vector<napi_value> out;
+  out.reserve(6 + f.fields.size());
+  out.push_back(Napi::Number::New(env, static_cast<double>(f.used)));
+  out.push_back(Napi::Number::New(env, f.minor));
+  out.push_back(Napi::Number::New(env, f.status));
+  out.push_back(latin1(f.reason));
+  out.push_back(Napi::Number::New(env, static_cast<double>(f.contentLength)));
+  out.push_back(Napi::Number::New(env, (f.transferEncoding ? 1 : 0) | (f.chunked ? 2 : 0) | (f.closeToken ? 4 : 0) | (f.keepAliveToken ? 8 : 0)));
+  for (std::string_view s : f.fields) out.push_back(latin1(s));
+  napi_value arr;
+  napi_create_array_with_length(env, out.size(), &arr);
+  for (size_t i = 0; i < out.size(); i++) napi_set_element(env, arr, static_cast<uint32_t>(i), out[i]);
+  return Napi::Value(env, arr);
 }
 
 // The checked arguments of frameEvents / frameEventsInto: (blob, offsets, firstSeq, prevHash)

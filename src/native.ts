@@ -212,6 +212,13 @@ export interface NativeBinding {
    * follows the comma, or -1 for a malformed number (workers/http/json-key-scan.ts).
    */
   skipJsonNumberList(bytes: Uint8Array, i: number): number;
+  /**
+   * HTTP upstream responses: the head at the start of `bytes` when it is complete there and
+   * the C++ reader vouches for it, as [used, minor, status, reason, contentLength (-1: none),
+   * flags (1 Transfer-Encoding, 2 chunked, 4 `close`, 8 `keep-alive`), name, value, ...];
+   * null leaves the head to the JavaScript reader (workers/http/upstream-response-parser.ts).
+   */
+  readResponseHead(bytes: Uint8Array, maxHeadBytes: number): (string | number)[] | null;
   /** How skipJsonNumberList runs on this CPU: 64 bytes at a time ('avx2-bmi2') or byte by byte ('scalar'). */
   readonly jsonNumberListPath: 'avx2-bmi2' | 'scalar';
   /** Tests: a C++ statement recorder fed these captures; returns its record batch (or null). */

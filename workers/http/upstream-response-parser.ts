@@ -4,7 +4,10 @@
 // two parties disagree on where a response ends (bare LF, obs-fold, conflicting
 // Content-Length, bad chunk sizes): such a response is an error and the connection is
 // never reused. Body bytes are handed on as views of the input buffers, not copied.
+import { native } from '../../src/native.js';
 import { HTTP_FIELD_VALUE, HTTP_TOKEN } from './request-framing.js';
+
+const addon = native();
 
 /** Largest response header section (status line + fields) accepted from an upstream. */
 export const MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
@@ -153,6 +156,26 @@ export class ResponseParser {
 
   /** Holds bytes until the blank line; returns how much of `buf` the head used, or -1 when all was held. */
   private takeHead(buf: Buffer): number {
+    if (this.heldBytes === 0) {
+      // A head whole in this read, read in C++ (native/http-response-head.cc) when it vouches for it.
+      const r = addon.readResponseHead(buf, MAX_RESPONSE_HEAD_BYTES);
+      if (r !== null) {
+        const flags = r[5] as number;
+        const cl = r[4] as number;
+        this.applyHead({
+          minor: r[1] as number,
+          status: r[2] as number,
+          reason: r[3] as string,
+          rawHeaders: r.slice(6) as string[],
+          contentLength: cl < 0 ? null : cl,
+          transferEncoding: (flags & 1) !== 0,
+          chunked: (flags & 2) !== 0,
+          closeToken: (flags & 4) !== 0,
+          keepAliveToken: (flags & 8) !== 0,
+        });
+        return r[0] as number;
+      }
+    }
     // Search only where the terminator can be: the last 3 held bytes plus the new ones. Held
     // pieces are joined once, at the end, so a head arriving in many small reads costs linear
     // time instead of a copy of everything held per read.
@@ -178,56 +201,17 @@ export class ResponseParser {
     this.held = [];
     this.heldBytes = 0;
     this.headTail = Buffer.alloc(0);
-    this.parseHead(headText);
+    this.applyHead(readHeadFields(headText));
     return used;
   }
 
-  private parseHead(text: string): void {
-    const lines = text.split('\r\n');
-    const m = STATUS_LINE.exec(lines[0]!);
-    if (!m) throw new UpstreamProtocolError(`the upstream sent a malformed status line: ${JSON.stringify(lines[0]!.slice(0, 80))}`);
-    const minor = Number(m[1]);
-    const status = Number(m[2]);
-    if (lines.length - 1 > MAX_RESPONSE_HEADER_COUNT) throw new UpstreamProtocolError(`the upstream sent more than ${MAX_RESPONSE_HEADER_COUNT} header fields`);
-    const rawHeaders: string[] = [];
-    let contentLength: number | null = null;
-    let chunked = false;
-    let transferEncoding = false;
-    let closeToken = false;
-    let keepAliveToken = false;
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i]!;
-      if (line.length === 0) continue;
-      if (line[0] === ' ' || line[0] === '\t') throw new UpstreamProtocolError('the upstream used obs-fold (a folded header line)');
-      const colon = line.indexOf(':');
-      const name = colon > 0 ? line.slice(0, colon) : '';
-      if (!HTTP_TOKEN.test(name)) throw new UpstreamProtocolError(`the upstream sent a malformed header line: ${JSON.stringify(line.slice(0, 40))}`);
-      const value = line.slice(colon + 1).trim();
-      if (!HTTP_FIELD_VALUE.test(value)) throw new UpstreamProtocolError(`the upstream's ${name} header has a control character`);
-      rawHeaders.push(name, value);
-      const lower = name.toLowerCase();
-      if (lower === 'content-length') {
-        // `1, 1` (a list of identical values) is allowed by RFC 9110 §8.6; anything else is not.
-        const parts = value.split(',').map((p) => p.trim());
-        if (!parts.every((p) => /^\d{1,15}$/.test(p)) || !parts.every((p) => p === parts[0])) throw new UpstreamProtocolError(`the upstream sent an invalid Content-Length: ${JSON.stringify(value.slice(0, 40))}`);
-        const n = Number(parts[0]);
-        if (contentLength !== null && contentLength !== n) throw new UpstreamProtocolError('the upstream sent conflicting Content-Length headers');
-        contentLength = n;
-      } else if (lower === 'transfer-encoding') {
-        transferEncoding = true;
-        const codings = value.toLowerCase().split(',').map((p) => p.trim());
-        chunked = codings[codings.length - 1] === 'chunked';
-      } else if (lower === 'connection') {
-        for (const t of value.toLowerCase().split(',')) {
-          const token = t.trim();
-          if (token === 'close') closeToken = true;
-          else if (token === 'keep-alive') keepAliveToken = true;
-        }
-      }
-    }
+  /** What the head's fields mean for this response: interim, no body, chunked, length or until close. */
+  private applyHead(f: HeadFields): void {
+    const { minor, status, rawHeaders, contentLength, transferEncoding, chunked } = f;
+    const reason = f.reason;
     // `close` wins wherever it appears (in any order, in any Connection field); HTTP/1.0
     // closes unless the upstream asked to keep the connection.
-    const close = closeToken || (minor === 0 && !keepAliveToken);
+    const close = f.closeToken || (minor === 0 && !f.keepAliveToken);
     if (status < 200) {
       if (status === 101) throw new UpstreamProtocolError('the upstream switched protocols (101), which the gateway does not relay');
       if (++this.interim > MAX_INTERIM_RESPONSES) throw new UpstreamProtocolError(`the upstream sent more than ${MAX_INTERIM_RESPONSES} interim responses`);
@@ -235,7 +219,7 @@ export class ResponseParser {
     }
     const noBody = this.method === 'HEAD' || status === 204 || status === 304;
     if (noBody) {
-      this.sink.head({ status, reason: m[3] ?? '', rawHeaders, contentLength: this.method === 'HEAD' ? contentLength : null, keepAlive: !close });
+      this.sink.head({ status, reason, rawHeaders, contentLength: this.method === 'HEAD' ? contentLength : null, keepAlive: !close });
       this.state = 'done';
       return;
     }
@@ -244,17 +228,17 @@ export class ResponseParser {
       // is not trusted to frame the next one, so its connection is closed afterwards; so is one
       // from an HTTP/1.0 upstream, which cannot send Transfer-Encoding (RFC 9112 §6.1: faulty framing).
       const keepAlive = !close && chunked && contentLength === null && minor === 1;
-      this.sink.head({ status, reason: m[3] ?? '', rawHeaders, contentLength: null, keepAlive });
+      this.sink.head({ status, reason, rawHeaders, contentLength: null, keepAlive });
       this.state = chunked ? 'chunk-size' : 'until-close';
       return;
     }
     if (contentLength !== null) {
-      this.sink.head({ status, reason: m[3] ?? '', rawHeaders, contentLength, keepAlive: !close });
+      this.sink.head({ status, reason, rawHeaders, contentLength, keepAlive: !close });
       this.remaining = contentLength;
       this.state = contentLength === 0 ? 'done' : 'length';
       return;
     }
-    this.sink.head({ status, reason: m[3] ?? '', rawHeaders, contentLength: null, keepAlive: false });
+    this.sink.head({ status, reason, rawHeaders, contentLength: null, keepAlive: false });
     this.state = 'until-close';
   }
 
@@ -297,4 +281,73 @@ export class ResponseParser {
     }
     return nl + 1;
   }
+}
+
+/** A response head's fields as read, before their meaning for the body is decided. */
+export interface HeadFields {
+  minor: number;
+  status: number;
+  reason: string;
+  rawHeaders: string[];
+  contentLength: number | null;
+  transferEncoding: boolean;
+  /** The last transfer coding is `chunked`. */
+  chunked: boolean;
+  /** A Connection field lists `close` / `keep-alive`. */
+  closeToken: boolean;
+  keepAliveToken: boolean;
+}
+
+/**
+ * Reads a response head (the text before its blank line, one char per byte) the JavaScript
+ * way: the reference the C++ reader is held to, and the reader of every head that one leaves
+ * here. Throws UpstreamProtocolError on a malformed head.
+ */
+export function readHeadFields(text: string): HeadFields {
+  const lines = text.split('\r\n');
+  const m = STATUS_LINE.exec(lines[0]!);
+  if (!m) throw new UpstreamProtocolError(`the upstream sent a malformed status line: ${JSON.stringify(lines[0]!.slice(0, 80))}`);
+  if (lines.length - 1 > MAX_RESPONSE_HEADER_COUNT) throw new UpstreamProtocolError(`the upstream sent more than ${MAX_RESPONSE_HEADER_COUNT} header fields`);
+  const f: HeadFields = {
+    minor: Number(m[1]),
+    status: Number(m[2]),
+    reason: m[3] ?? '',
+    rawHeaders: [],
+    contentLength: null,
+    transferEncoding: false,
+    chunked: false,
+    closeToken: false,
+    keepAliveToken: false,
+  };
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (line.length === 0) continue;
+    if (line[0] === ' ' || line[0] === '\t') throw new UpstreamProtocolError('the upstream used obs-fold (a folded header line)');
+    const colon = line.indexOf(':');
+    const name = colon > 0 ? line.slice(0, colon) : '';
+    if (!HTTP_TOKEN.test(name)) throw new UpstreamProtocolError(`the upstream sent a malformed header line: ${JSON.stringify(line.slice(0, 40))}`);
+    const value = line.slice(colon + 1).trim();
+    if (!HTTP_FIELD_VALUE.test(value)) throw new UpstreamProtocolError(`the upstream's ${name} header has a control character`);
+    f.rawHeaders.push(name, value);
+    const lower = name.toLowerCase();
+    if (lower === 'content-length') {
+      // `1, 1` (a list of identical values) is allowed by RFC 9110 §8.6; anything else is not.
+      const parts = value.split(',').map((p) => p.trim());
+      if (!parts.every((p) => /^\d{1,15}$/.test(p)) || !parts.every((p) => p === parts[0])) throw new UpstreamProtocolError(`the upstream sent an invalid Content-Length: ${JSON.stringify(value.slice(0, 40))}`);
+      const n = Number(parts[0]);
+      if (f.contentLength !== null && f.contentLength !== n) throw new UpstreamProtocolError('the upstream sent conflicting Content-Length headers');
+      f.contentLength = n;
+    } else if (lower === 'transfer-encoding') {
+      f.transferEncoding = true;
+      const codings = value.toLowerCase().split(',').map((p) => p.trim());
+      f.chunked = codings[codings.length - 1] === 'chunked';
+    } else if (lower === 'connection') {
+      for (const t of value.toLowerCase().split(',')) {
+        const token = t.trim();
+        if (token === 'close') f.closeToken = true;
+        else if (token === 'keep-alive') f.keepAliveToken = true;
+      }
+    }
+  }
+  return f;
 }

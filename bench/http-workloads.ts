@@ -38,13 +38,15 @@ export interface HttpTargets {
   /** Plain GET targets for the latency rows: the above with vecgate's generic connection, plus the stream proxies. */
   latency: HttpTarget[];
   servers: Server[];
+  /** The credential the fixture upstream wants (what a further gateway in front of it injects). */
+  apiKey: string;
 }
 
 type Attempt = <T>(what: string, fn: () => Promise<T>) => Promise<T | null>;
 
 export async function startHttpTargets(env: BenchEnvironment, s: BenchSettings, attempt: Attempt): Promise<HttpTargets> {
-  const t: HttpTargets = { upstream: null, api: [], latency: [], servers: [] };
   const apiKey = randomBytes(16).toString('hex');
+  const t: HttpTargets = { upstream: null, api: [], latency: [], servers: [], apiKey };
   const upstream = await attempt('start HTTP fixture upstream (nginx)', () =>
     startHttpFixtureUpstream({ dir: env.dir, serverCert: env.pki.serverCert, serverKey: env.pki.serverKey, apiKey, bodySizes: s.latencySizes }),
   );
@@ -227,7 +229,8 @@ function toResult(sc: { name: string; label: string; connections: number; bodyBy
   };
 }
 
-export async function runHttpScenario(env: BenchEnvironment, s: BenchSettings, targets: HttpTargets, sc: HttpScenario, t: HttpTarget): Promise<HttpResult> {
+/** One scenario through one target; closed loop for `scenarioSec` unless `pace` gives a rate (req/s over all connections) and a duration. */
+export async function runHttpScenario(env: BenchEnvironment, s: BenchSettings, targets: HttpTargets, sc: HttpScenario, t: HttpTarget, pace?: { rate: number; seconds: number }): Promise<HttpResult> {
   const hs = httpSettings(s);
   const dir = path.join(env.dir, 'http');
   mkdirSync(dir, { recursive: true });
@@ -239,11 +242,11 @@ export async function runHttpScenario(env: BenchEnvironment, s: BenchSettings, t
     headers: { ...t.headers, ...sc.headers },
     bodyFile,
     connections: sc.connections,
-    durationSec: hs.scenarioSec,
-    overallRate: 0,
+    durationSec: pace?.seconds ?? hs.scenarioSec,
+    overallRate: pace?.rate ?? 0,
     timeoutSec: hs.requestTimeoutSec,
   };
-  const m = await measure(t, targets.upstream!, runAutocannon(env, hs, `${sc.name}-${t.system}`, spec), parseClientReport);
+  const m = await measure(t, targets.upstream!, runAutocannon(env, hs, `${sc.name}-${t.system}`.replace(/[^\w.-]+/g, '-'), spec), parseClientReport);
   return toResult({ name: sc.name, label: sc.label, connections: sc.connections, bodyBytes: sc.body.length }, t, 'autocannon', m);
 }
 

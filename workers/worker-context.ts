@@ -321,7 +321,11 @@ export class WorkerContext implements PendingStatementSweep {
   }
 }
 
-/** The auth cache's key: a one-shot digest (no Hash object per request); the cache never holds raw tokens. */
+/**
+ * The auth cache's key: the connection and a one-shot digest of the token (no Hash object per
+ * request; the cache never holds raw tokens). The token is hashed on its own, not joined to the
+ * connection first: the string uWS gives is flat, and a joined one would be copied per request.
+ */
 function authCacheKey(token: string, connection: string): string {
-  return hash('sha256', `${connection}\0${token}`, 'base64');
+  return `${connection}\0${hash('sha256', token, 'base64')}`;
 }

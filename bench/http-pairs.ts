@@ -1,0 +1,119 @@
+// CPU per HTTP request with the noise paired out: vecgate, nginx and haproxy (and, with
+// --base, a second vecgate built from another checkout) take turns carrying the same Qdrant
+// scenario at the same fixed request rate for many short rounds, and each proxy's CPU is
+// summed over all its rounds. The full benchmark's HTTP rows run each system once at full
+// load, where CPU per request moves by ±15-30% with what else shares this machine's two
+// cores; at a rate below saturation and with the rounds interleaved, every system meets the
+// same slow and fast minutes. `--base` compares two builds of vecgate the same way.
+//
+//   node dist/bench/http-pairs.js [--scenario search] [--rate 2500] [--rounds 5] [--seconds 8] [--base ../other-checkout]
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { Server } from './bench-processes.js';
+import { setUpEnvironment } from './bench-environment.js';
+import { FULL_SETTINGS } from './bench-settings.js';
+import { httpScenarios, runHttpScenario, startHttpTargets, type HttpTarget } from './http-workloads.js';
+import { httpSettings } from './http-settings.js';
+import { machineInfo } from './machine-info.js';
+import { ensureBenchPeers } from './system-deps.js';
+import { startVecgateHttp } from './vecgate-peer.js';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+function log(msg: string): void {
+  process.stderr.write(`[http-pairs] ${msg}\n`);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      scenario: { type: 'string', default: 'search' },
+      rate: { type: 'string', default: '2500' },
+      rounds: { type: 'string', default: '5' },
+      seconds: { type: 'string', default: '8' },
+      base: { type: 'string' },
+    },
+  });
+  const rate = Number(values.rate);
+  const rounds = Number(values.rounds);
+  const seconds = Number(values.seconds);
+  for (const [k, v] of [['rate', rate], ['rounds', rounds], ['seconds', seconds]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer (got ${String(values[k])})`);
+  }
+  const s = FULL_SETTINGS;
+  const sc = httpScenarios(httpSettings(s)).find((x) => x.name === values.scenario);
+  if (!sc) throw new Error(`--scenario must be one of ${httpScenarios(httpSettings(s)).map((x) => x.name).join(', ')}`);
+  const base = values.base ? path.resolve(values.base) : null;
+  if (base && !existsSync(path.join(base, 'dist', 'src', 'cli', 'main.js'))) throw new Error(`--base ${base}: not a built checkout (run npm ci there)`);
+  const missing = ensureBenchPeers(log);
+  if (missing.length > 0) throw new Error(`missing after install: ${missing.join(', ')}`);
+  const machine = machineInfo(repoRoot);
+  const env = await setUpEnvironment(s, repoRoot, log);
+  const servers: Server[] = [];
+  try {
+    const failures: string[] = [];
+    const targets = await startHttpTargets(env, s, async (what, fn) => {
+      try {
+        return await fn();
+      } catch (err) {
+        failures.push(`${what}: ${(err as Error).message}`);
+        return null;
+      }
+    });
+    servers.push(...targets.servers);
+    if (failures.length > 0 || !targets.upstream) throw new Error(`could not start every system: ${failures.join('; ')}`);
+    const systems: HttpTarget[] = targets.api.filter((t) => t.system !== 'direct');
+    if (base) {
+      const upstream = targets.upstream;
+      const vg = targets.api.find((t) => t.system === 'vecgate')!;
+      const peer = await startVecgateHttp({
+        dir: env.dir,
+        repoRoot: base,
+        serverCert: env.pki.serverCert,
+        serverKey: env.pki.serverKey,
+        caCert: env.pki.caCert,
+        jwksPath: env.issuer.jwksPath,
+        issuer: env.issuer.issuer,
+        upstreamUrl: upstream.url,
+        apiKey: targets.apiKey,
+        workers: s.proxyWorkers,
+      });
+      servers.push(peer.server);
+      systems.splice(1, 0, { ...vg, system: 'vecgate (base)', port: peer.qdrantPort, pids: () => [peer.server.pid] });
+    }
+    const cpu = systems.map(() => 0);
+    const requests = systems.map(() => 0);
+    for (let r = 1; r <= rounds; r++) {
+      const line: string[] = [];
+      for (let i = 0; i < systems.length; i++) {
+        const t = systems[i]!;
+        const res = await runHttpScenario(env, s, targets, sc, t, { rate, seconds });
+        if (!res.ok || res.proxyCpuSec === null) throw new Error(`${sc.name} through ${t.system} failed: ${res.error ?? 'no CPU figure'}`);
+        cpu[i]! += res.proxyCpuSec;
+        requests[i]! += res.requests;
+        line.push(`${t.system} ${((res.proxyCpuSec * 1e6) / res.requests).toFixed(1)} µs`);
+      }
+      log(`round ${r}/${rounds} (CPU per request): ${line.join(', ')}`);
+    }
+    const nginx = systems.findIndex((t) => t.system === 'nginx');
+    const perReq = (i: number): number => (cpu[i]! * 1e6) / requests[i]!;
+    const out = [
+      `# http-pairs: ${sc.label}, ${rate} req/s over ${sc.connections} connections, ${rounds} rounds of ${seconds} s each, interleaved`,
+      `# commit ${machine.commit}${machine.dirty ? ' (with uncommitted changes)' : ''}; ${machine.date}; ${machine.nproc} × ${machine.cpuModel}; Node ${machine.node}; ${machine.peers['nginx'] ?? ''}; ${machine.peers['haproxy'] ?? ''}${base ? `; base: ${base}` : ''}`,
+      '| system | requests | proxy CPU s | CPU µs per request | vs nginx |',
+      '| --- | --- | --- | --- | --- |',
+      ...systems.map((t, i) => `| ${t.system} | ${requests[i]} | ${cpu[i]!.toFixed(2)} | ${perReq(i).toFixed(1)} | ${nginx >= 0 ? `${(perReq(i) / perReq(nginx)).toFixed(2)}x` : '—'} |`),
+    ];
+    process.stdout.write(`${out.join('\n')}\n`);
+  } finally {
+    for (const sv of servers.reverse()) await sv.stop();
+    await env.cleanup();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`http-pairs: ${(err as Error).stack ?? String(err)}\n`);
+  process.exitCode = 1;
+});

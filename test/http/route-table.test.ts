@@ -171,4 +171,19 @@ describe('route tables', () => {
     for (const p of ['/collections/docs/points/search', '/api/v2/tenants/t/databases/d/collections/x/query', '/docs/_search', '/'])
       assert.equal(unsafePathReason(p), null, p);
   });
+
+  it('repeats give the same frozen decision; flavor, method and path each still count', () => {
+    const path = '/collections/docs/points/search';
+    const first = classifyRoute('qdrant', 'POST', path);
+    assert.equal(classifyRoute('qdrant', 'POST', path), first);
+    assert.ok(Object.isFrozen(first));
+    assert.equal(classifyRoute('qdrant', 'DELETE', path).access, 'admin'); // unlisted method on that path
+    assert.equal(classifyRoute('generic', 'POST', path).access, 'write');
+    assert.equal(classifyRoute('qdrant', 'POST', '/collections/other/points/search').collection, 'other');
+    // More distinct routes than the cache keeps, then the first again: still right.
+    for (let i = 0; i < 1500; i++) assert.equal(classifyRoute('qdrant', 'GET', `/collections/c${i}/points/${i}`).collection, `c${i}`);
+    assert.deepEqual(classifyRoute('qdrant', 'POST', path), first);
+    const long = `/collections/${'x'.repeat(300)}/points/search`;
+    assert.equal(classifyRoute('qdrant', 'POST', long).collection, 'x'.repeat(300));
+  });
 });

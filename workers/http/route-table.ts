@@ -232,7 +232,27 @@ function decodeSegment(s: string): string {
  * classifyRoute('qdrant', 'POST', '/collections/docs/points/search')
  * // { access: 'read', operation: 'points.search', collection: 'docs', inspect: 'json' }
  */
-export function classifyRoute(flavor: HttpFlavor, method: string, path: string): RouteDecision {
+export function classifyRoute(flavor: HttpFlavor, method: string, path: string): Readonly<RouteDecision> {
+  if (path.length > ROUTE_CACHE_MAX_PATH) return classify(flavor, method, path);
+  const key = `${flavor} ${method} ${path}`;
+  const hit = routeCache.get(key);
+  if (hit !== undefined) return hit;
+  const decision = Object.freeze(classify(flavor, method, path));
+  if (routeCache.size >= ROUTE_CACHE_MAX_ENTRIES) routeCache.clear();
+  routeCache.set(key, decision);
+  return decision;
+}
+
+/**
+ * Decisions for recent (flavor, method, path) triples, per thread: clients repeat a few routes
+ * (search and upsert on the same collections), and a decision depends on nothing else. Shared
+ * decisions are frozen. Emptied when full; long paths are not kept.
+ */
+const routeCache = new Map<string, Readonly<RouteDecision>>();
+const ROUTE_CACHE_MAX_ENTRIES = 1024;
+const ROUTE_CACHE_MAX_PATH = 256;
+
+function classify(flavor: HttpFlavor, method: string, path: string): RouteDecision {
   const m = method.toUpperCase();
   if (flavor === 'generic') {
     return { access: m === 'GET' || m === 'HEAD' ? 'read' : 'write', operation: m.toLowerCase(), collection: null, inspect: null };

@@ -34,8 +34,13 @@ async function main(): Promise<void> {
       rounds: { type: 'string', default: '5' },
       seconds: { type: 'string', default: '8' },
       base: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
     },
   });
+  if (values.help) {
+    process.stdout.write('usage: node dist/bench/http-pairs.js [--scenario search|search-vectors|upsert-100|upsert-1000] [--rate REQ_PER_SEC] [--rounds N] [--seconds S] [--base OTHER_CHECKOUT]\n');
+    return;
+  }
   const rate = Number(values.rate);
   const rounds = Number(values.rounds);
   const seconds = Number(values.seconds);

@@ -145,7 +145,23 @@ function renderResults(r: Results, tables: ResultTable[]): string {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'http-scenarios': { type: 'string' }, 'no-write': { type: 'boolean', default: false } } });
+  const { values } = parseArgs({
+    options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'http-scenarios': { type: 'string' }, 'no-write': { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } },
+  });
+  if (values.help) {
+    process.stdout.write(
+      [
+        'usage: node dist/bench/run.js [--quick] [--only WORKLOADS] [--http-scenarios NAMES] [--no-write]',
+        '  --quick            short rounds (minutes instead of ~25); results marked quick',
+        `  --only W,W         workloads to run: ${WORKLOADS.join(', ')} (default: all)`,
+        `  --http-scenarios   HTTP API rows to run: ${[...httpScenarios(httpSettings(FULL_SETTINGS)).map((x) => x.name), 'peak'].join(', ')} (default: all)`,
+        '  --no-write         print the tables only; leave bench/RESULTS.md and bench/results/ as they are',
+        'See bench/README.md; bench/http-pairs.ts and bench/recording-pairs.ts compare systems in interleaved rounds.',
+        '',
+      ].join('\n'),
+    );
+    return;
+  }
   // `--http-scenarios search,peak`: a subset of the HTTP API rows (to profile one of them).
   const scenarioNames = [...httpScenarios(httpSettings(FULL_SETTINGS)).map((x) => x.name), 'peak'];
   const httpOnly = new Set(values['http-scenarios'] ? values['http-scenarios'].split(',') : scenarioNames);

@@ -4,7 +4,7 @@
 // (1536-dim vectors as JSON). It checks the injected upstream credential like the real servers
 // do, and records what reached it so tests can prove what was (not) forwarded.
 import { writeTestPki } from '../../src/dev/pki.js';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -148,7 +148,7 @@ export async function startFixtureUpstream(opts: FixtureUpstreamOptions): Promis
     if (p === '/__echo') {
       // Like a real server, never reflect the credential (tests read it from `seen`).
       const { [opts.credential?.header.toLowerCase() ?? '']: _secret, ...headers } = req.headers;
-      json(res, 200, { method: req.method, bodyBytes: body.length, headers });
+      json(res, 200, { method: req.method, bodyBytes: body.length, bodySha256: createHash('sha256').update(body).digest('hex'), headers });
       return;
     }
     if (p === '/__big') {

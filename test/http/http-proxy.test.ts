@@ -3,7 +3,7 @@
 // 502/504, the guard, credential injection (and that the canary never comes back), streaming
 // both ways, keep-alive reuse, slow clients and the TLS profiles.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -309,11 +309,46 @@ describe('credentials and forwarding', () => {
 });
 
 describe('streaming', () => {
-  it('streams a 24 MB upload to the upstream (not buffered by the guard: admin route)', async () => {
-    const body = Buffer.alloc(24 * 1024 * 1024, 0x62);
+  it('streams a 24 MB upload to the upstream byte for byte (not buffered by the guard: admin route)', async () => {
+    const body = randomBytes(24 * 1024 * 1024);
     const r = await call(gw.port, 'POST', '/__echo', { token: admin, body, headers: { 'content-type': 'application/octet-stream' } });
     assert.equal(r.status, 200);
-    assert.equal((JSON.parse(r.body.toString()) as { bodyBytes: number }).bodyBytes, body.length);
+    const echo = JSON.parse(r.body.toString()) as { bodyBytes: number; bodySha256: string };
+    assert.equal(echo.bodyBytes, body.length);
+    assert.equal(echo.bodySha256, createHash('sha256').update(body).digest('hex'));
+  });
+
+  it('streams a chunked upload sent in uneven pieces (1 byte to 300 KB) byte for byte', async () => {
+    const body = randomBytes(12 * 1024 * 1024 + 321);
+    const port = gw.port;
+    const r = await new Promise<Reply>((resolve, reject) => {
+      const req = https.request(
+        { host: '127.0.0.1', port, method: 'POST', path: '/__echo', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/octet-stream' }, ca: readFileSync(pki.caFile), servername: 'localhost', agent: clientAgent },
+        (res) => {
+          const parts: Buffer[] = [];
+          res.on('data', (c: Buffer) => parts.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
+        },
+      );
+      req.on('error', reject);
+      let at = 0;
+      let size = 1;
+      const more = (): void => {
+        while (at < body.length) {
+          const piece = body.subarray(at, Math.min(body.length, at + size));
+          at += piece.length;
+          size = (size * 7 + 13) % 300_000 || 1; // 1 byte to ~300 KB
+          if (!req.write(piece)) return void req.once('drain', more);
+        }
+        req.end();
+      };
+      more();
+    });
+    assert.equal(r.status, 200, r.body.toString());
+    const echo = JSON.parse(r.body.toString()) as { bodyBytes: number; bodySha256: string; headers: Record<string, string> };
+    assert.equal(echo.headers['transfer-encoding'], 'chunked');
+    assert.equal(echo.bodyBytes, body.length);
+    assert.equal(echo.bodySha256, createHash('sha256').update(body).digest('hex'));
   });
 
   for (const withLength of [true, false]) {

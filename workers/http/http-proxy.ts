@@ -132,6 +132,12 @@ interface Exchange {
   bodyFill: number;
   queuedBytes: number;
   onBody: (() => void) | null;
+  /**
+   * While a body streams upstream with nothing queued: takes a chunk uWS lent for this callback
+   * only (the upstream write encrypts or copies it before returning), so it is not copied
+   * here; false when it cannot take it now (the caller copies and queues it).
+   */
+  passThrough: ((chunk: Buffer) => boolean) | null;
   upstream: UpstreamRequest | null;
   timer: NodeJS.Timeout | null;
   /** uWS 20.30: resume() on a socket that is not paused stalls the next keep-alive request, so track it. */
@@ -320,6 +326,7 @@ function onRequest(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
     body: null,
     bodyFill: 0,
     onBody: null,
+    passThrough: null,
     upstream: null,
     timer: null,
     paused: false,
@@ -358,7 +365,9 @@ function onRequest(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
     ex.bodyEnded = false;
     res.onData((chunk, isLast) => {
       if (ex.done) return;
-      if (chunk.byteLength > 0) {
+      if (chunk.byteLength > 0 && ex.passThrough !== null && (ex.rec === null || !ex.rec.bodyHeld) && ex.passThrough(Buffer.from(chunk))) {
+        ex.bytesIn += chunk.byteLength;
+      } else if (chunk.byteLength > 0) {
         const copy = copyBodyChunk(ex, chunk);
         ex.queued.push(copy);
         ex.queuedBytes += copy.length;
@@ -495,9 +504,21 @@ function forward(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Http
     }
     if (ex.bodyEnded) {
       ex.onBody = null;
+      ex.passThrough = null;
       up.end();
       recordRequest(ex);
     }
+  };
+  const passThrough = (chunk: Buffer): boolean => {
+    const up = ex.upstream;
+    if (ex.done || waitingDrain || up === null || ex.queued.length > 0) return false;
+    const ok = up.writeNow(chunk);
+    if (ok === null) return false; // no upstream connection yet: the chunk must be kept
+    if (!ok) {
+      waitingDrain = true;
+      pauseClient(ex);
+    }
+    return true;
   };
   let up: UpstreamRequest;
   try {
@@ -541,6 +562,7 @@ function forward(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Http
     return;
   }
   ex.onBody = pump;
+  ex.passThrough = passThrough;
   resumeClient(ex);
   pump();
 }

@@ -52,6 +52,12 @@ export interface UpstreamHandlers {
 export interface UpstreamRequest {
   /** Sends body bytes (Content-Length bodies as they are, chunked ones framed); false: wait for `drain`. */
   write(chunk: Buffer): boolean;
+  /**
+   * `write` for bytes valid only during this call: they are sent (encrypted, or copied by the
+   * connection) before it returns. null when the request has no connection yet and would have
+   * to keep them: copy them and use `write`.
+   */
+  writeNow(chunk: Buffer): boolean | null;
   /** The body is complete (`chunk`: its last or only part). */
   end(chunk?: Buffer): void;
   /** Abandons the request; with `err`, `error(err)` is reported (unless the response already ended). */
@@ -501,6 +507,11 @@ class Exchange implements UpstreamRequest {
       return false;
     }
     return true;
+  }
+
+  writeNow(chunk: Buffer): boolean | null {
+    if (this.conn === null && !this.finished && !this.ended) return null;
+    return this.write(chunk);
   }
 
   end(chunk?: Buffer): void {

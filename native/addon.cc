@@ -172,6 +172,17 @@ class VgAddon : public Napi::Addon<VgAddon> {
   uint64_t bytesPumped = 0;
   // Reused by readResponseHead (its field list keeps its capacity).
   ResponseHeadFields responseHead;
+  // The Buffer over this thread's plaintext buffer that lent reads are handed in (made once;
+  // it keeps the ThreadIo, and so the memory, alive as long as JavaScript holds it).
+  Napi::Buffer<char> LentView(Napi::Env env) {
+    if (lentView_.IsEmpty()) {
+      auto* keep = new std::shared_ptr<ThreadIo>(ioShared);
+      auto view = Napi::Buffer<char>::New(env, io.plainBuf.data(), io.plainBuf.size(), [](Napi::Env, char*, std::shared_ptr<ThreadIo>* k) { delete k; }, keep);
+      lentView_ = Napi::Persistent(view);
+    }
+    return lentView_.Value();
+  }
+  Napi::Reference<Napi::Buffer<char>> lentView_;
 
  private:
   Napi::Value CreateServerContext(const Napi::CallbackInfo& info);
@@ -206,6 +217,7 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
     return DefineClass(env, "Connection",
                        {
                            InstanceMethod<&ConnWrap::SetCallbacks>("setCallbacks"),
+                           InstanceMethod<&ConnWrap::SetLentCallbacks>("setLentCallbacks"),
                            InstanceMethod<&ConnWrap::JsWrite>("write"),
                            InstanceMethod<&ConnWrap::JsStartTls>("startTls"),
                            InstanceMethod<&ConnWrap::JsPause>("pause"),
@@ -256,6 +268,18 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
       return;
     }
     Napi::HandleScope scope(env_);
+    if (lend_) {
+      // Lent: the bytes are put at the start of the thread's plaintext buffer (TLS reads are
+      // already there) and JavaScript gets that buffer and a length, valid during the call.
+      std::vector<char>& plain = addon_->io.plainBuf;
+      if (len <= plain.size()) {
+        if (data != plain.data()) std::memmove(plain.data(), data, len);
+        CallJs(env_, onData_, {addon_->LentView(env_), Napi::Number::New(env_, static_cast<double>(len))});
+        return;
+      }
+      CallJs(env_, onData_, {Napi::Buffer<char>::Copy(env_, data, len), Napi::Number::New(env_, static_cast<double>(len))});
+      return;
+    }
     CallJs(env_, onData_, {Napi::Buffer<char>::Copy(env_, data, len)});
   }
   void OnReadDone(Conn* c) override {
@@ -328,6 +352,14 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
 
  private:
   Napi::Value SetCallbacks(const Napi::CallbackInfo& info) {
+    lend_ = false;
+    return SetCallbackFunctions(info);
+  }
+  Napi::Value SetLentCallbacks(const Napi::CallbackInfo& info) {
+    lend_ = true;
+    return SetCallbackFunctions(info);
+  }
+  Napi::Value SetCallbackFunctions(const Napi::CallbackInfo& info) {
     if (info.Length() >= 1 && info[0].IsFunction()) onData_ = Napi::Persistent(info[0].As<Napi::Function>());
     if (info.Length() >= 2 && info[1].IsFunction()) onClose_ = Napi::Persistent(info[1].As<Napi::Function>());
     if (info.Length() >= 3 && info[2].IsFunction()) onDrain_ = Napi::Persistent(info[2].As<Napi::Function>());
@@ -426,6 +458,8 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
   Conn* conn_ = nullptr;
   PumpBridge* pump_ = nullptr;
   bool pumpEnded_ = false;
+  // setLentCallbacks: onData gets the thread's read buffer and a length instead of a copy.
+  bool lend_ = false;
   Napi::FunctionReference onData_;
   Napi::FunctionReference onClose_;
   Napi::FunctionReference onDrain_;

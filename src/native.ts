@@ -115,6 +115,12 @@ export interface Connection {
    */
   setCallbacks(onData: (chunk: Buffer) => void, onClose: (reason: string, detail: string) => void, onDrain?: () => void): void;
   /**
+   * setCallbacks without a copy per read: `onData` gets this thread's read buffer and how
+   * many bytes at its start are the connection's, valid only during the call (the next read
+   * overwrites them): whatever is kept must be copied.
+   */
+  setLentCallbacks(onData: (bytes: Buffer, length: number) => void, onClose: (reason: string, detail: string) => void, onDrain?: () => void): void;
+  /**
    * Writes bytes (encrypted first when TLS is up). The bytes are copied; reuse the buffer
    * freely. An array is written part after part with one flush (one syscall when it fits).
    */

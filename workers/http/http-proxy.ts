@@ -684,8 +684,8 @@ class ResponseRelay {
       }
       if (!ok) {
         // uWS keeps its own copy only of what it accepted: the rest is ours to resend, and
-        // `chunk` is a view of a buffer the upstream connection no longer uses.
-        this.pending = chunk;
+        // `chunk` is lent by the upstream connection for this call only: keep a copy.
+        this.pending = Buffer.from(chunk);
         this.pendingOffset = offset;
         this.ex.upstream?.pause();
       }

@@ -41,6 +41,7 @@ export type { ResponseHead } from './upstream-response-parser.js';
 /** What the pool reports about one request; each is called at most once except `data`/`drain`. */
 export interface UpstreamHandlers {
   response(head: ResponseHead): void;
+  /** Response body bytes, valid only during the call (they are in the connection's read buffer): copy what is kept. */
   data(chunk: Buffer): void;
   end(): void;
   /** Before or after `response`, never after `end`. `err.code` is for describeUpstreamFailure. */
@@ -374,9 +375,11 @@ class PooledConnection {
   attach(c: Connection, onClosed: (c: PooledConnection) => void, tls: boolean): void {
     this.native = c;
     this.onClosed = onClosed;
-    c.setCallbacks(
-      (chunk) => {
-        if (this.exchange) this.exchange.onData(chunk);
+    // Reads are lent, not copied: the parser and the relay use them at once, and the few
+    // places that keep bytes (held body chunks, a partial head or chunk line) copy them.
+    c.setLentCallbacks(
+      (bytes, length) => {
+        if (this.exchange) this.exchange.onData(bytes.subarray(0, length));
         else c.destroy(); // bytes nobody asked for: this connection's framing cannot be trusted
       },
       (reason, detail) => {
@@ -466,7 +469,7 @@ class Exchange implements UpstreamRequest {
       },
       body: (chunk) => {
         if (this.finished) return;
-        if (this.paused || this.held.length > 0) this.held.push(chunk);
+        if (this.paused || this.held.length > 0) this.held.push(Buffer.from(chunk)); // lent bytes: keep a copy
         else this.handlers.data(chunk);
       },
       end: (rest) => {

@@ -14,11 +14,10 @@ import { parseArgs } from 'node:util';
 import type { Server } from './bench-processes.js';
 import { setUpEnvironment } from './bench-environment.js';
 import { FULL_SETTINGS } from './bench-settings.js';
-import { httpScenarios, runHttpScenario, startHttpTargets, type HttpTarget } from './http-workloads.js';
+import { httpScenarios, runHttpScenario, startHttpTargets, startVecgateHttpOn, type HttpTarget } from './http-workloads.js';
 import { httpSettings } from './http-settings.js';
 import { machineInfo } from './machine-info.js';
 import { ensureBenchPeers } from './system-deps.js';
-import { startVecgateHttp } from './vecgate-peer.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -73,18 +72,7 @@ async function main(): Promise<void> {
     if (base) {
       const upstream = targets.upstream;
       const vg = targets.api.find((t) => t.system === 'vecgate')!;
-      const peer = await startVecgateHttp({
-        dir: env.dir,
-        repoRoot: base,
-        serverCert: env.pki.serverCert,
-        serverKey: env.pki.serverKey,
-        caCert: env.pki.caCert,
-        jwksPath: env.issuer.jwksPath,
-        issuer: env.issuer.issuer,
-        upstreamUrl: upstream.url,
-        apiKey: targets.apiKey,
-        workers: s.proxyWorkers,
-      });
+      const peer = await startVecgateHttpOn(env, s, upstream, targets.apiKey, base);
       servers.push(peer.server);
       systems.splice(1, 0, { ...vg, system: 'vecgate (base)', port: peer.qdrantPort, pids: () => [peer.server.pid] });
     }

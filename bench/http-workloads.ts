@@ -58,20 +58,7 @@ export async function startHttpTargets(env: BenchEnvironment, s: BenchSettings, 
   const direct: HttpTarget = { system: 'direct', transport: 'http', port: upstream.port, headers: passThrough, pids: () => [] };
   t.api.push(direct);
   t.latency.push(direct);
-  const vg = await attempt('start vecgate (http)', () =>
-    startVecgateHttp({
-      dir: env.dir,
-      repoRoot: env.repoRoot,
-      serverCert: env.pki.serverCert,
-      serverKey: env.pki.serverKey,
-      caCert: env.pki.caCert,
-      jwksPath: env.issuer.jwksPath,
-      issuer: env.issuer.issuer,
-      upstreamUrl: upstream.url,
-      apiKey,
-      workers: s.proxyWorkers,
-    }),
-  );
+  const vg = await attempt('start vecgate (http)', () => startVecgateHttpOn(env, s, upstream, apiKey, env.repoRoot));
   if (vg) {
     t.servers.push(vg.server);
     t.api.push({ system: 'vecgate', transport: 'http', port: vg.qdrantPort, headers: bearer, pids: () => [vg.server.pid] });
@@ -93,6 +80,22 @@ export async function startHttpTargets(env: BenchEnvironment, s: BenchSettings, 
     t.latency.push(target);
   }
   return t;
+}
+
+/** vecgate's HTTP connections in front of the fixture upstream, run from the checkout at `repoRoot`. */
+export function startVecgateHttpOn(env: BenchEnvironment, s: BenchSettings, upstream: HttpFixtureUpstream, apiKey: string, repoRoot: string): ReturnType<typeof startVecgateHttp> {
+  return startVecgateHttp({
+    dir: env.dir,
+    repoRoot,
+    serverCert: env.pki.serverCert,
+    serverKey: env.pki.serverKey,
+    caCert: env.pki.caCert,
+    jwksPath: env.issuer.jwksPath,
+    issuer: env.issuer.issuer,
+    upstreamUrl: upstream.url,
+    apiKey,
+    workers: s.proxyWorkers,
+  });
 }
 
 // ---- one measured load run ----

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { native } from '../../src/native.js';
-import { MAX_RESPONSE_HEAD_BYTES, readHeadFields, type HeadFields } from '../../workers/http/upstream-response-parser.js';
+import { MAX_RESPONSE_HEAD_BYTES, readHeadFields, readWholeHeadNatively, type HeadFields } from '../../workers/http/upstream-response-parser.js';
 
 const addon = native();
 
@@ -24,26 +24,7 @@ function jsRead(bytes: Buffer): { used: number; fields: HeadFields } | null {
   }
 }
 
-function cRead(bytes: Buffer): { used: number; fields: HeadFields } | null {
-  const r = addon.readResponseHead(bytes, MAX_RESPONSE_HEAD_BYTES);
-  if (r === null) return null;
-  const flags = r[5] as number;
-  const cl = r[4] as number;
-  return {
-    used: r[0] as number,
-    fields: {
-      minor: r[1] as number,
-      status: r[2] as number,
-      reason: r[3] as string,
-      rawHeaders: r.slice(6) as string[],
-      contentLength: cl < 0 ? null : cl,
-      transferEncoding: (flags & 1) !== 0,
-      chunked: (flags & 2) !== 0,
-      closeToken: (flags & 4) !== 0,
-      keepAliveToken: (flags & 8) !== 0,
-    },
-  };
-}
+const cRead = readWholeHeadNatively;
 
 describe('readResponseHead (C++) against the JavaScript head reader', () => {
   it('reads a typical head exactly as JavaScript does', () => {

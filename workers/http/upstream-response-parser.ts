@@ -157,23 +157,10 @@ export class ResponseParser {
   /** Holds bytes until the blank line; returns how much of `buf` the head used, or -1 when all was held. */
   private takeHead(buf: Buffer): number {
     if (this.heldBytes === 0) {
-      // A head whole in this read, read in C++ (native/http-response-head.cc) when it vouches for it.
-      const r = addon.readResponseHead(buf, MAX_RESPONSE_HEAD_BYTES);
-      if (r !== null) {
-        const flags = r[5] as number;
-        const cl = r[4] as number;
-        this.applyHead({
-          minor: r[1] as number,
-          status: r[2] as number,
-          reason: r[3] as string,
-          rawHeaders: r.slice(6) as string[],
-          contentLength: cl < 0 ? null : cl,
-          transferEncoding: (flags & 1) !== 0,
-          chunked: (flags & 2) !== 0,
-          closeToken: (flags & 4) !== 0,
-          keepAliveToken: (flags & 8) !== 0,
-        });
-        return r[0] as number;
+      const fast = readWholeHeadNatively(buf);
+      if (fast !== null) {
+        this.applyHead(fast.fields);
+        return fast.used;
       }
     }
     // Search only where the terminator can be: the last 3 held bytes plus the new ones. Held
@@ -296,6 +283,31 @@ export interface HeadFields {
   /** A Connection field lists `close` / `keep-alive`. */
   closeToken: boolean;
   keepAliveToken: boolean;
+}
+
+/**
+ * A head whole at the start of `buf`, read in C++ (native/http-response-head.cc) when it
+ * vouches for it: its fields and the bytes it used; null leaves the head to readHeadFields.
+ */
+export function readWholeHeadNatively(buf: Buffer): { used: number; fields: HeadFields } | null {
+  const r = addon.readResponseHead(buf, MAX_RESPONSE_HEAD_BYTES);
+  if (r === null) return null;
+  const flags = r[5] as number;
+  const cl = r[4] as number;
+  return {
+    used: r[0] as number,
+    fields: {
+      minor: r[1] as number,
+      status: r[2] as number,
+      reason: r[3] as string,
+      rawHeaders: r.slice(6) as string[],
+      contentLength: cl < 0 ? null : cl,
+      transferEncoding: (flags & 1) !== 0,
+      chunked: (flags & 2) !== 0,
+      closeToken: (flags & 4) !== 0,
+      keepAliveToken: (flags & 8) !== 0,
+    },
+  };
 }
 
 /**

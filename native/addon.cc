@@ -956,6 +956,7 @@ Napi::Value VgAddon::ReadResponseHeadJs(const Napi::CallbackInfo& info) {
   auto a = info[0].As<Napi::Uint8Array>();
   double max = info[1].As<Napi::Number>().DoubleValue();
   if (!(max >= 0)) max = 0;
+  if (max > static_cast<double>(a.ElementLength())) max = static_cast<double>(a.ElementLength());
   ResponseHeadFields& f = responseHead;
   if (!ReadResponseHead(a.Data(), a.ElementLength(), static_cast<size_t>(max), &f)) return env.Null();
   auto latin1 = [&](std::string_view s) {

@@ -4,7 +4,7 @@
 // JavaScript function (test/native/json-number-list.test.ts compares them).
 //
 // SkipJsonNumberList checks 64 bytes at a time where the CPU allows (json-number-list.cc:
-// AVX2 + BMI2, chosen at run time) and finishes byte by byte; SkipJsonNumberListScalar is the
+// AVX-512BW or AVX2, with BMI2, chosen at run time) and finishes byte by byte; SkipJsonNumberListScalar is the
 // byte-by-byte walk alone (the reference the tests hold the 64-byte path to).
 #pragma once
 #include <cstddef>
@@ -75,7 +75,7 @@ inline int64_t SkipJsonNumberListScalar(const uint8_t* b, size_t n, size_t i) {
 // the walk above finishes from the comma where it stopped: same results, fewer branches.
 int64_t SkipJsonNumberList(const uint8_t* b, size_t n, size_t i);
 
-// "avx2-bmi2" when SkipJsonNumberList checks 64 bytes at a time on this CPU, else "scalar".
+// "avx512-bmi2" or "avx2-bmi2" when SkipJsonNumberList checks 64 bytes at a time on this CPU, else "scalar".
 const char* JsonNumberListPath();
 
 }  // namespace vg

@@ -225,8 +225,8 @@ export interface NativeBinding {
    * null leaves the head to the JavaScript reader (workers/http/upstream-response-parser.ts).
    */
   readResponseHead(bytes: Uint8Array, maxHeadBytes: number): (string | number)[] | null;
-  /** How skipJsonNumberList runs on this CPU: 64 bytes at a time ('avx2-bmi2') or byte by byte ('scalar'). */
-  readonly jsonNumberListPath: 'avx2-bmi2' | 'scalar';
+  /** How skipJsonNumberList runs on this CPU: 64 bytes at a time ('avx512-bmi2', 'avx2-bmi2') or byte by byte ('scalar'). */
+  readonly jsonNumberListPath: 'avx512-bmi2' | 'avx2-bmi2' | 'scalar';
   /** Tests: a C++ statement recorder fed these captures; returns its record batch (or null). */
   recordCapturesForTest(session: string, connection: string, captures: [boolean, string, Buffer, number][], end?: boolean): Buffer | null;
 }

@@ -736,7 +736,10 @@ function copyBodyChunk(ex: Exchange, chunk: ArrayBuffer): Buffer {
       return ex.body.subarray(ex.bodyFill - n, ex.bodyFill);
     }
   }
-  return Buffer.from(new Uint8Array(chunk));
+  // Not Buffer.from(view): that zero-fills a fresh allocation before copying over it.
+  const copy = Buffer.allocUnsafe(n);
+  copy.set(new Uint8Array(chunk));
+  return copy;
 }
 
 /** The queued body as one Buffer: the contiguous body buffer when the queue is all of it, else joined. */

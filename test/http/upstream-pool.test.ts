@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -625,6 +626,48 @@ describe('response flow control', () => {
       assert.equal(up.connections(), 1);
     });
   }
+});
+
+describe('plaintext upstream on loopback (insecure-plaintext)', () => {
+  it('a request body and a several-MB response with pauses arrive byte-exact, and the connection is reused', async () => {
+    const payload = randomBytes(5 * 1024 * 1024 + 77);
+    const upload = randomBytes(3 * 1024 * 1024 + 5);
+    let uploaded = '';
+    let connections = 0;
+    const server = track(
+      http.createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
+        void readAll(req).then((body) => {
+          uploaded = sha(body);
+          res.setHeader('content-length', payload.length);
+          for (let at = 0; at < payload.length; at += 70_000) res.write(payload.subarray(at, at + 70_000));
+          res.end();
+        });
+      }),
+    );
+    server.on('connection', () => connections++);
+    const port = await listen(server);
+    const cfg = cfgFor(`http://127.0.0.1:${port}`);
+    cfg.upstream.tls = { mode: 'insecure-plaintext', ca: null, serverName: '' };
+    const pool = createUpstreamPool(cfg, LIMITS);
+    pools.push(pool);
+    let pauses = 0;
+    const opts: SendOptions = {
+      headers: { host: pool.hostHeader, 'content-length': String(upload.length) },
+      body: upload,
+      onData: (_chunk, req) => {
+        if (++pauses % 3 !== 0) return;
+        req.pause();
+        setImmediate(() => req.resume());
+      },
+    };
+    for (let i = 0; i < 2; i++) {
+      const o = await ok(pool, 'POST', '/echo', opts);
+      assert.equal(uploaded, sha(upload));
+      assert.equal(o.body.length, payload.length);
+      assert.equal(sha(o.body), sha(payload));
+    }
+    assert.equal(connections, 1);
+  });
 });
 
 describe('destroy()', () => {

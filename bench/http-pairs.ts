@@ -6,7 +6,9 @@
 // cores; at a rate below saturation and with the rounds interleaved, every system meets the
 // same slow and fast minutes. `--base` compares two builds of vecgate the same way.
 //
-//   node dist/bench/http-pairs.js [--scenario search] [--rate 2500] [--rounds 5] [--seconds 8] [--base ../other-checkout]
+// Each system first carries the load for `--warmup` seconds, not counted (JIT compilation).
+//
+//   node dist/bench/http-pairs.js [--scenario search] [--rate 2500] [--rounds 5] [--seconds 8] [--warmup 3] [--base ../other-checkout]
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,10 +16,11 @@ import { parseArgs } from 'node:util';
 import type { Server } from './bench-processes.js';
 import { setUpEnvironment } from './bench-environment.js';
 import { FULL_SETTINGS } from './bench-settings.js';
-import { httpScenarios, runHttpScenario, startHttpTargets, startVecgateHttpOn, type HttpTarget } from './http-workloads.js';
+import { httpScenarios, runHttpScenario, startHttpTargets, type HttpTarget } from './http-workloads.js';
 import { httpSettings } from './http-settings.js';
 import { machineInfo } from './machine-info.js';
 import { ensureBenchPeers } from './system-deps.js';
+import { startVecgateHttpOn } from './vecgate-peer.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -32,20 +35,23 @@ async function main(): Promise<void> {
       rate: { type: 'string', default: '2500' },
       rounds: { type: 'string', default: '5' },
       seconds: { type: 'string', default: '8' },
+      warmup: { type: 'string', default: '3' },
       base: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write('usage: node dist/bench/http-pairs.js [--scenario search|search-vectors|upsert-100|upsert-1000] [--rate REQ_PER_SEC] [--rounds N] [--seconds S] [--base OTHER_CHECKOUT]\n');
+    process.stdout.write('usage: node dist/bench/http-pairs.js [--scenario search|search-vectors|upsert-100|upsert-1000] [--rate REQ_PER_SEC] [--rounds N] [--seconds S] [--warmup S] [--base OTHER_CHECKOUT]\n');
     return;
   }
   const rate = Number(values.rate);
   const rounds = Number(values.rounds);
   const seconds = Number(values.seconds);
+  const warmup = Number(values.warmup);
   for (const [k, v] of [['rate', rate], ['rounds', rounds], ['seconds', seconds]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer (got ${String(values[k])})`);
   }
+  if (!Number.isInteger(warmup) || warmup < 0) throw new Error(`--warmup must be 0 or a positive integer (got ${String(values.warmup)})`);
   const s = FULL_SETTINGS;
   const sc = httpScenarios(httpSettings(s)).find((x) => x.name === values.scenario);
   if (!sc) throw new Error(`--scenario must be one of ${httpScenarios(httpSettings(s)).map((x) => x.name).join(', ')}`);
@@ -72,9 +78,17 @@ async function main(): Promise<void> {
     if (base) {
       const upstream = targets.upstream;
       const vg = targets.api.find((t) => t.system === 'vecgate')!;
-      const peer = await startVecgateHttpOn(env, s, upstream, targets.apiKey, base);
+      const peer = await startVecgateHttpOn(env, upstream.url, targets.apiKey, base, s.proxyWorkers);
       servers.push(peer.server);
       systems.splice(1, 0, { ...vg, system: 'vecgate (base)', port: peer.qdrantPort, pids: () => [peer.server.pid] });
+    }
+    // Not counted: JIT compilation and first connections (vecgate compiles its JavaScript on
+    // the first requests; nginx and haproxy have nothing to warm).
+    if (warmup > 0) {
+      for (const t of systems) {
+        const res = await runHttpScenario(env, s, targets, sc, t, { rate, seconds: warmup });
+        if (!res.ok) throw new Error(`${sc.name} through ${t.system} failed while warming up: ${res.error ?? ''}`);
+      }
     }
     const cpu = systems.map(() => 0);
     const requests = systems.map(() => 0);
@@ -93,7 +107,7 @@ async function main(): Promise<void> {
     const nginx = systems.findIndex((t) => t.system === 'nginx');
     const perReq = (i: number): number => (cpu[i]! * 1e6) / requests[i]!;
     const out = [
-      `# http-pairs: ${sc.label}, ${rate} req/s over ${sc.connections} connections, ${rounds} rounds of ${seconds} s each, interleaved`,
+      `# http-pairs: ${sc.label}, ${rate} req/s over ${sc.connections} connections, ${rounds} rounds of ${seconds} s each, interleaved, after ${warmup} s of warm-up each`,
       `# commit ${machine.commit}${machine.dirty ? ' (with uncommitted changes)' : ''}; ${machine.date}; ${machine.nproc} × ${machine.cpuModel}; Node ${machine.node}; ${machine.peers['nginx'] ?? ''}; ${machine.peers['haproxy'] ?? ''}${base ? `; base: ${base}` : ''}`,
       '| system | requests | proxy CPU s | CPU µs per request | vs nginx |',
       '| --- | --- | --- | --- | --- |',

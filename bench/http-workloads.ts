@@ -17,7 +17,7 @@ import { httpSettings, type HttpBenchSettings } from './http-settings.js';
 import { cpuSecondsOfAll, loadAverage1 } from './proc-usage.js';
 import { GENERATOR_SATURATED_CORES, fmt, type ResultTable } from './results-table.js';
 import { startHaproxy, startNginxStream } from './stream-proxy-peers.js';
-import { startVecgateHttp } from './vecgate-peer.js';
+import { startVecgateHttpOn } from './vecgate-peer.js';
 
 /** A system an HTTPS client can reach: `direct` is the fixture upstream itself. */
 export interface HttpTarget {
@@ -58,7 +58,7 @@ export async function startHttpTargets(env: BenchEnvironment, s: BenchSettings, 
   const direct: HttpTarget = { system: 'direct', transport: 'http', port: upstream.port, headers: passThrough, pids: () => [] };
   t.api.push(direct);
   t.latency.push(direct);
-  const vg = await attempt('start vecgate (http)', () => startVecgateHttpOn(env, s, upstream, apiKey, env.repoRoot));
+  const vg = await attempt('start vecgate (http)', () => startVecgateHttpOn(env, upstream.url, apiKey, env.repoRoot, s.proxyWorkers));
   if (vg) {
     t.servers.push(vg.server);
     t.api.push({ system: 'vecgate', transport: 'http', port: vg.qdrantPort, headers: bearer, pids: () => [vg.server.pid] });
@@ -80,22 +80,6 @@ export async function startHttpTargets(env: BenchEnvironment, s: BenchSettings, 
     t.latency.push(target);
   }
   return t;
-}
-
-/** vecgate's HTTP connections in front of the fixture upstream, run from the checkout at `repoRoot`. */
-export function startVecgateHttpOn(env: BenchEnvironment, s: BenchSettings, upstream: HttpFixtureUpstream, apiKey: string, repoRoot: string): ReturnType<typeof startVecgateHttp> {
-  return startVecgateHttp({
-    dir: env.dir,
-    repoRoot,
-    serverCert: env.pki.serverCert,
-    serverKey: env.pki.serverKey,
-    caCert: env.pki.caCert,
-    jwksPath: env.issuer.jwksPath,
-    issuer: env.issuer.issuer,
-    upstreamUrl: upstream.url,
-    apiKey,
-    workers: s.proxyWorkers,
-  });
 }
 
 // ---- one measured load run ----

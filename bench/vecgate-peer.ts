@@ -58,6 +58,24 @@ export async function startVecgate(opts: {
   return { server, port };
 }
 
+/** What every benchmark gateway is started with: its directory, checkout, certificates and issuer. */
+function gatewayFiles(env: BenchEnvironment, repoRoot: string) {
+  return {
+    dir: env.dir,
+    repoRoot,
+    serverCert: env.pki.serverCert,
+    serverKey: env.pki.serverKey,
+    caCert: env.pki.caCert,
+    jwksPath: env.issuer.jwksPath,
+    issuer: env.issuer.issuer,
+  };
+}
+
+/** vecgate's HTTP connections in front of the benchmark's HTTP fixture upstream, run from the checkout at `repoRoot`. */
+export function startVecgateHttpOn(env: BenchEnvironment, upstreamUrl: string, apiKey: string, repoRoot: string, workers: number): Promise<VecgateHttpPeer> {
+  return startVecgateHttp({ ...gatewayFiles(env, repoRoot), upstreamUrl, apiKey, workers });
+}
+
 /** vecgate in front of the benchmark cluster as a pgbench target (password = the dev token). */
 export async function startVecgatePgTarget(
   env: BenchEnvironment,
@@ -66,13 +84,7 @@ export async function startVecgatePgTarget(
   recording?: { mode: 'off' | 'metadata' | 'queries' | 'full'; durability: 'strict' | 'async' },
 ): Promise<{ target: PgTarget; server: Server }> {
   const vg = await startVecgate({
-    dir: env.dir,
-    repoRoot,
-    serverCert: env.pki.serverCert,
-    serverKey: env.pki.serverKey,
-    caCert: env.pki.caCert,
-    jwksPath: env.issuer.jwksPath,
-    issuer: env.issuer.issuer,
+    ...gatewayFiles(env, repoRoot),
     upstream: { host: 'localhost', port: env.cluster.port, database: env.cluster.database },
     credentials: { user: env.rwUser, password: env.rwPassword },
     workers,

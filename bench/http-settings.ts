@@ -12,6 +12,8 @@ export interface HttpBenchSettings {
   /** wrk peak-rate search: connections and threads (one thread per core). */
   peakConnections: number;
   peakThreads: number;
+  /** Seconds of search load each HTTP proxy carries before any HTTP row, not counted (vecgate's JIT warms up). */
+  warmupSec: number;
   /** Seconds one request may take before it counts as a timeout. */
   requestTimeoutSec: number;
   /** A load client may run this much longer than its duration before it is killed. */
@@ -25,6 +27,7 @@ export const FULL_HTTP_SETTINGS: HttpBenchSettings = {
   upsert1000Connections: 2,
   peakConnections: 32,
   peakThreads: 2,
+  warmupSec: 3,
   requestTimeoutSec: 30,
   clientGraceSec: 60,
 };

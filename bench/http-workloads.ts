@@ -216,7 +216,7 @@ function toResult(sc: { name: string; label: string; connections: number; bodyBy
   };
 }
 
-/** One scenario through one target; closed loop for `scenarioSec` unless `pace` gives a rate (req/s over all connections) and a duration. */
+/** One scenario through one target; closed loop for `scenarioSec` unless `pace` gives a rate (req/s over all connections, 0: closed loop) and a duration. */
 export async function runHttpScenario(env: BenchEnvironment, s: BenchSettings, targets: HttpTargets, sc: HttpScenario, t: HttpTarget, pace?: { rate: number; seconds: number }): Promise<HttpResult> {
   const hs = httpSettings(s);
   const dir = path.join(env.dir, 'http');
@@ -235,6 +235,20 @@ export async function runHttpScenario(env: BenchEnvironment, s: BenchSettings, t
   };
   const m = await measure(t, targets.upstream!, runAutocannon(env, hs, `${sc.name}-${t.system}`.replace(/[^\w.-]+/g, '-'), spec), parseClientReport);
   return toResult({ name: sc.name, label: sc.label, connections: sc.connections, bodyBytes: sc.body.length }, t, 'autocannon', m);
+}
+
+/**
+ * Every proxy carries the search scenario for `warmupSec` before the HTTP rows, not counted:
+ * vecgate compiles its JavaScript on its first requests, and whichever row came first would
+ * otherwise carry that cost (nginx and haproxy have nothing to warm).
+ */
+export async function warmUpHttpTargets(env: BenchEnvironment, s: BenchSettings, targets: HttpTargets): Promise<void> {
+  const hs = httpSettings(s);
+  const search = httpScenarios(hs).find((x) => x.name === 'search')!;
+  for (const t of targets.api) {
+    if (t.system === 'direct') continue;
+    await runHttpScenario(env, s, targets, search, t, { rate: 0, seconds: hs.warmupSec });
+  }
 }
 
 /** Peak-rate search (top-10 ids) with wrk: `-t threads -c connections --latency`. */
@@ -327,7 +341,8 @@ export function httpTable(results: HttpResult[], s: BenchSettings, upstream: Htt
     ];
   });
   const kb = (n: number | undefined) => (n === undefined ? '?' : `${fmt(n / 1024, 1)} KB`);
-  const bodies = (name: string) => results.find((r) => r.scenario === name)?.requestBodyBytes;
+  // Rows not run (--http-scenarios) still have their bodies' sizes for the note.
+  const bodies = (name: string) => results.find((r) => r.scenario === name)?.requestBodyBytes ?? httpScenarios(hs).find((x) => x.name === name)?.body.length;
   return {
     title: `HTTP vector API (Qdrant routes), TLS 1.3 both legs, ${hs.scenarioSec} s per row`,
     columns: ['scenario', 'system', 'status', 'conns', 'req/s', 'vs direct', 'MB/s', 'p50 ms', 'p99 ms', 'added p50 ms', 'added p99 ms', 'proxy CPU s/GB', 'proxy CPU ms / 1k req', 'proxy cores', 'upstream cores', 'generator cores'],

@@ -10,7 +10,7 @@ import { killAllServers, startServer, type Server } from './bench-processes.js';
 import { directTarget, setUpEnvironment, type BenchEnvironment, type PgTarget } from './bench-environment.js';
 import { FULL_SETTINGS, QUICK_SETTINGS, type BenchSettings } from './bench-settings.js';
 import { copyRows, copyTable, runCopy, runStream, type CopyResult } from './copy-workload.js';
-import { httpLatencyTable, httpScenarios, httpTable, runHttpLatency, runHttpPeak, runHttpScenario, startHttpTargets, type HttpLatencyResult, type HttpResult, type HttpTargets } from './http-workloads.js';
+import { httpLatencyTable, httpScenarios, httpTable, runHttpLatency, runHttpPeak, runHttpScenario, startHttpTargets, warmUpHttpTargets, type HttpLatencyResult, type HttpResult, type HttpTargets } from './http-workloads.js';
 import { httpSettings } from './http-settings.js';
 import { handshakeSeconds, handshakeTable, runHandshake, startHandshakePeers, type HandshakeResult, type HandshakeTarget } from './handshake-workload.js';
 import { idleSessionsToAsk, idleTable, runIdle, waitForBackendsGone, type IdleResult } from './idle-workload.js';
@@ -187,6 +187,10 @@ async function main(): Promise<void> {
       log('starting the HTTP fixture upstream, vecgate (http), nginx and haproxy (http and stream)');
       ht = await startHttpTargets(env, s, (what, fn) => attempt(what, failures, fn));
       t.servers.push(...ht.servers);
+      if (ht.upstream) {
+        log(`warming up the HTTP proxies (${httpSettings(s).warmupSec} s of search each, not counted)`);
+        await warmUpHttpTargets(env, s, ht);
+      }
     }
 
     if (only.has('copy')) {

@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import type { Server } from './bench-processes.js';
 import { setUpEnvironment } from './bench-environment.js';
 import { FULL_SETTINGS } from './bench-settings.js';
-import { httpScenarios, runHttpScenario, startHttpTargets, type HttpTarget } from './http-workloads.js';
+import { httpScenarios, runHttpScenario, startHttpTargets, warmUpHttpTargets, type HttpTarget } from './http-workloads.js';
 import { httpSettings } from './http-settings.js';
 import { machineInfo } from './machine-info.js';
 import { ensureBenchPeers } from './system-deps.js';
@@ -85,10 +85,8 @@ async function main(): Promise<void> {
     // Not counted: JIT compilation and first connections (vecgate compiles its JavaScript on
     // the first requests; nginx and haproxy have nothing to warm).
     if (warmup > 0) {
-      for (const t of systems) {
-        const res = await runHttpScenario(env, s, targets, sc, t, { rate, seconds: warmup });
-        if (!res.ok) throw new Error(`${sc.name} through ${t.system} failed while warming up: ${res.error ?? ''}`);
-      }
+      const warmFailures = await warmUpHttpTargets(env, s, targets, { systems, scenario: sc, pace: { rate, seconds: warmup } });
+      if (warmFailures.length > 0) throw new Error(warmFailures.join('; '));
     }
     const cpu = systems.map(() => 0);
     const requests = systems.map(() => 0);

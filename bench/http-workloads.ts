@@ -238,17 +238,25 @@ export async function runHttpScenario(env: BenchEnvironment, s: BenchSettings, t
 }
 
 /**
- * Every proxy carries the search scenario for `warmupSec` before the HTTP rows, not counted:
+ * Every proxy carries a scenario for a few seconds before it is measured, not counted:
  * vecgate compiles its JavaScript on its first requests, and whichever row came first would
- * otherwise carry that cost (nginx and haproxy have nothing to warm).
+ * otherwise carry that cost (nginx and haproxy have nothing to warm). By default the API
+ * proxies, the search scenario, closed loop for `warmupSec`. Returns the failures.
  */
-export async function warmUpHttpTargets(env: BenchEnvironment, s: BenchSettings, targets: HttpTargets): Promise<void> {
+export async function warmUpHttpTargets(
+  env: BenchEnvironment,
+  s: BenchSettings,
+  targets: HttpTargets,
+  opts: { systems?: HttpTarget[]; scenario?: HttpScenario; pace?: { rate: number; seconds: number } } = {},
+): Promise<string[]> {
   const hs = httpSettings(s);
-  const search = httpScenarios(hs).find((x) => x.name === 'search')!;
-  for (const t of targets.api) {
-    if (t.system === 'direct') continue;
-    await runHttpScenario(env, s, targets, search, t, { rate: 0, seconds: hs.warmupSec });
+  const sc = opts.scenario ?? httpScenarios(hs).find((x) => x.name === 'search')!;
+  const failures: string[] = [];
+  for (const t of opts.systems ?? targets.api.filter((x) => x.system !== 'direct')) {
+    const res = await runHttpScenario(env, s, targets, sc, t, opts.pace ?? { rate: 0, seconds: hs.warmupSec });
+    if (!res.ok) failures.push(`${sc.name} through ${t.system} failed while warming up: ${res.error ?? ''}`);
   }
+  return failures;
 }
 
 /** Peak-rate search (top-10 ids) with wrk: `-t threads -c connections --latency`. */

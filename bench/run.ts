@@ -189,6 +189,7 @@ async function main(): Promise<void> {
       t.servers.push(...ht.servers);
       if (ht.upstream) {
         log(`warming up the HTTP proxies (${httpSettings(s).warmupSec} s of search each, not counted)`);
+        // A proxy that fails here fails its rows too, where it is reported.
         await warmUpHttpTargets(env, s, ht);
       }
     }

@@ -109,16 +109,23 @@ export class WorkerContext implements PendingStatementSweep {
 
   /** The cached decision for this token on this connection, or null (none, or expired). */
   cachedAuthorization(token: string, connection: string): AuthResult | null {
-    const hit = this.authCache.get(authCacheKey(token, connection));
-    return hit && hit.until > Date.now() ? hit.result : null;
+    return this.cachedDecision(authCacheKey(token, connection), Date.now());
+  }
+
+  /** The decision cached under `key` if it is still good at `now`; an expired one is dropped. */
+  private cachedDecision(key: string, now: number): AuthResult | null {
+    const hit = this.authCache.get(key);
+    if (!hit) return null;
+    if (hit.until > now) return hit.result;
+    this.authCache.delete(key);
+    return null;
   }
 
   authorize(token: string, connection: string, client: AuthClientInfo): Promise<AuthResult> {
     const key = authCacheKey(token, connection);
     const now = Date.now();
-    const hit = this.authCache.get(key);
-    if (hit && hit.until > now) return Promise.resolve(hit.result);
-    if (hit) this.authCache.delete(key);
+    const hit = this.cachedDecision(key, now);
+    if (hit) return Promise.resolve(hit);
     return new Promise<AuthResult>((resolve) => {
       const id = this.nextAuthId++;
       this.pendingAuth.set(id, (result) => {

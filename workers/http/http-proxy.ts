@@ -365,14 +365,14 @@ function onRequest(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
     ex.bodyEnded = false;
     res.onData((chunk, isLast) => {
       if (ex.done) return;
-      if (chunk.byteLength > 0 && ex.passThrough !== null && (ex.rec === null || !ex.rec.bodyHeld) && ex.passThrough(Buffer.from(chunk))) {
+      const rec = ex.rec;
+      if (chunk.byteLength > 0 && ex.passThrough !== null && (rec === null || !rec.bodyHeld) && ex.passThrough(Buffer.from(chunk))) {
         ex.bytesIn += chunk.byteLength;
       } else if (chunk.byteLength > 0) {
         const copy = copyBodyChunk(ex, chunk);
         ex.queued.push(copy);
         ex.queuedBytes += copy.length;
         ex.bytesIn += copy.length;
-        const rec = ex.rec;
         if (rec !== null && rec.bodyHeld) {
           if (ex.bytesIn > limits.maxRecordedBodyBytes) {
             rec.bodyHeld = false;

@@ -194,8 +194,7 @@ export class ResponseParser {
 
   /** What the head's fields mean for this response: interim, no body, chunked, length or until close. */
   private applyHead(f: HeadFields): void {
-    const { minor, status, rawHeaders, contentLength, transferEncoding, chunked } = f;
-    const reason = f.reason;
+    const { minor, status, reason, rawHeaders, contentLength, transferEncoding, chunked } = f;
     // `close` wins wherever it appears (in any order, in any Connection field); HTTP/1.0
     // closes unless the upstream asked to keep the connection.
     const close = f.closeToken || (minor === 0 && !f.keepAliveToken);

@@ -61,6 +61,7 @@ async function main(): Promise<void> {
     authorize: (token, connection, client) => ctx.authorize(token, connection, client),
     cachedAuthorization: (token, connection) => ctx.cachedAuthorization(token, connection),
     log: (level, msg, fields) => ctx.log(level, msg, fields),
+    logEnabled: (level) => ctx.logEnabled(level),
     record: (e) => ctx.record(e),
     count: (connection, status, aborted, bytesIn, bytesOut) => httpStats.add(connection, status, aborted, bytesIn, bytesOut),
   };

@@ -43,6 +43,8 @@ const HOP_BY_HOP = new Set([
 
 /** Set by the gateway only; whatever the client sent is dropped (it is the edge and would be trusted upstream). */
 const GATEWAY_SET = new Set(['authorization', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip']);
+/** Request headers never forwarded: both of the above (one lookup per header). */
+const NOT_FORWARDED = new Set([...HOP_BY_HOP, ...GATEWAY_SET]);
 
 /** RFC 9110 §5.6.2 token: methods and header names, in both directions. */
 export const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -62,38 +64,45 @@ export function checkRequestFraming(method: string, headers: HeaderList, limits:
     return { ok: false, status: 431, code: 'ERR_VG_HTTP_HEADERS_TOO_LARGE', message: `the request has ${headers.length} header fields; at most ${limits.maxHeaderCount} are accepted` };
   }
   let bytes = 0;
-  const contentLengths: string[] = [];
-  const transferEncodings: string[] = [];
+  // The first Content-Length / Transfer-Encoding value and how many there were.
+  let contentLength = '';
+  let contentLengths = 0;
+  let transferEncoding = '';
+  let transferEncodings = 0;
   let hosts = 0;
   for (const [name, value] of headers) {
     bytes += name.length + value.length + 4;
     if (!HTTP_TOKEN.test(name)) return bad(`header name ${JSON.stringify(name.slice(0, 40))} is not a valid token`);
     if (UNSENDABLE_FIELD_VALUE.test(value)) return bad(`header ${name} has a control character or bytes that are not UTF-8 in its value`);
-    if (name === 'content-length') contentLengths.push(value);
-    else if (name === 'transfer-encoding') transferEncodings.push(value);
-    else if (name === 'host') hosts++;
+    if (name === 'content-length') {
+      if (contentLengths++ === 0) contentLength = value;
+    } else if (name === 'transfer-encoding') {
+      if (transferEncodings++ === 0) transferEncoding = value;
+    } else if (name === 'host') hosts++;
   }
   if (bytes > limits.maxHeaderBytes) {
     return { ok: false, status: 431, code: 'ERR_VG_HTTP_HEADERS_TOO_LARGE', message: `the request headers are ${bytes} bytes; at most ${limits.maxHeaderBytes} are accepted` };
   }
   if (hosts > 1) return bad('more than one Host header');
-  if (contentLengths.length > 0 && transferEncodings.length > 0) return bad('Content-Length together with Transfer-Encoding is ambiguous framing (RFC 9112 §6.1)');
-  if (contentLengths.length > 1) return bad('more than one Content-Length header is ambiguous framing');
-  if (transferEncodings.length > 1) return bad('more than one Transfer-Encoding header');
-  if (transferEncodings.length === 1) {
-    if (transferEncodings[0]!.trim().toLowerCase() !== 'chunked') {
-      return { ok: false, status: 501, code: 'ERR_VG_HTTP_UNSUPPORTED', message: `Transfer-Encoding "${transferEncodings[0]!.slice(0, 40)}" is not supported; send the body with Content-Length or plain chunked` };
+  if (contentLengths > 0 && transferEncodings > 0) return bad('Content-Length together with Transfer-Encoding is ambiguous framing (RFC 9112 §6.1)');
+  if (contentLengths > 1) return bad('more than one Content-Length header is ambiguous framing');
+  if (transferEncodings > 1) return bad('more than one Transfer-Encoding header');
+  if (transferEncodings === 1) {
+    if (transferEncoding.trim().toLowerCase() !== 'chunked') {
+      return { ok: false, status: 501, code: 'ERR_VG_HTTP_UNSUPPORTED', message: `Transfer-Encoding "${transferEncoding.slice(0, 40)}" is not supported; send the body with Content-Length or plain chunked` };
     }
-    return { ok: true, body: { kind: 'chunked' } };
+    return CHUNKED;
   }
-  if (contentLengths.length === 1) {
-    const v = contentLengths[0]!;
-    if (!/^\d{1,15}$/.test(v)) return bad('Content-Length is not a plain decimal number');
-    const length = Number(v);
-    return { ok: true, body: length === 0 && (method === 'GET' || method === 'HEAD') ? { kind: 'none' } : { kind: 'length', length } };
+  if (contentLengths === 1) {
+    if (!/^\d{1,15}$/.test(contentLength)) return bad('Content-Length is not a plain decimal number');
+    const length = Number(contentLength);
+    return length === 0 && (method === 'GET' || method === 'HEAD') ? NO_BODY : { ok: true, body: { kind: 'length', length } };
   }
-  return { ok: true, body: { kind: 'none' } };
+  return NO_BODY;
 }
+
+const NO_BODY: FramingResult = Object.freeze({ ok: true, body: Object.freeze({ kind: 'none' }) });
+const CHUNKED: FramingResult = Object.freeze({ ok: true, body: Object.freeze({ kind: 'chunked' }) });
 
 function bad(message: string): FramingResult {
   return { ok: false, status: 400, code: 'ERR_VG_HTTP_BAD_REQUEST', message };
@@ -124,10 +133,10 @@ export interface ForwardInfo {
 
 /** The header object sent upstream: end-to-end client headers, minus anything the gateway owns, plus forwarding and credential headers. */
 export function upstreamRequestHeaders(headers: HeaderList, info: ForwardInfo): Record<string, string | string[]> {
-  const drop = connectionListed(headers);
+  const drop = headers.some(([name]) => name === 'connection') ? connectionListed(headers) : null;
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of headers) {
-    if (HOP_BY_HOP.has(name) || GATEWAY_SET.has(name) || drop.has(name)) continue;
+    if (NOT_FORWARDED.has(name) || (drop !== null && drop.has(name))) continue;
     if (info.credential && name === info.credential.name) continue; // a client never supplies the upstream credential
     const cur = out[name];
     if (cur === undefined) out[name] = value;
@@ -146,20 +155,25 @@ export function upstreamRequestHeaders(headers: HeaderList, info: ForwardInfo): 
 
 const TOKEN_OR_HOST = /^[A-Za-z0-9.\-:[\]]+$/;
 
-/** Response headers passed back to the client: end-to-end only; framing is uWS's job. */
+/**
+ * Response headers passed back to the client: end-to-end only; framing is uWS's job. `raw` is
+ * name, value, ... as the response head readers give them: names are tokens and values valid
+ * field values there (both readers refuse anything else).
+ */
 export function clientResponseHeaders(raw: readonly string[]): HeaderList {
   const pairs: HeaderList = [];
-  const names: string[] = [];
-  for (let i = 0; i + 1 < raw.length; i += 2) names.push(raw[i]!.toLowerCase());
-  const listed = new Set<string>();
+  let listed: Set<string> | null = null;
   for (let i = 0; i + 1 < raw.length; i += 2) {
-    if (names[i / 2] === 'connection') for (const p of raw[i + 1]!.split(',')) listed.add(p.trim().toLowerCase());
+    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') {
+      listed ??= new Set<string>();
+      for (const p of raw[i + 1]!.split(',')) listed.add(p.trim().toLowerCase());
+    }
   }
   for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = names[i / 2]!;
+    const name = raw[i]!.toLowerCase();
     const value = raw[i + 1]!;
-    if (HOP_BY_HOP.has(name) || listed.has(name) || name === 'date') continue; // uWS writes its own Date
-    if (!HTTP_TOKEN.test(name) || !HTTP_FIELD_VALUE.test(value) || value.length > MAX_RESPONSE_HEADER_VALUE_BYTES) continue;
+    if (HOP_BY_HOP.has(name) || name === 'date' || (listed !== null && listed.has(name))) continue; // uWS writes its own Date
+    if (value.length > MAX_RESPONSE_HEADER_VALUE_BYTES) continue;
     pairs.push([name, value]);
   }
   return pairs;

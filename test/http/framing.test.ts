@@ -43,7 +43,7 @@ after(async () => {
 });
 
 /** Sends raw bytes over TLS and collects everything until the server closes (or 1.5 s of silence). */
-function raw(payload: string): Promise<string> {
+function raw(payload: string | Buffer): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = tls.connect({ host: '127.0.0.1', port: gw.port, servername: 'localhost', ca: readFileSync(pki.caFile) }, () => s.write(payload));
     let out = '';
@@ -63,7 +63,7 @@ function raw(payload: string): Promise<string> {
 
 describe('framing', () => {
   const auth = () => `Authorization: Bearer ${token}\r\n`;
-  const cases: [name: string, payload: () => string, expect: RegExp | 'closed'][] = [
+  const cases: [name: string, payload: () => string | Buffer, expect: RegExp | 'closed'][] = [
     ['CL + TE', () => `POST /__echo HTTP/1.1\r\nHost: x\r\n${auth()}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /__echo HTTP/1.1\r\nHost: x\r\n\r\n`, 'closed'],
     ['duplicate Content-Length (different)', () => `POST /__echo HTTP/1.1\r\nHost: x\r\n${auth()}Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd`, /^HTTP\/1\.1 400 /],
     ['duplicate Content-Length (same)', () => `POST /__echo HTTP/1.1\r\nHost: x\r\n${auth()}Content-Length: 4\r\nContent-Length: 4\r\n\r\nabcd`, /^HTTP\/1\.1 400 /],
@@ -78,6 +78,12 @@ describe('framing', () => {
     ['oversized headers', () => `GET /__echo HTTP/1.1\r\nHost: x\r\n${auth()}X-Big: ${'a'.repeat(20_000)}\r\n\r\n`, /^HTTP\/1\.1 431 /],
     ['two Host headers', () => `GET /__echo HTTP/1.1\r\nHost: x\r\nHost: y\r\n${auth()}\r\n`, /^HTTP\/1\.1 400 /],
     ['HTTP/1.0', () => `GET /__echo HTTP/1.0\r\nHost: x\r\n${auth()}\r\n`, 'closed'],
+    ['control character in a header value', () => `GET /__echo HTTP/1.1\r\nHost: x\r\n${auth()}X-A: a\x01b\r\n\r\n`, 'closed'],
+    ['control character in the Authorization value', () => `GET /__echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token.slice(0, 20)}\x01${token.slice(20)}\r\n\r\n`, 'closed'],
+    // Sent as raw bytes (latin1): uWS hands such a value over with U+FFFD, which cannot be sent on.
+    ['bytes that are not UTF-8 in a header value', () => Buffer.from(`GET /__echo HTTP/1.1\r\nHost: x\r\n${auth()}X-A: a\xffb\r\n\r\n`, 'latin1'), /^HTTP\/1\.1 400 /],
+    // Authorization is read as a bearer token only (never forwarded): the token pattern refuses it.
+    ['bytes that are not UTF-8 in the Authorization value', () => Buffer.from(`GET /__echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token.slice(0, 20)}\xff${token.slice(20)}\r\n\r\n`, 'latin1'), /^HTTP\/1\.1 401 /],
   ];
   for (const [name, payload, expect] of cases) {
     it(`${name}: refused, nothing forwarded`, async () => {

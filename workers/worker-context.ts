@@ -157,11 +157,6 @@ export class WorkerContext implements PendingStatementSweep {
     this.authCache.clear();
   }
 
-  /** Whether log() at this level is passed on (the level is fixed for the worker's life). */
-  logEnabled(level: 'debug' | 'info' | 'warn' | 'error'): boolean {
-    return LOG_RANK[level]! >= this.minLogRank;
-  }
-
   log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {
     if (LOG_RANK[level]! < this.minLogRank) return;
     this.post({ t: 'log', level, msg, fields: { worker: this.index, ...fields } });

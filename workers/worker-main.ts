@@ -61,7 +61,6 @@ async function main(): Promise<void> {
     authorize: (token, connection, client) => ctx.authorize(token, connection, client),
     cachedAuthorization: (token, connection) => ctx.cachedAuthorization(token, connection),
     log: (level, msg, fields) => ctx.log(level, msg, fields),
-    logEnabled: (level) => ctx.logEnabled(level),
     record: (e) => ctx.record(e),
     count: (connection, status, aborted, bytesIn, bytesOut) => httpStats.add(connection, status, aborted, bytesIn, bytesOut),
   };

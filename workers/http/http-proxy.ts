@@ -18,7 +18,7 @@ import type { BodyFraming, HeaderList } from './request-framing.js';
 import { accessAllows, classifyRoute, unsafePathReason } from './route-table.js';
 import type { RouteDecision } from './route-table.js';
 import { DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS, DEFAULT_UPSTREAM_MAX_FREE_SOCKETS, DEFAULT_UPSTREAM_MAX_SOCKETS, createUpstreamPool, describeUpstreamFailure, errnoError } from './upstream-pool.js';
-import type { ResponseHead, UpstreamHandlers, UpstreamPool, UpstreamRequest } from './upstream-pool.js';
+import type { ResponseHead, UpstreamPool, UpstreamRequest } from './upstream-pool.js';
 
 /** Longest wait for the upstream's response headers (config `upstream_response_timeout`); then 504. */
 export const DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS = 60_000;
@@ -79,8 +79,6 @@ export interface HttpWorkerContext {
   /** The worker cache's answer for this token, when it has one: the request goes on without waiting. */
   cachedAuthorization?(token: string, connection: string): AuthResult | null;
   log(level: HttpLogLevel, msg: string, fields: Record<string, unknown>): void;
-  /** Whether `log` at this level writes anything (a per-request debug line is skipped otherwise). */
-  logEnabled?(level: HttpLogLevel): boolean;
   /**
    * Hands a recording event to the recorder (connections whose `recording` is not `off`): per
    * request a `request` event (who, route classification, guard decision, body summary in
@@ -114,17 +112,6 @@ interface ErrorAnswer {
   headers?: HeaderList;
 }
 
-/** One connection in this worker: what every request of it shares. */
-interface Site {
-  ctx: HttpWorkerContext;
-  cfg: HttpConnectionConfig;
-  limits: HttpLimits;
-  pool: UpstreamPool;
-  /** The upstream credential header (computed once, not per request). */
-  credential: { name: string; value: string } | null;
-  deadlines: ResponseDeadlines;
-}
-
 /** Per-request state; `res` must not be touched once `done` (aborted or answered). */
 interface Exchange {
   res: HttpResponse;
@@ -134,8 +121,6 @@ interface Exchange {
   rawPath: string;
   headers: HeaderList;
   clientAddress: string;
-  /** The client's Host header (first one; framing refuses more). */
-  host: string;
   framing: BodyFraming;
   done: boolean;
   /** True once the client's body has been read to the end (or there was none). */
@@ -147,11 +132,14 @@ interface Exchange {
   bodyFill: number;
   queuedBytes: number;
   onBody: (() => void) | null;
-  /** The upstream leg while the client's body streams to it (forward); null before and after. */
-  streaming: UpstreamLeg | null;
+  /**
+   * While a body streams upstream with nothing queued: takes a chunk uWS lent for this callback
+   * only (the upstream write encrypts or copies it before returning), so it is not copied
+   * here; false when it cannot take it now (the caller copies and queues it).
+   */
+  passThrough: ((chunk: Buffer) => boolean) | null;
   upstream: UpstreamRequest | null;
-  /** When the upstream's response head is due (ms epoch; ResponseDeadlines). */
-  deadline: number;
+  timer: NodeJS.Timeout | null;
   /** uWS 20.30: resume() on a socket that is not paused stalls the next keep-alive request, so track it. */
   paused: boolean;
   subject: string;
@@ -171,7 +159,6 @@ interface Exchange {
   onSettled: (() => void) | null;
   connection: string;
   count: HttpWorkerContext['count'] | null;
-  site: Site;
 }
 
 /** Recording state of one request (connections with `recording` other than `off`). */
@@ -202,11 +189,9 @@ export function startHttpConnection(ctx: HttpWorkerContext, cfg: HttpConnectionC
     return Promise.reject(new VgError('ERR_VG_CONFIG', `connections.${cfg.name}.credentials: the value has a control character (a line break?) and cannot be sent as an HTTP header`));
   }
   const pool = createUpstreamPool(cfg, { maxSockets: limits.upstreamMaxSockets, maxFreeSockets: limits.upstreamMaxFreeSockets, idleTimeoutMs: limits.upstreamIdleTimeoutMs });
-  const deadlines = new ResponseDeadlines(limits.upstreamResponseTimeoutMs);
-  const site: Site = { ctx, cfg, limits, pool, credential, deadlines };
   let app: uWS.TemplatedApp;
   try {
-    app = createApp(site, ctx.certFile, ctx.keyFile);
+    app = createApp(ctx, cfg, limits, pool, ctx.certFile, ctx.keyFile);
   } catch (err) {
     pool.close();
     return Promise.reject(err);
@@ -236,7 +221,6 @@ export function startHttpConnection(ctx: HttpWorkerContext, cfg: HttpConnectionC
         closeAll() {
           close();
           pool.destroy();
-          deadlines.close();
           // A uWS socket left open when the worker's loop closes aborts the process.
           // (`close()` exists on this build's apps; its bundled typings predate it.)
           for (const a of apps) (a as unknown as { close(): void }).close();
@@ -244,7 +228,7 @@ export function startHttpConnection(ctx: HttpWorkerContext, cfg: HttpConnectionC
         rotateCertificate(certFile: string, keyFile: string) {
           if (closed) return;
           checkCertificatePair(cfg, certFile, keyFile);
-          const next = createApp(site, certFile, keyFile);
+          const next = createApp(ctx, cfg, limits, pool, certFile, keyFile);
           const nextToken = listenNow(next, cfg.listen.host, port);
           if (nextToken === false) {
             (next as unknown as { close(): void }).close();
@@ -282,8 +266,7 @@ function readTcpMigrateReq(): string | null {
 }
 
 /** One SSLApp for the connection with the given certificate files; every app shares the route handler and pool. */
-function createApp(site: Site, certFile: string, keyFile: string): uWS.TemplatedApp {
-  const { ctx, cfg } = site;
+function createApp(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: HttpLimits, pool: UpstreamPool, certFile: string, keyFile: string): uWS.TemplatedApp {
   let app: uWS.TemplatedApp;
   try {
     app = uWS.SSLApp({
@@ -295,7 +278,7 @@ function createApp(site: Site, certFile: string, keyFile: string): uWS.Templated
   } catch (err) {
     throw new VgError('ERR_VG_TLS_FILES', `connection "${cfg.name}": cannot use certificate ${certFile} with key ${keyFile}: ${(err as Error).message}`);
   }
-  app.any('/*', (res, req) => onRequest(site, res, req));
+  app.any('/*', (res, req) => onRequest(ctx, cfg, limits, pool, res, req));
   return app;
 }
 
@@ -319,22 +302,14 @@ function checkCertificatePair(cfg: HttpConnectionConfig, certFile: string, keyFi
   if (!ok) throw new VgError('ERR_VG_TLS_FILES', `connection "${cfg.name}": key ${keyFile} does not belong to certificate ${certFile}; keeping the current certificate`);
 }
 
-function onRequest(site: Site, res: HttpResponse, req: HttpRequest): void {
-  const { ctx, cfg, limits } = site;
+function onRequest(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: HttpLimits, pool: UpstreamPool, res: HttpResponse, req: HttpRequest): void {
   // Everything from `req` is read now: it is only valid during this call.
   const method = req.getMethod().toUpperCase();
   const rawPath = req.getUrl();
   const query = req.getQuery();
   const headers: HeaderList = [];
-  let host = null as string | null;
-  let authorization = null as string | null;
-  let authorizations = 0;
   req.forEach((k, v) => {
     headers.push([k, v]);
-    if (k === 'authorization') {
-      authorization = v;
-      authorizations++;
-    } else if (k === 'host' && host === null) host = v;
   });
   const ex: Exchange = {
     res,
@@ -343,7 +318,6 @@ function onRequest(site: Site, res: HttpResponse, req: HttpRequest): void {
     rawPath,
     headers,
     clientAddress: remoteAddress(res),
-    host: host ?? '',
     framing: { kind: 'none' },
     done: false,
     bodyEnded: true,
@@ -352,9 +326,9 @@ function onRequest(site: Site, res: HttpResponse, req: HttpRequest): void {
     body: null,
     bodyFill: 0,
     onBody: null,
-    streaming: null,
+    passThrough: null,
     upstream: null,
-    deadline: 0,
+    timer: null,
     paused: false,
     subject: '',
     route: null,
@@ -367,7 +341,6 @@ function onRequest(site: Site, res: HttpResponse, req: HttpRequest): void {
     onSettled: null,
     connection: cfg.name,
     count: ctx.count ?? null,
-    site,
   };
   if (cfg.recording !== 'off' && ctx.record) startRecording(ctx, cfg, limits, ex);
   res.onAborted(() => {
@@ -375,7 +348,7 @@ function onRequest(site: Site, res: HttpResponse, req: HttpRequest): void {
       ex.aborted = true;
       settle(ex);
     }
-    site.deadlines.delete(ex);
+    if (ex.timer) clearTimeout(ex.timer);
     ex.upstream?.destroy();
   });
 
@@ -393,8 +366,7 @@ function onRequest(site: Site, res: HttpResponse, req: HttpRequest): void {
     res.onData((chunk, isLast) => {
       if (ex.done) return;
       const rec = ex.rec;
-      const leg = ex.streaming;
-      if (chunk.byteLength > 0 && leg !== null && (rec === null || !rec.bodyHeld) && leg.passThrough(Buffer.from(chunk))) {
+      if (chunk.byteLength > 0 && ex.passThrough !== null && (rec === null || !rec.bodyHeld) && ex.passThrough(Buffer.from(chunk))) {
         ex.bytesIn += chunk.byteLength;
       } else if (chunk.byteLength > 0) {
         const copy = copyBodyChunk(ex, chunk);
@@ -410,7 +382,6 @@ function onRequest(site: Site, res: HttpResponse, req: HttpRequest): void {
       }
       if (isLast) ex.bodyEnded = true;
       if (ex.onBody) ex.onBody();
-      else if (ex.streaming) ex.streaming.pump();
       else if (ex.queuedBytes > MAX_PREAUTH_BODY_BYTES) pauseClient(ex);
     });
   }
@@ -422,21 +393,21 @@ function onRequest(site: Site, res: HttpResponse, req: HttpRequest): void {
   }
 
   ex.stage = 'token';
-  const token = authorizations === 1 ? bearerToken(authorization!) : null;
+  const token = bearerToken(headers);
   if (token === null) {
     answerError(ex, unauthorized('send an access token as "Authorization: Bearer <token>" (for example from `vecgate token`)'), true);
     return;
   }
   const cached = ctx.cachedAuthorization?.(token, cfg.name) ?? null;
   if (cached !== null) {
-    afterAuth(site, ex, cached);
+    afterAuth(ctx, cfg, limits, pool, ex, cached);
     return;
   }
   const userAgent = headers.find(([k]) => k === 'user-agent')?.[1] ?? '';
   ctx
     .authorize(token, cfg.name, { address: ex.clientAddress, port: 0, user: '', applicationName: userAgent.slice(0, 64) })
     .then(
-      (result) => afterAuth(site, ex, result),
+      (result) => afterAuth(ctx, cfg, limits, pool, ex, result),
       (err: unknown) => {
         ctx.log('error', 'http authorization failed', { connection: cfg.name, err: (err as Error)?.message });
         answerError(ex, { status: 503, code: 'ERR_VG_JWKS_UNAVAILABLE', message: 'the gateway could not check the access token right now; retry shortly' }, true);
@@ -444,8 +415,7 @@ function onRequest(site: Site, res: HttpResponse, req: HttpRequest): void {
     );
 }
 
-function afterAuth(site: Site, ex: Exchange, auth: AuthResult): void {
-  const { ctx, cfg, limits } = site;
+function afterAuth(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: HttpLimits, pool: UpstreamPool, ex: Exchange, auth: AuthResult): void {
   if (ex.done) return;
   if (!auth.ok) {
     ctx.log('info', 'http request refused: token or policy', { connection: cfg.name, client: ex.clientAddress, code: auth.code });
@@ -459,6 +429,7 @@ function afterAuth(site: Site, ex: Exchange, auth: AuthResult): void {
   const route = classifyRoute(cfg.flavor, ex.method, ex.rawPath);
   ex.route = route;
   ex.stage = 'access';
+  const what = (): string => `${ex.method} ${ex.rawPath} (${route.operation}${route.collection !== null ? ` on "${route.collection}"` : ''})`;
   if (!accessAllows(auth.access, route.access)) {
     const who = auth.username || auth.subject;
     ctx.log('info', 'http request refused: access level', { connection: cfg.name, subject: auth.subject, operation: route.operation, collection: route.collection, needed: route.access, granted: auth.access });
@@ -467,7 +438,7 @@ function afterAuth(site: Site, ex: Exchange, auth: AuthResult): void {
       {
         status: 403,
         code: 'ERR_VG_ACCESS_DENIED',
-        message: `${describeRequest(ex, route)} needs ${route.access} access on connection "${cfg.name}"; ${who} (groups: ${auth.groups.join(', ') || 'none'}) has ${auth.access} access`,
+        message: `${what()} needs ${route.access} access on connection "${cfg.name}"; ${who} (groups: ${auth.groups.join(', ') || 'none'}) has ${auth.access} access`,
       },
       true,
     );
@@ -482,7 +453,7 @@ function afterAuth(site: Site, ex: Exchange, auth: AuthResult): void {
   if (ex.framing.kind !== 'none' && guardNeedsBody(route, cfg.guard, auth.groups)) {
     const cap = limits.maxInspectBodyBytes;
     const tooLarge = (): void => {
-      answerError(ex, { status: 413, code: 'ERR_VG_HTTP_BODY_TOO_LARGE', message: `${describeRequest(ex, route)} has a body over ${cap} bytes (max_inspect_body); this connection's guard reads such bodies, so send smaller requests` }, true);
+      answerError(ex, { status: 413, code: 'ERR_VG_HTTP_BODY_TOO_LARGE', message: `${what()} has a body over ${cap} bytes (max_inspect_body); this connection's guard reads such bodies, so send smaller requests` }, true);
     };
     if (ex.framing.kind === 'length' && ex.framing.length > cap) return tooLarge();
     ex.onBody = () => {
@@ -497,179 +468,103 @@ function afterAuth(site: Site, ex: Exchange, auth: AuthResult): void {
         answerError(ex, refusal, false);
         return;
       }
-      forward(site, ex, body);
+      forward(ctx, cfg, limits, pool, ex, auth, body);
     };
     resumeClient(ex);
     ex.onBody();
     return;
   }
-  forward(site, ex, null);
-}
-
-/** The request as refusals name it: method, path, operation and collection. */
-function describeRequest(ex: Exchange, route: RouteDecision): string {
-  return `${ex.method} ${ex.rawPath} (${route.operation}${route.collection !== null ? ` on "${route.collection}"` : ''})`;
+  forward(ctx, cfg, limits, pool, ex, auth, null);
 }
 
 /** Sends the request upstream; `body` is the whole body when it was buffered for the guard, else it streams from the client. */
-function forward(site: Site, ex: Exchange, body: Buffer | null): void {
+function forward(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: HttpLimits, pool: UpstreamPool, ex: Exchange, auth: Extract<AuthResult, { ok: true }>, body: Buffer | null): void {
   if (ex.done) return;
-  const { cfg, pool } = site;
   ex.stage = 'upstream';
   if (ex.rec) ex.rec.decision = { allowed: true };
-  const headers = upstreamRequestHeaders(ex.headers, { clientAddress: ex.clientAddress, clientHost: ex.host, upstreamHost: pool.hostHeader, credential: site.credential });
+  const host = ex.headers.find(([k]) => k === 'host')?.[1] ?? '';
+  const headers = upstreamRequestHeaders(ex.headers, { clientAddress: ex.clientAddress, clientHost: host, upstreamHost: pool.hostHeader, credential: credentialHeader(cfg) });
   if (body !== null) headers['content-length'] = String(body.length);
   else if (ex.framing.kind === 'length') headers['content-length'] = String(ex.framing.length);
   else if (ex.framing.kind === 'chunked') headers['transfer-encoding'] = 'chunked';
-  const leg = new UpstreamLeg(site, ex);
+  const relay = new ResponseRelay(ctx, cfg, ex);
+  // Stream the client's body: pause the client while the upstream connection is full.
+  let waitingDrain = false;
+  const pump = (): void => {
+    const up = ex.upstream;
+    if (ex.done || waitingDrain || up === null) return;
+    while (ex.queued.length > 0) {
+      const chunk = ex.queued.shift()!;
+      ex.queuedBytes -= chunk.length;
+      if (!up.write(chunk)) {
+        waitingDrain = true;
+        pauseClient(ex);
+        return;
+      }
+    }
+    if (ex.bodyEnded) {
+      ex.onBody = null;
+      ex.passThrough = null;
+      up.end();
+      recordRequest(ex);
+    }
+  };
+  const passThrough = (chunk: Buffer): boolean => {
+    const up = ex.upstream;
+    if (ex.done || waitingDrain || up === null || ex.queued.length > 0) return false;
+    const ok = up.writeNow(chunk);
+    if (ok === null) return false; // no upstream connection yet: the chunk must be kept
+    if (!ok) {
+      waitingDrain = true;
+      pauseClient(ex);
+    }
+    return true;
+  };
+  let up: UpstreamRequest;
   try {
-    ex.upstream = pool.request(ex.method, ex.path, headers, body ?? (ex.framing.kind === 'none' ? 'none' : ex.framing.kind), leg);
+    up = pool.request(ex.method, ex.path, headers, body ?? (ex.framing.kind === 'none' ? 'none' : ex.framing.kind), {
+      response: (head) => {
+        if (ex.timer) clearTimeout(ex.timer);
+        relay.start(head);
+      },
+      data: (chunk) => relay.data(chunk),
+      end: () => relay.end(),
+      error: (err) => {
+        if (ex.timer) clearTimeout(ex.timer);
+        if (relay.started) {
+          relay.fail();
+          return;
+        }
+        if (ex.done) return;
+        const failure = describeUpstreamFailure(err, cfg);
+        ctx.log('warn', 'http upstream failed', { connection: cfg.name, subject: ex.subject, code: failure.code, reason: failure.message });
+        answerError(ex, failure, !ex.bodyEnded);
+      },
+      drain: () => {
+        waitingDrain = false;
+        if (ex.done) return;
+        resumeClient(ex);
+        pump();
+      },
+    });
   } catch (err) {
     // A request the pool refuses to serialize (a byte that could split it) is the client's fault.
     if (err instanceof VgError && err.code === 'ERR_VG_HTTP_BAD_REQUEST') answerError(ex, { status: 400, code: err.code, message: err.message }, true);
     else answerError(ex, { status: 502, code: 'ERR_VG_UPSTREAM_PROTOCOL', message: `the request could not be sent upstream: ${(err as Error).message}` }, true);
     return;
   }
-  site.deadlines.add(ex);
+  ex.upstream = up;
+  ex.timer = setTimeout(() => {
+    up.destroy(errnoError('upstream response timeout', 'ERR_VG_UPSTREAM_TIMEOUT'));
+  }, limits.upstreamResponseTimeoutMs);
   if (body !== null || ex.framing.kind === 'none') {
     recordRequest(ex);
     return;
   }
-  ex.streaming = leg;
+  ex.onBody = pump;
+  ex.passThrough = passThrough;
   resumeClient(ex);
-  leg.pump();
-}
-
-/**
- * One request's way to the upstream and back: the pool's handlers (a class rather than
- * closures made per request), and, while the client's body streams, the pump that moves it
- * with backpressure (the client is paused while the upstream connection is full).
- */
-class UpstreamLeg implements UpstreamHandlers {
-  private waitingDrain = false;
-  private readonly relay: ResponseRelay;
-
-  constructor(
-    private readonly site: Site,
-    private readonly ex: Exchange,
-  ) {
-    this.relay = new ResponseRelay(site, ex);
-  }
-
-  /** Sends what the client sent so far; ends the request once the client's body is complete. */
-  pump(): void {
-    const ex = this.ex;
-    const up = ex.upstream;
-    if (ex.done || this.waitingDrain || up === null) return;
-    while (ex.queued.length > 0) {
-      const chunk = ex.queued.shift()!;
-      ex.queuedBytes -= chunk.length;
-      if (!up.write(chunk)) {
-        this.waitingDrain = true;
-        pauseClient(ex);
-        return;
-      }
-    }
-    if (ex.bodyEnded) {
-      ex.streaming = null;
-      up.end();
-      recordRequest(ex);
-    }
-  }
-
-  /**
-   * Takes a chunk uWS lent for its callback only (the upstream write encrypts or copies it
-   * before returning), so it is not copied; false when it cannot take it now (the caller copies
-   * and queues it).
-   */
-  passThrough(chunk: Buffer): boolean {
-    const ex = this.ex;
-    const up = ex.upstream;
-    if (ex.done || this.waitingDrain || up === null || ex.queued.length > 0) return false;
-    const ok = up.writeNow(chunk);
-    if (ok === null) return false; // no upstream connection yet: the chunk must be kept
-    if (!ok) {
-      this.waitingDrain = true;
-      pauseClient(ex);
-    }
-    return true;
-  }
-
-  response(head: ResponseHead): void {
-    this.site.deadlines.delete(this.ex);
-    this.relay.start(head);
-  }
-
-  data(chunk: Buffer): void {
-    this.relay.data(chunk);
-  }
-
-  end(): void {
-    this.relay.end();
-  }
-
-  error(err: NodeJS.ErrnoException): void {
-    const ex = this.ex;
-    this.site.deadlines.delete(ex);
-    if (this.relay.started) {
-      this.relay.fail();
-      return;
-    }
-    if (ex.done) return;
-    const { ctx, cfg } = this.site;
-    const failure = describeUpstreamFailure(err, cfg);
-    ctx.log('warn', 'http upstream failed', { connection: cfg.name, subject: ex.subject, code: failure.code, reason: failure.message });
-    answerError(ex, failure, !ex.bodyEnded);
-  }
-
-  drain(): void {
-    this.waitingDrain = false;
-    if (this.ex.done) return;
-    resumeClient(this.ex);
-    this.pump();
-  }
-}
-
-/**
- * The upstream response deadlines (`upstream_response_timeout`) of one connection's requests
- * in this worker: one sweep timer for all of them rather than a timer set and cleared per
- * request. A request waits at most the timeout plus one sweep interval (a tenth of the
- * timeout, 10 ms to 1 s).
- */
-class ResponseDeadlines {
-  private readonly waiting = new Set<Exchange>();
-  private timer: NodeJS.Timeout | null = null;
-  private readonly sweepMs: number;
-
-  constructor(private readonly timeoutMs: number) {
-    this.sweepMs = Math.min(1000, Math.max(10, Math.floor(timeoutMs / 10)));
-  }
-
-  add(ex: Exchange): void {
-    ex.deadline = Date.now() + this.timeoutMs;
-    this.waiting.add(ex);
-    if (this.timer === null) this.timer = setInterval(() => this.sweep(), this.sweepMs);
-  }
-
-  delete(ex: Exchange): void {
-    this.waiting.delete(ex);
-  }
-
-  private sweep(): void {
-    const now = Date.now();
-    for (const ex of this.waiting) {
-      if (ex.deadline > now) continue;
-      this.waiting.delete(ex);
-      ex.upstream?.destroy(errnoError('upstream response timeout', 'ERR_VG_UPSTREAM_TIMEOUT'));
-    }
-    if (this.waiting.size === 0) this.close();
-  }
-
-  /** Stops the sweep (it starts again with the next request). */
-  close(): void {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
-  }
+  pump();
 }
 
 /**
@@ -692,13 +587,10 @@ class ResponseRelay {
   /** The tail of a chunk uWS could not take (tryEnd mode), and the write offset at which it starts. */
   private pending: Buffer | null = null;
   private pendingOffset = 0;
-  /** Body bytes handed to uWS before the next chunk (what its write offset is while none is pending). */
-  private offset = 0;
-  /** onWritable is registered only once uWS pushes back (most answers never need it). */
-  private watchingWritable = false;
 
   constructor(
-    private readonly site: Site,
+    private readonly ctx: HttpWorkerContext,
+    private readonly cfg: HttpConnectionConfig,
     private readonly ex: Exchange,
   ) {}
 
@@ -717,9 +609,7 @@ class ResponseRelay {
     const noBody = ex.method === 'HEAD' || status === 204 || status === 304;
     this.closeAfter = !ex.bodyEnded; // the client is still sending a body nobody will read
     ex.status = status;
-    if (this.site.ctx.logEnabled?.('debug') !== false) {
-      this.site.ctx.log('debug', 'http request', { connection: this.site.cfg.name, subject: ex.subject, method: ex.method, operation: ex.route?.operation, collection: ex.route?.collection, status });
-    }
+    this.ctx.log('debug', 'http request', { connection: this.cfg.name, subject: ex.subject, method: ex.method, operation: ex.route?.operation, collection: ex.route?.collection, status });
     if (noBody) {
       settle(ex);
       res.cork(() => {
@@ -728,6 +618,7 @@ class ResponseRelay {
       });
       return;
     }
+    res.onWritable((offset) => this.writable(offset));
     if (this.total === 0) {
       // No body bytes will come: answer now.
       settle(ex);
@@ -743,13 +634,6 @@ class ResponseRelay {
     res.writeStatus(rawBytes(this.statusLine));
     for (const [k, v] of this.headers) res.writeHeader(k, rawBytes(v));
     this.headWritten = true;
-  }
-
-  /** uWS could not take everything: from now on it says when it can take more. */
-  private watchWritable(): void {
-    if (this.watchingWritable) return;
-    this.watchingWritable = true;
-    this.ex.res.onWritable((offset) => this.writable(offset));
   }
 
   private writable(offset: number): boolean {
@@ -787,16 +671,10 @@ class ResponseRelay {
     res.cork(() => {
       if (!this.headWritten) this.writeHead();
       if (this.total === null) {
-        if (!res.write(chunk)) {
-          this.watchWritable();
-          this.ex.upstream?.pause();
-        }
+        if (!res.write(chunk)) this.ex.upstream?.pause();
         return;
       }
-      // One chunk per upstream read, and none while one is pending (the upstream is paused
-      // then), so uWS's write offset is the sum of the chunks before this one.
-      const offset = this.offset;
-      this.offset += chunk.length;
+      const offset = res.getWriteOffset();
       const [ok, finished] = res.tryEnd(chunk, this.total);
       if (finished) {
         // Done: the response may not be touched again (uWS throws). A request body still
@@ -809,7 +687,6 @@ class ResponseRelay {
         // `chunk` is lent by the upstream connection for this call only: keep a copy.
         this.pending = Buffer.from(chunk);
         this.pendingOffset = offset;
-        this.watchWritable();
         this.ex.upstream?.pause();
       }
     });
@@ -834,7 +711,7 @@ class ResponseRelay {
     settle(ex);
     if (!this.headWritten) {
       ex.status = 502;
-      answerErrorNow(ex.res, { status: 502, code: 'ERR_VG_UPSTREAM_PROTOCOL', message: `upstream of connection "${this.site.cfg.name}" failed while answering` }, true);
+      answerErrorNow(ex.res, { status: 502, code: 'ERR_VG_UPSTREAM_PROTOCOL', message: `upstream of connection "${this.cfg.name}" failed while answering` }, true);
       return;
     }
     ex.res.close(); // mid-body: the only honest signal is a cut connection
@@ -896,12 +773,12 @@ function credentialHeader(cfg: HttpConnectionConfig): { name: string; value: str
   return { name: 'authorization', value: `Basic ${Buffer.from(`${c.basic.user}:${c.basic.password}`).toString('base64')}` };
 }
 
-/** The token of an `Authorization: Bearer` value (the only Authorization header), or null. */
-function bearerToken(value: string): string | null {
-  const m = BEARER.exec(value);
+function bearerToken(headers: HeaderList): string | null {
+  const values = headers.filter(([k]) => k === 'authorization');
+  if (values.length !== 1) return null;
+  const m = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(values[0]![1]);
   return m ? m[1]! : null;
 }
-const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 
 function unauthorized(description: string): ErrorAnswer {
   const d = description.replace(/[\\"]/g, "'").replace(/[^\x20-\x7e]/g, '?');
@@ -928,7 +805,7 @@ function isV4Mapped(a: Uint8Array): boolean {
 /** Answers with a JSON error unless the exchange is already over. `close` ends the connection (an unread body follows). */
 function answerError(ex: Exchange, e: ErrorAnswer, close: boolean): void {
   if (ex.done) return;
-  ex.site.deadlines.delete(ex);
+  if (ex.timer) clearTimeout(ex.timer);
   ex.upstream?.destroy();
   ex.status = e.status;
   ex.errorCode = e.code;

@@ -8,7 +8,13 @@
 //
 // Each system first carries the load for `--warmup` seconds, not counted (JIT compilation).
 //
-//   node dist/bench/http-pairs.js [--scenario search] [--rate 2500] [--rounds 5] [--seconds 8] [--warmup 3] [--base ../other-checkout]
+// `--together` (with `--base`) loads the two vecgate builds at the same time instead, each at
+// the full rate, and only them: both meet exactly the same machine at every moment. Taking
+// turns leaves a bias of about 5% between two runs of the same build (measured: whichever
+// goes first in a round read higher), which hides the few percent a change to the request
+// path makes; running together does not have it.
+//
+//   node dist/bench/http-pairs.js [--scenario search] [--rate 2500] [--rounds 5] [--seconds 8] [--warmup 3] [--base ../other-checkout [--together]]
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +22,7 @@ import { parseArgs } from 'node:util';
 import type { Server } from './bench-processes.js';
 import { setUpEnvironment } from './bench-environment.js';
 import { FULL_SETTINGS } from './bench-settings.js';
-import { httpScenarios, runHttpScenario, startHttpTargets, warmUpHttpTargets, type HttpTarget } from './http-workloads.js';
+import { httpScenarios, runHttpScenario, startHttpTargets, warmUpHttpTargets, type HttpResult, type HttpTarget } from './http-workloads.js';
 import { httpSettings } from './http-settings.js';
 import { machineInfo } from './machine-info.js';
 import { ensureBenchPeers } from './system-deps.js';
@@ -37,11 +43,12 @@ async function main(): Promise<void> {
       seconds: { type: 'string', default: '8' },
       warmup: { type: 'string', default: '3' },
       base: { type: 'string' },
+      together: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write('usage: node dist/bench/http-pairs.js [--scenario search|search-vectors|upsert-100|upsert-1000] [--rate REQ_PER_SEC] [--rounds N] [--seconds S] [--warmup S] [--base OTHER_CHECKOUT]\n');
+    process.stdout.write('usage: node dist/bench/http-pairs.js [--scenario search|search-vectors|upsert-100|upsert-1000] [--rate REQ_PER_SEC] [--rounds N] [--seconds S] [--warmup S] [--base OTHER_CHECKOUT [--together]]\n');
     return;
   }
   const rate = Number(values.rate);
@@ -56,6 +63,7 @@ async function main(): Promise<void> {
   const sc = httpScenarios(httpSettings(s)).find((x) => x.name === values.scenario);
   if (!sc) throw new Error(`--scenario must be one of ${httpScenarios(httpSettings(s)).map((x) => x.name).join(', ')}`);
   const base = values.base ? path.resolve(values.base) : null;
+  if (values.together && !base) throw new Error('--together compares two vecgate builds: give the other one with --base');
   if (base && !existsSync(path.join(base, 'dist', 'src', 'cli', 'main.js'))) throw new Error(`--base ${base}: not a built checkout (run npm ci there)`);
   const missing = ensureBenchPeers(log);
   if (missing.length > 0) throw new Error(`missing after install: ${missing.join(', ')}`);
@@ -74,13 +82,14 @@ async function main(): Promise<void> {
     });
     servers.push(...targets.servers);
     if (failures.length > 0 || !targets.upstream) throw new Error(`could not start every system: ${failures.join('; ')}`);
-    const systems: HttpTarget[] = targets.api.filter((t) => t.system !== 'direct');
+    let systems: HttpTarget[] = targets.api.filter((t) => t.system !== 'direct');
     if (base) {
       const upstream = targets.upstream;
       const vg = targets.api.find((t) => t.system === 'vecgate')!;
       const peer = await startVecgateHttpOn(env, upstream.url, targets.apiKey, base, s.proxyWorkers);
       servers.push(peer.server);
       systems.splice(1, 0, { ...vg, system: 'vecgate (base)', port: peer.qdrantPort, pids: () => [peer.server.pid] });
+      if (values.together) systems = systems.slice(0, 2);
     }
     // Not counted: JIT compilation and first connections (vecgate compiles its JavaScript on
     // the first requests; nginx and haproxy have nothing to warm).
@@ -92,24 +101,33 @@ async function main(): Promise<void> {
     const requests = systems.map(() => 0);
     for (let r = 1; r <= rounds; r++) {
       const line: string[] = [];
-      for (let i = 0; i < systems.length; i++) {
+      const take = (i: number, res: HttpResult): void => {
         const t = systems[i]!;
-        const res = await runHttpScenario(env, s, targets, sc, t, { rate, seconds });
         if (!res.ok || res.proxyCpuSec === null) throw new Error(`${sc.name} through ${t.system} failed: ${res.error ?? 'no CPU figure'}`);
         cpu[i]! += res.proxyCpuSec;
         requests[i]! += res.requests;
         line.push(`${t.system} ${((res.proxyCpuSec * 1e6) / res.requests).toFixed(1)} µs`);
+      };
+      if (values.together) {
+        // Both builds at once; which one's client starts first alternates by round.
+        const order = r % 2 === 1 ? [0, 1] : [1, 0];
+        const results = await Promise.all(order.map((i) => runHttpScenario(env, s, targets, sc, systems[i]!, { rate, seconds })));
+        order.forEach((i, k) => take(i, results[k]!));
+      } else {
+        for (let i = 0; i < systems.length; i++) take(i, await runHttpScenario(env, s, targets, sc, systems[i]!, { rate, seconds }));
       }
       log(`round ${r}/${rounds} (CPU per request): ${line.join(', ')}`);
     }
     const nginx = systems.findIndex((t) => t.system === 'nginx');
     const perReq = (i: number): number => (cpu[i]! * 1e6) / requests[i]!;
+    // Against nginx; two builds run together are compared with each other.
+    const ref = values.together ? 1 : nginx;
     const out = [
-      `# http-pairs: ${sc.label}, ${rate} req/s over ${sc.connections} connections, ${rounds} rounds of ${seconds} s each, interleaved, after ${warmup} s of warm-up each`,
+      `# http-pairs: ${sc.label}, ${rate} req/s${values.together ? ' to each build at the same time' : ''} over ${sc.connections} connections, ${rounds} rounds of ${seconds} s each, ${values.together ? 'the two builds together' : 'interleaved'}, after ${warmup} s of warm-up each`,
       `# commit ${machine.commit}${machine.dirty ? ' (with uncommitted changes)' : ''}; ${machine.date}; ${machine.nproc} × ${machine.cpuModel}; Node ${machine.node}; ${machine.peers['nginx'] ?? ''}; ${machine.peers['haproxy'] ?? ''}${base ? `; base: ${base}` : ''}`,
-      '| system | requests | proxy CPU s | CPU µs per request | vs nginx |',
+      `| system | requests | proxy CPU s | CPU µs per request | vs ${ref === nginx ? 'nginx' : 'base'} |`,
       '| --- | --- | --- | --- | --- |',
-      ...systems.map((t, i) => `| ${t.system} | ${requests[i]} | ${cpu[i]!.toFixed(2)} | ${perReq(i).toFixed(1)} | ${nginx >= 0 ? `${(perReq(i) / perReq(nginx)).toFixed(2)}x` : '—'} |`),
+      ...systems.map((t, i) => `| ${t.system} | ${requests[i]} | ${cpu[i]!.toFixed(2)} | ${perReq(i).toFixed(1)} | ${ref >= 0 ? `${(perReq(i) / perReq(ref)).toFixed(2)}x` : '—'} |`),
     ];
     process.stdout.write(`${out.join('\n')}\n`);
   } finally {

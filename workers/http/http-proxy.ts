@@ -587,6 +587,10 @@ class ResponseRelay {
   /** The tail of a chunk uWS could not take (tryEnd mode), and the write offset at which it starts. */
   private pending: Buffer | null = null;
   private pendingOffset = 0;
+  /** Body bytes handed to uWS before the next chunk (its write offset while none is pending). */
+  private offset = 0;
+  /** onWritable is registered only once uWS pushes back: most answers never need it. */
+  private watchingWritable = false;
 
   constructor(
     private readonly ctx: HttpWorkerContext,
@@ -618,7 +622,6 @@ class ResponseRelay {
       });
       return;
     }
-    res.onWritable((offset) => this.writable(offset));
     if (this.total === 0) {
       // No body bytes will come: answer now.
       settle(ex);
@@ -634,6 +637,13 @@ class ResponseRelay {
     res.writeStatus(rawBytes(this.statusLine));
     for (const [k, v] of this.headers) res.writeHeader(k, rawBytes(v));
     this.headWritten = true;
+  }
+
+  /** uWS could not take everything: from now on it says when it can take more. */
+  private watchWritable(): void {
+    if (this.watchingWritable) return;
+    this.watchingWritable = true;
+    this.ex.res.onWritable((offset) => this.writable(offset));
   }
 
   private writable(offset: number): boolean {
@@ -671,10 +681,16 @@ class ResponseRelay {
     res.cork(() => {
       if (!this.headWritten) this.writeHead();
       if (this.total === null) {
-        if (!res.write(chunk)) this.ex.upstream?.pause();
+        if (!res.write(chunk)) {
+          this.watchWritable();
+          this.ex.upstream?.pause();
+        }
         return;
       }
-      const offset = res.getWriteOffset();
+      // One chunk per upstream read and none while one is pending (the upstream is paused
+      // then): uWS's write offset is the sum of the chunks before this one.
+      const offset = this.offset;
+      this.offset += chunk.length;
       const [ok, finished] = res.tryEnd(chunk, this.total);
       if (finished) {
         // Done: the response may not be touched again (uWS throws). A request body still
@@ -687,6 +703,7 @@ class ResponseRelay {
         // `chunk` is lent by the upstream connection for this call only: keep a copy.
         this.pending = Buffer.from(chunk);
         this.pendingOffset = offset;
+        this.watchWritable();
         this.ex.upstream?.pause();
       }
     });

@@ -103,6 +103,7 @@ export function checkRequestFraming(method: string, headers: HeaderList, limits:
   return NO_BODY;
 }
 
+/** Shared answers for the common cases (frozen: callers only read them). */
 const NO_BODY: FramingResult = Object.freeze({ ok: true, body: Object.freeze({ kind: 'none' }) });
 const CHUNKED: FramingResult = Object.freeze({ ok: true, body: Object.freeze({ kind: 'chunked' }) });
 
@@ -157,11 +158,7 @@ export function upstreamRequestHeaders(headers: HeaderList, info: ForwardInfo): 
 
 const TOKEN_OR_HOST = /^[A-Za-z0-9.\-:[\]]+$/;
 
-/**
- * Response headers passed back to the client: end-to-end only; framing is uWS's job. `raw` is
- * name, value, ... as the response head readers give them: names are tokens and values valid
- * field values there (both readers refuse anything else).
- */
+/** Response headers passed back to the client: end-to-end only; framing is uWS's job. `raw`: name, value, ... */
 export function clientResponseHeaders(raw: readonly string[]): HeaderList {
   const pairs: HeaderList = [];
   let listed: Set<string> | null = null;
@@ -175,7 +172,9 @@ export function clientResponseHeaders(raw: readonly string[]): HeaderList {
     const name = raw[i]!.toLowerCase();
     const value = raw[i + 1]!;
     if (HOP_BY_HOP.has(name) || name === 'date' || (listed !== null && listed.has(name))) continue; // uWS writes its own Date
-    if (value.length > MAX_RESPONSE_HEADER_VALUE_BYTES) continue;
+    // The readers refuse such names and values already; checked again here because a CR or
+    // LF reaching uWS would split the client's response.
+    if (!HTTP_TOKEN.test(name) || !HTTP_FIELD_VALUE.test(value) || value.length > MAX_RESPONSE_HEADER_VALUE_BYTES) continue;
     pairs.push([name, value]);
   }
   return pairs;

@@ -83,6 +83,8 @@ test('start: ready line, admin endpoint, port in use refused in one line, SIGTER
     assert.equal(readyz.status, 200);
     const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
     assert.match(metrics, /vecgate_live_sessions 0/);
+    // The process metrics include the primary's event-loop lag (sampled every 100 ms).
+    assert.match(metrics, /^vecgate_process_nodejs_eventloop_lag_p99_seconds \d/m);
 
     // A port held by another process (without SO_REUSEPORT): one clear line, non-zero exit.
     const blocker = net.createServer();

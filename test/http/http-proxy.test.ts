@@ -286,6 +286,31 @@ describe('guard', () => {
     const bad = await call(gw.port, 'POST', '/collections/docs/points/search', { token: reader, body: '{"vector": [1,2' });
     assert.equal(bad.status, 400);
   });
+
+  it('guarded bodies many at once each reach the upstream as sent (body buffers are reused between requests)', async () => {
+    // Each search is answered as it was when sent alone: a body another request's bytes had
+    // overwritten would search for another vector or limit. 19 KB bodies: the reused 32 KB class.
+    const bodies = Array.from({ length: 20 }, (_, i) => ({ vector: fixtureVector(i + 1), limit: (i % 7) + 1 }));
+    const alone: string[] = [];
+    for (const b of bodies) {
+      const r = await call(gw.port, 'POST', '/collections/docs/points/search', { token: reader, body: b });
+      assert.equal(r.status, 200, r.body.toString());
+      alone.push(JSON.stringify((JSON.parse(r.body.toString()) as { result: unknown }).result));
+    }
+    for (let round = 0; round < 3; round++) {
+      const replies = await Promise.all(bodies.map((b) => call(gw.port, 'POST', '/collections/docs/points/search', { token: reader, body: b })));
+      replies.forEach((r, i) => {
+        assert.equal(r.status, 200, r.body.toString());
+        assert.equal(JSON.stringify((JSON.parse(r.body.toString()) as { result: unknown }).result), alone[i], `search ${i + 1} in round ${round + 1}`);
+      });
+    }
+    // Upstream connections the bursts started may still be opening: let them settle before
+    // the next tests count sockets.
+    for (let last = -1; upstream.sockets() !== last; ) {
+      last = upstream.sockets();
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  });
 });
 
 describe('credentials and forwarding', () => {

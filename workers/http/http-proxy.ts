@@ -129,6 +129,8 @@ interface Exchange {
   queued: Buffer[];
   /** A Content-Length body small enough to hold whole: the chunks are views of it (copyBodyChunk). */
   body: Buffer | null;
+  /** The reusable buffer under `body` when it came from BODY_BUFFERS (given back when the exchange is over). */
+  pooledBody: Buffer | null;
   bodyFill: number;
   queuedBytes: number;
   onBody: (() => void) | null;
@@ -324,6 +326,7 @@ function onRequest(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
     queued: [],
     queuedBytes: 0,
     body: null,
+    pooledBody: null,
     bodyFill: 0,
     onBody: null,
     passThrough: null,
@@ -746,7 +749,12 @@ function copyBodyChunk(ex: Exchange, chunk: ArrayBuffer): Buffer {
   const n = chunk.byteLength;
   const f = ex.framing;
   if (f.kind === 'length' && f.length <= CONTIGUOUS_BODY_MAX_BYTES) {
-    if (ex.body === null && ex.bytesIn === 0 && n * 2 >= f.length) ex.body = Buffer.allocUnsafe(f.length);
+    if (ex.body === null && ex.bytesIn === 0 && n * 2 >= f.length) {
+      if (f.length <= POOLED_BODY_MAX_BYTES) {
+        ex.pooledBody = takeBodyBuffer(f.length);
+        ex.body = ex.pooledBody.subarray(0, f.length);
+      } else ex.body = Buffer.allocUnsafe(f.length);
+    }
     if (ex.body !== null && ex.bodyFill + n <= ex.body.length) {
       ex.body.set(new Uint8Array(chunk), ex.bodyFill);
       ex.bodyFill += n;
@@ -917,4 +925,40 @@ function settle(ex: Exchange): void {
   const f = ex.onSettled;
   ex.onSettled = null;
   f?.();
+  // Nothing reads or sends this request's body any more: the recording summarized it (above),
+  // the upstream request is finished or destroyed (it sent or dropped its copy), and uWS's
+  // body callback returns at once for an exchange that is done.
+  const pooled = ex.pooledBody;
+  if (pooled !== null) {
+    ex.pooledBody = null;
+    ex.body = null;
+    ex.queued = [];
+    ex.queuedBytes = 0;
+    giveBodyBuffer(pooled);
+  }
+}
+
+/**
+ * Contiguous request bodies up to this size are copied into reused buffers (per worker,
+ * 4 KB to 64 KB in powers of two, at most BODY_BUFFERS_PER_SIZE kept of each): a fresh Buffer
+ * per request cost about 6% of the CPU of a guarded search (bench/README.md).
+ */
+const POOLED_BODY_MAX_BYTES = 64 * 1024;
+const BODY_BUFFERS_PER_SIZE = 16;
+const bodyBuffers: Buffer[][] = [[], [], [], [], []];
+
+function bodyBufferClass(n: number): number {
+  let c = 0;
+  while (4096 << c < n) c++;
+  return c;
+}
+
+function takeBodyBuffer(n: number): Buffer {
+  const c = bodyBufferClass(n);
+  return bodyBuffers[c]!.pop() ?? Buffer.allocUnsafe(4096 << c);
+}
+
+function giveBodyBuffer(b: Buffer): void {
+  const free = bodyBuffers[bodyBufferClass(b.length)]!;
+  if (free.length < BODY_BUFFERS_PER_SIZE) free.push(b);
 }

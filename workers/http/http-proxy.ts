@@ -742,8 +742,9 @@ class ResponseRelay {
  * Copies a body chunk out of uWS (which reuses its memory). A Content-Length body up to
  * CONTIGUOUS_BODY_MAX_BYTES whose first chunk holds at least half of it is copied into one
  * buffer of its size, so the guard reads it and the upstream write sends it without joining
- * the chunks again. The half rule keeps memory within twice what the client has sent: a
- * client announcing a large body and sending a byte gets no large buffer.
+ * the chunks again. The half rule keeps memory within twice what the client has sent (four
+ * times for bodies up to POOLED_BODY_MAX_BYTES, whose reused buffers round up to a power of
+ * two): a client announcing a large body and sending a byte gets no large buffer.
  */
 function copyBodyChunk(ex: Exchange, chunk: ArrayBuffer): Buffer {
   const n = chunk.byteLength;
@@ -940,8 +941,9 @@ function settle(ex: Exchange): void {
 
 /**
  * Contiguous request bodies up to this size are copied into reused buffers (per worker,
- * 4 KB to 64 KB in powers of two, at most BODY_BUFFERS_PER_SIZE kept of each): a fresh Buffer
- * per request cost about 6% of the CPU of a guarded search (bench/README.md).
+ * 4 KB to 64 KB in powers of two, at most BODY_BUFFERS_PER_SIZE kept of each, so under 2 MB
+ * held per worker): a fresh Buffer per request cost about 6% of the CPU of a guarded search
+ * (bench/README.md).
  */
 const POOLED_BODY_MAX_BYTES = 64 * 1024;
 const BODY_BUFFERS_PER_SIZE = 16;

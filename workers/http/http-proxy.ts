@@ -129,7 +129,7 @@ interface Exchange {
   queued: Buffer[];
   /** A Content-Length body small enough to hold whole: the chunks are views of it (copyBodyChunk). */
   body: Buffer | null;
-  /** The reusable buffer under `body` when it came from BODY_BUFFERS (given back when the exchange is over). */
+  /** The reused buffer under `body` when it came from takeBodyBuffer (given back in settle()). */
   pooledBody: Buffer | null;
   bodyFill: number;
   queuedBytes: number;
@@ -926,9 +926,11 @@ function settle(ex: Exchange): void {
   const f = ex.onSettled;
   ex.onSettled = null;
   f?.();
-  // Nothing reads or sends this request's body any more: the recording summarized it (above),
-  // the upstream request is finished or destroyed (it sent or dropped its copy), and uWS's
-  // body callback returns at once for an exchange that is done.
+  // Nothing reads or sends this request's body any more: the recording summarized it (above,
+  // synchronously); the upstream request has answered (it never resends after its response
+  // began, and the pump and passThrough stop for a done exchange) or is destroyed first
+  // (answerError) or right after in the same call (onAborted), so it neither sends nor
+  // retries what it held; and uWS's body callback returns at once for a done exchange.
   const pooled = ex.pooledBody;
   if (pooled !== null) {
     ex.pooledBody = null;

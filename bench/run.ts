@@ -148,13 +148,14 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'http-scenarios': { type: 'string' }, 'no-write': { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } },
   });
+  const scenarioNames = [...httpScenarios(httpSettings(FULL_SETTINGS)).map((x) => x.name), 'peak'];
   if (values.help) {
     process.stdout.write(
       [
         'usage: node dist/bench/run.js [--quick] [--only WORKLOADS] [--http-scenarios NAMES] [--no-write]',
         '  --quick            short rounds (minutes instead of ~25); results marked quick',
         `  --only W,W         workloads to run: ${WORKLOADS.join(', ')} (default: all)`,
-        `  --http-scenarios   HTTP API rows to run: ${[...httpScenarios(httpSettings(FULL_SETTINGS)).map((x) => x.name), 'peak'].join(', ')} (default: all)`,
+        `  --http-scenarios   HTTP API rows to run: ${scenarioNames.join(', ')} (default: all)`,
         '  --no-write         print the tables only; leave bench/RESULTS.md and bench/results/ as they are',
         'See bench/README.md; bench/http-pairs.ts and bench/recording-pairs.ts compare systems in interleaved rounds.',
         '',
@@ -163,7 +164,6 @@ async function main(): Promise<void> {
     return;
   }
   // `--http-scenarios search,peak`: a subset of the HTTP API rows (to profile one of them).
-  const scenarioNames = [...httpScenarios(httpSettings(FULL_SETTINGS)).map((x) => x.name), 'peak'];
   const httpOnly = new Set(values['http-scenarios'] ? values['http-scenarios'].split(',') : scenarioNames);
   for (const n of httpOnly) if (!scenarioNames.includes(n)) throw new Error(`unknown HTTP scenario ${n}; choose from ${scenarioNames.join(', ')}`);
   const s = values.quick ? QUICK_SETTINGS : FULL_SETTINGS;

@@ -929,14 +929,18 @@ bool IsTypedArrayOf(const Napi::Value& v, napi_typedarray_type type) {
   return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == type;
 }
 
+// True when the call is (Uint8Array, number); otherwise a TypeError naming `usage` is pending.
+bool BytesAndNumberArgs(const Napi::CallbackInfo& info, const char* usage) {
+  if (info.Length() >= 2 && IsTypedArrayOf(info[0], napi_uint8_array) && info[1].IsNumber()) return true;
+  Napi::TypeError::New(info.Env(), usage).ThrowAsJavaScriptException();
+  return false;
+}
+
 }  // namespace
 
 Napi::Value VgAddon::SkipJsonNumberListJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !IsTypedArrayOf(info[0], napi_uint8_array) || !info[1].IsNumber()) {
-    Napi::TypeError::New(env, "skipJsonNumberList(bytes: Uint8Array, index: number)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
+  if (!BytesAndNumberArgs(info, "skipJsonNumberList(bytes: Uint8Array, index: number)")) return env.Undefined();
   auto a = info[0].As<Napi::Uint8Array>();
   double at = info[1].As<Napi::Number>().DoubleValue();
   if (!(at >= 0) || at > static_cast<double>(a.ElementLength())) {
@@ -949,10 +953,7 @@ Napi::Value VgAddon::SkipJsonNumberListJs(const Napi::CallbackInfo& info) {
 
 Napi::Value VgAddon::ReadResponseHeadJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !IsTypedArrayOf(info[0], napi_uint8_array) || !info[1].IsNumber()) {
-    Napi::TypeError::New(env, "readResponseHead(bytes: Uint8Array, maxHeadBytes: number)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
+  if (!BytesAndNumberArgs(info, "readResponseHead(bytes: Uint8Array, maxHeadBytes: number)")) return env.Undefined();
   auto a = info[0].As<Napi::Uint8Array>();
   double max = info[1].As<Napi::Number>().DoubleValue();
   if (!(max >= 0)) max = 0;

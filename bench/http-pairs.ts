@@ -14,7 +14,10 @@
 // goes first in a round read higher), which hides the few percent a change to the request
 // path makes; running together does not have it.
 //
-//   node dist/bench/http-pairs.js [--scenario search] [--rate 2500] [--rounds 5] [--seconds 8] [--warmup 3] [--base ../other-checkout [--together]]
+// `--base-workers N` runs the base build with N worker threads instead of the benchmark's
+// count (`--base .` is this checkout): what the number of threads costs per request.
+//
+//   node dist/bench/http-pairs.js [--scenario search] [--rate 2500] [--rounds 5] [--seconds 8] [--warmup 3] [--base ../other-checkout [--base-workers N] [--together]]
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,11 +47,12 @@ async function main(): Promise<void> {
       warmup: { type: 'string', default: '3' },
       base: { type: 'string' },
       together: { type: 'boolean', default: false },
+      'base-workers': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write('usage: node dist/bench/http-pairs.js [--scenario search|search-vectors|upsert-100|upsert-1000] [--rate REQ_PER_SEC] [--rounds N] [--seconds S] [--warmup S] [--base OTHER_CHECKOUT [--together]]\n');
+    process.stdout.write('usage: node dist/bench/http-pairs.js [--scenario search|search-vectors|upsert-100|upsert-1000] [--rate REQ_PER_SEC] [--rounds N] [--seconds S] [--warmup S] [--base OTHER_CHECKOUT [--base-workers N] [--together]]\n');
     return;
   }
   const rate = Number(values.rate);
@@ -64,6 +68,9 @@ async function main(): Promise<void> {
   if (!sc) throw new Error(`--scenario must be one of ${httpScenarios(httpSettings(s)).map((x) => x.name).join(', ')}`);
   const base = values.base ? path.resolve(values.base) : null;
   if (values.together && !base) throw new Error('--together compares two vecgate builds: give the other one with --base');
+  const baseWorkers = values['base-workers'] === undefined ? null : Number(values['base-workers']);
+  if (baseWorkers !== null && !base) throw new Error('--base-workers sets the threads of the base build: give it with --base (--base . for this checkout)');
+  if (baseWorkers !== null && (!Number.isInteger(baseWorkers) || baseWorkers < 1 || baseWorkers > 64)) throw new Error(`--base-workers must be an integer 1-64 (got ${String(values['base-workers'])})`);
   if (base && !existsSync(path.join(base, 'dist', 'src', 'cli', 'main.js'))) throw new Error(`--base ${base}: not a built checkout (run npm ci there)`);
   const missing = ensureBenchPeers(log);
   if (missing.length > 0) throw new Error(`missing after install: ${missing.join(', ')}`);
@@ -86,9 +93,9 @@ async function main(): Promise<void> {
     if (base) {
       const upstream = targets.upstream;
       const vg = targets.api.find((t) => t.system === 'vecgate')!;
-      const peer = await startVecgateHttpOn(env, upstream.url, targets.apiKey, base, s.proxyWorkers);
+      const peer = await startVecgateHttpOn(env, upstream.url, targets.apiKey, base, baseWorkers ?? s.proxyWorkers);
       servers.push(peer.server);
-      systems.splice(1, 0, { ...vg, system: 'vecgate (base)', port: peer.qdrantPort, pids: () => [peer.server.pid] });
+      systems.splice(1, 0, { ...vg, system: baseWorkers === null ? 'vecgate (base)' : `vecgate (base, ${baseWorkers} worker${baseWorkers === 1 ? '' : 's'})`, port: peer.qdrantPort, pids: () => [peer.server.pid] });
       if (values.together) systems = systems.slice(0, 2);
     }
     // Not counted: JIT compilation and first connections (vecgate compiles its JavaScript on
@@ -124,7 +131,7 @@ async function main(): Promise<void> {
     const ref = values.together ? 1 : nginx;
     const out = [
       `# http-pairs: ${sc.label}, ${rate} req/s${values.together ? ' to each build at the same time' : ''} over ${sc.connections} connections, ${rounds} rounds of ${seconds} s each, ${values.together ? 'the two builds together' : 'interleaved'}, after ${warmup} s of warm-up each`,
-      `# commit ${machine.commit}${machine.dirty ? ' (with uncommitted changes)' : ''}; ${machine.date}; ${machine.nproc} × ${machine.cpuModel}; Node ${machine.node}; ${machine.peers['nginx'] ?? ''}; ${machine.peers['haproxy'] ?? ''}${base ? `; base: ${base}` : ''}`,
+      `# commit ${machine.commit}${machine.dirty ? ' (with uncommitted changes)' : ''}; ${machine.date}; ${machine.nproc} × ${machine.cpuModel}; Node ${machine.node}; ${machine.peers['nginx'] ?? ''}; ${machine.peers['haproxy'] ?? ''}${base ? `; base: ${base}` : ''}; vecgate workers: ${s.proxyWorkers}${baseWorkers !== null ? `, base: ${baseWorkers}` : ''}`,
       `| system | requests | proxy CPU s | CPU µs per request | vs ${ref === nginx ? 'nginx' : 'base'} |`,
       '| --- | --- | --- | --- | --- |',
       ...systems.map((t, i) => `| ${t.system} | ${requests[i]} | ${cpu[i]!.toFixed(2)} | ${perReq(i).toFixed(1)} | ${ref >= 0 ? `${(perReq(i) / perReq(ref)).toFixed(2)}x` : '—'} |`),

@@ -14,10 +14,14 @@
 // goes first in a round read higher), which hides the few percent a change to the request
 // path makes; running together does not have it.
 //
+// `--floor` adds bench/uws-floor-proxy.ts: vecgate's stack (uWebSockets.js worker threads,
+// the addon's upstream TLS) with none of the gateway's work, the least a proxy built this way
+// costs. With `--together` (and no `--base`) it runs at the same time as vecgate.
+//
 // `--base-workers N` runs the base build with N worker threads instead of the benchmark's
 // count (`--base .` is this checkout): what the number of threads costs per request.
 //
-//   node dist/bench/http-pairs.js [--scenario search] [--rate 2500] [--rounds 5] [--seconds 8] [--warmup 3] [--base ../other-checkout [--base-workers N] [--together]]
+//   node dist/bench/http-pairs.js [--scenario search] [--rate 2500] [--rounds 5] [--seconds 8] [--warmup 3] [--floor] [--base ../other-checkout [--base-workers N]] [--together]
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +33,7 @@ import { httpScenarios, runHttpScenario, startHttpTargets, warmUpHttpTargets, ty
 import { httpSettings } from './http-settings.js';
 import { machineInfo } from './machine-info.js';
 import { ensureBenchPeers } from './system-deps.js';
+import { startUwsFloorProxy } from './http-peers.js';
 import { startVecgateHttpOn } from './vecgate-peer.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -47,12 +52,13 @@ async function main(): Promise<void> {
       warmup: { type: 'string', default: '3' },
       base: { type: 'string' },
       together: { type: 'boolean', default: false },
+      floor: { type: 'boolean', default: false },
       'base-workers': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write('usage: node dist/bench/http-pairs.js [--scenario search|search-vectors|upsert-100|upsert-1000] [--rate REQ_PER_SEC] [--rounds N] [--seconds S] [--warmup S] [--base OTHER_CHECKOUT [--base-workers N] [--together]]\n');
+    process.stdout.write('usage: node dist/bench/http-pairs.js [--scenario search|search-vectors|upsert-100|upsert-1000] [--rate REQ_PER_SEC] [--rounds N] [--seconds S] [--warmup S] [--floor] [--base OTHER_CHECKOUT [--base-workers N]] [--together]\n');
     return;
   }
   const rate = Number(values.rate);
@@ -67,7 +73,8 @@ async function main(): Promise<void> {
   const sc = httpScenarios(httpSettings(s)).find((x) => x.name === values.scenario);
   if (!sc) throw new Error(`--scenario must be one of ${httpScenarios(httpSettings(s)).map((x) => x.name).join(', ')}`);
   const base = values.base ? path.resolve(values.base) : null;
-  if (values.together && !base) throw new Error('--together compares two vecgate builds: give the other one with --base');
+  if (values.together && !base && !values.floor) throw new Error('--together runs vecgate and one other system at once: give another build with --base, or --floor');
+  if (values.together && base && values.floor) throw new Error('--together runs two systems at once: give --base or --floor, not both');
   const baseWorkers = values['base-workers'] === undefined ? null : Number(values['base-workers']);
   if (baseWorkers !== null && !base) throw new Error('--base-workers sets the threads of the base build: give it with --base (--base . for this checkout)');
   if (baseWorkers !== null && (!Number.isInteger(baseWorkers) || baseWorkers < 1 || baseWorkers > 64)) throw new Error(`--base-workers must be an integer 1-64 (got ${String(values['base-workers'])})`);
@@ -96,6 +103,14 @@ async function main(): Promise<void> {
       const peer = await startVecgateHttpOn(env, upstream.url, targets.apiKey, base, baseWorkers ?? s.proxyWorkers);
       servers.push(peer.server);
       systems.splice(1, 0, { ...vg, system: baseWorkers === null ? 'vecgate (base)' : `vecgate (base, ${baseWorkers} worker${baseWorkers === 1 ? '' : 's'})`, port: peer.qdrantPort, pids: () => [peer.server.pid] });
+      if (values.together) systems = systems.slice(0, 2);
+    }
+    if (values.floor) {
+      const upstream = targets.upstream;
+      const vg = targets.api.find((t) => t.system === 'vecgate')!;
+      const floor = await startUwsFloorProxy({ dir: env.dir, serverCert: env.pki.serverCert, serverKey: env.pki.serverKey, caCert: env.pki.caCert, upstreamPort: upstream.port, workers: s.proxyWorkers, apiKey: targets.apiKey, repoRoot });
+      servers.push(floor.server);
+      systems.splice(1, 0, { ...vg, system: 'uws floor', port: floor.port, pids: floor.pids });
       if (values.together) systems = systems.slice(0, 2);
     }
     // Not counted: JIT compilation and first connections (vecgate compiles its JavaScript on
@@ -127,12 +142,12 @@ async function main(): Promise<void> {
     }
     const nginx = systems.findIndex((t) => t.system === 'nginx');
     const perReq = (i: number): number => (cpu[i]! * 1e6) / requests[i]!;
-    // Against nginx; two builds run together are compared with each other.
+    // Against nginx; two systems run together are compared with each other (the second one).
     const ref = values.together ? 1 : nginx;
     const out = [
-      `# http-pairs: ${sc.label}, ${rate} req/s${values.together ? ' to each build at the same time' : ''} over ${sc.connections} connections, ${rounds} rounds of ${seconds} s each, ${values.together ? 'the two builds together' : 'interleaved'}, after ${warmup} s of warm-up each`,
+      `# http-pairs: ${sc.label}, ${rate} req/s${values.together ? ' to each system at the same time' : ''} over ${sc.connections} connections, ${rounds} rounds of ${seconds} s each, ${values.together ? 'the two together' : 'interleaved'}, after ${warmup} s of warm-up each`,
       `# commit ${machine.commit}${machine.dirty ? ' (with uncommitted changes)' : ''}; ${machine.date}; ${machine.nproc} × ${machine.cpuModel}; Node ${machine.node}; ${machine.peers['nginx'] ?? ''}; ${machine.peers['haproxy'] ?? ''}${base ? `; base: ${base}` : ''}; vecgate workers: ${s.proxyWorkers}${baseWorkers !== null ? `, base: ${baseWorkers}` : ''}`,
-      `| system | requests | proxy CPU s | CPU µs per request | vs ${ref === nginx ? 'nginx' : 'base'} |`,
+      `| system | requests | proxy CPU s | CPU µs per request | vs ${ref === nginx ? 'nginx' : systems[ref]!.system} |`,
       '| --- | --- | --- | --- | --- |',
       ...systems.map((t, i) => `| ${t.system} | ${requests[i]} | ${cpu[i]!.toFixed(2)} | ${perReq(i).toFixed(1)} | ${ref >= 0 ? `${(perReq(i) / perReq(ref)).toFixed(2)}x` : '—'} |`),
     ];

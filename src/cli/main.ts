@@ -53,12 +53,13 @@ function buildProgram(setExitCode: (code: number) => void): Command {
 
   program
     .command('dev')
-    .description('run the embedded default: dev CA and certificates, dev token issuer, PGlite + pgvector upstream, the gateway in front')
+    .description('run the embedded default: dev CA and certificates, dev token issuer, PGlite + pgvector and an in-memory Qdrant-compatible API as upstreams, the gateway in front')
     .option('--dir <dir>', 'dev state directory', '.vecgate-dev')
-    .addOption(new Option('--port <n>', 'gateway port for clients (default 15432)').argParser(parsePort))
-    .action(async (opts: { dir: string; port?: number }) => {
+    .addOption(new Option('--port <n>', 'gateway port for PostgreSQL clients (default 15432)').argParser(parsePort))
+    .addOption(new Option('--http-port <n>', 'gateway port for HTTP (Qdrant) clients (default 16333)').argParser(parsePort))
+    .action(async (opts: { dir: string; port?: number; httpPort?: number }) => {
       const { runDev } = await import('./dev-command.js');
-      await runDev({ dir: opts.dir, port: opts.port });
+      await runDev({ dir: opts.dir, port: opts.port, httpPort: opts.httpPort });
     });
 
   program

@@ -432,7 +432,8 @@ function afterAuth(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
   const route = classifyRoute(cfg.flavor, ex.method, ex.rawPath);
   ex.route = route;
   ex.stage = 'access';
-  const what = (): string => `${ex.method} ${ex.rawPath} (${route.operation}${route.collection !== null ? ` on "${route.collection}"` : ''})`;
+  // Routes a flavor's table does not name are classified `unlisted` (admin): said in words here.
+  const what = (): string => `${ex.method} ${ex.rawPath} (${route.operation === 'unlisted' ? 'an administrative or unknown route' : route.operation}${route.collection !== null ? ` on "${route.collection}"` : ''})`;
   if (!accessAllows(auth.access, route.access)) {
     const who = auth.username || auth.subject;
     ctx.log('info', 'http request refused: access level', { connection: cfg.name, subject: auth.subject, operation: route.operation, collection: route.collection, needed: route.access, granted: auth.access });

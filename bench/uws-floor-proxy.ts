@@ -4,8 +4,10 @@
 // upstream in a keep-alive pool) with none of the gateway's work: no token, policy, guard,
 // client address, framing checks, timeouts, recording or metrics. Request headers go upstream
 // as they came (minus Authorization, Host and the framing headers) with the upstream's
-// credential added; the response must have a Content-Length (the benchmark's fixture upstream
-// always sends one) and goes back whole, its headers minus the framing ones. What vecgate
+// credential added; the body is copied once (uWS lends its chunks only for the callback); the
+// response head is read by the addon's C++ reader, the response must have a Content-Length
+// (the benchmark's fixture upstream always sends one) and goes back from the read buffer,
+// its headers minus the framing ones. What vecgate
 // costs above this is the gateway's own work; what this costs above nginx is the stack's.
 //
 //   node dist/bench/uws-floor-proxy.js --port P --upstream-port U --cert F --key F --ca F --api-key-file F [--workers 2] [--lifetime-sec 3600]
@@ -31,7 +33,6 @@ interface FloorOptions {
 const DROPPED = new Set(['authorization', 'host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'expect']);
 /** Response headers uWS writes itself (framing, Date) or that end at the proxy. */
 const DROPPED_BACK = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'date']);
-const HEAD_END = Buffer.from('\r\n\r\n');
 
 /** One upstream connection of the pool and the response it is reading now. */
 interface Upstream {
@@ -76,18 +77,32 @@ function serve(o: FloorOptions): void {
     const query = req.getQuery();
     const target = query ? `${req.getUrl()}?${query}` : req.getUrl();
     let head = '';
+    let contentLength = '';
     req.forEach((k, v) => {
-      if (!DROPPED.has(k)) head += `${k}: ${v}\r\n`;
+      if (k === 'content-length') contentLength = v;
+      else if (!DROPPED.has(k)) head += `${k}: ${v}\r\n`;
     });
     let aborted = false;
     res.onAborted(() => {
       aborted = true;
     });
+    // One copy of the body, into a buffer of its announced size (uWS lends its chunks only for
+    // the callback); bodies without Content-Length are joined.
+    const length = Number(contentLength);
+    let body: Buffer | null = contentLength !== '' && Number.isSafeInteger(length) ? Buffer.allocUnsafe(length) : null;
+    let fill = 0;
     const chunks: Buffer[] = [];
     res.onData((chunk, last) => {
-      if (chunk.byteLength > 0) chunks.push(Buffer.from(chunk.slice(0)));
+      const n = chunk.byteLength;
+      if (n > 0) {
+        if (body !== null && fill + n <= body.length) {
+          body.set(new Uint8Array(chunk), fill);
+          fill += n;
+        } else chunks.push(Buffer.from(chunk.slice(0)));
+      }
       if (!last) return;
-      const body = Buffer.concat(chunks);
+      const whole = body !== null && chunks.length === 0 ? body.subarray(0, fill) : Buffer.concat(body !== null ? [body.subarray(0, fill), ...chunks] : chunks);
+      body = null;
       upstream((u) => {
         if (u === null) {
           if (!aborted) answer(res, '502 Bad Gateway', [], Buffer.from('upstream unavailable\n'));
@@ -95,26 +110,31 @@ function serve(o: FloorOptions): void {
         }
         let acc: Buffer | null = null;
         u.onData = (bytes) => {
-          acc = acc === null ? Buffer.from(bytes) : Buffer.concat([acc, bytes]);
-          const end = acc.indexOf(HEAD_END);
-          if (end < 0) return;
-          const lines = acc.toString('latin1', 0, end).split('\r\n');
-          const m = /^content-length: *(\d+)$/im.exec(lines.join('\n'));
-          if (!m) throw new Error('uws-floor-proxy: the upstream answered without Content-Length');
-          const total = end + 4 + Number(m[1]);
-          if (acc.length < total) return;
+          // The response is usually one read: it is used in place, copied only when it is not.
+          const buf = acc === null ? bytes : (acc = Buffer.concat([acc, bytes]));
+          const r = addon.readResponseHead(buf, 64 * 1024); // the addon's C++ head reader
+          if (r === null) {
+            if (acc === null) acc = Buffer.from(bytes);
+            return;
+          }
+          const used = r[0] as number;
+          const total = used + (r[4] as number);
+          if ((r[4] as number) < 0) throw new Error('uws-floor-proxy: the upstream answered without Content-Length');
+          if (buf.length < total) {
+            if (acc === null) acc = Buffer.from(bytes);
+            return;
+          }
           u.onData = null;
           idle.push(u);
           if (aborted) return;
           const headers: [string, string][] = [];
-          for (let i = 1; i < lines.length; i++) {
-            const c = lines[i]!.indexOf(':');
-            const k = lines[i]!.slice(0, c).toLowerCase();
-            if (!DROPPED_BACK.has(k)) headers.push([k, lines[i]!.slice(c + 1).trim()]);
+          for (let i = 6; i + 1 < r.length; i += 2) {
+            const k = (r[i] as string).toLowerCase();
+            if (!DROPPED_BACK.has(k)) headers.push([k, r[i + 1] as string]);
           }
-          answer(res, lines[0]!.slice(9), headers, acc.subarray(end + 4, total));
+          answer(res, `${r[2]} ${r[3]}`, headers, buf.subarray(used, total));
         };
-        u.conn.write([Buffer.from(`${method} ${target} HTTP/1.1\r\nhost: 127.0.0.1:${o.upstreamPort}\r\ncontent-length: ${body.length}\r\napi-key: ${o.apiKey}\r\n${head}\r\n`), body]);
+        u.conn.write([Buffer.from(`${method} ${target} HTTP/1.1\r\nhost: 127.0.0.1:${o.upstreamPort}\r\ncontent-length: ${whole.length}\r\napi-key: ${o.apiKey}\r\n${head}\r\n`), whole]);
       });
     });
   });

@@ -14,9 +14,10 @@
 // goes first in a round read higher), which hides the few percent a change to the request
 // path makes; running together does not have it.
 //
-// `--floor` adds bench/uws-floor-proxy.ts: vecgate's stack (uWebSockets.js worker threads,
+// `--floor` adds bench/floor-proxy.ts twice: vecgate's stack (uWebSockets.js worker threads,
 // the addon's upstream TLS) with none of the gateway's work, the least a proxy built this way
-// costs. With `--together` (and no `--base`) it runs at the same time as vecgate.
+// costs ("uws floor"), and the same with the addon's own TLS listener as the front ("native
+// floor"). With `--together` (and no `--base`) the uws floor runs at the same time as vecgate.
 //
 // `--base-workers N` runs the base build with N worker threads instead of the benchmark's
 // count (`--base .` is this checkout): what the number of threads costs per request.
@@ -33,7 +34,7 @@ import { httpScenarios, runHttpScenario, startHttpTargets, warmUpHttpTargets, ty
 import { httpSettings } from './http-settings.js';
 import { machineInfo } from './machine-info.js';
 import { ensureBenchPeers } from './system-deps.js';
-import { startUwsFloorProxy } from './http-peers.js';
+import { startFloorProxy } from './http-peers.js';
 import { startVecgateHttpOn } from './vecgate-peer.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -106,11 +107,16 @@ async function main(): Promise<void> {
       if (values.together) systems = systems.slice(0, 2);
     }
     if (values.floor) {
+      // Beside the others: both floors; together with vecgate: the one on vecgate's own front.
       const upstream = targets.upstream;
       const vg = targets.api.find((t) => t.system === 'vecgate')!;
-      const floor = await startUwsFloorProxy({ dir: env.dir, serverCert: env.pki.serverCert, serverKey: env.pki.serverKey, caCert: env.pki.caCert, upstreamPort: upstream.port, workers: s.proxyWorkers, apiKey: targets.apiKey, repoRoot });
-      servers.push(floor.server);
-      systems.splice(1, 0, { ...vg, system: 'uws floor', port: floor.port, pids: floor.pids });
+      const fronts = values.together ? (['uws'] as const) : (['uws', 'native'] as const);
+      let at = 1;
+      for (const front of fronts) {
+        const floor = await startFloorProxy({ front, dir: env.dir, serverCert: env.pki.serverCert, serverKey: env.pki.serverKey, caCert: env.pki.caCert, upstreamPort: upstream.port, workers: s.proxyWorkers, apiKey: targets.apiKey, repoRoot });
+        servers.push(floor.server);
+        systems.splice(at++, 0, { ...vg, system: `${front} floor`, port: floor.port, pids: floor.pids });
+      }
       if (values.together) systems = systems.slice(0, 2);
     }
     // Not counted: JIT compilation and first connections (vecgate compiles its JavaScript on

@@ -124,23 +124,26 @@ backend upstream
 }
 
 interface FloorPeerOptions extends HttpPeerOptions {
+  /** uws: vecgate's front (uWebSockets.js); native: the addon's TLS listener. */
+  front: 'uws' | 'native';
   /** The upstream's credential, written to a file only the floor reads. */
   apiKey: string;
-  /** Checkout whose dist/bench/uws-floor-proxy.js runs. */
+  /** Checkout whose dist/bench/floor-proxy.js runs. */
   repoRoot: string;
 }
 
 /**
- * bench/uws-floor-proxy.ts: vecgate's stack (uWebSockets.js in N worker threads, the addon's
- * verified upstream TLS) doing nothing but forward: the least a proxy built that way costs.
+ * bench/floor-proxy.ts: vecgate's stack (N worker threads, the addon's verified upstream TLS,
+ * a uWebSockets.js or the addon's own front) doing nothing but forward: the least a proxy
+ * built that way costs.
  */
-export async function startUwsFloorProxy(opts: FloorPeerOptions): Promise<StreamProxyPeer> {
+export async function startFloorProxy(opts: FloorPeerOptions): Promise<StreamProxyPeer> {
   const port = await freePortOn('127.0.0.1');
-  const keyFile = path.join(opts.dir, `uws-floor-${port}-api-key`);
+  const keyFile = path.join(opts.dir, `floor-${port}-api-key`);
   writeFileSync(keyFile, opts.apiKey, { mode: 0o600 });
-  const script = path.join(opts.repoRoot, 'dist', 'bench', 'uws-floor-proxy.js');
-  const args = [script, '--port', String(port), '--upstream-port', String(opts.upstreamPort), '--cert', opts.serverCert, '--key', opts.serverKey, '--ca', opts.caCert, '--api-key-file', keyFile, '--workers', String(opts.workers ?? STREAM_PROXY_WORKERS)];
-  const server = startServer('uws-floor-proxy', process.execPath, args);
-  await server.waitFor(/uws-floor-proxy listening/, HTTP_PEER_READY_TIMEOUT_MS);
+  const script = path.join(opts.repoRoot, 'dist', 'bench', 'floor-proxy.js');
+  const args = [script, '--front', opts.front, '--port', String(port), '--upstream-port', String(opts.upstreamPort), '--cert', opts.serverCert, '--key', opts.serverKey, '--ca', opts.caCert, '--api-key-file', keyFile, '--workers', String(opts.workers ?? STREAM_PROXY_WORKERS)];
+  const server = startServer(`floor-proxy (${opts.front})`, process.execPath, args);
+  await server.waitFor(/floor-proxy \(\w+\) listening/, HTTP_PEER_READY_TIMEOUT_MS);
   return { server, port, pids: () => [server.pid] };
 }

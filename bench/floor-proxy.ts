@@ -11,10 +11,12 @@
 // `--front uws` (vecgate's stack): a uWebSockets.js SSLApp per thread. `--front native`: the
 // addon's own TLS listener (the PostgreSQL path's) with a minimal HTTP/1.1 reader in
 // JavaScript, one call per read: what a front without uWebSockets.js would start from.
-// What vecgate costs above the uws floor is the gateway's own work; what the floors cost
-// above nginx is the stack's.
+// `--front pump`: no HTTP at all, the addon's pump between the client's TLS connection and
+// one upstream TLS connection per client (clients send the upstream's credential): no
+// JavaScript per request. What vecgate costs above the uws floor is the gateway's own work;
+// what the floors cost above nginx is the stack's.
 //
-//   node dist/bench/floor-proxy.js --front uws|native --port P --upstream-port U --cert F --key F --ca F --api-key-file F [--workers 2] [--lifetime-sec 3600]
+//   node dist/bench/floor-proxy.js --front uws|native|pump --port P --upstream-port U --cert F --key F --ca F --api-key-file F [--workers 2] [--lifetime-sec 3600]
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, workerData, parentPort } from 'node:worker_threads';
@@ -24,7 +26,7 @@ import { native } from '../src/native.js';
 import type { Connection, TlsContext } from '../src/native.js';
 
 interface FloorOptions {
-  front: 'uws' | 'native';
+  front: 'uws' | 'native' | 'pump';
   port: number;
   upstreamPort: number;
   cert: string;
@@ -221,6 +223,44 @@ function serveNative(o: FloorOptions): void {
   parentPort!.postMessage('listening');
 }
 
+/**
+ * No HTTP at all: each client connection gets its own verified TLS connection to the upstream
+ * and the addon's pump moves the bytes both ways in C++ (like nginx's and haproxy's TLS stream
+ * rows). Clients send the upstream's credential themselves. What the threads and the native
+ * data path cost per request when no JavaScript runs per request.
+ */
+function servePump(o: FloorOptions): void {
+  const addon = native();
+  const serverCtx = addon.createServerContext({ cert: readFileSync(o.cert), key: readFileSync(o.key), profile: 'modern', alpn: ['http/1.1'] });
+  const clientCtx = addon.createClientContext({ ca: readFileSync(o.ca), profile: 'modern' });
+  const listener = addon.listen('127.0.0.1', o.port, 1024, (client) => {
+    const early: Buffer[] = []; // bytes the client sent before the upstream was ready
+    client.setCallbacks(
+      (chunk) => early.push(chunk),
+      () => {},
+    );
+    client.startTls(serverCtx, null, ['http/1.1'], (err) => {
+      if (err) return client.destroy();
+      client.pause();
+      addon.connect('127.0.0.1', o.upstreamPort, (cErr, up) => {
+        if (cErr || !up) return client.destroy();
+        up.startTls(clientCtx, 'localhost', ['http/1.1'], (tErr) => {
+          if (tErr) {
+            up.destroy();
+            return client.destroy();
+          }
+          if (early.length > 0) up.write(early.splice(0));
+          addon.pump(client, up, { protocol: 'raw', highWaterBytes: 256 * 1024 }, () => {});
+          client.resume();
+        });
+      });
+    });
+    client.resume();
+  });
+  void listener;
+  parentPort!.postMessage('listening');
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -238,7 +278,7 @@ async function main(): Promise<void> {
   for (const k of ['port', 'upstream-port', 'cert', 'key', 'ca', 'api-key-file'] as const) {
     if (!values[k]) throw new Error(`--${k} is required`);
   }
-  if (values.front !== 'uws' && values.front !== 'native') throw new Error(`--front must be uws or native (got ${values.front})`);
+  if (values.front !== 'uws' && values.front !== 'native' && values.front !== 'pump') throw new Error(`--front must be uws, native or pump (got ${values.front})`);
   const workers = Number(values.workers);
   if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers must be a positive integer (got ${values.workers})`);
   const o: FloorOptions = {
@@ -274,5 +314,6 @@ if (isMainThread) {
 } else {
   const o = workerData as FloorOptions;
   if (o.front === 'native') serveNative(o);
+  else if (o.front === 'pump') servePump(o);
   else serveUws(o);
 }

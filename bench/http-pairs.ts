@@ -14,10 +14,11 @@
 // goes first in a round read higher), which hides the few percent a change to the request
 // path makes; running together does not have it.
 //
-// `--floor` adds bench/floor-proxy.ts twice: vecgate's stack (uWebSockets.js worker threads,
-// the addon's upstream TLS) with none of the gateway's work, the least a proxy built this way
-// costs ("uws floor"), and the same with the addon's own TLS listener as the front ("native
-// floor"). With `--together` (and no `--base`) the uws floor runs at the same time as vecgate.
+// `--floor` adds bench/floor-proxy.ts three times: vecgate's stack (uWebSockets.js worker
+// threads, the addon's upstream TLS) with none of the gateway's work, the least a proxy built
+// this way costs ("uws floor"); the same with the addon's own TLS listener as the front
+// ("native floor"); and no HTTP at all, the addon's pump per connection ("pump floor"). With
+// `--together` (and no `--base`) the uws floor runs at the same time as vecgate.
 //
 // `--base-workers N` runs the base build with N worker threads instead of the benchmark's
 // count (`--base .` is this checkout): what the number of threads costs per request.
@@ -110,12 +111,14 @@ async function main(): Promise<void> {
       // Beside the others: both floors; together with vecgate: the one on vecgate's own front.
       const upstream = targets.upstream;
       const vg = targets.api.find((t) => t.system === 'vecgate')!;
-      const fronts = values.together ? (['uws'] as const) : (['uws', 'native'] as const);
+      const nginx = targets.api.find((t) => t.system === 'nginx')!;
+      const fronts = values.together ? (['uws'] as const) : (['uws', 'native', 'pump'] as const);
       let at = 1;
       for (const front of fronts) {
         const floor = await startFloorProxy({ front, dir: env.dir, serverCert: env.pki.serverCert, serverKey: env.pki.serverKey, caCert: env.pki.caCert, upstreamPort: upstream.port, workers: s.proxyWorkers, apiKey: targets.apiKey, repoRoot });
         servers.push(floor.server);
-        systems.splice(at++, 0, { ...vg, system: `${front} floor`, port: floor.port, pids: floor.pids });
+        // The pump passes the client's bytes as they are: its clients send the upstream credential, like nginx's.
+        systems.splice(at++, 0, { ...vg, system: `${front} floor`, port: floor.port, pids: floor.pids, headers: front === 'pump' ? nginx.headers : vg.headers });
       }
       if (values.together) systems = systems.slice(0, 2);
     }

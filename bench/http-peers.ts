@@ -124,8 +124,8 @@ backend upstream
 }
 
 interface FloorPeerOptions extends HttpPeerOptions {
-  /** uws: vecgate's front (uWebSockets.js); native: the addon's TLS listener. */
-  front: 'uws' | 'native';
+  /** uws: vecgate's front (uWebSockets.js); native: the addon's TLS listener; pump: no HTTP, bytes pumped in C++. */
+  front: 'uws' | 'native' | 'pump';
   /** The upstream's credential, written to a file only the floor reads. */
   apiKey: string;
   /** Checkout whose dist/bench/floor-proxy.js runs. */

@@ -22,6 +22,7 @@ import { parseArgs } from 'node:util';
 import { Worker, isMainThread, workerData, parentPort } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import uWS from 'uWebSockets.js';
+import { HTTP_WORKER_YOUNG_GENERATION_MB } from '../src/gateway/gateway.js';
 import { native } from '../src/native.js';
 import type { Connection, TlsContext } from '../src/native.js';
 
@@ -292,7 +293,8 @@ async function main(): Promise<void> {
   };
   const file = fileURLToPath(import.meta.url);
   const started = Array.from({ length: workers }, () => {
-    const w = new Worker(file, { workerData: o });
+    // The young generation vecgate gives its workers when it serves HTTP (src/gateway/gateway.ts).
+    const w = new Worker(file, { workerData: o, resourceLimits: { maxYoungGenerationSizeMb: HTTP_WORKER_YOUNG_GENERATION_MB } });
     return new Promise<void>((resolve, reject) => {
       w.once('message', (m) => (m === 'listening' ? resolve() : reject(new Error(`floor-proxy: ${String(m)} on 127.0.0.1:${o.port}`))));
       w.once('error', reject);

@@ -12,6 +12,7 @@ import { startVectorApiUpstream } from '../dev/vector-api.js';
 import { DevIssuer } from '../identity/dev-issuer.js';
 import { startGateway } from '../gateway/gateway.js';
 import { createLogger } from '../log.js';
+import { VgError } from '../errors.js';
 
 export const DEV_DEFAULT_PORT = 15432;
 export const DEV_CONNECTION = 'vectors';
@@ -87,6 +88,9 @@ export async function runDev(opts: { dir?: string; port?: number | string; httpP
   } catch (err) {
     await vectorApi.close();
     await upstream.close();
+    if (err instanceof VgError && err.code === 'ERR_VG_LISTEN') {
+      throw new VgError('ERR_VG_LISTEN', `${err.message}; vecgate dev uses ports ${port} (PostgreSQL) and ${httpPort} (HTTP): pick others with --port and --http-port`, { cause: err });
+    }
     throw err;
   }
   const gwPort = gw.listeners.find((l) => l.connection === DEV_CONNECTION)?.port ?? port;

@@ -15,6 +15,7 @@ import { GatewayMetrics } from '../admin/metrics.js';
 import { Recorder } from '../recording/recorder.js';
 import { setSensitiveSettings } from '../recording/redact-event.js';
 import { startAdminServer, type AdminServer } from '../admin/admin-server.js';
+import { assertListenAddressesFree } from './listen-probe.js';
 import { packInit, receive, send, type AuthClientInfo, type AuthResult, type ToPrimary } from '../../workers/messages.js';
 
 /** How often certificate files are checked for changes (SIGHUP reloads at once). */
@@ -59,6 +60,7 @@ const workerUrl = new URL('../../workers/worker-main.js', import.meta.url);
 
 export async function startGateway(config: VecgateConfig, opts: GatewayOptions): Promise<GatewayHandle> {
   const log = opts.logger;
+  await assertListenAddressesFree(config);
   const tlsFiles = loadServerTlsFiles(config.server.tls);
   let verifier = new TokenVerifier(config.identity.issuers);
   let policy = compilePolicy(config.policies);

@@ -102,6 +102,21 @@ test('start: ready line, admin endpoint, port in use refused in one line, SIGTER
       blocker.close();
     }
 
+    // A second vecgate on the running one's address: both would set SO_REUSEPORT, and the
+    // kernel would let them share the port and split its connections. Refused instead.
+    const g3 = startGateway(await writeConfig('c.yaml', port, await freePort()));
+    const code3 = await Promise.race([g3.exit, g3.ready.then(() => 'ready')]);
+    if (code3 === 'ready') g3.child.kill('SIGKILL');
+    assert.notEqual(code3, 'ready', 'a second instance started on the same port');
+    assert.notEqual(code3, 0);
+    assert.match(g3.stderr(), new RegExp(`connections\\.vectors\\.listen: cannot listen on 127\\.0\\.0\\.1:${port}: the address is already in use by another process`));
+    // ... and one whose admin endpoint is the running one's.
+    const g4 = startGateway(await writeConfig('d.yaml', await freePort(), adminPort));
+    const code4 = await Promise.race([g4.exit, g4.ready.then(() => 'ready')]);
+    if (code4 === 'ready') g4.child.kill('SIGKILL');
+    assert.notEqual(code4, 'ready', 'a second instance started on the same admin port');
+    assert.match(g4.stderr(), /server\.admin\.listen: cannot listen on 127\.0\.0\.1:\d+: the address is already in use/);
+
     g.child.kill('SIGTERM');
     assert.equal(await g.exit, 0);
     assert.ok(g.lines.some((l) => l.includes('"msg":"draining"')));

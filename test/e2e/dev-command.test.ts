@@ -184,6 +184,22 @@ console.log(JSON.stringify({ titles: hits.map((h) => h.payload.title), vectors }
     assert.ok(!stdout.includes(key) && !stderr.includes(key), 'the key is in no log line');
   });
 
+  test('a port in use: exit 1, and the error names the option that picks another', async () => {
+    const other = mkdtempSync(path.join(os.tmpdir(), 'vg-dev-e2e-busy-'));
+    try {
+      // The running instance holds httpPort: a second one asked for it cannot listen.
+      const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        execFile(process.execPath, [bin, 'dev', '--dir', other, '--port', '0', '--http-port', String(httpPort)], { cwd: root, timeout: 60_000 }, (err, _out, errOut) => {
+          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr: errOut });
+        });
+      });
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${httpPort}.*pick others with --port and --http-port`));
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
+  });
+
   test('stops cleanly on SIGTERM', async () => {
     const code = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
     child.kill('SIGTERM');

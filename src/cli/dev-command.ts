@@ -8,6 +8,7 @@ import { stringify } from 'yaml';
 import { loadConfig } from '../config/load.js';
 import { ensureDevPki } from '../dev/pki.js';
 import { startPgliteUpstream } from '../dev/pglite-upstream.js';
+import { lockDevDir } from '../dev/dev-dir-lock.js';
 import { startVectorApiUpstream } from '../dev/vector-api.js';
 import { DevIssuer } from '../identity/dev-issuer.js';
 import { startGateway } from '../gateway/gateway.js';
@@ -25,6 +26,16 @@ export async function runDev(opts: { dir?: string; port?: number | string; httpP
   const port = opts.port === undefined ? DEV_DEFAULT_PORT : Number(opts.port);
   const httpPort = opts.httpPort === undefined ? DEV_DEFAULT_HTTP_PORT : Number(opts.httpPort);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const unlock = lockDevDir(dir);
+  try {
+    await runDevLocked(dir, port, httpPort, unlock);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
+}
+
+async function runDevLocked(dir: string, port: number, httpPort: number, unlock: () => void): Promise<void> {
   const logger = createLogger();
 
   const pki = await ensureDevPki(dir);
@@ -126,6 +137,7 @@ export async function runDev(opts: { dir?: string; port?: number | string; httpP
     await gw.stop({ drainMs: 5000 });
     await vectorApi.close();
     await upstream.close();
+    unlock();
     logger.info('stopped');
     process.exit(0);
   };

@@ -200,9 +200,23 @@ console.log(JSON.stringify({ titles: hits.map((h) => h.payload.title), vectors }
     }
   });
 
+  test('a second vecgate dev on the same --dir is refused (it would share the PGlite data directory)', async () => {
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      execFile(process.execPath, [bin, 'dev', '--dir', dir, '--port', '0', '--http-port', '0'], { cwd: root, timeout: 60_000 }, (err, _out, errOut) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr: errOut });
+      });
+    });
+    assert.notEqual(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`another vecgate dev \\(pid ${child.pid}\\) is using`));
+    // The running one is untouched: its lock, config and key are still its own.
+    assert.equal(readFileSync(path.join(dir, 'dev.lock'), 'utf8'), String(child.pid));
+    assert.equal((await call('GET', '/collections', token('vectors-readers'))).status, 200);
+  });
+
   test('stops cleanly on SIGTERM', async () => {
     const code = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
     child.kill('SIGTERM');
     assert.equal(await code, 0);
+    assert.throws(() => readFileSync(path.join(dir, 'dev.lock')), /ENOENT/, 'the lock is released');
   });
 });

@@ -9,6 +9,7 @@ import { writeSync, writevSync } from 'node:fs';
 import path from 'node:path';
 import { VgError } from '../errors.js';
 import { native } from '../native.js';
+import { takePidLock, type PidLock } from '../pid-lock.js';
 import { syncDirectory, syncSegmentData } from './durable-sync.js';
 import type { RecordEvent } from './record-event.js';
 import { encodeEvent, MAX_EVENT_BYTES } from './encode-event.js';
@@ -33,6 +34,17 @@ import {
 } from './segment-format.js';
 import { listSegments, readHead, writeHead, type SegmentFile } from './segment-store.js';
 import { loadSigningKey, signBytes, type SigningKey } from './signing-key.js';
+
+
+/**
+ * One recorder per recordings directory (the file names the host and pid writing there):
+ * two would interleave segments and break each other's hash chains. The holder refreshes it
+ * every WRITER_LOCK_HEARTBEAT_MS; another host's lock not refreshed for WRITER_LOCK_STALE_MS
+ * is taken over (a replica that died without releasing it).
+ */
+export const WRITER_LOCK_FILE = '.writer.lock';
+const WRITER_LOCK_HEARTBEAT_MS = 10_000;
+const WRITER_LOCK_STALE_MS = 60_000;
 
 /** A signed checkpoint after this many event records... */
 export const CHECKPOINT_EVERY_RECORDS = 10_000;
@@ -149,6 +161,7 @@ export class Recorder {
   private constructor(
     private readonly opts: RecorderOptions,
     private readonly key: SigningKey,
+    private readonly lock: PidLock,
   ) {
     this.timer = setInterval(() => void this.exclusive(() => this.checkpointDue(Date.now())).catch(() => undefined), CHECKPOINT_INTERVAL_MS);
     this.timer.unref();
@@ -166,7 +179,21 @@ export class Recorder {
     } catch (e) {
       throw new VgError('ERR_VG_RECORDING', `cannot create the recordings directory ${opts.dir}: ${(e as Error).message}`, { cause: e });
     }
-    return new Recorder(opts, await loadSigningKey(opts.dir, opts.signingKeyPath));
+    const lock = takePidLock(path.join(opts.dir, WRITER_LOCK_FILE), {
+      heartbeatMs: WRITER_LOCK_HEARTBEAT_MS,
+      staleMs: WRITER_LOCK_STALE_MS,
+      held: (owner, ageMs) =>
+        new VgError(
+          'ERR_VG_RECORDING',
+          `recordings.dir ${opts.dir} is being written by another vecgate (host ${owner.host}, pid ${owner.pid}, seen ${Math.round(ageMs / 1000)} s ago): two writers would break each other's hash chains. Give each instance its own recordings.dir (on Kubernetes, a volume per replica); a lock not refreshed for ${WRITER_LOCK_STALE_MS / 1000} s is taken over`,
+        ),
+    });
+    try {
+      return new Recorder(opts, await loadSigningKey(opts.dir, opts.signingKeyPath), lock);
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
   }
 
   /**
@@ -259,7 +286,15 @@ export class Recorder {
     if (this.closing) return;
     this.closing = true;
     clearInterval(this.timer);
-    await this.exclusive(async () => {
+    try {
+      await this.sealAll();
+    } finally {
+      this.lock.release();
+    }
+  }
+
+  private sealAll(): Promise<void> {
+    return this.exclusive(async () => {
       // Seal every chain even if one fails; report the first failure after.
       let failure: unknown;
       for (const chain of this.chains.values()) {

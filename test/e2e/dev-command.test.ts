@@ -209,7 +209,7 @@ console.log(JSON.stringify({ titles: hits.map((h) => h.payload.title), vectors }
     assert.notEqual(r.code, 0, r.stderr);
     assert.match(r.stderr, new RegExp(`another vecgate dev \\(pid ${child.pid}\\) is using`));
     // The running one is untouched: its lock, config and key are still its own.
-    assert.equal(readFileSync(path.join(dir, 'dev.lock'), 'utf8'), String(child.pid));
+    assert.equal(JSON.parse(readFileSync(path.join(dir, 'dev.lock'), 'utf8')).pid, child.pid);
     assert.equal((await call('GET', '/collections', token('vectors-readers'))).status, 200);
   });
 

@@ -9,7 +9,7 @@ import { writeSync, writevSync } from 'node:fs';
 import path from 'node:path';
 import { VgError } from '../errors.js';
 import { native } from '../native.js';
-import { takePidLock, type PidLock } from '../pid-lock.js';
+import type { PidLock } from '../pid-lock.js';
 import { syncDirectory, syncSegmentData } from './durable-sync.js';
 import type { RecordEvent } from './record-event.js';
 import { encodeEvent, MAX_EVENT_BYTES } from './encode-event.js';
@@ -34,17 +34,9 @@ import {
 } from './segment-format.js';
 import { listSegments, readHead, writeHead, type SegmentFile } from './segment-store.js';
 import { loadSigningKey, signBytes, type SigningKey } from './signing-key.js';
+import { lockRecordingsDir } from './writer-lock.js';
+export { WRITER_LOCK_FILE } from './writer-lock.js';
 
-
-/**
- * One recorder per recordings directory (the file names the host and pid writing there):
- * two would interleave segments and break each other's hash chains. The holder refreshes it
- * every WRITER_LOCK_HEARTBEAT_MS; another host's lock not refreshed for WRITER_LOCK_STALE_MS
- * is taken over (a replica that died without releasing it).
- */
-export const WRITER_LOCK_FILE = '.writer.lock';
-const WRITER_LOCK_HEARTBEAT_MS = 10_000;
-const WRITER_LOCK_STALE_MS = 60_000;
 
 /** A signed checkpoint after this many event records... */
 export const CHECKPOINT_EVERY_RECORDS = 10_000;
@@ -179,15 +171,7 @@ export class Recorder {
     } catch (e) {
       throw new VgError('ERR_VG_RECORDING', `cannot create the recordings directory ${opts.dir}: ${(e as Error).message}`, { cause: e });
     }
-    const lock = takePidLock(path.join(opts.dir, WRITER_LOCK_FILE), {
-      heartbeatMs: WRITER_LOCK_HEARTBEAT_MS,
-      staleMs: WRITER_LOCK_STALE_MS,
-      held: (owner, ageMs) =>
-        new VgError(
-          'ERR_VG_RECORDING',
-          `recordings.dir ${opts.dir} is being written by another vecgate (host ${owner.host}, pid ${owner.pid}, seen ${Math.round(ageMs / 1000)} s ago): two writers would break each other's hash chains. Give each instance its own recordings.dir (on Kubernetes, a volume per replica); a lock not refreshed for ${WRITER_LOCK_STALE_MS / 1000} s is taken over`,
-        ),
-    });
+    const lock = lockRecordingsDir(opts.dir, 'recorder');
     try {
       return new Recorder(opts, await loadSigningKey(opts.dir, opts.signingKeyPath), lock);
     } catch (e) {

@@ -11,6 +11,7 @@ import type { RecordEvent } from './record-event.js';
 import { FrameKind, packr, scanSegment, SEGMENT_MAGIC, signedBytes, ZERO_HASH, type SegmentHeader, type SignedPayload } from './segment-format.js';
 import { listConnectionDirs, listSegments, readHead, type ConnectionDir, type HeadState } from './segment-store.js';
 import { keyIdOf, loadPublicKey, verifyBytes } from './signing-key.js';
+import { lockRecordingsDir } from './writer-lock.js';
 
 /** Issues kept per connection after the first (the first is what matters; the rest are often its echoes). */
 export const MAX_ISSUES_PER_CONNECTION = 100;
@@ -285,6 +286,15 @@ export interface RepairedTail {
 
 /** Cuts the partial record off every torn tail that `verifyRecordings` finds harmless. */
 export async function repairTornTails(dir: string, opts: VerifyOptions = {}): Promise<{ repaired: RepairedTail[]; report: VerifyReport }> {
+  const lock = lockRecordingsDir(dir, 'repair');
+  try {
+    return await repairUnlocked(dir, opts);
+  } finally {
+    lock.release();
+  }
+}
+
+async function repairUnlocked(dir: string, opts: VerifyOptions): Promise<{ repaired: RepairedTail[]; report: VerifyReport }> {
   const report = await verifyRecordings(dir, opts);
   const repaired: RepairedTail[] = [];
   for (const t of report.tornTails) {

@@ -1,7 +1,7 @@
 // One recorder per recordings directory: a second process's Recorder.open on a directory a
 // live recorder is writing is refused (two writers would break each other's hash chains);
-// once that process is gone (kill -9, no release) the directory is taken over; close()
-// releases it.
+// so is `verify-recordings --repair`; once that process is gone (kill -9, no release) the
+// directory is taken over; close() releases it.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { Recorder, WRITER_LOCK_FILE } from '../../src/recording/recorder.js';
+import { repairTornTails } from '../../src/recording/verify-recordings.js';
 import { DAY, tempDirsRemovedAfter } from './recording-fixture.js';
 
 const dirFor = tempDirsRemovedAfter();
@@ -32,6 +33,8 @@ setInterval(() => {}, 1000);`;
         assert.match(e.message, new RegExp(`is being written by another vecgate \\(host .+, pid ${child.pid}, seen \\d+ s ago\\): two writers would break each other's hash chains`));
         return true;
       });
+      // verify-recordings --repair would cut records the live writer is still writing: refused too.
+      await assert.rejects(repairTornTails(dir), /is being written by another vecgate .*: stop it before --repair/);
       const gone = new Promise((r) => child.once('exit', r));
       child.kill('SIGKILL');
       await gone;

@@ -6,6 +6,9 @@
 import { closeSync, openSync, readFileSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
 import os from 'node:os';
 
+/** How long a lock file without a readable owner is left alone (its creator may still be writing it). */
+const UNREADABLE_LOCK_GRACE_MS = 5_000;
+
 export interface LockOwner {
   host: string;
   pid: number;
@@ -59,6 +62,9 @@ export function takePidLock(file: string, opts: PidLockOptions): PidLock {
       } catch {
         continue; // removed meanwhile: try again
       }
+      // A lock without a readable owner may be one another process created a moment ago and
+      // is about to fill in: only an old one is taken over.
+      if (owner === null && ageMs <= UNREADABLE_LOCK_GRACE_MS) throw opts.held({ host: 'unknown (starting)', pid: 0 }, ageMs);
       const stale =
         owner === null ||
         (owner.host === me.host && (owner.pid === me.pid || !processAlive(owner.pid))) ||

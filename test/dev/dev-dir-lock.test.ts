@@ -47,6 +47,14 @@ test('pid lock: a lock from another host blocks while refreshed, is taken over o
     assert.ok(Date.now() - statSync(file).mtimeMs < 10_000, 'the heartbeat refreshed the lock');
     lock.release();
     assert.equal(existsSync(file), false);
+    // A lock file without a readable owner is left alone while young (its creator may be
+    // writing it), taken over once old.
+    writeFileSync(file, '');
+    assert.throws(() => takePidLock(file, { held }), /held by unknown \(starting\)\/0/);
+    const older = new Date(Date.now() - 10_000);
+    utimesSync(file, older, older);
+    takePidLock(file, { held }).release();
+    assert.equal(existsSync(file), false);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -108,7 +108,7 @@ async function main(): Promise<void> {
       if (values.together) systems = systems.slice(0, 2);
     }
     if (values.floor) {
-      // Beside the others: both floors; together with vecgate: the one on vecgate's own front.
+      // Beside the others: the three floors; together with vecgate: the one on vecgate's own front.
       const upstream = targets.upstream;
       const vg = targets.api.find((t) => t.system === 'vecgate')!;
       const nginx = targets.api.find((t) => t.system === 'nginx')!;

@@ -84,16 +84,16 @@ function score(distance: Distance, q: number[], v: number[]): number {
   }
 }
 
-/** Reads a request body up to VECTOR_API_MAX_BODY_BYTES; null when it is larger. */
-export function readBody(req: IncomingMessage): Promise<Buffer | null> {
+/** Reads a request body up to `max` bytes (VECTOR_API_MAX_BODY_BYTES); null when it is larger. */
+export function readBody(req: IncomingMessage, max = VECTOR_API_MAX_BODY_BYTES): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
     let n = 0;
     req.on('data', (c: Buffer) => {
       n += c.length;
-      if (n <= VECTOR_API_MAX_BODY_BYTES) parts.push(c);
+      if (n <= max) parts.push(c);
     });
-    req.on('end', () => resolve(n > VECTOR_API_MAX_BODY_BYTES ? null : Buffer.concat(parts)));
+    req.on('end', () => resolve(n > max ? null : Buffer.concat(parts)));
     req.on('error', reject);
   });
 }

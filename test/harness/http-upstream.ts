@@ -113,7 +113,7 @@ export async function startFixtureUpstream(opts: FixtureUpstreamOptions): Promis
     const p = url.pathname;
     // Test hooks that must not read the body first.
     if (p === '/__hang') return; // never answers: the gateway's response timeout must fire
-    const body = (await readBody(req)) ?? Buffer.alloc(0);
+    const body = (await readBody(req, Infinity))!; // the tests' bodies are read whole, however large
     seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, bodyBytes: body.length });
     if (opts.credential && req.headers[opts.credential.header.toLowerCase()] !== opts.credential.value) {
       json(res, 401, { status: { error: 'Must provide an API key or an Authorization bearer token' } });

@@ -1,10 +1,11 @@
 // An in-memory vector database speaking the part of the Qdrant REST API (and Chroma's v2 API)
 // that the official clients use: collections, upsert, get, search, query, scroll, count,
-// delete, with payload filters. `vecgate dev` runs it over HTTPS on loopback as the embedded upstream of its
-// `protocol: http` connection, and the tests use it as their HTTP upstream. Nothing is
-// persisted; search is exact (every point scored), which is plenty for a few thousand
-// points. Requests it does not understand get the error a real server would send (404 for
-// unknown routes, 400 for what it does not support, such as named vectors), never a guess.
+// delete, with payload filters. `vecgate dev` runs it over HTTPS on loopback as the embedded
+// upstream of its `protocol: http` connection, and the tests use it as their HTTP upstream.
+// Nothing is persisted; search is exact (every point scored), which is plenty for a few
+// thousand points. Requests it does not understand get the error a real server would send
+// (404 for unknown routes, 400 for what it does not support, such as named vectors), never a
+// guess. The `items` demo collection holds the same ten fruits as PGlite's `items` table.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';

@@ -111,11 +111,12 @@ function bad(message: string): FramingResult {
   return { ok: false, status: 400, code: 'ERR_VG_HTTP_BAD_REQUEST', message };
 }
 
-/** Names listed in a Connection header are hop-by-hop too (RFC 9110 §7.6.1). */
-function connectionListed(headers: HeaderList): Set<string> {
-  const out = new Set<string>();
+/** Names listed in a Connection header are hop-by-hop too (RFC 9110 §7.6.1); null without one. */
+function connectionListed(headers: HeaderList): Set<string> | null {
+  let out: Set<string> | null = null;
   for (const [name, value] of headers) {
     if (name !== 'connection') continue;
+    out ??= new Set<string>();
     for (const part of value.split(',')) {
       const t = part.trim().toLowerCase();
       if (t) out.add(t);
@@ -136,7 +137,7 @@ export interface ForwardInfo {
 
 /** The header object sent upstream: end-to-end client headers, minus anything the gateway owns, plus forwarding and credential headers. */
 export function upstreamRequestHeaders(headers: HeaderList, info: ForwardInfo): Record<string, string | string[]> {
-  const drop = headers.some(([name]) => name === 'connection') ? connectionListed(headers) : null;
+  const drop = connectionListed(headers);
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of headers) {
     if (NOT_FORWARDED.has(name) || (drop !== null && drop.has(name))) continue;

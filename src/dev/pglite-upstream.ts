@@ -14,11 +14,12 @@ import { PGlite } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { VgError } from '../errors.js';
+import { DEMO_ITEMS } from './demo-items.js';
 
 /** Concurrent client connections the socket server multiplexes onto the one PGlite instance (the library's own default is 1). */
 export const DEFAULT_PGLITE_MAX_CONNECTIONS = 100;
 /** Rows of the 3-dimension `items` demo table written by `seed`. */
-export const SEED_ITEM_ROWS = 10;
+export const SEED_ITEM_ROWS = DEMO_ITEMS.length;
 /** Rows of 1536-dimension demo embeddings written by `seed`. */
 export const SEED_DOC_ROWS = 200;
 export const SEED_DIMENSIONS = 1536;
@@ -65,10 +66,7 @@ async function seedDemo(db: PGlite): Promise<void> {
   `);
   const items = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM items');
   if (items.rows[0]!.n === 0) {
-    await db.exec(`INSERT INTO items (title, embedding) VALUES
-      ('red apple', '[1,0.1,0.2]'), ('green apple', '[0.9,0.8,0.1]'), ('banana', '[0.2,1,0.1]'),
-      ('cherry', '[1,0.05,0.3]'), ('lime', '[0.5,1,0.2]'), ('blueberry', '[0.1,0.2,1]'),
-      ('grape', '[0.6,0.3,0.9]'), ('lemon', '[0.4,1,0.05]'), ('plum', '[0.7,0.2,0.8]'), ('kiwi', '[0.3,0.9,0.3]');`);
+    await db.exec(`INSERT INTO items (title, embedding) VALUES ${DEMO_ITEMS.map(([title, v]) => `('${title.replace(/'/g, "''")}', '[${v.join(',')}]')`).join(', ')};`);
   }
   const docs = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM docs');
   if (docs.rows[0]!.n === 0) {

@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { DEMO_ITEMS } from './demo-items.js';
 
 /** Largest request body the embedded API reads (a 1,000-point upsert of 1536-dim vectors is about 19 MB). */
 export const VECTOR_API_MAX_BODY_BYTES = 64 * 1024 * 1024;
@@ -185,18 +186,6 @@ function condition(c: unknown): (pt: QPoint) => boolean {
   throw new BadRequest(`the condition on "${key}" is not supported by the dev vector API (match value/any/except and range are)`);
 }
 
-const DEMO_ITEMS: [string, number[]][] = [
-  ['red apple', [1, 0.1, 0.2]],
-  ['green apple', [0.9, 0.8, 0.1]],
-  ['banana', [0.2, 1, 0.1]],
-  ['cherry', [1, 0.05, 0.3]],
-  ['lime', [0.5, 1, 0.2]],
-  ['blueberry', [0.1, 0.2, 1]],
-  ['grape', [0.6, 0.3, 0.9]],
-  ['lemon', [0.4, 1, 0.05]],
-  ['plum', [0.7, 0.2, 0.8]],
-  ['kiwi', [0.3, 0.9, 0.3]],
-];
 
 export function createVectorApi(opts: VectorApiOptions = {}): VectorApi {
   const qdrant = new Map<string, QCollection>();
@@ -406,7 +395,7 @@ export function createVectorApi(opts: VectorApiOptions = {}): VectorApi {
     seedDemo() {
       if (qdrant.has('items')) return;
       const points = new Map<string, QPoint>();
-      DEMO_ITEMS.forEach(([title, vector], i) => points.set(String(i + 1), { id: i + 1, vector, payload: { title } }));
+      DEMO_ITEMS.forEach(([title, vector], i) => points.set(String(i + 1), { id: i + 1, vector: [...vector], payload: { title } }));
       qdrant.set('items', { size: 3, distance: 'Cosine', points });
     },
   };

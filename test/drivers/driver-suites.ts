@@ -1,0 +1,459 @@
+// Runs drivers' own integration suites (asyncpg, psycopg 3) and pgbench in its three protocol
+// modes twice against one ephemeral PostgreSQL 15 (TLS + SCRAM): directly with a password, and
+// through the gateway with a token, both over TLS verify-full. Writes test/drivers/RESULTS.md:
+// counts side by side, the tests that pass directly but not through the gateway, and pgbench tps.
+// Not part of `npm test` (it installs Debian packages and takes many minutes): `npm run test:drivers`.
+//
+// The suites come from Debian's source packages matching the installed driver versions
+// (`apt-get source`), or from `--src asyncpg=DIR --src psycopg=DIR` (an unpacked source tree of
+// the same version). A suite whose source cannot be had is reported as not run, with the reason.
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { writeTestPki, type TestPki } from '../../src/dev/pki.js';
+import { PG_BIN, startPgCluster, type PgCluster } from '../harness/pg-cluster.js';
+import { startGatewayFixture, type GatewayFixture } from '../harness/gateway-fixture.js';
+
+/** Debian's Python: the drivers are installed for it, not for any other python3 on PATH. */
+const PYTHON = '/usr/bin/python3';
+const PGBENCH = path.join(PG_BIN, 'pgbench');
+/** Debian packages the suites import (drivers, test runner, the suites' own test dependencies). */
+const DEBIAN_PACKAGES = [
+  'python3-asyncpg', 'python3-psycopg', 'python3-psycopg-pool', 'python3-pytest', 'python3-pytest-asyncio',
+  'python3-pytest-timeout', 'python3-anyio', 'python3-uvloop', 'python3-distro', 'python3-dnspython',
+  'python3-shapely', 'python3-tenacity', 'dpkg-dev',
+];
+/** Where deb-src lines go when the machine has none (from the machine's own deb sources). */
+const DEB_SRC_FILE = '/etc/apt/sources.list.d/vecgate-deb-src.sources';
+/** Unpacked source packages are kept here between runs. */
+const SRC_CACHE = '/var/tmp/vecgate-driver-src';
+/** A whole suite run is killed after this long and reported as a hang. */
+const SUITE_TIMEOUT_MS = 25 * 60_000;
+/** One test is failed (pytest-timeout) after this long, so one hang does not stall the suite. */
+const TEST_TIMEOUT_S = 60;
+/** pgbench: seconds per run, clients, threads, scale of `pgbench -i`. */
+const PGBENCH_SECONDS = 5;
+const PGBENCH_CLIENTS = 4;
+const PGBENCH_THREADS = 2;
+const PGBENCH_SCALE = 1;
+/** The role both runs use: a superuser, so that tests needing one run the same both ways. */
+const SUITE_ROLE = 'vg_suite';
+const SUITE_DB = 'suite';
+const SUITE_GROUP = 'driver-suites';
+const TOKEN_TTL_S = 4 * 3600;
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repoRoot = path.resolve(here, '../../..');
+const resultsFile = path.join(repoRoot, 'test/drivers/RESULTS.md');
+
+type Target = 'direct' | 'gateway';
+type Outcome = 'passed' | 'failed' | 'error' | 'skipped';
+interface CaseResult { id: string; outcome: Outcome; message: string }
+interface SuiteRun {
+  target: Target;
+  ran: boolean;
+  /** Why the run has no results, or how it ended abnormally (timeout, crash). */
+  note: string;
+  cases: Map<string, CaseResult>;
+  seconds: number;
+  exitCode: number | null;
+}
+interface Suite {
+  name: 'asyncpg' | 'psycopg';
+  debianSource: string;
+  binaryPackage: string;
+  srcDir: string | null;
+  srcNote: string;
+  runs: SuiteRun[];
+}
+interface BenchRun { target: Target; mode: string; script: string; tps: number | null; transactions: number | null; failed: number | null; exitCode: number | null; error: string }
+
+interface RunResult { code: number | null; stdout: string; stderr: string; timedOut: boolean; seconds: number }
+
+/** Runs a program without blocking this thread (the gateway's primary runs on it); kills its process group on timeout. */
+function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; logTo?: string } = {}): Promise<RunResult> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { env: { ...process.env, ...opts.env }, cwd: opts.cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    let timedOut = false;
+    const timer = opts.timeoutMs
+      ? setTimeout(() => {
+          timedOut = true;
+          try {
+            process.kill(-child.pid!, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }, opts.timeoutMs)
+      : undefined;
+    const finish = (code: number | null) => {
+      if (timer) clearTimeout(timer);
+      const r = { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), timedOut, seconds: (Date.now() - started) / 1000 };
+      if (opts.logTo) writeFileSync(opts.logTo, `$ ${cmd} ${args.join(' ')}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}\n`);
+      resolve(r);
+    };
+    child.on('error', (e) => {
+      err.push(Buffer.from(String(e)));
+      finish(null);
+    });
+    child.on('close', finish);
+  });
+}
+
+function log(msg: string) {
+  process.stderr.write(`[driver-suites] ${msg}\n`);
+}
+
+// ---------------------------------------------------------------- Debian packages and sources
+
+function pythonHas(modules: string[]): boolean {
+  return spawnSync(PYTHON, ['-c', modules.map((m) => `import ${m}`).join('; ')], { stdio: 'ignore' }).status === 0;
+}
+
+function dpkgField(pkg: string, field: string): string | null {
+  const r = spawnSync('dpkg-query', ['-W', `-f=\${${field}}`, pkg], { encoding: 'utf8' });
+  return r.status === 0 && r.stdout.trim() ? r.stdout.trim() : null;
+}
+
+async function ensurePackages(): Promise<void> {
+  const missing = DEBIAN_PACKAGES.filter((p) => dpkgField(p, 'db:Status-Status') !== 'installed');
+  if (missing.length === 0) return;
+  log(`installing ${missing.join(' ')}`);
+  let r = await run('apt-get', ['install', '-y', '--no-install-recommends', ...missing], { env: { DEBIAN_FRONTEND: 'noninteractive' } });
+  if (r.code !== 0) {
+    await run('apt-get', ['update']);
+    r = await run('apt-get', ['install', '-y', '--no-install-recommends', ...missing], { env: { DEBIAN_FRONTEND: 'noninteractive' } });
+    if (r.code !== 0) throw new Error(`apt-get install ${missing.join(' ')} failed:\n${r.stderr.trim()}`);
+  }
+  if (!pythonHas(['asyncpg', 'psycopg', 'pytest'])) throw new Error(`${PYTHON} cannot import asyncpg, psycopg and pytest after installing them`);
+}
+
+/** Adds deb-src lines mirroring the machine's deb822 `deb` sources, once; true when apt's lists changed. */
+function ensureDebSrc(): boolean {
+  if (existsSync(DEB_SRC_FILE)) return false;
+  const dir = '/etc/apt/sources.list.d';
+  const stanzas: string[] = [];
+  for (const f of readdirSync(dir).filter((n) => n.endsWith('.sources'))) {
+    for (const block of readFileSync(path.join(dir, f), 'utf8').split(/\n\s*\n/)) {
+      if (!/^Types:.*\bdeb\b/m.test(block) || !/deb\.debian\.org/.test(block)) continue;
+      stanzas.push(block.replace(/^Types:.*$/m, 'Types: deb-src').replace(/^#.*\n/gm, '').trim());
+    }
+  }
+  if (stanzas.length === 0) return false;
+  writeFileSync(DEB_SRC_FILE, '# deb-src for the driver suites (test/drivers/driver-suites.ts)\n' + stanzas.join('\n\n') + '\n');
+  return true;
+}
+
+/** An unpacked Debian source package at the installed binary's version, or why there is none. */
+async function debianSource(srcPkg: string, binPkg: string): Promise<{ dir: string | null; note: string }> {
+  const version = dpkgField(binPkg, 'source:Version');
+  if (!version) return { dir: null, note: `${binPkg} is not installed` };
+  const upstreamVersion = version.replace(/^\d+:/, '').replace(/-[^-]+$/, '');
+  const dir = path.join(SRC_CACHE, `${srcPkg}-${upstreamVersion}`);
+  if (existsSync(path.join(dir, 'tests'))) return { dir, note: `Debian source package ${srcPkg} ${version}` };
+  mkdirSync(SRC_CACHE, { recursive: true });
+  if (ensureDebSrc()) await run('apt-get', ['update']);
+  const r = await run('apt-get', ['source', `${srcPkg}=${version}`], { cwd: SRC_CACHE, timeoutMs: 10 * 60_000 });
+  if (r.code === 0 && existsSync(path.join(dir, 'tests'))) return { dir, note: `Debian source package ${srcPkg} ${version}` };
+  const why = (r.stderr.match(/^E: .*$/gm) ?? [r.stderr.trim().split('\n').pop() ?? '']).slice(0, 2).join('; ');
+  return { dir: null, note: `\`apt-get source ${srcPkg}=${version}\` failed: ${why}` };
+}
+
+// ---------------------------------------------------------------- JUnit XML from pytest
+
+const xmlUnescape = (s: string) => s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&#10;/g, ' ').replace(/&amp;/g, '&');
+
+/** Test cases from pytest's --junitxml: enough of XML for the format pytest writes. */
+export function parseJunit(xml: string): Map<string, CaseResult> {
+  const cases = new Map<string, CaseResult>();
+  const re = /<testcase\b([^>]*?)(\/>|>([\s\S]*?)<\/testcase>)/g;
+  for (const m of xml.matchAll(re)) {
+    const attrs = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((a) => [a[1], xmlUnescape(a[2])]));
+    const body = m[3] ?? '';
+    const id = `${attrs['classname'] ?? ''}::${attrs['name'] ?? ''}`;
+    const child = body.match(/<(failure|error|skipped)\b([^>]*?)(\/>|>)/);
+    let outcome: Outcome = 'passed';
+    let message = '';
+    if (child) {
+      outcome = child[1] === 'failure' ? 'failed' : child[1] === 'error' ? 'error' : 'skipped';
+      message = xmlUnescape(child[2].match(/message="([^"]*)"/)?.[1] ?? '').slice(0, 300);
+    }
+    // pytest writes a teardown error as a second <error> in a passed case: the case is not a pass.
+    const prev = cases.get(id);
+    if (prev && prev.outcome !== 'passed' && outcome === 'passed') continue;
+    cases.set(id, { id, outcome, message });
+  }
+  return cases;
+}
+
+function counts(cases: Map<string, CaseResult>): Record<Outcome, number> {
+  const c: Record<Outcome, number> = { passed: 0, failed: 0, error: 0, skipped: 0 };
+  for (const r of cases.values()) c[r.outcome]++;
+  return c;
+}
+
+// ---------------------------------------------------------------- the runs
+
+interface Endpoint { target: Target; port: number; user: string; password: string }
+
+function libpqEnv(ep: Endpoint, caCert: string): NodeJS.ProcessEnv {
+  return {
+    PGHOST: 'localhost', PGPORT: String(ep.port), PGUSER: ep.user, PGPASSWORD: ep.password, PGDATABASE: SUITE_DB,
+    PGSSLMODE: 'verify-full', PGSSLROOTCERT: caCert, PGCONNECT_TIMEOUT: '20',
+  };
+}
+
+function dsn(ep: Endpoint, caCert: string): string {
+  return `host=localhost port=${ep.port} dbname=${SUITE_DB} user=${ep.user} password=${ep.password} sslmode=verify-full sslrootcert=${caCert} connect_timeout=20`;
+}
+
+async function runSuite(suite: Suite, ep: Endpoint, caCert: string, workDir: string): Promise<SuiteRun> {
+  const out: SuiteRun = { target: ep.target, ran: false, note: '', cases: new Map(), seconds: 0, exitCode: null };
+  if (!suite.srcDir) {
+    out.note = 'not run: no source';
+    return out;
+  }
+  const junit = path.join(workDir, `${suite.name}-${ep.target}.xml`);
+  const logFile = path.join(workDir, `${suite.name}-${ep.target}.log`);
+  const common = ['-m', 'pytest', '-p', 'no:cacheprovider', '-p', 'pytest_timeout', `--timeout=${TEST_TIMEOUT_S}`, '-q', '-rN', `--junitxml=${junit}`, '-o', 'junit_family=xunit1'];
+  let r: RunResult;
+  if (suite.name === 'asyncpg') {
+    // A copy of tests/ alone, so `import asyncpg` finds the installed (compiled) package, not the source tree.
+    const cwd = path.join(workDir, `asyncpg-${ep.target}`);
+    rmSync(cwd, { recursive: true, force: true });
+    mkdirSync(cwd, { recursive: true });
+    cpSync(path.join(suite.srcDir, 'tests'), path.join(cwd, 'tests'), { recursive: true });
+    r = await run(PYTHON, [...common, 'tests'], { cwd, env: libpqEnv(ep, caCert), timeoutMs: SUITE_TIMEOUT_MS, logTo: logFile });
+  } else {
+    // The psycopg tree keeps its packages under psycopg/ and psycopg_pool/: the installed ones are imported.
+    const env = { ...libpqEnv(ep, caCert), PSYCOPG_TEST_DSN: dsn(ep, caCert), PSYCOPG_IMPL: 'python' };
+    r = await run(PYTHON, [...common, '--test-dsn', dsn(ep, caCert), 'tests'], { cwd: suite.srcDir, env, timeoutMs: SUITE_TIMEOUT_MS, logTo: logFile });
+  }
+  out.seconds = r.seconds;
+  out.exitCode = r.code;
+  if (existsSync(junit)) {
+    out.cases = parseJunit(readFileSync(junit, 'utf8'));
+    out.ran = true;
+  }
+  if (r.timedOut) out.note = `HANG: the whole suite was killed after ${SUITE_TIMEOUT_MS / 60_000} min`;
+  else if (!out.ran) out.note = `no results (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' / ')}`;
+  return out;
+}
+
+const PGBENCH_MODES = ['simple', 'extended', 'prepared'] as const;
+const PGBENCH_SCRIPTS = [
+  { name: 'select-only (-S)', args: ['-S'] },
+  { name: 'TPC-B-like (default)', args: [] as string[] },
+];
+
+async function runPgbench(ep: Endpoint, caCert: string, workDir: string): Promise<BenchRun[]> {
+  const env = libpqEnv(ep, caCert);
+  const results: BenchRun[] = [];
+  for (const mode of PGBENCH_MODES) {
+    for (const script of PGBENCH_SCRIPTS) {
+      const r = await run(PGBENCH, ['-M', mode, ...script.args, '-c', String(PGBENCH_CLIENTS), '-j', String(PGBENCH_THREADS), '-T', String(PGBENCH_SECONDS), '-n', SUITE_DB], {
+        env,
+        timeoutMs: (PGBENCH_SECONDS + 60) * 1000,
+        logTo: path.join(workDir, `pgbench-${ep.target}-${mode}-${script.args.join('') || 'tpcb'}.log`),
+      });
+      const num = (re: RegExp) => {
+        const m = r.stdout.match(re);
+        return m ? Number(m[1]) : null;
+      };
+      const errLines = r.stderr.split('\n').filter((l) => /error|fatal|abort/i.test(l));
+      results.push({
+        target: ep.target, mode, script: script.name,
+        tps: num(/tps = ([\d.]+) \(without initial connection time\)/),
+        transactions: num(/number of transactions actually processed: (\d+)/),
+        failed: num(/number of failed transactions: (\d+)/),
+        exitCode: r.code,
+        error: r.timedOut ? 'HANG: killed' : errLines.slice(0, 2).join(' / ').slice(0, 300),
+      });
+      log(`pgbench ${ep.target} ${mode} ${script.name}: ${results.at(-1)!.tps ?? 'no'} tps, exit ${r.code}`);
+    }
+  }
+  return results;
+}
+
+// ---------------------------------------------------------------- report
+
+function versions(cluster: PgCluster, serverVersion: string): Record<string, string> {
+  const py = spawnSync(PYTHON, ['-c', 'import sys, asyncpg, psycopg, pytest; print(sys.version.split()[0], asyncpg.__version__, psycopg.__version__, psycopg.pq.__impl__, psycopg.pq.version(), pytest.__version__)'], { encoding: 'utf8' }).stdout.trim().split(' ');
+  const pgbench = spawnSync(PGBENCH, ['--version'], { encoding: 'utf8' }).stdout.trim();
+  void cluster;
+  return {
+    'PostgreSQL server': serverVersion,
+    pgbench,
+    node: process.version,
+    python: py[0] ?? '?',
+    asyncpg: `${py[1] ?? '?'} (Debian ${dpkgField('python3-asyncpg', 'Version') ?? '?'})`,
+    psycopg: `${py[2] ?? '?'} (Debian ${dpkgField('python3-psycopg', 'Version') ?? '?'}, ${py[3] ?? '?'} implementation, libpq ${py[4] ?? '?'})`,
+    pytest: py[5] ?? '?',
+  };
+}
+
+function git(args: string[]): string {
+  return spawnSync('git', args, { cwd: repoRoot, encoding: 'utf8' }).stdout.trim();
+}
+
+function countCell(run: SuiteRun | undefined): string {
+  if (!run) return '—';
+  if (!run.ran) return run.note || 'not run';
+  const c = counts(run.cases);
+  return `${c.passed} / ${c.failed} / ${c.error} / ${c.skipped}${run.note ? ` (${run.note})` : ''}`;
+}
+
+function report(suites: Suite[], bench: BenchRun[], vers: Record<string, string>): string {
+  const lines: string[] = [];
+  const commit = git(['rev-parse', '--short', 'HEAD']);
+  const dirty = git(['status', '--porcelain', '--untracked-files=no']) ? ' (with uncommitted changes)' : '';
+  lines.push('# Driver suites: direct vs through the gateway', '');
+  lines.push('Generated by `npm run test:drivers` (test/drivers/driver-suites.ts). Both runs use the same PostgreSQL 15');
+  lines.push(`cluster and the same superuser role \`${SUITE_ROLE}\`; direct: TLS verify-full + SCRAM password; gateway: TLS`);
+  lines.push(`verify-full to vecgate with a token as the password (policy access \`admin\`), vecgate injecting \`${SUITE_ROLE}\`'s`);
+  lines.push('SCRAM credentials over TLS verify-full upstream.', '');
+  lines.push(`- date: ${new Date().toISOString()}`);
+  lines.push(`- commit: ${commit}${dirty}`);
+  lines.push(`- machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}`);
+  for (const [k, v] of Object.entries(vers)) lines.push(`- ${k}: ${v}`);
+  lines.push('', '## Counts (passed / failed / error / skipped)', '', '| suite | source | direct | gateway |', '| --- | --- | --- | --- |');
+  for (const s of suites) {
+    lines.push(`| ${s.name} | ${s.srcNote} | ${countCell(s.runs.find((r) => r.target === 'direct'))} | ${countCell(s.runs.find((r) => r.target === 'gateway'))} |`);
+  }
+  for (const s of suites) {
+    const d = s.runs.find((r) => r.target === 'direct');
+    const g = s.runs.find((r) => r.target === 'gateway');
+    if (!d?.ran || !g?.ran) continue;
+    const worse = [...d.cases.values()].filter((c) => c.outcome === 'passed' && g.cases.get(c.id)?.outcome !== 'passed');
+    const better = [...g.cases.values()].filter((c) => c.outcome === 'passed' && d.cases.get(c.id)?.outcome !== 'passed');
+    lines.push('', `## ${s.name}: pass directly, not through the gateway (${worse.length})`, '');
+    for (const c of worse) {
+      const gc = g.cases.get(c.id);
+      lines.push(`- \`${c.id}\`: ${gc ? gc.outcome : 'missing'}${gc?.message ? ` — ${gc.message.replace(/\s+/g, ' ').replace(/\|/g, '\\|')}` : ''}`);
+    }
+    if (better.length) {
+      lines.push('', `Pass through the gateway, not directly (${better.length}): ${better.map((c) => `\`${c.id}\``).join(', ')}`);
+    }
+    const directBad = [...d.cases.values()].filter((c) => c.outcome === 'failed' || c.outcome === 'error');
+    if (directBad.length) {
+      lines.push('', `<details><summary>${s.name}: fail directly too (${directBad.length})</summary>`, '');
+      for (const c of directBad) lines.push(`- \`${c.id}\`: ${c.message.replace(/\s+/g, ' ').slice(0, 160)}`);
+      lines.push('', '</details>');
+    }
+  }
+  lines.push('', `## pgbench (${PGBENCH_CLIENTS} clients, ${PGBENCH_THREADS} threads, ${PGBENCH_SECONDS} s each, scale ${PGBENCH_SCALE})`, '');
+  lines.push('| mode | script | direct tps | gateway tps | direct tx / failed | gateway tx / failed | errors |', '| --- | --- | --- | --- | --- | --- | --- |');
+  for (const mode of PGBENCH_MODES) {
+    for (const script of PGBENCH_SCRIPTS) {
+      const d = bench.find((b) => b.target === 'direct' && b.mode === mode && b.script === script.name);
+      const g = bench.find((b) => b.target === 'gateway' && b.mode === mode && b.script === script.name);
+      const tx = (b?: BenchRun) => (b ? `${b.transactions ?? '—'} / ${b.failed ?? '—'}` : '—');
+      const tps = (b?: BenchRun) => (b?.tps != null ? b.tps.toFixed(0) : b ? `exit ${b.exitCode}` : '—');
+      const errs = [d?.error ? `direct: ${d.error}` : '', g?.error ? `gateway: ${g.error}` : ''].filter(Boolean).join('; ') || 'none';
+      lines.push(`| ${mode} | ${script.name} | ${tps(d)} | ${tps(g)} | ${tx(d)} | ${tx(g)} | ${errs.replace(/\|/g, '\\|')} |`);
+    }
+  }
+  return lines.join('\n') + '\n';
+}
+
+// ---------------------------------------------------------------- main
+
+function parseArgs(argv: string[]): { src: Record<string, string>; only: Set<string> | null; keep: boolean } {
+  const src: Record<string, string> = {};
+  let only: Set<string> | null = null;
+  let keep = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--src') {
+      const [k, v] = (argv[++i] ?? '').split('=');
+      if (!k || !v) throw new Error('--src takes NAME=DIR (asyncpg=/path/to/asyncpg-0.27.0)');
+      src[k] = path.resolve(v);
+    } else if (a === '--only') only = new Set((argv[++i] ?? '').split(','));
+    else if (a === '--keep') keep = true;
+    else throw new Error(`unknown argument ${a}; usage: driver-suites [--src asyncpg=DIR] [--src psycopg=DIR] [--only asyncpg,psycopg,pgbench] [--keep]`);
+  }
+  return { src, only, keep };
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const want = (n: string) => !args.only || args.only.has(n);
+  await ensurePackages();
+
+  const suites: Suite[] = [];
+  for (const [name, debianSrc, binPkg] of [['asyncpg', 'asyncpg', 'python3-asyncpg'], ['psycopg', 'psycopg3', 'python3-psycopg']] as const) {
+    if (!want(name)) continue;
+    const given = args.src[name];
+    const found = given ? { dir: existsSync(path.join(given, 'tests')) ? given : null, note: given ? `${given} (given with --src)` : '' } : await debianSource(debianSrc, binPkg);
+    if (given && !found.dir) found.note = `${given} has no tests/ directory`;
+    log(`${name}: ${found.dir ?? 'no source'} — ${found.note}`);
+    suites.push({ name, debianSource: debianSrc, binaryPackage: binPkg, srcDir: found.dir, srcNote: found.note.replace(/\|/g, '\\|'), runs: [] });
+  }
+
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vg-drivers-'));
+  const workDir = path.join(dir, 'work');
+  mkdirSync(workDir);
+  let cluster: PgCluster | undefined;
+  let gw: GatewayFixture | undefined;
+  try {
+    const pki: TestPki = await writeTestPki(path.join(dir, 'pki'));
+    // Settings the suites expect of a test server (two-phase commit tests, prepared-statement tests).
+    cluster = await startPgCluster({ pki, settings: { max_prepared_transactions: '10', jit: 'off' } });
+    const password = `suite-${randomBytes(12).toString('hex')}`;
+    await cluster.psql(`CREATE ROLE ${SUITE_ROLE} LOGIN SUPERUSER PASSWORD '${password}'`, 'postgres');
+    await cluster.psql(`CREATE DATABASE ${SUITE_DB} OWNER ${SUITE_ROLE}`, 'postgres');
+    const serverVersion = (await cluster.psql('SHOW server_version', 'postgres')).trim();
+    gw = await startGatewayFixture({
+      dir,
+      serverCert: pki.serverCert,
+      serverKey: pki.serverKey,
+      upstream: { host: 'localhost', port: cluster.port, database: SUITE_DB, tls: { mode: 'verify-full', ca: pki.caCert } },
+      credentials: { user: SUITE_ROLE, password },
+      policies: [{ name: 'driver-suites', groups: [SUITE_GROUP], connections: ['vectors'], access: 'admin' }],
+    });
+    const token = await gw.token('driver-suites@example.com', [SUITE_GROUP], TOKEN_TTL_S);
+    const endpoints: Endpoint[] = [
+      { target: 'direct', port: cluster.port, user: SUITE_ROLE, password },
+      { target: 'gateway', port: gw.port, user: SUITE_ROLE, password: token },
+    ];
+    log(`cluster on ${cluster.port}, gateway on ${gw.port}, work dir ${workDir}`);
+
+    const bench: BenchRun[] = [];
+    if (want('pgbench')) {
+      const init = await run(PGBENCH, ['-i', '-s', String(PGBENCH_SCALE), '-q', SUITE_DB], { env: libpqEnv(endpoints[0], pki.caCert), logTo: path.join(workDir, 'pgbench-init.log') });
+      if (init.code !== 0) throw new Error(`pgbench -i failed: ${init.stderr.trim()}`);
+      for (const ep of endpoints) bench.push(...(await runPgbench(ep, pki.caCert, workDir)));
+    }
+    for (const suite of suites) {
+      for (const ep of endpoints) {
+        log(`${suite.name} ${ep.target}: running`);
+        const r = await runSuite(suite, ep, pki.caCert, workDir);
+        suite.runs.push(r);
+        log(`${suite.name} ${ep.target}: ${countCell(r)} in ${r.seconds.toFixed(0)} s`);
+      }
+    }
+    const md = report(suites, bench, versions(cluster, serverVersion));
+    writeFileSync(resultsFile, md);
+    process.stdout.write(md);
+    log(`wrote ${path.relative(process.cwd(), resultsFile)}; logs in ${workDir}${args.keep ? '' : ' (removed; --keep keeps them)'}`);
+  } finally {
+    await gw?.stop().catch(() => {});
+    await cluster?.stop().catch(() => {});
+    if (!args.keep) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`driver-suites: ${(err as Error).stack ?? err}\n`);
+    process.exit(1);
+  },
+);

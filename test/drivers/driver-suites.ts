@@ -210,8 +210,9 @@ function libpqEnv(ep: Endpoint, caCert: string): NodeJS.ProcessEnv {
   };
 }
 
+/** libpq DSN without the password (PGPASSWORD carries it), so no token or password lands in logs. */
 function dsn(ep: Endpoint, caCert: string): string {
-  return `host=localhost port=${ep.port} dbname=${SUITE_DB} user=${ep.user} password=${ep.password} sslmode=verify-full sslrootcert=${caCert} connect_timeout=20`;
+  return `host=localhost port=${ep.port} dbname=${SUITE_DB} user=${ep.user} sslmode=verify-full sslrootcert=${caCert} connect_timeout=20`;
 }
 
 async function runSuite(suite: Suite, ep: Endpoint, caCert: string, workDir: string): Promise<SuiteRun> {
@@ -222,7 +223,7 @@ async function runSuite(suite: Suite, ep: Endpoint, caCert: string, workDir: str
   }
   const junit = path.join(workDir, `${suite.name}-${ep.target}.xml`);
   const logFile = path.join(workDir, `${suite.name}-${ep.target}.log`);
-  const common = ['-m', 'pytest', '-p', 'no:cacheprovider', '-p', 'pytest_timeout', `--timeout=${TEST_TIMEOUT_S}`, '-q', '-rN', `--junitxml=${junit}`, '-o', 'junit_family=xunit1'];
+  const common = ['-m', 'pytest', '-p', 'no:cacheprovider', `--timeout=${TEST_TIMEOUT_S}`, '-q', '-rN', `--junitxml=${junit}`, '-o', 'junit_family=xunit1'];
   let r: RunResult;
   if (suite.name === 'asyncpg') {
     // A copy of tests/ alone, so `import asyncpg` finds the installed (compiled) package, not the source tree.
@@ -234,7 +235,7 @@ async function runSuite(suite: Suite, ep: Endpoint, caCert: string, workDir: str
   } else {
     // The psycopg tree keeps its packages under psycopg/ and psycopg_pool/: the installed ones are imported.
     const env = { ...libpqEnv(ep, caCert), PSYCOPG_TEST_DSN: dsn(ep, caCert), PSYCOPG_IMPL: 'python' };
-    r = await run(PYTHON, [...common, '--test-dsn', dsn(ep, caCert), 'tests'], { cwd: suite.srcDir, env, timeoutMs: SUITE_TIMEOUT_MS, logTo: logFile });
+    r = await run(PYTHON, [...common, `--test-dsn=${dsn(ep, caCert)}`, 'tests'], { cwd: suite.srcDir, env, timeoutMs: SUITE_TIMEOUT_MS, logTo: logFile });
   }
   out.seconds = r.seconds;
   out.exitCode = r.code;
@@ -243,7 +244,7 @@ async function runSuite(suite: Suite, ep: Endpoint, caCert: string, workDir: str
     out.ran = true;
   }
   if (r.timedOut) out.note = `HANG: the whole suite was killed after ${SUITE_TIMEOUT_MS / 60_000} min`;
-  else if (!out.ran) out.note = `no results (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' / ')}`;
+  else if (!out.ran) out.note = `no results (exit ${r.code}): ${(r.stderr.trim().split('\n').pop() ?? '').slice(0, 200)}`;
   return out;
 }
 
@@ -348,6 +349,7 @@ function report(suites: Suite[], bench: BenchRun[], vers: Record<string, string>
       lines.push('', '</details>');
     }
   }
+  if (bench.length === 0) return lines.join('\n') + '\n';
   lines.push('', `## pgbench (${PGBENCH_CLIENTS} clients, ${PGBENCH_THREADS} threads, ${PGBENCH_SECONDS} s each, scale ${PGBENCH_SCALE})`, '');
   lines.push('| mode | script | direct tps | gateway tps | direct tx / failed | gateway tx / failed | errors |', '| --- | --- | --- | --- | --- | --- | --- |');
   for (const mode of PGBENCH_MODES) {

@@ -7,11 +7,16 @@
 // here as a read, comes back `unknown`, which a read-only session refuses.
 //
 // EXECUTE of a prepared statement cannot be judged from its own text: it is `unknown` here.
-// The session layer keeps the names of statements it saw PREPAREd (and classified) in the
-// session, and decides EXECUTE from that record.
+// classifyStatements() reports, per statement, what each does to the session's SQL-level
+// prepared statements (PREPARE, EXECUTE, DEALLOCATE, DISCARD ALL), so the session layer can
+// keep the names it saw PREPAREd as reads and decide EXECUTE from that record.
+//
+// A string PostgreSQL's parser rejects gets PostgreSQL's own answer: SQLSTATE 42601 with the
+// parser's message and cursor position, as PostgreSQL would reply.
 import { Buffer } from 'node:buffer';
 import { loadModule, parseSync } from 'libpg-query';
 import { deniedFunction } from './write-functions.js';
+import { READ_ESCAPE_HATCH_SETTINGS, settingRefusal, type SettingRefusal } from './session-settings.js';
 
 export type Classification =
   | { kind: 'read' }
@@ -24,10 +29,14 @@ export type Classification =
        * at most MAX_STATEMENT_EXCERPT_CHARS characters.
        */
       statement: string;
+      /** 42601 (syntax_error) when PostgreSQL's parser rejects the string, else 42501 (insufficient_privilege). */
+      sqlstate: string;
+      /** For syntax errors: 1-based character position in the string, PostgreSQL's ErrorResponse 'P' field. */
+      position?: number;
     };
 
 export type ClassificationKind = Classification['kind'];
-type Refusal = Exclude<Classification, { kind: 'read' }>;
+export type Refusal = Exclude<Classification, { kind: 'read' }>;
 type Finding = { kind: Refusal['kind']; reason: string };
 
 /** Longest statement excerpt carried in a refusal (it ends up in client errors and logs). */
@@ -47,6 +56,25 @@ export interface ClassifyOptions {
 const RESTRICTIVENESS: Record<ClassificationKind, number> = { read: 0, write: 1, ddl: 2, admin: 3, unknown: 4 };
 
 const READ: Classification = Object.freeze({ kind: 'read' });
+
+export const SQLSTATE_INSUFFICIENT_PRIVILEGE = '42501';
+export const SQLSTATE_SYNTAX_ERROR = '42601';
+
+/** What one statement does to the session's SQL-level prepared statements (names as PostgreSQL folds them). */
+export type PreparedStatementEffect =
+  | { op: 'prepare'; name: string }
+  | { op: 'execute'; name: string }
+  | { op: 'deallocate'; name: string }
+  | { op: 'deallocate-all' };
+
+export interface StatementVerdict {
+  /** This statement alone (for PREPARE: its query; an EXECUTE is `unknown`: see `effect`). */
+  classification: Classification;
+  effect?: PreparedStatementEffect;
+}
+
+/** Each statement of a string in order, or one refusal for the whole string (too large, NUL, syntax error). */
+export type StatementsResult = { ok: true; statements: StatementVerdict[] } | { ok: false; refusal: Refusal };
 
 let ready = false;
 
@@ -72,34 +100,85 @@ export function isReadOnly(c: Classification): boolean {
  *   // { kind: 'write', reason: 'data-modifying CTE (DELETE)', statement: 'WITH d AS ...' }
  */
 export function classifyStatement(sql: string, options: ClassifyOptions = {}): Classification {
+  const result = classifyStatements(sql, options);
+  if (!result.ok) return result.refusal;
+  let worst: Refusal | null = null;
+  for (const { classification: c } of result.statements) {
+    if (c.kind !== 'read' && (!worst || RESTRICTIVENESS[c.kind] > RESTRICTIVENESS[worst.kind])) worst = c;
+  }
+  return worst ?? READ;
+}
+
+/**
+ * Classifies each statement of a SQL string, in order, and says what each does to SQL-level
+ * prepared statements. A string that cannot be checked at all is one refusal.
+ *
+ * @example
+ *   classifyStatements('PREPARE p AS SELECT 1; EXECUTE p');
+ *   // { ok: true, statements: [
+ *   //   { classification: { kind: 'read' }, effect: { op: 'prepare', name: 'p' } },
+ *   //   { classification: { kind: 'unknown', ... }, effect: { op: 'execute', name: 'p' } } ] }
+ */
+export function classifyStatements(sql: string, options: ClassifyOptions = {}): StatementsResult {
   if (!ready) throw new Error('initStatementClassifier() must complete before classifyStatement() is called');
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_CLASSIFY_BYTES;
   const bytes = Buffer.from(sql, 'utf8');
   if (bytes.length > maxBytes) {
-    return refuse('unknown', `statement too large to check (${bytes.length} bytes; limit ${maxBytes})`, sql);
+    return { ok: false, refusal: refuse('unknown', `statement too large to check (${bytes.length} bytes; limit ${maxBytes})`, sql) };
   }
   // The parser reads a C string: text after a NUL would never be seen, so refuse it outright.
-  if (sql.includes('\0')) return refuse('unknown', 'statement contains a NUL character', sql);
-  if (isBlank(sql)) return READ; // the parser rejects an empty string; PostgreSQL answers EmptyQueryResponse
+  if (sql.includes('\0')) return { ok: false, refusal: refuse('unknown', 'statement contains a NUL character', sql) };
+  if (isBlank(sql)) return { ok: true, statements: [] }; // the parser rejects an empty string; PostgreSQL answers EmptyQueryResponse
 
   let tree: unknown;
   try {
     tree = parseSync(sql);
   } catch (err) {
-    return refuse('unknown', `could not parse: ${err instanceof Error ? err.message : String(err)}`, sql);
+    return { ok: false, refusal: syntaxError(err, sql) };
   }
   const stmts = (tree as { stmts?: unknown } | null)?.stmts;
-  if (stmts === undefined) return READ; // only comments and semicolons
-  if (!Array.isArray(stmts)) return refuse('unknown', 'could not parse: unexpected parser output', sql);
+  if (stmts === undefined) return { ok: true, statements: [] }; // only comments and semicolons
+  if (!Array.isArray(stmts)) return { ok: false, refusal: refuse('unknown', 'could not parse: unexpected parser output', sql) };
 
-  let worst: Refusal | null = null;
+  const statements: StatementVerdict[] = [];
   for (const raw of stmts as RawStmt[]) {
     const finding = classifyNode(raw?.stmt);
-    if (finding && (!worst || RESTRICTIVENESS[finding.kind] > RESTRICTIVENESS[worst.kind])) {
-      worst = { kind: finding.kind, reason: finding.reason, statement: excerpt(statementText(bytes, raw)) };
-    }
+    const classification: Classification = finding
+      ? { kind: finding.kind, reason: finding.reason, statement: excerpt(statementText(bytes, raw)), sqlstate: SQLSTATE_INSUFFICIENT_PRIVILEGE }
+      : READ;
+    const effect = preparedEffect(raw?.stmt);
+    statements.push(effect ? { classification, effect } : { classification });
   }
-  return worst ?? READ;
+  return { ok: true, statements };
+}
+
+/** The parser's own error, as PostgreSQL reports it: 42601, its message, a 1-based position. */
+function syntaxError(err: unknown, sql: string): Refusal {
+  const details = (err as { sqlDetails?: { message?: unknown; cursorPosition?: unknown } } | null)?.sqlDetails;
+  const message = typeof details?.message === 'string' ? details.message : err instanceof Error ? err.message : String(err);
+  const refusal: Refusal = { kind: 'unknown', reason: message, statement: excerpt(sql), sqlstate: SQLSTATE_SYNTAX_ERROR };
+  // libpg-query's cursorPosition counts characters (code points) from 0; PostgreSQL's from 1.
+  if (typeof details?.cursorPosition === 'number' && details.cursorPosition >= 0) refusal.position = details.cursorPosition + 1;
+  return refusal;
+}
+
+function preparedEffect(node: unknown): PreparedStatementEffect | undefined {
+  const pair = unwrap(node);
+  if (!pair) return undefined;
+  const [type, body] = pair;
+  const name = typeof body.name === 'string' ? body.name : undefined;
+  switch (type) {
+    case 'PrepareStmt':
+      return name === undefined ? undefined : { op: 'prepare', name };
+    case 'ExecuteStmt':
+      return name === undefined ? undefined : { op: 'execute', name };
+    case 'DeallocateStmt':
+      return body.isall === true || name === undefined ? { op: 'deallocate-all' } : { op: 'deallocate', name };
+    case 'DiscardStmt':
+      return body.target === 'DISCARD_ALL' ? { op: 'deallocate-all' } : undefined;
+    default:
+      return undefined;
+  }
 }
 
 interface RawStmt {
@@ -116,10 +195,9 @@ interface RawStmt {
 /** Statements refused with a fixed kind and label (everything not here or below: unknown). */
 const FIXED: Readonly<Record<string, readonly [Finding['kind'], string]>> = {
   TruncateStmt: ['write', 'TRUNCATE'],
-  LockStmt: ['write', 'LOCK'],
-  NotifyStmt: ['write', 'NOTIFY (a write other sessions see)'],
-  ListenStmt: ['write', 'LISTEN'],
-  UnlistenStmt: ['write', 'UNLISTEN'],
+  // PostgreSQL allows NOTIFY in a read-only transaction, but it is a message other sessions
+  // act on (cache invalidation, job queues): a reader must not trigger their work.
+  NotifyStmt: ['write', 'NOTIFY (a message other sessions act on)'],
   DoStmt: ['write', 'DO block (runs procedural code)'],
   CallStmt: ['write', 'CALL of a procedure'],
   RefreshMatViewStmt: ['write', 'REFRESH MATERIALIZED VIEW'],
@@ -244,6 +322,8 @@ function classifyNode(node: unknown): Finding | null {
     case 'MergeStmt':
       return { kind: 'write', reason: `MERGE into ${relationName(body.relation)}` };
     case 'VariableShowStmt':
+    case 'ListenStmt': // LISTEN / UNLISTEN only change what this session hears (allowed read-only by PostgreSQL too)
+    case 'UnlistenStmt':
     case 'DiscardStmt':
     case 'DeallocateStmt':
     case 'ClosePortalStmt':
@@ -251,6 +331,8 @@ function classifyNode(node: unknown): Finding | null {
       return null;
     case 'TransactionStmt':
       return classifyTransaction(body);
+    case 'LockStmt':
+      return classifyLock(body);
     case 'VariableSetStmt':
       return classifySet(body);
     case 'ExplainStmt':
@@ -284,6 +366,21 @@ function relationName(rel: unknown): string {
   const r = rel as { schemaname?: unknown; relname?: unknown };
   const name = typeof r.relname === 'string' ? r.relname : '(unnamed relation)';
   return typeof r.schemaname === 'string' ? `${r.schemaname}.${name}` : name;
+}
+
+/** LOCK modes by the parser's number (lockdefs.h), for messages. */
+const LOCK_MODES: readonly string[] = [
+  '', 'ACCESS SHARE', 'ROW SHARE', 'ROW EXCLUSIVE', 'SHARE UPDATE EXCLUSIVE', 'SHARE', 'SHARE ROW EXCLUSIVE', 'EXCLUSIVE', 'ACCESS EXCLUSIVE',
+];
+/** Strongest LOCK mode a read may take: ROW SHARE (what SELECT ... FOR SHARE's table lock is; blocks only EXCLUSIVE and up). */
+const MAX_READ_LOCK_MODE = 2;
+
+function classifyLock(body: Body): Finding | null {
+  // No mode in the statement means ACCESS EXCLUSIVE; the parser fills it in.
+  const mode = typeof body.mode === 'number' ? body.mode : 8;
+  if (mode >= 1 && mode <= MAX_READ_LOCK_MODE) return null;
+  const label = LOCK_MODES[mode] ?? `mode ${mode}`;
+  return { kind: 'write', reason: `LOCK ... IN ${label} MODE (${mode >= 5 ? 'blocks writers' : 'a lock for writing'})` };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,67 +432,68 @@ function constInt(node: unknown): number | undefined {
   return typeof ival.ival === 'number' ? ival.ival : 0;
 }
 
-/** Session settings a read-only caller may change: they shape how reads run, never who runs them. */
-export const READ_SAFE_SETTINGS: ReadonlySet<string> = new Set([
-  'search_path',
-  'statement_timeout',
-  'lock_timeout',
-  'idle_in_transaction_session_timeout',
-  'client_encoding',
-  'timezone',
-  'datestyle',
-  'intervalstyle',
-  'extra_float_digits',
-  'application_name',
-  'work_mem',
-  'client_min_messages',
-  'bytea_output',
-  'xmloption',
-  'jit',
-  'max_parallel_workers_per_gather',
-  'random_page_cost',
-  'effective_cache_size',
-  // pgvector query-time knobs
-  'ivfflat.probes',
-  'ivfflat.iterative_scan',
-  'ivfflat.max_probes',
-  'hnsw.ef_search',
-  'hnsw.iterative_scan',
-  'hnsw.max_scan_tuples',
-  'hnsw.scan_mem_multiplier',
-]);
-/** Planner switches (enable_seqscan, enable_indexscan, ...). */
-const READ_SAFE_SETTING_PREFIXES: readonly string[] = ['enable_'];
-
-/** Settings that change who the session is or lift read-only / trigger enforcement. */
-const IDENTITY_OR_ENFORCEMENT_SETTINGS: Readonly<Record<string, string>> = {
-  role: 'SET ROLE',
-  session_authorization: 'SET SESSION AUTHORIZATION',
-  default_transaction_read_only: 'SET default_transaction_read_only',
-  transaction_read_only: 'SET transaction_read_only',
-  session_replication_role: 'SET session_replication_role',
-};
-
+/** SET / RESET of one setting, decided by the session-settings rules every other way shares. */
 function classifySet(body: Body): Finding | null {
   const kind = body.kind;
-  // RESET goes back to the value the session started with (start-up packet, role and database
-  // defaults), which the gateway chose: it can never lift read-only or change the role.
-  if (kind === 'VAR_RESET_ALL' || kind === 'VAR_RESET') return null;
   const name = typeof body.name === 'string' ? body.name : '';
+  // RESET ALL returns every setting to the value the session started with (startup packet, role
+  // and database defaults), which the gateway chose; transaction_read_only is not among them
+  // (GUC_NO_RESET_ALL).
+  if (kind === 'VAR_RESET_ALL') return null;
   if (kind === 'VAR_SET_MULTI') {
     // SET TRANSACTION ... / SET SESSION CHARACTERISTICS AS TRANSACTION ...
     if ((name === 'TRANSACTION' || name === 'SESSION CHARACTERISTICS') && transactionModesAreRead(body.args)) return null;
     return { kind: 'write', reason: `SET ${name} READ WRITE` };
   }
-  if (kind !== 'VAR_SET_VALUE' && kind !== 'VAR_SET_DEFAULT' && kind !== 'VAR_SET_CURRENT') {
+  let value: string | null;
+  if (kind === 'VAR_RESET' || kind === 'VAR_SET_DEFAULT' || kind === 'VAR_SET_CURRENT') {
+    value = null; // SET ... FROM CURRENT keeps the current value: no change either
+  } else if (kind === 'VAR_SET_VALUE') {
+    const text = setValueText(body.args);
+    if (text === undefined) {
+      // SET TIME ZONE INTERVAL '+02:00' HOUR TO MINUTE: the only SET whose value is not a constant.
+      if (name.toLowerCase() !== 'timezone') return { kind: 'unknown', reason: `SET ${name} with a value that is not a constant` };
+      value = '';
+    } else value = text;
+  } else {
     return { kind: 'unknown', reason: `SET form ${String(kind)} is not known to be read-only` };
   }
-  const key = name.toLowerCase();
-  // Prefixes match built-in names only: a dotted name is an extension's (custom) setting.
-  if (READ_SAFE_SETTINGS.has(key) || (!key.includes('.') && READ_SAFE_SETTING_PREFIXES.some((p) => key.startsWith(p)))) return null;
-  const dangerous = IDENTITY_OR_ENFORCEMENT_SETTINGS[key];
-  if (dangerous) return { kind: 'admin', reason: dangerous };
-  return { kind: 'unknown', reason: `SET ${name} (not on the read-only settings list)` };
+  return settingFinding(settingRefusal(name, value, 'read', 'SET'), name);
+}
+
+function settingFinding(r: SettingRefusal | null, name: string): Finding | null {
+  if (!r) return null;
+  return { kind: READ_ESCAPE_HATCH_SETTINGS.has(name.toLowerCase()) ? 'admin' : 'unknown', reason: r.reason };
+}
+
+/** The text PostgreSQL's flatten_set_variable_args() would build from constant SET arguments. */
+function setValueText(args: unknown): string | undefined {
+  if (!Array.isArray(args) || args.length === 0) return undefined;
+  const parts: string[] = [];
+  for (const arg of args) {
+    const text = constantText(arg);
+    if (text === undefined) return undefined;
+    parts.push(text);
+  }
+  return parts.join(', ');
+}
+
+/** A constant's text: strings, numbers and booleans (A_Const), or undefined for anything else. */
+function constantText(node: unknown): string | undefined {
+  const pair = unwrap(node);
+  if (!pair || pair[0] !== 'A_Const') return undefined;
+  const c = pair[1];
+  if (c.isnull === true) return undefined;
+  const field = <T>(key: string, inner: string): T | undefined => {
+    const v = c[key] as Record<string, unknown> | undefined;
+    return typeof v === 'object' && v !== null ? (v[inner] as T | undefined) : undefined;
+  };
+  if (c.sval !== undefined) return field<string>('sval', 'sval') ?? '';
+  if (c.ival !== undefined) return String(field<number>('ival', 'ival') ?? 0);
+  if (c.fval !== undefined) return field<string>('fval', 'fval');
+  if (c.boolval !== undefined) return field<boolean>('boolval', 'boolval') === true ? 'true' : 'false';
+  if (c.bsval !== undefined) return undefined;
+  return undefined;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -546,8 +644,42 @@ function deniedCall(call: unknown): Finding | null {
   const last = unwrap(parts[parts.length - 1]);
   const name = last && last[0] === 'String' ? last[1].sval : undefined;
   if (typeof name !== 'string') return { kind: 'unknown', reason: 'function call without a name' };
+  if (name.toLowerCase() === 'set_config') return classifySetConfig((call as Body).args);
   const denied = deniedFunction(name);
   return denied ? { kind: denied.risk, reason: `function ${name}() ${denied.why}` } : null;
+}
+
+/**
+ * set_config(name, value, is_local) is SET by another name: allowed when name and value are
+ * string constants the settings rules allow. Its arguments are walked like any others, so a
+ * write hidden in is_local is still found.
+ */
+function classifySetConfig(args: unknown): Finding | null {
+  if (!Array.isArray(args) || args.length !== 3) return { kind: 'unknown', reason: 'set_config() without its three positional arguments' };
+  const name = stringConstant(args[0]);
+  if (name === undefined || name === null) return { kind: 'unknown', reason: 'set_config() with a setting name that is not a string constant' };
+  const value = stringConstant(args[1]);
+  if (value === undefined) return { kind: 'unknown', reason: `set_config('${name}', ...) with a value that is not a string constant` };
+  return settingFinding(settingRefusal(name, value, 'read', 'set_config'), name);
+}
+
+/** Text types a string constant may be cast to and stay the same text. */
+const TEXT_TYPES: ReadonlySet<string> = new Set(['text', 'varchar']);
+
+/** A string constant's text, null for NULL, undefined for anything else. `'x'::text` counts. */
+function stringConstant(node: unknown): string | null | undefined {
+  let pair = unwrap(node);
+  if (pair && pair[0] === 'TypeCast') {
+    const names = (pair[1].typeName as Body | undefined)?.names;
+    const last = Array.isArray(names) ? unwrap(names[names.length - 1]) : null;
+    const typeName = last && last[0] === 'String' ? last[1].sval : undefined;
+    if (typeof typeName !== 'string' || !TEXT_TYPES.has(typeName) || (pair[1].typeName as Body).arrayBounds !== undefined) return undefined;
+    pair = unwrap(pair[1].arg);
+  }
+  if (!pair || pair[0] !== 'A_Const') return undefined;
+  if (pair[1].isnull === true) return null;
+  if (pair[1].sval === undefined) return undefined;
+  return constantText({ A_Const: pair[1] });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -582,5 +714,5 @@ function excerpt(text: string): string {
 }
 
 function refuse(kind: Refusal['kind'], reason: string, sql: string): Refusal {
-  return { kind, reason, statement: excerpt(sql) };
+  return { kind, reason, statement: excerpt(sql), sqlstate: SQLSTATE_INSUFFICIENT_PRIVILEGE };
 }

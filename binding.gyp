@@ -8,6 +8,7 @@
         "native/tls-context.cc",
         "native/pump.cc",
         "native/pg-frame-parser.cc",
+        "native/pg-reply-tracker.cc",
         "native/record-frame.cc",
         "native/crc32-fold.cc",
         "native/json-number-list.cc",

@@ -111,7 +111,7 @@ class PumpBridge : public PumpObserver {
   PumpBridge(Napi::Env env, ConnWrap* client, ConnWrap* upstream, Conn* c, Conn* u, PumpProtocol protocol,
              size_t highWater, Napi::Function onEnd, Napi::Value onStatement);
   void OnPumpEnd(const PumpStats& stats) override;
-  Verdict OnStatement(uint8_t type, const std::string& text, std::string* denial, uint64_t* holdId) override;
+  Verdict OnStatement(uint8_t type, const std::string& text, StatementRefusal* refusal, uint64_t* holdId) override;
   void OnCapture(bool fromClient, uint8_t type, const std::string& body, uint32_t length) override;
   Pump pump;
   Napi::FunctionReference onCapture_;
@@ -475,7 +475,9 @@ PumpBridge::PumpBridge(Napi::Env env, ConnWrap* client, ConnWrap* upstream, Conn
   upstreamRef_ = Napi::Persistent(upstream->Value());
 }
 
-PumpObserver::Verdict PumpBridge::OnStatement(uint8_t type, const std::string& text, std::string* denial, uint64_t* holdId) {
+// onStatement(type, text) returns undefined/null (forward), a hold id (number), a refusal
+// message (string: SQLSTATE 42501) or { sqlstate, message, position? }.
+PumpObserver::Verdict PumpBridge::OnStatement(uint8_t type, const std::string& text, StatementRefusal* refusal, uint64_t* holdId) {
   if (onStatement_.IsEmpty()) return Verdict::Forward;
   Napi::HandleScope scope(env_);
   char t[2] = {static_cast<char>(type), 0};
@@ -483,7 +485,7 @@ PumpObserver::Verdict PumpBridge::OnStatement(uint8_t type, const std::string& t
   if (env_.IsExceptionPending()) {
     Napi::Error e = env_.GetAndClearPendingException();
     napi_fatal_exception(env_, e.Value());
-    *denial = "statement could not be checked";
+    refusal->message = "statement could not be checked";
     return Verdict::Refuse;  // fail closed
   }
   if (r.IsEmpty() || r.IsNull() || r.IsUndefined()) return Verdict::Forward;
@@ -491,7 +493,22 @@ PumpObserver::Verdict PumpBridge::OnStatement(uint8_t type, const std::string& t
     *holdId = static_cast<uint64_t>(r.As<Napi::Number>().Int64Value());
     return Verdict::Hold;
   }
-  *denial = r.IsString() ? r.As<Napi::String>().Utf8Value() : "permission denied";
+  if (r.IsString()) {
+    refusal->message = r.As<Napi::String>().Utf8Value();
+  } else if (r.IsObject()) {
+    Napi::Object o = r.As<Napi::Object>();
+    Napi::Value code = o.Get("sqlstate");
+    Napi::Value message = o.Get("message");
+    Napi::Value position = o.Get("position");
+    if (code.IsString() && code.As<Napi::String>().Utf8Value().size() == 5) refusal->sqlstate = code.As<Napi::String>().Utf8Value();
+    refusal->message = message.IsString() ? message.As<Napi::String>().Utf8Value() : "permission denied";
+    if (position.IsNumber()) {
+      double p = position.As<Napi::Number>().DoubleValue();
+      if (p >= 1 && p <= 4294967295.0) refusal->position = static_cast<uint32_t>(p);
+    }
+  } else {
+    refusal->message = "permission denied";
+  }
   return Verdict::Refuse;
 }
 
@@ -813,6 +830,12 @@ Napi::Value VgAddon::StartPump(const Napi::CallbackInfo& info) {
   a->AttachPump(bridge);
   b->AttachPump(bridge);
   liveSessions++;
+  // Client bytes read during setup go through the pump like any others (inspection too).
+  Napi::Value early = opts.Get("earlyClientBytes");
+  if (early.IsBuffer()) {
+    auto e = early.As<Napi::Buffer<char>>();
+    if (e.Length() > 0) bridge->pump.FeedEarlyClientBytes(e.Data(), e.Length());
+  }
   bridge->pump.Start();
   io.Flush();
   return env.Undefined();

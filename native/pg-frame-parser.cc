@@ -8,6 +8,7 @@ PgFrameResult PgFrameParser::Feed(const uint8_t* data, size_t len, PgFrameCallba
   size_t pos = 0;
   while (pos < len) {
     if (!inBody_) {
+      messageStart_ = headerHave_ == 0 ? pos : kNotInThisChunk;
       size_t take = 5 - headerHave_;
       if (take > len - pos) take = len - pos;
       for (size_t i = 0; i < take; i++) header_[headerHave_ + i] = data[pos + i];
@@ -35,6 +36,10 @@ PgFrameResult PgFrameParser::Feed(const uint8_t* data, size_t len, PgFrameCallba
       inBody_ = false;
       messages_++;
       if (cb) cb->OnMessageEnd(type_);
+      if (stop_) {
+        stop_ = false;
+        return {PgFrameStatus::Ok, pos, nullptr};
+      }
     }
   }
   return {PgFrameStatus::Ok, pos, nullptr};

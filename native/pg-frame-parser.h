@@ -36,6 +36,13 @@ class PgFrameParser {
   bool AtBoundary() const { return headerHave_ == 0 && bodyLeft_ == 0 && !inBody_; }
   uint64_t messages() const { return messages_; }
   bool failed() const { return failed_; }
+  // From a callback: Feed returns after the current message ends, with `consumed` up to its
+  // last byte; the rest of the chunk is not parsed (a client's Terminate ends its stream).
+  void StopAfterMessage() { stop_ = true; }
+  // From a callback: where the current message's header began in the chunk being fed, or
+  // kNotInThisChunk when it began in an earlier one.
+  static constexpr size_t kNotInThisChunk = static_cast<size_t>(-1);
+  size_t messageStart() const { return messageStart_; }
 
  private:
   uint32_t max_;
@@ -46,6 +53,8 @@ class PgFrameParser {
   uint32_t bodyLeft_ = 0;
   uint64_t messages_ = 0;
   bool failed_ = false;
+  bool stop_ = false;
+  size_t messageStart_ = kNotInThisChunk;
 };
 
 }  // namespace vg

@@ -16,30 +16,71 @@ void AppendHeader(std::string* out, uint8_t type, uint32_t bodyLength) {
   out->push_back(static_cast<char>(len));
 }
 
-// ErrorResponse ERROR 42501 (insufficient_privilege): the session goes on.
-std::string ErrorResponse(const std::string& message) {
+void AppendField(std::string* body, char code, const std::string& value) {
+  body->push_back(code);
+  *body += value;
+  body->push_back('\0');
+}
+
+std::string ErrorMessage(const char* severity, const std::string& sqlstate, const std::string& message, uint32_t position) {
   std::string body;
-  body += 'S'; body += "ERROR"; body.push_back('\0');
-  body += 'V'; body += "ERROR"; body.push_back('\0');
-  body += 'C'; body += "42501"; body.push_back('\0');
-  body += 'M'; body += message; body.push_back('\0');
+  AppendField(&body, 'S', severity);
+  AppendField(&body, 'V', severity);
+  AppendField(&body, 'C', sqlstate);
+  AppendField(&body, 'M', message);
+  if (position > 0) AppendField(&body, 'P', std::to_string(position));
   body.push_back('\0');
   std::string out;
   AppendHeader(&out, 'E', static_cast<uint32_t>(body.size()));
   return out + body;
 }
 
+// ErrorResponse ERROR for a refused statement: the session goes on.
+std::string ErrorResponse(const StatementRefusal& r) {
+  return ErrorMessage("ERROR", r.sqlstate.size() == 5 ? r.sqlstate : std::string("42501"),
+                      r.message.empty() ? std::string("permission denied: statement not allowed") : r.message, r.position);
+}
+
 std::string FatalResponse(const char* sqlstate, const std::string& message) {
+  return ErrorMessage("FATAL", sqlstate, message, 0);
+}
+
+// What the server gets in place of a refused statement: a message of the same kind that it
+// must fail before running anything (a syntax error; a function OID that never exists), so
+// it does what PostgreSQL does after an error: aborts the transaction, skips the rest of an
+// extended batch until Sync, and answers at once. Its error is replaced by the refusal.
+constexpr char kStandInSql[] = "vecgate refused this statement";
+
+std::string RefusalStandIn(uint8_t type, const std::string& statementName) {
   std::string body;
-  body += 'S'; body += "FATAL"; body.push_back('\0');
-  body += 'V'; body += "FATAL"; body.push_back('\0');
-  body += 'C'; body += sqlstate; body.push_back('\0');
-  body += 'M'; body += message; body.push_back('\0');
-  body.push_back('\0');
+  if (type == 'Q') {
+    body.append(kStandInSql, sizeof(kStandInSql));  // with its NUL
+  } else if (type == 'P') {
+    body += statementName;
+    body.push_back('\0');
+    body.append(kStandInSql, sizeof(kStandInSql));
+    body.append("\0\0", 2);  // no parameter types
+  } else {
+    // FunctionCall of OID 0: no arguments, no format codes, text result.
+    body.append(10, '\0');
+  }
   std::string out;
-  AppendHeader(&out, 'E', static_cast<uint32_t>(body.size()));
+  AppendHeader(&out, type, static_cast<uint32_t>(body.size()));
   return out + body;
 }
+
+// Client-only encodings (pg_wchar.h PG_ENCODING_IS_CLIENT_ONLY), as the server names them in
+// ParameterStatus: a byte of an ASCII quote or backslash can be the second byte of a
+// character there, so the gateway would not read a statement as the server does.
+bool IsClientOnlyEncoding(const std::string& name) {
+  static const char* const kNames[] = {"SJIS", "SHIFT_JIS_2004", "BIG5", "GBK", "UHC", "GB18030", "JOHAB"};
+  for (const char* n : kNames)
+    if (name == n) return true;
+  return false;
+}
+
+// Longest Parse statement name kept for a refused statement's stand-in.
+constexpr size_t kMaxStandInNameBytes = 1024;
 
 // The statement text of a Query ("text\0") or Parse ("name\0text\0...") body.
 std::string StatementText(uint8_t type, const std::string& body) {
@@ -85,105 +126,136 @@ void Pump::DeliverCaptures() {
   delivering_.clear();
 }
 
+void Pump::TrackClientStart(uint8_t type) {
+  if (type == 'X') {
+    // PostgreSQL reads nothing after Terminate: neither does the gateway.
+    clientTerminated_ = true;
+    if (stats_.reason.empty()) stats_.reason = "client-terminate";
+    terminateAt_ = clientParser_.messageStart();
+    clientParser_.StopAfterMessage();
+    return;
+  }
+  if (type == 'D' || type == 'C') {
+    detail_ = 0;
+    detailPending_ = true;
+  }
+  if (type != 'Q' && type != 'S' && type != 'F') clientUnsynced_ = true;
+}
+
 void Pump::ClientInspector::OnMessageStart(uint8_t type, uint32_t length) {
   pump_->clientCap_.Start(type, length);
-  pump_->TrackClient(type);
+  pump_->TrackClientStart(type);
   holding_ = false;
   dropping_ = false;
   tooLong_ = false;
-  if (type == 'X' && pump_->reuse_ && length == 0 && pump_->gated_.empty() && !discardToSync_) {
-    pump_->terminateHeld_ = true;  // sent on only if the upstream is not kept (OnClosed)
+  if (type == 'X' && pump_->reuse_ && pump_->gated_.empty()) {
+    pump_->terminateHeld_ = true;  // sent on only if the upstream is not kept (FinishTerminate)
     dropping_ = true;
-    return;
-  }
-  if (discardToSync_) {
-    if (type != 'S') {
-      dropping_ = true;  // the rest of a refused extended-protocol batch
-      return;
-    }
-    discardToSync_ = false;
-    AppendHeader(&Sink(), type, length);
-    pump_->syncPoints_.push_back(std::move(pendingDenial_));
-    pendingDenial_.clear();
     return;
   }
   if (type == 'Q' || type == 'P' || type == 'F') {
     pump_->stats_.statements += type == 'F' ? 0 : 1;
     pump_->CheckDeadline();
-    holding_ = true;
     held_.clear();
+    AppendHeader(&held_, type, length);
     if (length > kMaxInspectedStatementBytes) {
-      tooLong_ = true;
+      tooLong_ = true;  // refused; only a Parse's name is kept, for the stand-in
       dropping_ = true;
-      holding_ = false;
       return;
     }
-    AppendHeader(&held_, type, length);
+    holding_ = true;
     return;
   }
-  if (type == 'S') pump_->syncPoints_.push_back(std::string());
   AppendHeader(&Sink(), type, length);
 }
 
 std::string& Pump::ClientInspector::Sink() { return pump_->gated_.empty() ? out : pump_->gated_.back().bytes; }
 
-void Pump::ClientInspector::OnMessageBody(uint8_t, const uint8_t* data, size_t len) {
+void Pump::ClientInspector::OnMessageBody(uint8_t type, const uint8_t* data, size_t len) {
   pump_->clientCap_.Body(data, len);
+  if (tooLong_) {
+    if (type == 'P' && held_.size() < 5 + kMaxStandInNameBytes) {
+      size_t take = 5 + kMaxStandInNameBytes - held_.size();
+      held_.append(reinterpret_cast<const char*>(data), len < take ? len : take);
+    }
+    return;
+  }
   if (dropping_) return;
   if (holding_) {
     held_.append(reinterpret_cast<const char*>(data), len);
     return;
   }
+  pump_->TrackClientBody(type, data, len);
   Sink().append(reinterpret_cast<const char*>(data), len);
 }
 
 void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
   pump_->EndCapture(pump_->clientCap_, true);
-  if (!holding_ && !tooLong_) return;
+  if (!holding_ && !tooLong_) {
+    pump_->TrackClientEnd(type, 0);
+    return;
+  }
   PumpObserver::Verdict verdict = PumpObserver::Verdict::Refuse;
-  std::string denial;
+  StatementRefusal refusal;
   uint64_t holdId = 0;
   if (tooLong_) {
-    denial = "statement too long to inspect";
+    refusal.sqlstate = "54000";
+    refusal.message = "statement too long for the gateway to check (limit " +
+                      std::to_string(kMaxInspectedStatementBytes / (1024 * 1024)) + " MB)";
   } else {
     std::string text = type == 'F' ? std::string() : StatementText(type, held_.substr(5));
     pump_->DeliverCaptures();  // earlier messages of this chunk first, in order
-    verdict = pump_->observer_->OnStatement(type, text, &denial, &holdId);
+    verdict = pump_->observer_->OnStatement(type, text, &refusal, &holdId);
   }
   holding_ = false;
-  tooLong_ = false;
   dropping_ = false;
   if (verdict == PumpObserver::Verdict::Hold) {
     pump_->gated_.push_back(Gate{holdId, false, std::move(held_)});
-    if (type == 'Q' || type == 'F') pump_->syncPoints_.push_back(std::string());
+    pump_->TrackClientEnd(type, 0);
   } else if (verdict == PumpObserver::Verdict::Forward) {
     Sink() += held_;
-    if (type == 'Q' || type == 'F') pump_->syncPoints_.push_back(std::string());
+    pump_->TrackClientEnd(type, 0);
   } else {
     pump_->stats_.refusedStatements++;
-    std::string err = ErrorResponse(denial.empty() ? "permission denied: statement not allowed" : denial);
+    std::string name;
     if (type == 'P') {
-      // Discard the batch up to its Sync, which is forwarded so that earlier messages in
-      // the pipeline are answered; the refusal is emitted before that Sync's ReadyForQuery.
-      discardToSync_ = true;
-      pendingDenial_ = std::move(err);
-    } else {
-      // Replace the statement with a Sync: the upstream answers ReadyForQuery in order.
-      AppendHeader(&Sink(), 'S', 0);
-      pump_->syncPoints_.push_back(std::move(err));
+      size_t end = held_.find('\0', 5);
+      if (end != std::string::npos) name = held_.substr(5, end - 5);
     }
+    uint32_t id = pump_->nextRefusal_++;
+    pump_->refusals_.push_back(PendingRefusal{id, ErrorResponse(refusal)});
+    Sink() += RefusalStandIn(type, name);
+    pump_->TrackClientEnd(type, id);
   }
+  tooLong_ = false;
   held_.clear();
   held_.shrink_to_fit();
 }
 
+bool Pump::UpstreamIdle() const {
+  return reuse_ && protocol_ == PumpProtocol::Postgres && !upstreamClosed_ && !upstream_->closed() && !expired_ &&
+         replies_.Empty() && !clientUnsynced_ && lastStatus_ == 'I' && gated_.empty() && refusals_.empty() &&
+         unreadableSetting_.empty() && clientParser_.AtBoundary() && upstreamParser_.AtBoundary() &&
+         !clientParser_.failed() && !upstreamParser_.failed() && upstream_->queuedBytes() == 0;
+}
+
 bool Pump::UpstreamReusable() const {
-  return reuse_ && protocol_ == PumpProtocol::Postgres && !upstreamClosed_ && !upstream_->closed() &&
-         (!clientTerminated_ || terminateHeld_) &&
-         !expired_ && pendingSyncs_ == 0 && !clientUnsynced_ && !clientAfterTerminate_ && lastStatus_ == 'I' &&
-         gated_.empty() && syncPoints_.empty() && clientParser_.AtBoundary() && upstreamParser_.AtBoundary() &&
-         !clientParser_.failed() && !upstreamParser_.failed() && upstream_->queuedBytes() == 0 &&
-         (stats_.reason == "client-eof" || stats_.reason == "client-error");
+  return UpstreamIdle() && (!clientTerminated_ || terminateHeld_) &&
+         (stats_.reason == "client-eof" || stats_.reason == "client-error" || stats_.reason == "client-terminate");
+}
+
+void Pump::FinishTerminate() {
+  if (!clientTerminated_ || terminateFinished_ || ended_ || clientClosed_) return;
+  if (!terminateHeld_) return;  // the Terminate went on: the server closes, then the client (OnClosed)
+  if (!replies_.Empty() && !upstreamClosed_ && !upstream_->closed()) return;  // earlier requests still being answered
+  terminateFinished_ = true;
+  if (UpstreamIdle()) {
+    if (stats_.reason.empty()) stats_.reason = "client-terminate";
+    client_->Close("client-terminate", "");
+    return;
+  }
+  terminateHeld_ = false;
+  if (!upstream_->closed()) upstream_->Write("X\0\0\0\4", 5);
 }
 
 void Pump::Release(uint64_t holdId) {
@@ -224,23 +296,46 @@ void Pump::EndExpired() {
 }
 
 void Pump::UpstreamInspector::OnMessageStart(uint8_t type, uint32_t length) {
-  pump_->upstreamCap_.Start(type, length);
-  pump_->TrackUpstreamStart(type);
-  if (type == 'Z' && !pump_->syncPoints_.empty()) {
-    std::string inject = std::move(pump_->syncPoints_.front());
-    pump_->syncPoints_.pop_front();
-    out += inject;
+  uint32_t refusal = pump_->TrackUpstreamStart(type);
+  dropping_ = false;
+  std::list<PendingRefusal>& refusals = pump_->refusals_;
+  if (type == 'E' && refusal != 0) {
+    while (!refusals.empty() && refusals.front().id < refusal) refusals.pop_front();
+    if (!refusals.empty() && refusals.front().id == refusal) {
+      // The server failed the stand-in: the client gets the gateway's refusal instead.
+      out += refusals.front().errorResponse;
+      refusals.pop_front();
+      dropping_ = true;
+    }
   }
+  while (!refusals.empty() && refusals.front().id <= pump_->replies_.LastRetiredRefusal()) refusals.pop_front();
+  pump_->upstreamCap_.Start(dropping_ ? 0 : type, length);
+  if (dropping_) return;
+  if (type == 'S') parameter_.clear();
   AppendHeader(&out, type, length);
 }
 
 void Pump::UpstreamInspector::OnMessageBody(uint8_t type, const uint8_t* data, size_t len) {
   pump_->upstreamCap_.Body(data, len);
   pump_->TrackUpstreamBody(type, data, len);
+  if (dropping_) return;
+  if (type == 'S' && parameter_.size() < 256) parameter_.append(reinterpret_cast<const char*>(data), len);
   out.append(reinterpret_cast<const char*>(data), len);
 }
 
-void Pump::UpstreamInspector::OnMessageEnd(uint8_t) { pump_->EndCapture(pump_->upstreamCap_, false); }
+void Pump::UpstreamInspector::OnMessageEnd(uint8_t type) {
+  pump_->EndCapture(pump_->upstreamCap_, false);
+  if (type != 'S' || dropping_) return;
+  // ParameterStatus "name\0value\0": the settings that decide how statement text is read.
+  size_t nameEnd = parameter_.find('\0');
+  if (nameEnd == std::string::npos) return;
+  std::string name = parameter_.substr(0, nameEnd);
+  size_t valueEnd = parameter_.find('\0', nameEnd + 1);
+  std::string value = parameter_.substr(nameEnd + 1, valueEnd == std::string::npos ? std::string::npos : valueEnd - nameEnd - 1);
+  if ((name == "client_encoding" && IsClientOnlyEncoding(value)) || (name == "standard_conforming_strings" && value != "on")) {
+    if (pump_->unreadableSetting_.empty()) pump_->unreadableSetting_ = name + " " + value;
+  }
+}
 
 Pump::Pump(Conn* client, Conn* upstream, PumpProtocol protocol, size_t highWater, PumpObserver* observer,
            bool inspectStatements)
@@ -255,7 +350,7 @@ Pump::Pump(Conn* client, Conn* upstream, PumpProtocol protocol, size_t highWater
 }
 
 void Pump::Start() {
-  client_->ResumeRead();
+  if (!clientTerminated_) client_->ResumeRead();
   upstream_->ResumeRead();
   if (client_->closed()) OnClosed(client_);
   if (upstream_->closed()) OnClosed(upstream_);
@@ -263,6 +358,7 @@ void Pump::Start() {
 
 void Pump::OnPlaintext(Conn* from, const char* data, size_t len) {
   bool fromClient = from == client_;
+  if (fromClient && clientTerminated_) return;  // after Terminate: never read
   Conn* to = fromClient ? upstream_ : client_;
   if (protocol_ == PumpProtocol::Postgres) {
     PgFrameParser& parser = fromClient ? clientParser_ : upstreamParser_;
@@ -280,6 +376,17 @@ void Pump::OnPlaintext(Conn* from, const char* data, size_t len) {
       upstream_->Destroy("protocol-error", stats_.detail);
       return;
     }
+    if (fromClient && clientTerminated_) {
+      // The parser stopped after the Terminate: what follows it in this chunk is dropped.
+      len = r.consumed;
+      client_->PauseRead();
+      if (!inspect_ && reuse_ && terminateAt_ != PgFrameParser::kNotInThisChunk && gated_.empty()) {
+        // Held back so that the upstream may be kept (a Terminate whose header began in an
+        // earlier chunk was partly forwarded already, and goes on).
+        terminateHeld_ = true;
+        len = terminateAt_;
+      }
+    }
   }
   if (fromClient && expired_) {
     // Nothing of this chunk is forwarded: the statement came after the token's expiry.
@@ -294,17 +401,20 @@ void Pump::OnPlaintext(Conn* from, const char* data, size_t len) {
     std::string& out = fromClient ? clientInspector_.out : upstreamInspector_.out;
     if (!out.empty()) to->Write(out.data(), out.size());
     out.clear();
-    DeliverCaptures();
+  } else if (len > 0) {
+    to->Write(data, len);
+  }
+  DeliverCaptures();
+  if (!unreadableSetting_.empty() && !ended_ && !client_->closed()) {
+    std::string setting = unreadableSetting_;
+    std::string fatal = FatalResponse(
+        "0A000", "the session's " + setting +
+                     " is one the gateway cannot read statements in, and read access is checked per statement; "
+                     "reconnect with client_encoding UTF8 and standard_conforming_strings on");
+    Terminate("unreadable-setting", fatal.data(), fatal.size());
     return;
   }
-  if (fromClient && reuse_ && clientTerminated_ && !terminateHeld_ && !clientAfterTerminate_ && len >= 5 &&
-      memcmp(data + len - 5, "X\0\0\0\4", 5) == 0 && clientParser_.AtBoundary()) {
-    // The client's Terminate ends this chunk: hold it back so the upstream may be kept.
-    terminateHeld_ = true;
-    len -= 5;
-  }
-  if (len > 0) to->Write(data, len);
-  DeliverCaptures();
+  if (clientTerminated_) FinishTerminate();
 }
 
 void Pump::OnReadDone(Conn* from) {
@@ -316,7 +426,7 @@ void Pump::OnReadDone(Conn* from) {
 
 void Pump::OnDrain(Conn* c) {
   Conn* other = c == client_ ? upstream_ : client_;
-  if (other == client_ && GatedBytes() > highWater_) return;
+  if (other == client_ && (GatedBytes() > highWater_ || clientTerminated_)) return;
   if (!other->closed()) other->ResumeRead();
 }
 

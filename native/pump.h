@@ -9,6 +9,7 @@
 
 #include "conn.h"
 #include "pg-frame-parser.h"
+#include "pg-reply-tracker.h"
 
 namespace vg {
 
@@ -26,19 +27,27 @@ struct PumpStats {
   std::string detail;
 };
 
+// A statement the gateway refuses, worded as PostgreSQL would: SQLSTATE, message, and the
+// 1-based character position of a syntax error (0: none).
+struct StatementRefusal {
+  std::string sqlstate = "42501";
+  std::string message;
+  uint32_t position = 0;
+};
+
 class PumpObserver {
  public:
   virtual ~PumpObserver() = default;
   // Both connections are closed; the pump may be deleted after this returns.
   virtual void OnPumpEnd(const PumpStats& stats) = 0;
   // Statement inspection (read-only sessions): `type` is 'Q' (simple query), 'P' (Parse) or
-  // 'F' (FunctionCall, text empty). Return true to forward; false and a message to refuse.
+  // 'F' (FunctionCall, text empty). Forward, or Refuse with `refusal` filled in.
   // Hold: forward nothing from here on until Release(holdId) (e.g. until the statement's
   // audit record is durable); everything after it queues behind it, in order.
   enum class Verdict { Forward, Refuse, Hold };
   // A captured message (recording): `body` is at most the capture limit of its `length`.
   virtual void OnCapture(bool fromClient, uint8_t type, const std::string& body, uint32_t length) {}
-  virtual Verdict OnStatement(uint8_t type, const std::string& text, std::string* denial, uint64_t* holdId) {
+  virtual Verdict OnStatement(uint8_t type, const std::string& text, StatementRefusal* refusal, uint64_t* holdId) {
     return Verdict::Forward;
   }
 };
@@ -64,6 +73,9 @@ class Pump {
   }
   Pump(Conn* client, Conn* upstream, PumpProtocol protocol, size_t highWater, PumpObserver* observer,
        bool inspectStatements = false);
+  // Client bytes that arrived during setup (after the password message, before
+  // AuthenticationOk): read like any later bytes, inspection included. Call before Start().
+  void FeedEarlyClientBytes(const char* data, size_t len) { OnPlaintext(client_, data, len); }
   // Begin forwarding. Bytes the setup phase left unread are already in the sockets.
   void Start();
   // Routed here by the connections' owners.
@@ -93,7 +105,11 @@ class Pump {
 
  private:
   // Client -> upstream when statements are inspected: rebuilds the forwarded stream message
-  // by message, holding Q/P/F whole until the observer decides.
+  // by message, holding Q/P/F whole until the observer decides. A refused statement is
+  // replaced by one the server must fail at once (see RefusalStandIn in pump.cc), so that
+  // the server's state after it is what PostgreSQL's would be after an error (transaction
+  // aborted, the rest of an extended batch skipped to Sync) and the answer comes at once,
+  // Flush or not; its ErrorResponse is then replaced by the gateway's refusal.
   class ClientInspector : public PgFrameCallbacks {
    public:
     explicit ClientInspector(Pump* p) : pump_(p) {}
@@ -108,13 +124,12 @@ class Pump {
     Pump* pump_;
     bool holding_ = false;
     bool dropping_ = false;
-    bool discardToSync_ = false;
     bool tooLong_ = false;
     std::string held_;
-    std::string pendingDenial_;
   };
-  // Upstream -> client when statements are inspected: injects refusals before the
-  // ReadyForQuery that answers the Sync sent in place of a refused statement.
+  // Upstream -> client when statements are inspected: puts the gateway's refusal in place of
+  // the server's error for a stand-in, and watches the settings that change how statements
+  // are read (client_encoding, standard_conforming_strings).
   class UpstreamInspector : public PgFrameCallbacks {
    public:
     explicit UpstreamInspector(Pump* p) : pump_(p) {}
@@ -125,6 +140,8 @@ class Pump {
 
    private:
     Pump* pump_;
+    bool dropping_ = false;
+    std::string parameter_;  // a ParameterStatus body, to check
   };
   friend class ClientInspector;
   friend class UpstreamInspector;
@@ -137,7 +154,7 @@ class Pump {
     void OnMessageStart(uint8_t type, uint32_t length) override {
       (fromClient_ ? pump_->clientCap_ : pump_->upstreamCap_).Start(type, length);
       if (fromClient_) {
-        pump_->TrackClient(type);
+        pump_->TrackClientStart(type);
         if (type == 'Q' || type == 'P' || type == 'F') {
           if (type != 'F') statements++;
           pump_->CheckDeadline();
@@ -148,38 +165,48 @@ class Pump {
     }
     void OnMessageBody(uint8_t type, const uint8_t* data, size_t len) override {
       (fromClient_ ? pump_->clientCap_ : pump_->upstreamCap_).Body(data, len);
-      if (!fromClient_) pump_->TrackUpstreamBody(type, data, len);
+      if (fromClient_) pump_->TrackClientBody(type, data, len);
+      else pump_->TrackUpstreamBody(type, data, len);
     }
-    void OnMessageEnd(uint8_t) override { pump_->EndCapture(fromClient_ ? pump_->clientCap_ : pump_->upstreamCap_, fromClient_); }
+    void OnMessageEnd(uint8_t type) override {
+      pump_->EndCapture(fromClient_ ? pump_->clientCap_ : pump_->upstreamCap_, fromClient_);
+      if (fromClient_) pump_->TrackClientEnd(type, 0);
+    }
     uint64_t statements = 0;
 
    private:
     Pump* pump_;
     bool fromClient_;
   };
-  // Upstream idleness, for reuse: every Query, Sync and FunctionCall is answered by one
-  // ReadyForQuery; other client messages since the last idle point (an unsynced extended
-  // batch, COPY data) make the session busy; the last ReadyForQuery's status must be 'I'.
-  void TrackClient(uint8_t type) {
-    if (type == 'X') {
-      clientTerminated_ = true;
-      return;
+  // What the server owes the client (replies), and whether the session is idle: every
+  // request answered, no extended batch open since the last ReadyForQuery, whose status was 'I'.
+  void TrackClientStart(uint8_t type);
+  void TrackClientBody(uint8_t type, const uint8_t* data, size_t len) {
+    if ((type == 'D' || type == 'C') && detailPending_ && len > 0) {
+      detail_ = data[0];
+      detailPending_ = false;
     }
-    if (clientTerminated_) clientAfterTerminate_ = true;
-    if (type == 'Q' || type == 'S' || type == 'F') pendingSyncs_++;
-    else clientUnsynced_ = true;
   }
-  void TrackUpstreamStart(uint8_t type) {
+  void TrackClientEnd(uint8_t type, uint32_t refusal) {
+    if (type == 'X') return;
+    replies_.OnClientMessage(type, detail_, refusal);
+  }
+  uint32_t TrackUpstreamStart(uint8_t type) {
+    uint32_t refusal = replies_.OnServerMessage(type);
     if (type == 'Z') {
-      if (pendingSyncs_ > 0) pendingSyncs_--;
       lastStatus_ = 0;  // set by the body
-      if (pendingSyncs_ == 0) clientUnsynced_ = false;
+      if (replies_.Empty()) clientUnsynced_ = false;
     }
+    return refusal;
   }
   void TrackUpstreamBody(uint8_t type, const uint8_t* data, size_t len) {
     if (type == 'Z' && len > 0) lastStatus_ = data[0];
   }
+  bool UpstreamIdle() const;
   bool UpstreamReusable() const;
+  // After the client's Terminate: once everything before it is answered, close the client
+  // (keeping the upstream when it is idle) or send the Terminate on.
+  void FinishTerminate();
   // Ends the session from the gateway's side: `finalBytes` (e.g. ErrorResponse FATAL) go to
   // the client after everything already queued, then both legs close.
   void Terminate(const std::string& reason, const char* finalBytes, size_t len);
@@ -196,15 +223,25 @@ class Pump {
   PgFrameParser upstreamParser_;
   Counter clientCounter_{this, true};
   Counter upstreamCounter_{this, false};
+  PgReplyTracker replies_;
+  uint8_t detail_ = 0;  // the current Describe's or Close's first body byte
+  bool detailPending_ = false;
   uint64_t deadline_ = 0;  // uv_now() milliseconds; 0 = none
   bool expired_ = false;
   std::string expiryMessage_;
   bool inspect_ = false;
   ClientInspector clientInspector_{this};
   UpstreamInspector upstreamInspector_{this};
-  // One entry per sync point forwarded (Q or S) whose ReadyForQuery is still due: the
-  // refusal to emit before it, or empty.
-  std::list<std::string> syncPoints_;  // a list allocates nothing while empty (most sessions)
+  // The gateway's answers for stand-ins the server has not answered yet, by refusal id (in order).
+  struct PendingRefusal {
+    uint32_t id;
+    std::string errorResponse;
+  };
+  std::list<PendingRefusal> refusals_;  // a list allocates nothing while empty (most sessions)
+  uint32_t nextRefusal_ = 1;
+  // A setting the gateway reads statements by changed to a value it cannot read exactly
+  // (inspected sessions): the session ends after the current chunk.
+  std::string unreadableSetting_;
   struct Capture {
     CaptureSpec spec;
     bool active = false;
@@ -257,13 +294,15 @@ class Pump {
   };
   std::list<Gate> gated_;
   bool reuse_ = false;
-  uint32_t pendingSyncs_ = 0;
   bool clientUnsynced_ = false;
   uint8_t lastStatus_ = 'I';  // the ReadyForQuery the owner saw before pumping
+  // The client sent Terminate: nothing it sends after it is read (PostgreSQL stops there).
   bool clientTerminated_ = false;
-  bool clientAfterTerminate_ = false;
-  // The client's Terminate was held back (reuse); sent on after all if the upstream is closed.
+  // Where the Terminate began in the chunk that carried it (kNotInThisChunk: in an earlier one).
+  size_t terminateAt_ = PgFrameParser::kNotInThisChunk;
+  // The client's Terminate was held back (reuse); sent on after all if the upstream is not kept.
   bool terminateHeld_ = false;
+  bool terminateFinished_ = false;
   bool clientClosed_ = false;
   bool upstreamClosed_ = false;
   bool ended_ = false;

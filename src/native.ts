@@ -69,19 +69,28 @@ export interface PumpOptions {
    * PostgreSQL: when the client ends the session (Terminate or EOF) at a message boundary with
    * the upstream idle outside a transaction (last ReadyForQuery 'I', nothing in flight), keep
    * the upstream open instead of closing it, without forwarding the Terminate; the end stats
-   * say `upstreamKept`.
+   * say `upstreamKept`. Whatever the setting, nothing after a Terminate is read, and the
+   * client is closed once everything before it was answered.
    */
   reuseUpstream?: boolean;
   /**
    * Statement inspection (PostgreSQL, read-only sessions). Called synchronously for every
    * Query ('Q'), Parse ('P') and FunctionCall ('F', text empty) before it is forwarded.
-   * Return null to forward it, or a message to refuse it: the client gets ERROR 42501 with
-   * that message (in protocol order), the rest of a refused extended batch is discarded up
-   * to Sync, and the session goes on. Only statement text crosses into JS, never row data.
+   * Return null to forward it, or a refusal (a message: SQLSTATE 42501; or an object with
+   * its SQLSTATE and, for syntax errors, the 1-based position): the upstream gets a stand-in
+   * it must fail at once, so the session's state after the refusal is PostgreSQL's after an
+   * error (transaction aborted, the rest of an extended batch skipped to Sync), and the
+   * client gets ERROR with the refusal in place of the stand-in's error, at once (Flush or
+   * not). Only statement text crosses into JS, never row data.
    * Return a number to hold the statement (strict recording durability): nothing from this
    * client is forwarded until `releaseStatement(client, thatNumber)`.
    */
-  onStatement?: (type: 'Q' | 'P' | 'F', text: string) => string | number | null;
+  onStatement?: (type: 'Q' | 'P' | 'F', text: string) => string | number | { sqlstate: string; message: string; position?: number } | null;
+  /**
+   * Client bytes read during setup (pipelined after the password message): the pump reads
+   * them before anything else, like any later bytes (inspection and strict holds included).
+   */
+  earlyClientBytes?: Buffer;
   /**
    * The session is bound to its token: the first statement after this many milliseconds
    * gets ErrorResponse FATAL 28P01 `expiryMessage` and the session ends.

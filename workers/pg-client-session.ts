@@ -16,32 +16,11 @@ import type { WorkerContext } from './worker-context.js';
 import { accessRank, type CompiledPolicy } from '../src/policy/policy.js';
 import { captureSpec, PgStatementRecorder } from './pg-statement-recorder.js';
 import { PgUpstreamPool } from './pg-upstream-pool.js';
-import { classifyStatement, isReadOnly } from '../src/policy/statement-classifier.js';
-
-/** The refusal a read-only session gets for a statement that is not a read. */
-export function readOnlyRefusal(who: string, connection: string, type: 'Q' | 'P' | 'F', text: string): string | null {
-  if (type === 'F') return `permission denied: ${who} has read access to "${connection}"; function calls over the fast-path protocol are not allowed`;
-  const c = classifyStatement(text);
-  if (c.kind === 'read' || isReadOnly(c)) return null;
-  return `permission denied: ${who} has read access to "${connection}"; ${c.reason} is not allowed (statement: ${c.statement})`;
-}
+import { ReadStatementCheck, type StatementRefusal } from './pg/read-statement-check.js';
+import { upstreamStartupParameters } from './pg/startup-parameters.js';
+import { isReadableClientEncoding } from '../src/policy/session-settings.js';
 
 type State = 'initial' | 'tls-handshake' | 'startup' | 'password' | 'authorizing' | 'upstream' | 'pumping' | 'closed';
-
-/** Startup parameters a client may set that are passed on to the upstream. */
-const FORWARDED_PARAMS = new Set([
-  'application_name',
-  'client_encoding',
-  'DateStyle',
-  'TimeZone',
-  'extra_float_digits',
-  'search_path',
-  'intervalstyle',
-  'IntervalStyle',
-  'options',
-  'datestyle',
-  'timezone',
-]);
 
 export class PgClientSession {
   private state: State = 'initial';
@@ -54,6 +33,7 @@ export class PgClientSession {
   private grant: AuthGranted | null = null;
   private upstream: UpstreamSetup | null = null;
   private clientEarly: Buffer[] = [];
+  private clientEarlyBytes = 0;
   private client = '';
   private readonly sessionId = randomUUID();
   private nextHold = 1;
@@ -98,14 +78,19 @@ export class PgClientSession {
         return this.onPassword(chunk);
       case 'authorizing':
       case 'upstream':
-        // A conforming client waits for AuthenticationOk; keep what arrives for the upstream.
-        this.clientEarly.push(chunk);
-        if (this.clientEarly.reduce((n, b) => n + b.length, 0) > this.ctx.limits.maxStartupPacketBytes) {
-          this.fatal('08P01', 'protocol violation: data sent before authentication completed');
-        }
-        return;
+        // PostgreSQL reads messages pipelined after the password once authentication is done:
+        // keep them for the pump, which reads them like any later bytes (inspection included).
+        return this.keepEarly(chunk);
       default:
         return;
+    }
+  }
+
+  private keepEarly(chunk: Buffer): void {
+    this.clientEarly.push(Buffer.from(chunk));
+    this.clientEarlyBytes += chunk.length;
+    if (this.clientEarlyBytes > this.ctx.limits.maxStartupPacketBytes) {
+      this.fatal('08P01', `protocol violation: more than ${this.ctx.limits.maxStartupPacketBytes} bytes sent before authentication completed`);
     }
   }
 
@@ -115,6 +100,8 @@ export class PgClientSession {
     if (r.status === 'need-more') return;
     if (r.status === 'error') {
       this.ctx.log('info', 'bad first packet', { connection: this.cfg.name, client: this.clientLabel(), error: r.message });
+      // Like PostgreSQL: a packet whose length is not a startup packet's gets no answer.
+      if (r.silent) return this.abort();
       return this.fatal('08P01', `invalid startup packet: ${r.message}`);
     }
     const p = r.packet;
@@ -176,7 +163,10 @@ export class PgClientSession {
     this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
     const r = parseStartupPacket(this.pending, { maxStartupPacketBytes: this.ctx.limits.maxStartupPacketBytes });
     if (r.status === 'need-more') return;
-    if (r.status === 'error') return this.fatal('08P01', `invalid startup packet: ${r.message}`);
+    if (r.status === 'error') {
+      if (r.silent) return this.abort();
+      return this.fatal('08P01', `invalid startup packet: ${r.message}`);
+    }
     const p = r.packet;
     const rest = this.pending.subarray(r.consumed);
     this.pending = Buffer.alloc(0);
@@ -210,8 +200,9 @@ export class PgClientSession {
     if (!token) {
       return this.fatal('28P01', 'no access token: set the password to an access token, e.g. PGPASSWORD=$(vecgate token)');
     }
-    if (reader.pending() > 0) return this.fatal('08P01', 'protocol violation: data sent before authentication completed');
+    if (reader.pending() > 0) this.keepEarly(reader.takeRest());
     this.reader = null;
+    if (this.state === 'closed') return;
     this.state = 'authorizing';
     this.ctx
       .authorize(token, this.cfg.name, {
@@ -247,10 +238,13 @@ export class PgClientSession {
   private connectUpstream(): void {
     this.state = 'upstream';
     this.arm(this.ctx.limits.upstreamConnectTimeoutMs, 'upstream connection not established in time');
-    const params = new Map<string, string>();
-    for (const [k, v] of this.params) if (FORWARDED_PARAMS.has(k)) params.set(k, v);
-    if (!params.has('application_name')) params.set('application_name', 'vecgate');
     const grant = this.grant!;
+    const startup = upstreamStartupParameters(this.params, grant.access);
+    if (!startup.ok) {
+      this.ctx.log('info', 'startup parameter refused', { connection: this.cfg.name, client: this.clientLabel(), subject: grant.subject, reason: startup.message });
+      return this.fatal(startup.sqlstate, startup.message);
+    }
+    const params = startup.params;
     if (this.cfg.upstream.pool.maxIdle > 0) {
       this.poolKey = PgUpstreamPool.key(this.cfg.name, grant.credential.user, this.cfg.upstream.database, `${grant.issuer} ${grant.subject}`, params);
       const parked = this.ctx.upstreamPool.take(this.poolKey);
@@ -282,6 +276,17 @@ export class PgClientSession {
     }
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    const grant = this.grant!;
+    if (grant.access === 'read') {
+      // The statement check reads text as UTF-8 with standard_conforming_strings on; a
+      // database or role default that makes the server read it otherwise ends it here.
+      const unreadable = unreadableReadSetting(ready.parameters);
+      if (unreadable) {
+        ready.conn.destroy();
+        this.ctx.log('info', 'session refused: unreadable session setting', { connection: this.cfg.name, subject: grant.subject, setting: unreadable });
+        return this.fatal('0A000', `the database sets ${unreadable} for this session, which the gateway cannot check read-only statements in; ask the operator, or set client_encoding to UTF8`);
+      }
+    }
     const gatewayKey = ready.backendKey ? encodeCancelKey(this.ctx.cancelKey, ready.backendKey) : null;
     const out: Buffer[] = [ser.authenticationOk()];
     for (const [k, v] of ready.parameters) out.push(ser.parameterStatus(k, v));
@@ -289,10 +294,7 @@ export class PgClientSession {
     out.push(ser.readyForQuery(ready.transactionStatus));
     this.conn.write(Buffer.concat(out));
     if (ready.leftover.length) this.conn.write(ready.leftover);
-    for (const b of this.clientEarly) ready.conn.write(b);
-    this.clientEarly = [];
     this.state = 'pumping';
-    const grant = this.grant!;
     const upstreamTls = ready.tls ? `${ready.tls.version} ${ready.tls.cipher}` : 'none (insecure-plaintext)';
     this.ctx.sessionStarted(this.cfg.name, grant.access);
     this.ctx.log('debug', 'session started', {
@@ -341,10 +343,12 @@ export class PgClientSession {
     const statementCaptures = recordStatements && !strict && grant.access !== 'read';
     const nativeStatements = statementCaptures && recording === 'queries';
     const statements = recordStatements && !nativeStatements ? new PgStatementRecorder((e, d) => this.ctx.record(e, d), base, recording, strict ? null : this.ctx) : null;
+    const readCheck = grant.access === 'read' ? new ReadStatementCheck(who, this.cfg.name) : null;
     const onStatement =
       grant.access === 'read' || strict
-        ? (type: 'Q' | 'P' | 'F', text: string) => {
-            const refusal = grant.access === 'read' ? readOnlyRefusal(who, this.cfg.name, type, text) : null;
+        ? (type: 'Q' | 'P' | 'F', text: string): StatementRefusal | number | null => {
+            const refused = readCheck ? readCheck.check(type, text) : null;
+            const refusal = refused?.message ?? null;
             if (refusal) this.ctx.log('info', 'statement refused', { connection: this.cfg.name, subject: grant.subject, refusal });
             if (statements) {
               const protocol = type === 'Q' ? 'simple' : type === 'P' ? 'extended' : 'function-call';
@@ -362,10 +366,10 @@ export class PgClientSession {
                 return holdId;
               }
               statements.statement(protocol, text, refusal);
-            } else if (refusal && recording !== 'off') {
-              this.ctx.record({ type: 'refusal', ts: Date.now(), ...base, stage: 'statement', sqlstate: '42501', reason: refusal });
+            } else if (refused && recording !== 'off') {
+              this.ctx.record({ type: 'refusal', ts: Date.now(), ...base, stage: 'statement', sqlstate: refused.sqlstate, reason: refused.message });
             }
-            return refusal;
+            return refused;
           }
         : undefined;
     this.ctx.sessions.add(this);
@@ -386,6 +390,7 @@ export class PgClientSession {
       highWaterBytes: this.ctx.limits.pumpHighWaterBytes,
       reuseUpstream: this.poolKey !== null,
       onStatement,
+      earlyClientBytes: this.takeEarly(),
       ...(nativeStatements ? { capture: captureSpec('queries', true), nativeRecord: base } : {}),
       ...(statements ? { capture: statements.capture(statementCaptures), onCapture: (fromClient: boolean, type: string, body: Buffer, length: number) => statements.onCapture(fromClient, type, body, length) } : {}),
       expiresInMs: Math.max(0, grant.expiresAt - Date.now()),
@@ -418,6 +423,14 @@ export class PgClientSession {
       if (recording !== 'off') this.ctx.record({ type: 'session-close', ts: Date.now(), ...base, ...summary });
       if (nativeStatements) this.ctx.nativeRecordingEnded();
     });
+  }
+
+  /** Client bytes that arrived during setup, for the pump (which reads them first). */
+  private takeEarly(): Buffer | undefined {
+    if (this.clientEarly.length === 0) return undefined;
+    const early = Buffer.concat(this.clientEarly);
+    this.clientEarly = [];
+    return early;
   }
 
   /** After a policy reload: a session that lost its access level ends with a clear message. */
@@ -479,6 +492,15 @@ export class PgClientSession {
     }
     this.state = 'closed';
   }
+}
+
+/** The setting (name and value) under which a read session's statements would be misread, or null. */
+function unreadableReadSetting(parameters: Map<string, string>): string | null {
+  const encoding = parameters.get('client_encoding');
+  if (encoding !== undefined && !isReadableClientEncoding(encoding)) return `client_encoding ${encoding}`;
+  const scs = parameters.get('standard_conforming_strings');
+  if (scs !== undefined && scs !== 'on') return `standard_conforming_strings ${scs}`;
+  return null;
 }
 
 /** How a session's statements are recorded: by the JavaScript recorder (`statements`), in C++ (`nativeStatements`), or not. */

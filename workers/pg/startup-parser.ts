@@ -21,7 +21,8 @@ export interface StartupLimits {
 
 export type StartupParse =
   | { status: 'need-more' }
-  | { status: 'error'; message: string }
+  /** `silent`: PostgreSQL closes such a connection without an answer (not a startup packet's length). */
+  | { status: 'error'; message: string; silent?: boolean }
   /** `consumed`: bytes of `buf` this packet used (0 for direct-tls: the bytes belong to TLS). */
   | { status: 'ok'; consumed: number; packet: StartupPacket };
 
@@ -33,6 +34,11 @@ const REQUEST_CODE_MAJOR = 1234;
 
 function error(message: string): StartupParse {
   return { status: 'error', message };
+}
+
+/** A length no startup packet has: PostgreSQL logs it and closes without a word. */
+function lengthError(message: string): StartupParse {
+  return { status: 'error', message, silent: true };
 }
 
 /**
@@ -48,17 +54,17 @@ export function parseStartupPacket(buf: Buffer, limits: StartupLimits = { maxSta
   if (buf.length === 0) return { status: 'need-more' };
   // A valid length is far below 2^24, so its first byte is 0: 0x16 can only be a TLS record.
   if (buf[0] === TLS_HANDSHAKE_RECORD_BYTE) return { status: 'ok', consumed: 0, packet: { kind: 'direct-tls' } };
-  if (buf[0]! >= 0x80) return error('invalid length of startup packet (negative)');
+  if (buf[0]! >= 0x80) return lengthError('invalid length of startup packet (negative)');
   if (buf.length < 4) {
     // Fail as soon as the bytes we have already make the length too large.
     let least = 0;
     for (let i = 0; i < 4; i++) least = least * 256 + (i < buf.length ? buf[i]! : 0);
-    if (least > max) return error(`invalid length of startup packet (at least ${least} bytes; the limit is ${max})`);
+    if (least > max) return lengthError(`invalid length of startup packet (at least ${least} bytes; the limit is ${max})`);
     return { status: 'need-more' };
   }
   const len = buf.readInt32BE(0);
-  if (len < MIN_PACKET_BYTES) return error(`invalid length of startup packet (${len} bytes; the minimum is ${MIN_PACKET_BYTES})`);
-  if (len > max) return error(`invalid length of startup packet (${len} bytes; the limit is ${max})`);
+  if (len < MIN_PACKET_BYTES) return lengthError(`invalid length of startup packet (${len} bytes; the minimum is ${MIN_PACKET_BYTES})`);
+  if (len > max) return lengthError(`invalid length of startup packet (${len} bytes; the limit is ${max})`);
   if (buf.length < len) return { status: 'need-more' };
   const packet = buf.subarray(0, len);
   const code = packet.readUInt32BE(4);

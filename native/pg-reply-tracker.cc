@@ -1,0 +1,80 @@
+// See pg-reply-tracker.h.
+#include "pg-reply-tracker.h"
+
+namespace vg {
+
+namespace {
+// A queue that grew for a long pipeline gives its memory back once drained past this.
+constexpr size_t kKeptCapacity = 32;
+}  // namespace
+
+void PgReplyTracker::OnClientMessage(uint8_t type, uint8_t detail, uint32_t refusal) {
+  PgRequest kind;
+  switch (type) {
+    case 'P': kind = PgRequest::Parse; break;
+    case 'B': kind = PgRequest::Bind; break;
+    case 'D': kind = detail == 'S' ? PgRequest::DescribeStatement : PgRequest::DescribePortal; break;
+    case 'E': kind = PgRequest::Execute; break;
+    case 'C': kind = PgRequest::Close; break;
+    case 'S': kind = PgRequest::Sync; break;
+    case 'Q': kind = PgRequest::Query; break;
+    case 'F': kind = PgRequest::FunctionCall; break;
+    default: return;  // H, d, c, f, X, p: no reply of their own
+  }
+  items_.push_back(Item{kind, refusal});
+}
+
+void PgReplyTracker::Pop() {
+  uint32_t r = items_[head_].refusal;
+  if (r > lastRetiredRefusal_) lastRetiredRefusal_ = r;
+  head_++;
+  if (head_ == items_.size()) {
+    items_.clear();
+    head_ = 0;
+    if (items_.capacity() > kKeptCapacity) items_.shrink_to_fit();
+  }
+}
+
+void PgReplyTracker::SkipToSync() {
+  while (!Empty() && items_[head_].kind != PgRequest::Sync) Pop();
+}
+
+uint32_t PgReplyTracker::OnServerMessage(uint8_t type) {
+  if (Empty()) return 0;
+  const PgRequest front = items_[head_].kind;
+  switch (type) {
+    case '1': if (front == PgRequest::Parse) Pop(); break;
+    case '2': if (front == PgRequest::Bind) Pop(); break;
+    case '3': if (front == PgRequest::Close) Pop(); break;
+    case 'T':  // RowDescription: a Describe's answer (inside a Query it is part of the results)
+    case 'n':  // NoData
+      if (front == PgRequest::DescribeStatement || front == PgRequest::DescribePortal) Pop();
+      break;
+    case 'C':  // CommandComplete, EmptyQueryResponse, PortalSuspended end an Execute
+    case 'I':
+    case 's':
+      if (front == PgRequest::Execute) Pop();
+      break;
+    case 'Z':
+      // Answers the first Sync, Query or FunctionCall; anything before it was answered.
+      while (!Empty()) {
+        PgRequest k = items_[head_].kind;
+        Pop();
+        if (k == PgRequest::Sync || k == PgRequest::Query || k == PgRequest::FunctionCall) break;
+      }
+      break;
+    case 'E': {
+      uint32_t refusal = items_[head_].refusal;
+      // A Query's or FunctionCall's error is followed by its ReadyForQuery; so is a Sync's
+      // (a deferred constraint failing at commit). An extended message's error makes the
+      // server skip to the next Sync.
+      if (front != PgRequest::Query && front != PgRequest::FunctionCall && front != PgRequest::Sync) SkipToSync();
+      return refusal;
+    }
+    default:
+      break;  // t, V, G, H, W, d, c, D, N, A, S, K: part of an answer, or asynchronous
+  }
+  return 0;
+}
+
+}  // namespace vg

@@ -452,14 +452,31 @@ export class PgClientSession {
     this.ctx.native.endPump(this.conn, 'shutdown', ser.errorResponse({ severity: 'FATAL', code: '57P01', message }));
   }
 
+  /**
+   * A CancelRequest needs no token, so it is bounded before it costs an upstream connection:
+   * a key the gateway did not hand out is dropped, the rest pass the worker's cancel limiter.
+   * Every outcome closes without a word, as PostgreSQL does; drops are counted, not logged each.
+   */
   private onCancel(processId: number, secretKey: Buffer): void {
     this.state = 'closed';
+    if (this.timer) clearTimeout(this.timer);
     this.conn.close();
-    if (secretKey.length !== 4) return; // we only ever hand out 4-byte keys
+    const limiter = this.ctx.cancelLimiter;
+    if (secretKey.length !== 4) {
+      limiter.drop('malformed'); // we only ever hand out 4-byte keys
+      return;
+    }
     const upstreamKey = decodeCancelKey(this.ctx.cancelKey, { processId, secretKey: secretKey.readUInt32BE(0) });
-    UpstreamSetup.sendCancel(this.ctx, this.cfg, upstreamKey).catch((err: Error) => {
-      this.ctx.log('info', 'cancel request could not be forwarded', { connection: this.cfg.name, error: err.message });
-    });
+    if (upstreamKey === null) {
+      limiter.drop('undecodable');
+      return;
+    }
+    if (limiter.acquire() !== null) return;
+    UpstreamSetup.sendCancel(this.ctx, this.cfg, upstreamKey)
+      .catch((err: Error) => {
+        this.ctx.log('info', 'cancel request could not be forwarded', { connection: this.cfg.name, error: err.message });
+      })
+      .finally(() => limiter.release());
   }
 
   /**

@@ -1,17 +1,18 @@
 // The gateway's own leg to a PostgreSQL upstream: TCP, SSLRequest, TLS verify-full (chain +
 // host name; `N` or bytes after `S` abort), StartupMessage as the injected user, then
-// SCRAM-SHA-256(-PLUS with tls-server-end-point), MD5 or cleartext-over-TLS, up to the first
-// ReadyForQuery. Also sends CancelRequests on behalf of clients.
+// SCRAM-SHA-256(-PLUS with tls-server-end-point) — or MD5, cleartext-over-TLS or none only
+// when the connection's upstream.auth_methods allows it — up to the first ReadyForQuery.
+// Also sends CancelRequests on behalf of clients.
 import { createHash } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Connection, TlsInfo } from '../src/native.js';
-import type { DbCredential, PostgresConnectionConfig } from '../src/config/types.js';
+import type { DbCredential, PgAuthMethod, PostgresConnectionConfig } from '../src/config/types.js';
 import { MessageReader } from './pg/message-reader.js';
 import { parseBackendMessage } from './pg/backend-parser.js';
 import * as ser from './pg/serializer.js';
 import { ScramClient } from './pg/scram-client.js';
-import type { BackendKey } from './pg/cancel-key.js';
+import { canEncodeCancelKey, CANCEL_KEY_PID_BITS, type BackendKey } from './pg/cancel-key.js';
 import type { WorkerContext } from './worker-context.js';
 
 /** Largest single message accepted from the upstream during setup (ParameterStatus, errors, SASL). */
@@ -78,6 +79,12 @@ function connectTcp(ctx: WorkerContext, ip: string, port: number): Promise<Conne
 
 type Phase = 'ssl' | 'tls' | 'auth' | 'params' | 'done' | 'failed';
 
+/** Connections whose upstream pid did not fit a cancel key: said once per connection per worker. */
+const saidNoCancelKey = new Set<string>();
+
+/** What the upstream asked for, as the pg_hba method that makes it ask so. */
+const ASKED_METHOD: Record<string, PgAuthMethod> = { cleartext: 'password', md5: 'md5', ok: 'trust' };
+
 export class UpstreamSetup {
   private conn: Connection | null = null;
   private aborted = false;
@@ -126,12 +133,26 @@ export class UpstreamSetup {
       const reader = new MessageReader(MAX_UPSTREAM_SETUP_MESSAGE_BYTES);
       const parameters = new Map<string, string>();
       let backendKey: BackendKey | null = null;
+      let passwordSent = false;
 
       const fail = (code: string, operator: string, sqlstate: string, clientMessage: string) => {
         if (phase === 'failed' || phase === 'done') return;
         phase = 'failed';
         conn.destroy();
         rejectReady(new UpstreamError(code, operator, sqlstate, clientMessage));
+      };
+      const allowed = this.cfg.upstream.authMethods;
+      /** Refuses an authentication method the connection does not allow (false: refused, setup ended). */
+      const methodAllowed = (method: PgAuthMethod): boolean => {
+        if (allowed.includes(method)) return true;
+        const asked = method === 'password' ? 'a cleartext password' : method === 'md5' ? 'an MD5 password' : 'no authentication at all (trust)';
+        fail(
+          'ERR_VG_UPSTREAM_AUTH_METHOD',
+          `upstream ${this.cfg.upstream.host}:${this.cfg.upstream.port} asked for ${asked} for ${cred.user}; connections.${this.cfg.name}.upstream.auth_methods allows only ${allowed.join(', ')}: configure scram-sha-256 for this role in the server's pg_hba.conf, or add ${method} to auth_methods`,
+          '08004',
+          'the database asked for an authentication method this connection does not allow; ask the operator (the gateway log says which)',
+        );
+        return false;
       };
       const sendStartup = () => {
         const p = new Map<string, string>([
@@ -198,11 +219,17 @@ export class UpstreamSetup {
                 const a = msg;
                 if (a.type === 'ok') {
                   if (scram && !scram.done) return fail('ERR_VG_UPSTREAM_AUTH', 'AuthenticationOk before SCRAM completed (server not verified)', '08006', 'the database did not complete authentication; refusing');
+                  // Ok with no exchange before it: the upstream checked nothing (trust).
+                  if (!scram && !passwordSent && !methodAllowed(ASKED_METHOD.ok!)) return;
                   phase = 'params';
                 } else if (a.type === 'cleartext') {
+                  if (!methodAllowed(ASKED_METHOD.cleartext!)) return;
                   if (!tls && !isLoopback(this.cfg.upstream.host)) return fail('ERR_VG_UPSTREAM_AUTH', 'cleartext password requested without TLS', '08006', 'refusing to send a password without TLS');
+                  passwordSent = true;
                   conn.write(ser.passwordMessage(cred.password));
                 } else if (a.type === 'md5') {
+                  if (!methodAllowed(ASKED_METHOD.md5!)) return;
+                  passwordSent = true;
                   const inner = createHash('md5').update(cred.password + cred.user).digest('hex');
                   const outer = 'md5' + createHash('md5').update(Buffer.concat([Buffer.from(inner), a.salt])).digest('hex');
                   conn.write(ser.passwordMessage(outer));
@@ -227,9 +254,22 @@ export class UpstreamSetup {
               case 'parameter-status':
                 parameters.set(internParameter(msg.name), internParameter(msg.value));
                 break;
-              case 'backend-key':
-                if (msg.secretKey.length === 4) backendKey = { processId: msg.processId, secretKey: msg.secretKey.readUInt32BE(0) };
+              case 'backend-key': {
+                if (msg.secretKey.length !== 4) break;
+                const key = { processId: msg.processId, secretKey: msg.secretKey.readUInt32BE(0) };
+                if (canEncodeCancelKey(key)) {
+                  backendKey = key;
+                } else if (!saidNoCancelKey.has(this.cfg.name)) {
+                  // Its session runs without BackendKeyData (no Ctrl-C) rather than with a key that cannot be routed back.
+                  saidNoCancelKey.add(this.cfg.name);
+                  this.ctx.log('warn', 'upstream process id does not fit a gateway cancel key: sessions of this connection get no cancel key', {
+                    connection: this.cfg.name,
+                    processId: msg.processId,
+                    maxBits: CANCEL_KEY_PID_BITS,
+                  });
+                }
                 break;
+              }
               case 'ready-for-query': {
                 if (phase !== 'params') return fail('ERR_VG_UPSTREAM_PROTOCOL', 'ReadyForQuery before authentication', '08P01', 'the database sent an unexpected message');
                 phase = 'done';

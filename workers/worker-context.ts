@@ -14,6 +14,7 @@ import type { RecordEvent } from '../src/recording/record-event.js';
 import { RecordBatchWriter } from '../src/recording/record-batch.js';
 import { renderForNativeRecording, type PendingStatementSweep, type PgStatementRecorder } from './pg-statement-recorder.js';
 import { PgUpstreamPool } from './pg-upstream-pool.js';
+import { CancelLimiter } from './pg/cancel-limiter.js';
 import { send, type AuthClientInfo, type AuthResult, type SessionSummary, type ToPrimary } from './messages.js';
 
 /** Decisions cached per worker, so most connections never wait on the primary. */
@@ -60,6 +61,8 @@ export class WorkerContext implements PendingStatementSweep {
   liveSessions = 0;
   /** Idle upstream connections parked for reuse (upstream.pool). */
   readonly upstreamPool = new PgUpstreamPool(this);
+  /** Bounds the upstream connections unauthenticated CancelRequests cost this worker. */
+  readonly cancelLimiter: CancelLimiter;
   /** Pumped sessions, so a policy change or a drain deadline can end them. */
   readonly sessions = new Set<{ revokeIfDenied(policy: CompiledPolicy): void; shutdown(message: string): void }>();
 
@@ -82,6 +85,10 @@ export class WorkerContext implements PendingStatementSweep {
     // ...and so are the strings C++ recording cannot judge itself.
     this.native.setRecordRenderer(renderForNativeRecording);
     this.serverCtx = this.buildServerContext(cert, key);
+    const l = config.server.limits;
+    this.cancelLimiter = new CancelLimiter({ ratePerSec: l.cancelRatePerSec, burst: l.cancelBurst, maxConcurrent: l.maxConcurrentCancels }, (dropped) =>
+      this.log('info', 'cancel requests dropped (closed without forwarding)', { dropped }),
+    );
   }
 
   private buildServerContext(cert: Buffer, key: Buffer): TlsContext {

@@ -10,6 +10,7 @@ import { WorkerContext } from './worker-context.js';
 import { PgClientSession } from './pg-client-session.js';
 import { initStatementClassifier } from '../src/policy/statement-classifier.js';
 import { compilePolicy } from '../src/policy/policy.js';
+import { DRAIN_POLL_MS, DRAIN_SHUTDOWN_GRACE_MS } from './drain-deadline.js';
 
 const LISTEN_BACKLOG = 511;
 
@@ -121,12 +122,24 @@ async function main(): Promise<void> {
         for (const l of listeners) l.close();
         for (const h of httpHandles) h.close();
         const deadline = Date.now() + msg.deadlineMs;
+        const shutDown = new WeakSet<object>();
         const check = () => {
-          if (ctx.liveSessions > 0 && Date.now() >= deadline) {
-            for (const s of [...ctx.sessions]) s.shutdown('vecgate is shutting down; reconnect to another replica');
+          const now = Date.now();
+          if (ctx.liveSessions > 0 && now >= deadline) {
+            // Sessions ended here report their end (summary and session-close record) from the
+            // pump-end callback, on a later turn: the worker waits for those, up to the grace,
+            // so their records reach the recorder before it seals. A session that started
+            // pumping after the deadline is ended on the next look.
+            for (const s of [...ctx.sessions]) {
+              if (shutDown.has(s)) continue;
+              shutDown.add(s);
+              s.shutdown('vecgate is shutting down; reconnect to another replica');
+            }
           }
-          if (ctx.liveSessions <= 0 || Date.now() >= deadline) {
+          if (ctx.liveSessions <= 0 || now >= deadline + DRAIN_SHUTDOWN_GRACE_MS) {
+            if (ctx.liveSessions > 0) ctx.log('warn', 'drain: sessions still open after the grace; their close records are missing', { sessions: ctx.liveSessions });
             for (const h of httpHandles) h.closeAll();
+            ctx.cancelLimiter.flushReport();
             ctx.flushRecords(); // batched recording events go before the 'drained' report
             sendHttpStats();
             if (httpStatsTimer) clearInterval(httpStatsTimer);
@@ -134,7 +147,7 @@ async function main(): Promise<void> {
             port.close();
             return;
           }
-          setTimeout(check, 100).unref();
+          setTimeout(check, now >= deadline ? DRAIN_POLL_MS : Math.min(100, deadline - now)).unref();
         };
         check();
         break;

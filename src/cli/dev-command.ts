@@ -73,6 +73,8 @@ async function runDevLocked(dir: string, port: number, httpPort: number, unlock:
           database: 'postgres',
           // The embedded PGlite upstream speaks no TLS; allowed only because it is on loopback.
           tls: { mode: 'insecure-plaintext' },
+          // PGlite checks no password (it answers the startup with AuthenticationOk): loopback, dev only.
+          auth_methods: ['trust'],
         },
         credentials: { user: 'postgres', password: 'postgres' },
         recording: 'metadata',

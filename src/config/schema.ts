@@ -13,6 +13,7 @@ import type {
   HttpConnectionConfig,
   IssuerConfig,
   MysqlConnectionConfig,
+  PgAuthMethod,
   PolicyConfig,
   PostgresConnectionConfig,
   RecordingsConfig,
@@ -36,6 +37,15 @@ export const MAX_UPSTREAM_POOL_IDLE_TIMEOUT_MS = 3_600_000;
 export const DEFAULT_MAX_STARTUP_PACKET_BYTES = 10_000;
 export const DEFAULT_PUMP_HIGH_WATER_BYTES = 262_144;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
+/** CancelRequests need no token: each forwarded one costs an upstream connection (workers/pg/cancel-limiter.ts). */
+export const DEFAULT_CANCEL_RATE_PER_SEC = 20;
+export const DEFAULT_CANCEL_BURST = 40;
+export const DEFAULT_MAX_CONCURRENT_CANCELS = 8;
+export const MAX_CANCEL_RATE_PER_SEC = 100_000;
+export const MAX_CONCURRENT_CANCELS = 10_000;
+/** How the gateway may authenticate to a PostgreSQL upstream (pg_hba names); SCRAM only unless a connection says otherwise. */
+export const PG_AUTH_METHODS = ['scram-sha-256', 'md5', 'password', 'trust'] as const;
+export const DEFAULT_PG_AUTH_METHODS: readonly PgAuthMethod[] = ['scram-sha-256'];
 export const DEFAULT_CLOCK_SKEW_SEC = 60;
 /** Larger skew would let expired tokens live on noticeably. */
 export const MAX_CLOCK_SKEW_SEC = 300;
@@ -244,6 +254,9 @@ function serverSchema(ctx: SchemaContext) {
       upstream_connect_timeout: duration(MIN_TIMEOUT_MS, MAX_TIMEOUT_MS, DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS / 1000),
       max_startup_packet: integer(MIN_STARTUP_PACKET_BYTES, MAX_STARTUP_PACKET_BYTES, DEFAULT_MAX_STARTUP_PACKET_BYTES),
       pump_high_water: integer(MIN_PUMP_HIGH_WATER_BYTES, MAX_PUMP_HIGH_WATER_BYTES, DEFAULT_PUMP_HIGH_WATER_BYTES),
+      cancel_rate: integer(1, MAX_CANCEL_RATE_PER_SEC, DEFAULT_CANCEL_RATE_PER_SEC),
+      cancel_burst: integer(1, MAX_CANCEL_RATE_PER_SEC, DEFAULT_CANCEL_BURST),
+      max_concurrent_cancels: integer(1, MAX_CONCURRENT_CANCELS, DEFAULT_MAX_CONCURRENT_CANCELS),
     },
     'timeouts and sizes',
   ).transform((l) => ({
@@ -252,6 +265,9 @@ function serverSchema(ctx: SchemaContext) {
     upstreamConnectTimeoutMs: l.upstream_connect_timeout,
     maxStartupPacketBytes: l.max_startup_packet,
     pumpHighWaterBytes: l.pump_high_water,
+    cancelRatePerSec: l.cancel_rate,
+    cancelBurst: l.cancel_burst,
+    maxConcurrentCancels: l.max_concurrent_cancels,
   }));
   const workers = leaf((v): Check<number> => {
     if (v === undefined || v === null || v === 'auto') return ok(Math.min(MAX_WORKERS, Math.max(1, ctx.availableParallelism)));
@@ -430,6 +446,17 @@ function dbCredentials(ctx: SchemaContext) {
     });
 }
 
+/** upstream.auth_methods of a postgres connection: a list of pg_hba method names. */
+const pgAuthMethods = leaf((v): Check<PgAuthMethod[]> => {
+  if (v === undefined || v === null) return ok([...DEFAULT_PG_AUTH_METHODS]);
+  const r = stringList(`authentication methods (${PG_AUTH_METHODS.join(', ')})`, v);
+  if (!r.ok) return r;
+  for (const m of r.value) {
+    if (!(PG_AUTH_METHODS as readonly string[]).includes(m)) return fail(`${got(m)} is not an authentication method the gateway speaks; use any of ${PG_AUTH_METHODS.join(', ')}`);
+  }
+  return ok(r.value as PgAuthMethod[]);
+});
+
 function dbConnectionSchema<P extends 'postgres' | 'mysql'>(ctx: SchemaContext, protocol: P) {
   return mapping(
     {
@@ -450,9 +477,17 @@ function dbConnectionSchema<P extends 'postgres' | 'mysql'>(ctx: SchemaContext, 
               'max_idle, idle_timeout',
             ).transform((p) => ({ maxIdle: p.max_idle, idleTimeoutMs: p.idle_timeout })),
           ),
+          auth_methods: protocol === 'postgres' ? pgAuthMethods : leaf((v): Check<undefined> => (v === undefined ? ok(undefined) : fail('is for postgres connections only'))),
         },
-        'host, port, database, tls, pool',
-      ).transform((u, rctx) => ({ host: u.host, port: u.port, database: u.database, tls: resolveUpstreamTls(u.tls, u.host, rctx), pool: u.pool })),
+        protocol === 'postgres' ? 'host, port, database, tls, pool, auth_methods' : 'host, port, database, tls, pool',
+      ).transform((u, rctx) => ({
+        host: u.host,
+        port: u.port,
+        database: u.database,
+        tls: resolveUpstreamTls(u.tls, u.host, rctx),
+        pool: u.pool,
+        ...(u.auth_methods !== undefined ? { authMethods: u.auth_methods } : {}),
+      })),
       credentials: dbCredentials(ctx),
       recording: oneOf(RECORDING_MODES, 'metadata'),
     },

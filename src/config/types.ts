@@ -26,6 +26,12 @@ export interface ServerLimits {
   maxStartupPacketBytes: number; // server.limits.max_startup_packet, default 10000
   /** Bytes queued toward a slow peer before the other side stops being read. */
   pumpHighWaterBytes: number; // server.limits.pump_high_water, default 262144
+  /** CancelRequests forwarded upstream per second per worker (token bucket refill). */
+  cancelRatePerSec: number; // server.limits.cancel_rate, default 20
+  /** CancelRequests a worker may forward in a burst. */
+  cancelBurst: number; // server.limits.cancel_burst, default 40
+  /** Upstream cancel connections in flight per worker. */
+  maxConcurrentCancels: number; // server.limits.max_concurrent_cancels, default 8
 }
 
 export interface ServerConfig {
@@ -87,11 +93,20 @@ export interface UpstreamPoolConfig {
   idleTimeoutMs: number;
 }
 
+/**
+ * How the gateway may prove the injected credential to a PostgreSQL upstream, named as in
+ * pg_hba.conf. Only SCRAM-SHA-256 (-PLUS when offered) by default: with `password` the upstream
+ * (or whoever holds its certificate) receives the password itself, `md5` is a replayable
+ * hash, and `trust` means the upstream never checked the credential.
+ */
+export type PgAuthMethod = 'scram-sha-256' | 'md5' | 'password' | 'trust';
+
 export interface PostgresConnectionConfig {
   name: string;
   protocol: 'postgres';
   listen: HostPort;
-  upstream: { host: string; port: number; database: string; tls: UpstreamTlsConfig; pool: UpstreamPoolConfig };
+  /** upstream.auth_methods: default [scram-sha-256]. */
+  upstream: { host: string; port: number; database: string; tls: UpstreamTlsConfig; pool: UpstreamPoolConfig; authMethods: PgAuthMethod[] };
   /** Credential per access level; a single {user,password} in YAML fills all three. */
   credentials: Partial<Record<AccessLevel, DbCredential>>;
   recording: RecordingMode;

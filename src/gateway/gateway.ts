@@ -17,6 +17,7 @@ import { setSensitiveSettings } from '../recording/redact-event.js';
 import { startAdminServer, type AdminServer } from '../admin/admin-server.js';
 import { assertListenAddressesFree } from './listen-probe.js';
 import { packInit, receive, send, type AuthClientInfo, type AuthResult, type ToPrimary } from '../../workers/messages.js';
+import { DRAIN_REPORT_MARGIN_MS, DRAIN_SHUTDOWN_GRACE_MS } from '../../workers/drain-deadline.js';
 
 /** How often certificate files are checked for changes (SIGHUP reloads at once). */
 export const TLS_WATCH_INTERVAL_MS = 2000;
@@ -325,7 +326,8 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
       drainResolve = resolve;
     });
     for (const w of workers) send(w, { t: 'drain', deadlineMs: drainMs });
-    const timeout = new Promise<void>((resolve) => setTimeout(resolve, drainMs + 2000).unref());
+    // Workers end what is left at the deadline and wait (the grace) for those sessions' close records.
+    const timeout = new Promise<void>((resolve) => setTimeout(resolve, drainMs + DRAIN_SHUTDOWN_GRACE_MS + DRAIN_REPORT_MARGIN_MS).unref());
     await Promise.race([allDrained, timeout]);
     await Promise.all(workers.map((w) => w.terminate().catch(() => 0)));
     if (retentionTimer) clearInterval(retentionTimer);

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ConfigError, loadConfig, loadServerTlsFiles, type LoadConfigOptions } from '../../src/config/load.js';
 import { parseDuration } from '../../src/config/durations.js';
-import type { VecgateConfig } from '../../src/config/types.js';
+import type { PostgresConnectionConfig, VecgateConfig } from '../../src/config/types.js';
 import { VgError } from '../../src/errors.js';
 
 let dir: string;
@@ -124,7 +124,7 @@ recordings: { dir: recordings, retention: 30d, durability: strict }  # strict = 
         workers: os.availableParallelism(),
         cancelKey: null,
         drainTimeoutMs: 30_000,
-        limits: { handshakeTimeoutMs: 10_000, authTimeoutMs: 30_000, upstreamConnectTimeoutMs: 10_000, maxStartupPacketBytes: 10_000, pumpHighWaterBytes: 262_144 },
+        limits: { handshakeTimeoutMs: 10_000, authTimeoutMs: 30_000, upstreamConnectTimeoutMs: 10_000, maxStartupPacketBytes: 10_000, pumpHighWaterBytes: 262_144, cancelRatePerSec: 20, cancelBurst: 40, maxConcurrentCancels: 8 },
       },
       identity: {
         issuers: [
@@ -141,7 +141,7 @@ recordings: { dir: recordings, retention: 30d, durability: strict }  # strict = 
           name: 'vectors',
           protocol: 'postgres',
           listen: { host: '0.0.0.0', port: 15432 },
-          upstream: { host: 'db.internal', port: 5432, database: 'vectors', tls: { mode: 'verify-full', ca: path.join(dir, 'tls/db-ca.pem'), serverName: 'db.internal' }, pool: { maxIdle: 8, idleTimeoutMs: 30_000 } },
+          upstream: { host: 'db.internal', port: 5432, database: 'vectors', tls: { mode: 'verify-full', ca: path.join(dir, 'tls/db-ca.pem'), serverName: 'db.internal' }, pool: { maxIdle: 8, idleTimeoutMs: 30_000 }, authMethods: ['scram-sha-256'] },
           credentials: { read: { user: 'vec_ro', password: 'ro-secret-from-env' }, write: { user: 'vec_rw', password: 'rw-secret-from-file' } },
           recording: 'queries',
         },
@@ -169,7 +169,7 @@ recordings: { dir: recordings, retention: 30d, durability: strict }  # strict = 
     assert.equal(c.server.workers, 3);
     assert.equal(c.server.admin, null);
     assert.equal(c.server.drainTimeoutMs, 30_000);
-    assert.deepEqual(c.server.limits, { handshakeTimeoutMs: 10_000, authTimeoutMs: 30_000, upstreamConnectTimeoutMs: 10_000, maxStartupPacketBytes: 10_000, pumpHighWaterBytes: 262_144 });
+    assert.deepEqual(c.server.limits, { handshakeTimeoutMs: 10_000, authTimeoutMs: 30_000, upstreamConnectTimeoutMs: 10_000, maxStartupPacketBytes: 10_000, pumpHighWaterBytes: 262_144, cancelRatePerSec: 20, cancelBurst: 40, maxConcurrentCancels: 8 });
     const iss = c.identity.issuers[0]!;
     assert.equal(iss.groupsClaim, 'groups');
     assert.equal(iss.usernameClaim, 'sub');
@@ -178,7 +178,7 @@ recordings: { dir: recordings, retention: 30d, durability: strict }  # strict = 
     const conn = c.connections['vectors']!;
     assert.equal(conn.recording, 'metadata');
     assert.ok(conn.protocol === 'postgres');
-    assert.deepEqual(conn.upstream, { host: 'db.internal', port: 5432, database: 'vectors', tls: { mode: 'verify-full', ca: null, serverName: 'db.internal' }, pool: { maxIdle: 8, idleTimeoutMs: 30_000 } });
+    assert.deepEqual(conn.upstream, { host: 'db.internal', port: 5432, database: 'vectors', tls: { mode: 'verify-full', ca: null, serverName: 'db.internal' }, pool: { maxIdle: 8, idleTimeoutMs: 30_000 }, authMethods: ['scram-sha-256'] });
     // one {user, password} applies to every access level
     assert.deepEqual(conn.credentials, { read: { user: 'u', password: 'p' }, write: { user: 'u', password: 'p' }, admin: { user: 'u', password: 'p' } });
     assert.deepEqual(c.recordings, { dir: path.join(dir, 'recordings'), retentionMs: 30 * 86_400_000, durability: 'strict', redactSettings: ['primary_conninfo', 'ssl_passphrase_command', 'archive_command', 'restore_command'] });
@@ -191,14 +191,14 @@ recordings: { dir: recordings, retention: 30d, durability: strict }  # strict = 
         `    protocol: postgres\n    listen: "[::1]:15432"\n    upstream: { host: db.internal, database: vectors, tls: { server_name: db.example.com } }\n    credentials: { user: u, password: p }\n`,
       ).replace(
         'server:\n',
-        `server:\n  workers: 2\n  drain_timeout: 500ms\n  cancel_key: env:CK\n  limits: { handshake_timeout: 2s, auth_timeout: 1m, upstream_connect_timeout: 15, max_startup_packet: 20000, pump_high_water: 65536 }\n`,
+        `server:\n  workers: 2\n  drain_timeout: 500ms\n  cancel_key: env:CK\n  limits: { handshake_timeout: 2s, auth_timeout: 1m, upstream_connect_timeout: 15, max_startup_packet: 20000, pump_high_water: 65536, cancel_rate: 5, cancel_burst: 7, max_concurrent_cancels: 2 }\n`,
       ) + 'recordings: { retention: 2h, durability: async }\n',
       { env: { CK: key } },
     );
     assert.equal(c.server.workers, 2);
     assert.equal(c.server.drainTimeoutMs, 500);
     assert.deepEqual(c.server.cancelKey, Buffer.from(key, 'hex'));
-    assert.deepEqual(c.server.limits, { handshakeTimeoutMs: 2000, authTimeoutMs: 60_000, upstreamConnectTimeoutMs: 15_000, maxStartupPacketBytes: 20_000, pumpHighWaterBytes: 65_536 });
+    assert.deepEqual(c.server.limits, { handshakeTimeoutMs: 2000, authTimeoutMs: 60_000, upstreamConnectTimeoutMs: 15_000, maxStartupPacketBytes: 20_000, pumpHighWaterBytes: 65_536, cancelRatePerSec: 5, cancelBurst: 7, maxConcurrentCancels: 2 });
     assert.deepEqual(c.connections['vectors']!.listen, { host: '::1', port: 15432 });
     assert.equal(c.connections['vectors']!.upstream.tls.serverName, 'db.example.com');
     assert.equal(c.recordings.retentionMs, 7_200_000);
@@ -366,5 +366,18 @@ describe('loadServerTlsFiles', () => {
       () => loadServerTlsFiles({ cert: path.join(dir, 'tls/server.pem'), key: garbage, profile: 'modern' }),
       (err: VgError) => err.code === 'ERR_VG_TLS_FILES' && err.message.startsWith(`server.tls.key: ${garbage} does not hold a PEM private key`),
     );
+  });
+});
+
+describe('upstream auth_methods', () => {
+  it('defaults to scram-sha-256 only and takes a list of pg_hba method names', async () => {
+    const c = await load(minimal());
+    assert.deepEqual((c.connections['vectors'] as PostgresConnectionConfig).upstream.authMethods, ['scram-sha-256']);
+    const d = await load(minimal(pgConn('{ host: db.internal, database: vectors, auth_methods: [scram-sha-256, md5, password] }')));
+    assert.deepEqual((d.connections['vectors'] as PostgresConnectionConfig).upstream.authMethods, ['scram-sha-256', 'md5', 'password']);
+  });
+  it('refuses a method the gateway does not speak, naming the key and the allowed ones', async () => {
+    const issues = await loadIssues(minimal(pgConn('{ host: db.internal, database: vectors, auth_methods: [scram-sha-256, gss] }')));
+    assert.deepEqual(issues, ['connections.vectors.upstream.auth_methods: "gss" is not an authentication method the gateway speaks; use any of scram-sha-256, md5, password, trust']);
   });
 });

@@ -1,10 +1,33 @@
 // Maps upstream BackendKeyData (pid, secret) to the key the gateway hands the client, and
-// back, with a keyed 64-bit permutation (4-round Feistel over HMAC-SHA256). Any worker or
-// replica holding the same key can route a CancelRequest without shared state; a client
-// cannot forge a key for a session it does not hold without guessing the upstream secret.
+// back. The 64-bit gateway key is a keyed permutation (4-round Feistel over HMAC-SHA256) of
+//
+//   [ upstream pid: 22 bits | MAC: 10 bits ][ upstream secret: 32 bits ]
+//
+// where the MAC is HMAC-SHA256(gateway key, pid, secret) cut to 10 bits. Decoding inverts the
+// permutation and checks the MAC, so a key the gateway never handed out is recognised (all but
+// 1 in 1,024 random keys) before anything is sent upstream. Any worker or replica holding the
+// same gateway key can decode without shared state; a client cannot forge a key for a session
+// it does not hold without guessing the upstream secret.
+//
+// The pid gets 22 bits because Linux's pid_max is at most 2^22; an upstream whose pid does not
+// fit (not Linux, or a pooler handing out random keys) gets no cancel key at all: the session
+// runs without BackendKeyData rather than with a key that cannot be routed back.
+//
+// Cross-replica cancel (issue #20) needs no field: every replica sharing the key decodes to
+// the same upstream (pid, secret). If one is ever needed (a replica id, a format version), it
+// is taken from the MAC bits (MAC_BITS below), which keeps the key 64 bits as PostgreSQL's is.
 import { createHmac } from 'node:crypto';
 
 const ROUNDS = 4;
+/** Bits of the upstream pid carried in the key (Linux pid_max is at most 2^22). */
+export const CANCEL_KEY_PID_BITS = 22;
+/** Bits of the key's MAC: a random key decodes with probability 2^-MAC_BITS. */
+export const CANCEL_KEY_MAC_BITS = 32 - CANCEL_KEY_PID_BITS;
+/** Largest upstream pid a cancel key can carry. */
+export const MAX_CANCEL_KEY_PID = 2 ** CANCEL_KEY_PID_BITS - 1;
+const MAC_MASK = 2 ** CANCEL_KEY_MAC_BITS - 1;
+/** Domain byte of the MAC input (round inputs are 5 bytes and start with the round index 0..3). */
+const MAC_DOMAIN = 0x80;
 
 function round(key: Buffer, i: number, half: number): number {
   const h = createHmac('sha256', key);
@@ -15,14 +38,37 @@ function round(key: Buffer, i: number, half: number): number {
   return h.digest().readUInt32BE(0);
 }
 
+function mac(key: Buffer, pid: number, secret: number): number {
+  const b = Buffer.allocUnsafe(9);
+  b.writeUInt8(MAC_DOMAIN, 0);
+  b.writeUInt32BE(pid >>> 0, 1);
+  b.writeUInt32BE(secret >>> 0, 5);
+  return createHmac('sha256', key).update(b).digest().readUInt32BE(0) & MAC_MASK;
+}
+
 export interface BackendKey {
   processId: number; // uint32
   secretKey: number; // uint32
 }
 
-export function encodeCancelKey(key: Buffer, upstream: BackendKey): BackendKey {
-  let l = upstream.processId >>> 0;
-  let r = upstream.secretKey >>> 0;
+/** Whether an upstream's BackendKeyData can be carried in a gateway cancel key. */
+export function canEncodeCancelKey(upstream: BackendKey): boolean {
+  return Number.isInteger(upstream.processId) && upstream.processId >= 0 && upstream.processId <= MAX_CANCEL_KEY_PID;
+}
+
+/**
+ * The key handed to the client for an upstream (pid, secret), or null when the pid does not
+ * fit in CANCEL_KEY_PID_BITS (the session then gets no BackendKeyData).
+ * @example
+ * const k = encodeCancelKey(gatewayKey, { processId: 4242, secretKey: 0xdeadbeef });
+ * decodeCancelKey(gatewayKey, k!); // { processId: 4242, secretKey: 0xdeadbeef }
+ */
+export function encodeCancelKey(key: Buffer, upstream: BackendKey): BackendKey | null {
+  if (!canEncodeCancelKey(upstream)) return null;
+  const pid = upstream.processId;
+  const secret = upstream.secretKey >>> 0;
+  let l = (pid * 2 ** CANCEL_KEY_MAC_BITS + mac(key, pid, secret)) >>> 0;
+  let r = secret;
   for (let i = 0; i < ROUNDS; i++) {
     const next = (l ^ round(key, i, r)) >>> 0;
     l = r;
@@ -31,7 +77,8 @@ export function encodeCancelKey(key: Buffer, upstream: BackendKey): BackendKey {
   return { processId: l, secretKey: r };
 }
 
-export function decodeCancelKey(key: Buffer, gateway: BackendKey): BackendKey {
+/** The upstream (pid, secret) behind a key this gateway handed out, or null for any other key. */
+export function decodeCancelKey(key: Buffer, gateway: BackendKey): BackendKey | null {
   let l = gateway.processId >>> 0;
   let r = gateway.secretKey >>> 0;
   for (let i = ROUNDS - 1; i >= 0; i--) {
@@ -39,5 +86,7 @@ export function decodeCancelKey(key: Buffer, gateway: BackendKey): BackendKey {
     r = l;
     l = prev;
   }
-  return { processId: l, secretKey: r };
+  const pid = Math.floor(l / 2 ** CANCEL_KEY_MAC_BITS);
+  if ((l & MAC_MASK) !== mac(key, pid, r)) return null;
+  return { processId: pid, secretKey: r };
 }

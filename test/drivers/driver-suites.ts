@@ -62,7 +62,9 @@ interface SuiteRun {
   exitCode: number | null;
 }
 interface Suite {
-  name: 'asyncpg' | 'psycopg';
+  name: string;
+  /** Which driver's harness (environment, working dir) runs it. */
+  runner: 'asyncpg' | 'psycopg';
   debianSource: string;
   binaryPackage: string;
   srcDir: string | null;
@@ -162,8 +164,10 @@ async function debianSource(srcPkg: string, binPkg: string): Promise<{ dir: stri
   if (ensureDebSrc()) await run('apt-get', ['update']);
   const r = await run('apt-get', ['source', `${srcPkg}=${version}`], { cwd: SRC_CACHE, timeoutMs: 10 * 60_000 });
   if (r.code === 0 && existsSync(path.join(dir, 'tests'))) return { dir, note: `Debian source package ${srcPkg} ${version}` };
-  const why = (r.stderr.match(/^E: .*$/gm) ?? [r.stderr.trim().split('\n').pop() ?? '']).slice(0, 2).join('; ');
-  return { dir: null, note: `\`apt-get source ${srcPkg}=${version}\` failed: ${why}` };
+  // Name the files and the answer, not the mirror (its address says nothing to a reader).
+  const failed = [...r.stderr.matchAll(/Failed to fetch \S*\/([^/\s]+)\s+(\d{3}[^\[\n]*)/g)].map((m) => `${m[1]}: ${m[2].trim()}`);
+  const why = failed.length ? `the mirror did not serve ${failed.join(', ')}` : (r.stderr.trim().split('\n').pop() ?? '').slice(0, 200);
+  return { dir: null, note: `not available: \`apt-get source ${srcPkg}=${version}\` failed (${why})` };
 }
 
 // ---------------------------------------------------------------- JUnit XML from pytest
@@ -225,7 +229,7 @@ async function runSuite(suite: Suite, ep: Endpoint, caCert: string, workDir: str
   const logFile = path.join(workDir, `${suite.name}-${ep.target}.log`);
   const common = ['-m', 'pytest', '-p', 'no:cacheprovider', `--timeout=${TEST_TIMEOUT_S}`, '-q', '-rN', `--junitxml=${junit}`, '-o', 'junit_family=xunit1'];
   let r: RunResult;
-  if (suite.name === 'asyncpg') {
+  if (suite.runner === 'asyncpg') {
     // A copy of tests/ alone, so `import asyncpg` finds the installed (compiled) package, not the source tree.
     const cwd = path.join(workDir, `asyncpg-${ep.target}`);
     rmSync(cwd, { recursive: true, force: true });
@@ -379,7 +383,7 @@ function parseArgs(argv: string[]): { src: Record<string, string>; only: Set<str
       src[k] = path.resolve(v);
     } else if (a === '--only') only = new Set((argv[++i] ?? '').split(','));
     else if (a === '--keep') keep = true;
-    else throw new Error(`unknown argument ${a}; usage: driver-suites [--src asyncpg=DIR] [--src psycopg=DIR] [--only asyncpg,psycopg,pgbench] [--keep]`);
+    else throw new Error(`unknown argument ${a}; usage: driver-suites [--src asyncpg=DIR] [--src psycopg=DIR] [--only asyncpg,psycopg,asyncpg-probes,psycopg-probes,pgbench] [--keep]`);
   }
   return { src, only, keep };
 }
@@ -396,7 +400,14 @@ async function main() {
     const found = given ? { dir: existsSync(path.join(given, 'tests')) ? given : null, note: given ? `${given} (given with --src)` : '' } : await debianSource(debianSrc, binPkg);
     if (given && !found.dir) found.note = `${given} has no tests/ directory`;
     log(`${name}: ${found.dir ?? 'no source'} — ${found.note}`);
-    suites.push({ name, debianSource: debianSrc, binaryPackage: binPkg, srcDir: found.dir, srcNote: found.note.replace(/\|/g, '\\|'), runs: [] });
+    suites.push({ name, runner: name, debianSource: debianSrc, binaryPackage: binPkg, srcDir: found.dir, srcNote: found.note.replace(/\|/g, '\\|'), runs: [] });
+  }
+  // Our own probes, run the same way: not the drivers' suites, reported on their own rows.
+  for (const runner of ['asyncpg', 'psycopg'] as const) {
+    const name = `${runner}-probes`;
+    if (!want(name)) continue;
+    const srcDir = path.join(repoRoot, 'test/drivers/probes', runner);
+    suites.push({ name, runner, debianSource: '', binaryPackage: '', srcDir, srcNote: `test/drivers/probes/${runner} (vecgate's own probes, not the driver's tests)`, runs: [] });
   }
 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vg-drivers-'));

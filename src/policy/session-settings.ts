@@ -200,8 +200,10 @@ function readRefusalWhy(key: string, value: string | null): string | null {
   }
   const hatch = ESCAPE_HATCHES[key];
   if (hatch !== undefined) {
-    // RESET ROLE / SET SESSION AUTHORIZATION DEFAULT return to the gateway's choice.
-    return value === null && (key === 'role' || key === 'session_authorization') ? null : hatch;
+    // RESET ROLE, SET ROLE NONE (the parser's folded keyword; a quoted 'NONE' is a role name)
+    // and SET SESSION AUTHORIZATION DEFAULT return to the role the gateway chose.
+    if (key === 'role' && (value === null || value === 'none')) return null;
+    return value === null && key === 'session_authorization' ? null : hatch;
   }
   // RESET of anything else returns to the value the session started with.
   if (value === null) return null;

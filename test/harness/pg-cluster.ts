@@ -57,6 +57,11 @@ export interface PgClusterOptions {
   maxConnections?: number;
   /** Extra postgresql.conf settings, values as PostgreSQL expects them (quote strings: "'on'"). */
   settings?: Record<string, string>;
+  /**
+   * pg_hba.conf lines for TLS over TCP, in place of the default `hostssl all all 127.0.0.1/32
+   * scram-sha-256` (e.g. `password` or `md5` for one role, to test what the gateway answers).
+   */
+  hostsslRules?: string[];
 }
 
 const isRoot = () => process.getuid?.() === 0;
@@ -185,7 +190,7 @@ export async function startPgCluster(opts: PgClusterOptions): Promise<PgCluster>
     writeFileSync(path.join(data, 'pg_hba.conf'), [
       '# vecgate test cluster: trust only on the private unix socket; TCP is TLS + SCRAM or nothing.',
       'local all all trust',
-      'hostssl all all 127.0.0.1/32 scram-sha-256',
+      ...(opts.hostsslRules ?? ['hostssl all all 127.0.0.1/32 scram-sha-256']),
       'hostnossl all all 0.0.0.0/0 reject',
       'host all all ::/0 reject',
       '',

@@ -162,6 +162,8 @@ const PROTOCOL_EXTENSION_PREFIX = '_pq_.';
 /**
  * Whether a client may set `name` to `value` (null: DEFAULT / RESET, which return to the
  * session's start values, which the gateway chose) with the given access, or why not.
+ * `name` is a setting: the startup packet's `user` and `database` are not settings, and its
+ * `options` goes through parseStartupOptions() first, each setting then through here.
  *
  * @example
  *   settingRefusal('client_encoding', 'SJIS', 'read', 'startup');

@@ -376,7 +376,7 @@ const LOCK_MODES: readonly string[] = [
 const MAX_READ_LOCK_MODE = 2;
 
 function classifyLock(body: Body): Finding | null {
-  // No mode in the statement means ACCESS EXCLUSIVE; the parser fills it in.
+  // LOCK without a mode is ACCESS EXCLUSIVE, which the parser fills in; a missing field is unexpected: strongest.
   const mode = typeof body.mode === 'number' ? body.mode : 8;
   if (mode >= 1 && mode <= MAX_READ_LOCK_MODE) return null;
   const label = LOCK_MODES[mode] ?? `mode ${mode}`;

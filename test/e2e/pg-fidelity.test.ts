@@ -167,7 +167,7 @@ describe('refusals behave like PostgreSQL errors', () => {
     assert.equal(await rows('SELECT count(*) FROM t WHERE id = 1'), '1');
   });
 
-  test('a refusal inside an extended batch: earlier messages answered, later ones skipped to Sync, the implicit transaction rolled back', async () => {
+  test('a refusal inside an extended batch: earlier messages answered, later ones skipped to Sync', async () => {
     const { session } = await login(reader);
     session.send(
       Buffer.concat([

@@ -227,8 +227,16 @@ export class RawPgSession {
     if (auth.type !== 'R') throw new Error(`expected an authentication request, got ${auth.type} ${JSON.stringify(auth.fields ?? {})}`);
     s.send(passwordMessage(token));
     if (afterPassword) s.send(afterPassword);
-    const startup = await s.until('Z');
-    return { session: s, startup };
+    const startup: BackendMessage[] = [];
+    for (;;) {
+      const m = await s.next();
+      startup.push(m);
+      if (m.type === 'E') {
+        s.end();
+        throw new Error(`startup refused: ${JSON.stringify(m.fields)}`);
+      }
+      if (m.type === 'Z') return { session: s, startup };
+    }
   }
 
   send(bytes: Buffer): void {

@@ -139,6 +139,6 @@ def test_binary_params(conn):
     assert cur.execute("SELECT %s::int", [5]).fetchone()[0] == 5
 
 def test_other_dbname(dsn):
-    c = psycopg.connect(dsn, dbname='postgres')
-    assert c.execute("SELECT current_database()").fetchone()[0] == 'postgres'
+    c = psycopg.connect(dsn, dbname='template1')
+    assert c.execute("SELECT current_database()").fetchone()[0] == 'template1'
     c.close()

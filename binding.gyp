@@ -3,20 +3,25 @@
     {
       "target_name": "vecgate",
       "sources": [
-        "native/addon.cc",
-        "native/conn.cc",
-        "native/tls-context.cc",
-        "native/pump.cc",
-        "native/pg-frame-parser.cc",
-        "native/pg-reply-tracker.cc",
-        "native/record-frame.cc",
-        "native/crc32-fold.cc",
-        "native/json-number-list.cc",
-        "native/http-response-head.cc",
-        "native/statement-recorder.cc",
-        "native/record-sink.cc"
+        "native/bindings/addon.cc",
+        "native/bindings/net-bindings.cc",
+        "native/bindings/session-bindings.cc",
+        "native/bindings/http-bindings.cc",
+        "native/bindings/recording-bindings.cc",
+        "native/net/conn.cc",
+        "native/net/tls-context.cc",
+        "native/session/pump.cc",
+        "native/pg/pg-frame-parser.cc",
+        "native/pg/pg-reply-tracker.cc",
+        "native/pg/statement-recorder.cc",
+        "native/http/json-number-list.cc",
+        "native/http/http-response-head.cc",
+        "native/recording/record-frame.cc",
+        "native/recording/record-sink.cc",
+        "native/recording/crc32-fold.cc"
       ],
       "include_dirs": [
+        "native",
         "<!(node -p \"require('node-addon-api').include_dir\")"
       ],
       "defines": [

@@ -109,7 +109,7 @@ export interface PumpOptions {
   onCapture?: (fromClient: boolean, type: string, body: Buffer, length: number) => void;
   /**
    * `queries` recording done in C++ (instead of `onCapture`): the captured messages become
-   * statement events (native/statement-recorder.h) in this thread's record sink, taken with
+   * statement events (native/pg/statement-recorder.h) in this thread's record sink, taken with
    * `takeRecords()`. Needs `capture` (client 'BQPF', upstream 'CE').
    */
   nativeRecord?: { session: string; connection: string };

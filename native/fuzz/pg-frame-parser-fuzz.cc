@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "../pg-frame-parser.h"
+#include "pg/pg-frame-parser.h"
 
 namespace {
 struct Recorder : vg::PgFrameCallbacks {

@@ -15,9 +15,9 @@
 #include <memory>
 #include <string>
 
-#include "../msgpack-writer.h"
-#include "../record-sink.h"
-#include "../statement-recorder.h"
+#include "recording/msgpack-writer.h"
+#include "recording/record-sink.h"
+#include "pg/statement-recorder.h"
 
 namespace {
 

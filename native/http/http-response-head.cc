@@ -4,7 +4,7 @@
 // ASCII or bytes >= 0x80; no line starts with SP or HT (obs-fold); a field is `token:value`,
 // the value trimmed of what JavaScript's trim() removes in latin1 (HT, LF, VT, FF, CR, SP,
 // NBSP) and then only HT, SP..~ and bytes >= 0x80.
-#include "http-response-head.h"
+#include "http/http-response-head.h"
 
 #include <cstring>
 

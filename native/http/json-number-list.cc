@@ -15,7 +15,7 @@
 // neighbouring bits. Anything the window cannot vouch for (a byte outside the grammar, a
 // number running past the window, a rule broken) stops the 64-byte path at its last
 // vouched-for comma and the byte-by-byte walk decides, exactly as before.
-#include "json-number-list.h"
+#include "http/json-number-list.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>

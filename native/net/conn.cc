@@ -1,6 +1,6 @@
 // See conn.h. The hot path: OnRead -> HandleInput -> (TLS) DrainTls -> events->OnPlaintext
 // -> peer Write -> SSL_write -> BIO -> ThreadIo::out -> one try-write at the end of the read.
-#include "conn.h"
+#include "net/conn.h"
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -12,7 +12,7 @@
 #include <cstring>
 #include <mutex>
 
-#include "tls-context.h"
+#include "net/tls-context.h"
 
 namespace vg {
 namespace {

@@ -1,6 +1,6 @@
 // Builds SSL_CTX objects with the gateway's fixed security posture: TLS 1.3 (modern) or
 // TLS 1.2 ECDHE-AEAD + 1.3 (intermediate), no compression, no renegotiation, no 0-RTT.
-#include "tls-context.h"
+#include "net/tls-context.h"
 
 #include <openssl/err.h>
 #include <openssl/pem.h>

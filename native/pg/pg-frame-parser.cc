@@ -1,5 +1,5 @@
 // See pg-frame-parser.h.
-#include "pg-frame-parser.h"
+#include "pg/pg-frame-parser.h"
 
 namespace vg {
 

@@ -1,5 +1,5 @@
 // See pg-reply-tracker.h.
-#include "pg-reply-tracker.h"
+#include "pg/pg-reply-tracker.h"
 
 namespace vg {
 

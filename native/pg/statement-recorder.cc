@@ -1,6 +1,6 @@
 // See statement-recorder.h. Each function names the JavaScript it mirrors in
 // workers/pg-statement-recorder.ts, src/recording/summarize-vector.ts or redact-event.ts.
-#include "statement-recorder.h"
+#include "pg/statement-recorder.h"
 
 #include <openssl/evp.h>
 
@@ -10,8 +10,8 @@
 #include <cstring>
 #include <vector>
 
-#include "msgpack-writer.h"
-#include "record-frame.h"
+#include "recording/msgpack-writer.h"
+#include "recording/record-frame.h"
 
 namespace vg {
 

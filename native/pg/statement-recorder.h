@@ -12,7 +12,7 @@
 #include <memory>
 #include <string>
 
-#include "record-sink.h"
+#include "recording/record-sink.h"
 
 namespace vg {
 

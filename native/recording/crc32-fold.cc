@@ -3,7 +3,7 @@
 // Linux (arch/x86/crypto/crc32-pclmul_asm.S) and Chromium's zlib (crc32_simd.c) use them:
 // four 128-bit lanes folded across 64-byte blocks, folded into one, then 16-byte blocks,
 // reduced to 64 and 32 bits (Barrett). Bytes after the last whole 16 go through zlib.
-#include "crc32-fold.h"
+#include "recording/crc32-fold.h"
 
 #include <zlib.h>
 

@@ -1,9 +1,9 @@
 // Frames a batch of recording event payloads in one native call (see record-frame.h): the
 // per-record JavaScript version (BigInt sequence, a crc32 call, a hash call and a Buffer per
 // frame) was the primary's main cost per recorded statement.
-#include "record-frame.h"
+#include "recording/record-frame.h"
 
-#include "crc32-fold.h"
+#include "recording/crc32-fold.h"
 
 #include <openssl/evp.h>
 

@@ -1,8 +1,8 @@
 // See record-sink.h.
-#include "record-sink.h"
+#include "recording/record-sink.h"
 
-#include "msgpack-writer.h"
-#include "statement-recorder.h"
+#include "recording/msgpack-writer.h"
+#include "pg/statement-recorder.h"
 
 namespace vg {
 

@@ -1,5 +1,5 @@
 // See pump.h.
-#include "pump.h"
+#include "session/pump.h"
 
 #include <cstring>
 

@@ -7,9 +7,9 @@
 #include <list>
 #include <vector>
 
-#include "conn.h"
-#include "pg-frame-parser.h"
-#include "pg-reply-tracker.h"
+#include "net/conn.h"
+#include "pg/pg-frame-parser.h"
+#include "pg/pg-reply-tracker.h"
 
 namespace vg {
 

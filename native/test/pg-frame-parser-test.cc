@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "../pg-frame-parser.h"
+#include "pg/pg-frame-parser.h"
 
 namespace {
 

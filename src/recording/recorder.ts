@@ -33,6 +33,7 @@ import {
   type SignedPayload,
 } from './segment-format.js';
 import { listSegments, readHead, writeHead, type SegmentFile } from './segment-store.js';
+import { initSqlRedaction } from './redact-sql.js';
 import { loadSigningKey, signBytes, type SigningKey } from './signing-key.js';
 import { lockRecordingsDir } from './writer-lock.js';
 export { WRITER_LOCK_FILE } from './writer-lock.js';
@@ -171,6 +172,8 @@ export class Recorder {
     } catch (e) {
       throw new VgError('ERR_VG_RECORDING', `cannot create the recordings directory ${opts.dir}: ${(e as Error).message}`, { cause: e });
     }
+    // Events appended here (append) are redacted here: by the parse tree, once it is loaded.
+    await initSqlRedaction();
     const lock = lockRecordingsDir(opts.dir, 'recorder');
     try {
       return new Recorder(opts, await loadSigningKey(opts.dir, opts.signingKeyPath), lock);

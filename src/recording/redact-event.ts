@@ -1,9 +1,14 @@
 // Removes secrets from an event before anything is written: values under secret-looking
-// keys anywhere in the event, `Bearer`/`Basic` credentials inside strings, and the string
-// literal after PASSWORD (PostgreSQL, MySQL) or IDENTIFIED ... BY (MySQL) in SQL text.
-// The SQL scan knows quotes, dollar quotes and comments so it finds the real literal; it
-// is not a parser (the policy uses one) and it masks generously when unsure.
+// keys anywhere in the event, `Bearer`/`Basic` credentials inside strings, and secrets in SQL
+// text. SQL is redacted by its parse tree (redact-sql.ts: role passwords in any literal form,
+// values of secret settings through SET and set_config, code bodies that build either).
+// Text that does not parse as PostgreSQL (MySQL, fragments, free text) falls back to the
+// patterns below: the string literal after PASSWORD (PostgreSQL, MySQL) or IDENTIFIED ... BY
+// (MySQL), and the value after SET of a listed setting; their scan knows quotes, dollar
+// quotes and comments so it finds the real literal, and it masks generously when unsure.
 import type { RecordEvent } from './record-event.js';
+import { defaultSqlSecretRules, redactSqlByTree, setPatternFallback, type SqlSecretRules } from './redact-sql.js';
+import { endOfBackslashString, tokenize, type Dialect, type Token } from './sql-lexer.js';
 
 /** What a removed secret is replaced with. */
 export const REDACTED = '[redacted]';
@@ -60,8 +65,12 @@ function isSecretKey(k: string): boolean {
   return secret;
 }
 
-/** One scan that says whether any of the checks below can apply (most strings: none). */
-const MAYBE_SECRET_TEXT = /password|identified|\bset\b|bearer|basic/i;
+/**
+ * One scan that says whether any of the checks below can apply (most strings: none). The
+ * native statement recorder (native/statement-recorder.cc, MaybeSecretText) keeps its own copy
+ * of this test to decide which strings it hands to this redaction.
+ */
+const MAYBE_SECRET_TEXT = /password|identified|\bset\b|set_config|bearer|basic/i;
 
 /**
  * Settings (`recordings.redact_settings`) whose values are masked in `ALTER SYSTEM SET` and
@@ -69,117 +78,41 @@ const MAYBE_SECRET_TEXT = /password|identified|\bset\b|bearer|basic/i;
  */
 let sensitiveSettings: ReadonlySet<string> = new Set();
 
+let sqlRules: SqlSecretRules = defaultSqlSecretRules(SECRET_KEY_PATTERN, sensitiveSettings);
+
 export function setSensitiveSettings(names: readonly string[]): void {
   sensitiveSettings = new Set(names.map((n) => n.toLowerCase()));
+  sqlRules = defaultSqlSecretRules(SECRET_KEY_PATTERN, sensitiveSettings);
+}
+
+/** The pattern redaction alone: for text the parser refuses. */
+function maskSqlPatterns(s: string): string {
+  let out = s;
+  if (/password|identified/i.test(out)) out = maskSqlPasswords(out);
+  if (sensitiveSettings.size > 0 && /\bset\b/i.test(out)) out = maskSensitiveSettings(out);
+  return out;
+}
+setPatternFallback(maskSqlPatterns);
+
+/**
+ * SQL secrets of one string: by the parse tree when it parses (the parser must be loaded in
+ * this thread: initSqlRedaction or initStatementClassifier, which the recorder and the
+ * gateway's workers await),
+ * else by patterns. A backslash is the one thing a server with standard_conforming_strings off
+ * lexes differently from the parser, so text with one also gets the patterns, which mask under
+ * both readings.
+ */
+export function redactSql(s: string): string {
+  const byTree = redactSqlByTree(s, sqlRules);
+  if (byTree === null) return maskSqlPatterns(s);
+  return byTree.includes('\\') ? maskSqlPatterns(byTree) : byTree;
 }
 
 function redactString(s: string): string {
   if (!MAYBE_SECRET_TEXT.test(s)) return s;
-  let out = s;
-  if (/password|identified/i.test(out)) out = maskSqlPasswords(out);
-  if (sensitiveSettings.size > 0 && /\bset\b/i.test(out)) out = maskSensitiveSettings(out);
+  let out = /password|identified|\bset\b|set_config/i.test(s) ? redactSql(s) : s;
   if (/bearer|basic/i.test(out)) out = out.replace(AUTH_SCHEME_PATTERN, `$1$2${REDACTED}`);
   return out;
-}
-
-type TokenKind = 'word' | 'string' | 'quoted' | 'op' | 'space' | 'comment';
-interface Token {
-  kind: TokenKind;
-  start: number;
-  end: number;
-}
-
-const isWordStart = (c: string) => /[A-Za-z_\u0080-\uffff]/.test(c);
-const isWordPart = (c: string) => /[A-Za-z0-9_$\u0080-\uffff]/.test(c);
-
-/** End of a '...' literal starting at `i` (the quote), by PostgreSQL rules ('' escapes a quote). */
-function endOfStandardString(sql: string, i: number): number {
-  let j = i + 1;
-  for (;;) {
-    if (j >= sql.length) return sql.length;
-    if (sql[j] === "'") {
-      if (sql[j + 1] === "'") j += 2;
-      else return j + 1;
-    } else j++;
-  }
-}
-
-/** End of a literal where backslash escapes the next character (E'...' and MySQL strings). */
-function endOfBackslashString(sql: string, i: number, quote: string): number {
-  let j = i + 1;
-  for (;;) {
-    if (j >= sql.length) return sql.length;
-    const c = sql[j];
-    if (c === '\\') j += 2;
-    else if (c === quote) {
-      if (sql[j + 1] === quote) j += 2;
-      else return j + 1;
-    } else j++;
-  }
-}
-
-type Dialect = 'postgres' | 'mysql';
-
-function tokenize(sql: string, dialect: Dialect): Token[] {
-  const tokens: Token[] = [];
-  const my = dialect === 'mysql';
-  let i = 0;
-  while (i < sql.length) {
-    const c = sql[i]!;
-    const start = i;
-    let kind: TokenKind;
-    if (/\s/.test(c)) {
-      while (i < sql.length && /\s/.test(sql[i]!)) i++;
-      kind = 'space';
-    } else if ((c === '-' && sql[i + 1] === '-') || (my && c === '#')) {
-      while (i < sql.length && sql[i] !== '\n') i++;
-      kind = 'comment';
-    } else if (c === '/' && sql[i + 1] === '*') {
-      let depth = 1; // PostgreSQL block comments nest; MySQL's do not, and never contain '/*' in practice
-      i += 2;
-      while (i < sql.length && depth > 0) {
-        if (!my && sql[i] === '/' && sql[i + 1] === '*') (depth++, (i += 2));
-        else if (sql[i] === '*' && sql[i + 1] === '/') (depth--, (i += 2));
-        else i++;
-      }
-      kind = 'comment';
-    } else if (c === "'") {
-      i = my ? endOfBackslashString(sql, i, "'") : endOfStandardString(sql, i);
-      kind = 'string';
-    } else if (!my && (c === 'E' || c === 'e') && sql[i + 1] === "'" && (i === 0 || !isWordPart(sql[i - 1]!))) {
-      i = endOfBackslashString(sql, i + 1, "'");
-      kind = 'string';
-    } else if (my && c === '"') {
-      i = endOfBackslashString(sql, i, '"');
-      kind = 'string';
-    } else if (c === '"' || c === '`') {
-      const close = sql.indexOf(c, i + 1);
-      i = close < 0 ? sql.length : close + 1;
-      while (i < sql.length && sql[i] === c) {
-        const next = sql.indexOf(c, i + 1);
-        i = next < 0 ? sql.length : next + 1;
-      }
-      kind = c === '"' ? 'quoted' : 'word';
-    } else if (!my && c === '$' && /[A-Za-z_$]/.test(sql[i + 1] ?? '')) {
-      const m = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(sql.slice(i, i + 80));
-      if (m !== null) {
-        const close = sql.indexOf(m[0], i + m[0].length);
-        i = close < 0 ? sql.length : close + m[0].length;
-        kind = 'string';
-      } else {
-        i++;
-        kind = 'op';
-      }
-    } else if (isWordStart(c)) {
-      while (i < sql.length && isWordPart(sql[i]!)) i++;
-      kind = 'word';
-    } else {
-      i++;
-      kind = 'op';
-    }
-    tokens.push({ kind, start, end: i });
-  }
-  return tokens;
 }
 
 /** How many significant tokens may stand between IDENTIFIED and BY (`IDENTIFIED WITH plugin BY`). */
@@ -262,7 +195,9 @@ function maskWith(sql: string, dialect: Dialect): string {
     if (lit === undefined || (lit.kind !== 'string' && lit.kind !== 'quoted')) continue;
     // Mask to the later of the two dialects' ends of a quoted literal, so no tail of it survives.
     const q = sql[lit.start];
-    const end = q === "'" || q === '"' ? Math.max(lit.end, endOfBackslashString(sql, lit.start, q)) : lit.end;
+    let end = q === "'" || q === '"' ? Math.max(lit.end, endOfBackslashString(sql, lit.start, q)) : lit.end;
+    // U&'...' UESCAPE 'c': the escape clause goes with the literal.
+    if (word(sig[j + 1]) === 'UESCAPE' && sig[j + 2]?.kind === 'string') end = Math.max(end, sig[j + 2]!.end);
     masked.push({ kind: lit.kind, start: lit.start, end });
   }
   if (masked.length === 0) return sql;

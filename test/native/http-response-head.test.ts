@@ -1,4 +1,4 @@
-// The C++ reader of upstream response heads (native/http-response-head.cc) against the
+// The C++ reader of upstream response heads (native/http/http-response-head.cc) against the
 // JavaScript reader it stands in for (upstream-response-parser.ts readHeadFields and the head
 // checks of takeHead): where C++ vouches for a head, every field must equal what JavaScript
 // reads; where JavaScript refuses a head, C++ must not vouch for it. Generated heads mix the

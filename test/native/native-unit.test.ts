@@ -27,8 +27,8 @@ test('pg-frame-parser unit tests under ASan/UBSan', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vg-native-'));
   try {
     const bin = path.join(dir, 'pg-frame-parser-test');
-    const cc = spawnSync(compiler(), ['-std=c++17', '-g', '-O1', '-fsanitize=address,undefined', '-fno-sanitize-recover=all',
-      path.join(native, 'test', 'pg-frame-parser-test.cc'), path.join(native, 'pg-frame-parser.cc'), '-o', bin], { encoding: 'utf8' });
+    const cc = spawnSync(compiler(), ['-std=c++17', '-g', '-O1', '-fsanitize=address,undefined', '-fno-sanitize-recover=all', `-I${native}`,
+      path.join(native, 'test', 'pg-frame-parser-test.cc'), path.join(native, 'pg', 'pg-frame-parser.cc'), '-o', bin], { encoding: 'utf8' });
     assert.equal(cc.status, 0, cc.stderr);
     const run = spawnSync(bin, [], { encoding: 'utf8' });
     assert.equal(run.status, 0, run.stderr + run.stdout);
@@ -46,7 +46,7 @@ function fuzz(target: string, dict: string, sources: string[], link: { flags?: s
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vg-fuzz-'));
   try {
     const bin = path.join(dir, target);
-    const cc = spawnSync(compiler(), ['-std=c++17', '-g', '-O1', '-fsanitize=fuzzer,address,undefined', '-fno-sanitize-recover=all', ...(link.flags ?? []),
+    const cc = spawnSync(compiler(), ['-std=c++17', '-g', '-O1', '-fsanitize=fuzzer,address,undefined', '-fno-sanitize-recover=all', `-I${native}`, ...(link.flags ?? []),
       path.join(native, 'fuzz', `${target}.cc`), ...sources.map((f) => path.join(native, f)), ...(link.libs ?? []), '-o', bin], { encoding: 'utf8' });
     assert.equal(cc.status, 0, cc.stderr);
     const run = spawnSync(bin, [`-max_total_time=${FUZZ_SECONDS}`, `-dict=${path.join(native, 'fuzz', `${dict}.dict`)}`, '-max_len=4096', `-artifact_prefix=${dir}/`], {
@@ -61,10 +61,10 @@ function fuzz(target: string, dict: string, sources: string[], link: { flags?: s
 }
 
 test(`pg-frame-parser libFuzzer target runs ${FUZZ_SECONDS}s without a finding`, () => {
-  fuzz('pg-frame-parser-fuzz', 'pg-frame-parser', ['pg-frame-parser.cc']);
+  fuzz('pg-frame-parser-fuzz', 'pg-frame-parser', ['pg/pg-frame-parser.cc']);
 });
 
 test(`statement-recorder libFuzzer target runs ${FUZZ_SECONDS}s without a finding (events stay well-formed msgpack)`, () => {
   // Node's OpenSSL headers, the system's libcrypto 3 (same ABI) for the vector fingerprint.
-  fuzz('statement-recorder-fuzz', 'statement-recorder', ['statement-recorder.cc', 'record-sink.cc'], { flags: ['-I/usr/include/node'], libs: [LIBCRYPTO] });
+  fuzz('statement-recorder-fuzz', 'statement-recorder', ['pg/statement-recorder.cc', 'recording/record-sink.cc'], { flags: ['-I/usr/include/node'], libs: [LIBCRYPTO] });
 });

@@ -1,4 +1,4 @@
-// The C++ statement recorder (native/statement-recorder.h) must write what the JavaScript one
+// The C++ statement recorder (native/pg/statement-recorder.h) must write what the JavaScript one
 // (workers/pg-statement-recorder.ts, then encode-event.ts's redaction) writes, event for
 // event: the same captured messages go through both and the decoded events are compared,
 // for hand-picked cases (secrets, embeddings, cut bodies, non-ASCII) and generated ones.

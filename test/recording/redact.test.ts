@@ -3,11 +3,12 @@
 // through a real Recorder are absent from every raw byte written (while a visible marker is
 // present, so the grep can fail). Also: vector summaries and the CRC-32 fallback.
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import zlib from 'node:zlib';
 import { crc32, crc32Js } from '../../src/recording/crc32.js';
 import { Recorder } from '../../src/recording/recorder.js';
-import { maskSqlPasswords, REDACTED, redactEvent } from '../../src/recording/redact-event.js';
+import { maskSqlPasswords, REDACTED, redactEvent, redactSql } from '../../src/recording/redact-event.js';
+import { initSqlRedaction } from '../../src/recording/redact-sql.js';
 import { replaySession } from '../../src/recording/session-index.js';
 import { summarizeVector } from '../../src/recording/summarize-vector.js';
 import { allBytes, ev, tempDir } from './recording-fixture.js';
@@ -15,6 +16,7 @@ import { allBytes, ev, tempDir } from './recording-fixture.js';
 const CANARY = 'CanaryS3cret';
 const cleanups: (() => void)[] = [];
 after(() => cleanups.forEach((c) => c()));
+before(() => initSqlRedaction());
 
 describe('maskSqlPasswords', () => {
   const cases: [string, string][] = [
@@ -130,4 +132,85 @@ it('values of sensitive settings in ALTER SYSTEM SET / SET are masked (recording
   } finally {
     setSensitiveSettings([]);
   }
+});
+
+describe('SQL redaction by the parse tree (#17 item 9)', () => {
+  // Each case: the text, and what must remain of it (the canary must not).
+  const C = CANARY;
+  const cases: [string, string, string][] = [
+    ['U& password', `ALTER ROLE app PASSWORD U&'${C}\\0041'`, `ALTER ROLE app PASSWORD '[redacted]'`],
+    ['U& password with UESCAPE', `CREATE ROLE app LOGIN ENCRYPTED PASSWORD U&'${C}!0041' UESCAPE '!' VALID UNTIL 'infinity'`, `CREATE ROLE app LOGIN ENCRYPTED PASSWORD '[redacted]' VALID UNTIL 'infinity'`],
+    ['U& password whose text spells nothing', `alter user app with password u&'\\0043\\0061nary' createdb`, `alter user app with password '[redacted]' createdb`],
+    ['dollar-quoted password', `CREATE USER u PASSWORD $x$${C}$x$`, `CREATE USER u PASSWORD '[redacted]'`],
+    ['E string password', `ALTER ROLE r PASSWORD E'${C}\\''`, `ALTER ROLE r PASSWORD '[redacted]'`],
+    ['password in a later statement, after non-ASCII text', `SELECT 'é€😀'; ALTER ROLE r PASSWORD '${C}'`, `SELECT 'é€😀'; ALTER ROLE r PASSWORD '[redacted]'`],
+    ['user mapping option', `CREATE USER MAPPING FOR app SERVER s OPTIONS (user 'remote', password '${C}')`, `CREATE USER MAPPING FOR app SERVER s OPTIONS (user 'remote', password '[redacted]')`],
+    ['set_config of a password setting', `SELECT set_config('x.password', '${C}', false)`, `SELECT set_config('x.password', '[redacted]', false)`],
+    ['set_config of a token setting, schema-qualified', `SELECT pg_catalog.set_config('app.api_token', '${C}' || 'x', true)`, `SELECT pg_catalog.set_config('app.api_token', '[redacted]' || '[redacted]', true)`],
+    ['set_config with a computed name', `SELECT set_config(name, '${C}', false) FROM t`, `SELECT set_config(name, '[redacted]', false) FROM t`],
+    ['SET of a secret-looking name', `SET app.secret TO '${C}'`, `SET app.secret TO '[redacted]'`],
+    ['SET of a secret-looking name, unquoted value', `SET LOCAL app.token = ${C}`, `SET LOCAL app.token = '[redacted]'`],
+    ['ALTER ROLE ... SET of a secret-looking name', `ALTER ROLE app SET app.api_key = '${C}'`, `ALTER ROLE app SET app.api_key = '[redacted]'`],
+    ['subscription conninfo', `CREATE SUBSCRIPTION s CONNECTION 'host=db password=${C}' PUBLICATION p`, `CREATE SUBSCRIPTION s CONNECTION '[redacted]' PUBLICATION p`],
+    [
+      'DO block: EXECUTE of a literal role statement',
+      `DO $$ BEGIN EXECUTE 'ALTER ROLE app PASSWORD ''${C}'''; END $$`,
+      `DO $$ BEGIN EXECUTE 'ALTER ROLE app PASSWORD ''[redacted]'''; END $$`,
+    ],
+    [
+      'DO block: format() with the password as an argument',
+      `DO $do$ BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L', 'app', '${C}'); END $do$`,
+      `DO $$ BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L', '[redacted]', '[redacted]'); END $$`,
+    ],
+    [
+      'DO block: concatenation and a variable',
+      `DO LANGUAGE plpgsql 'DECLARE pw text := ''${C}''; BEGIN EXECUTE ''ALTER USER app PASSWORD '' || quote_literal(pw); END'`,
+      `DO LANGUAGE plpgsql $$DECLARE pw text := '[redacted]'; BEGIN EXECUTE 'ALTER USER app PASSWORD ' || quote_literal(pw); END$$`,
+    ],
+    ['DO block: set_config inside', `DO $$ BEGIN PERFORM set_config('app.token', '${C}', false); END $$`, `DO $$ BEGIN PERFORM set_config('app.token', '[redacted]', false); END $$`],
+    [
+      'DO block inside a DO block',
+      `DO $a$ BEGIN EXECUTE $b$DO $c$ BEGIN EXECUTE 'ALTER ROLE x PASSWORD ''${C}'''; END $c$$b$; END $a$`,
+      `DO $vg$ BEGIN EXECUTE 'DO $$ BEGIN EXECUTE ''ALTER ROLE x PASSWORD ''''[redacted]''''''; END $$'; END $vg$`,
+    ],
+    [
+      'function body',
+      `CREATE FUNCTION rotate() RETURNS void LANGUAGE plpgsql AS $f$ BEGIN ALTER ROLE app PASSWORD '${C}'; END $f$`,
+      `CREATE FUNCTION rotate() RETURNS void LANGUAGE plpgsql AS $$ BEGIN ALTER ROLE app PASSWORD '[redacted]'; END $$`,
+    ],
+  ];
+  for (const [name, sql, want] of cases) {
+    it(name, () => {
+      const got = redactSql(sql);
+      assert.ok(!got.includes(CANARY) && !got.includes('Canary'), got);
+      assert.equal(got, want);
+      // Through an event too (the way recordings see it).
+      assert.equal(redactEvent(ev('statement', 's', 1, { sql }))['sql'], want);
+    });
+  }
+
+  it('leaves what holds no secret as it was', () => {
+    for (const sql of [
+      `SELECT 'password' AS word, "password" FROM t`,
+      `ALTER ROLE x PASSWORD NULL`,
+      `SET password_encryption = 'scram-sha-256'`,
+      `SELECT set_config('search_path', 'public', false)`,
+      `SET search_path TO app, public`,
+      `DO $$ BEGIN RAISE NOTICE 'hello'; END $$`,
+      `SELECT embedding <-> '[1,2,3]' FROM items WHERE note = 'set'`,
+    ]) {
+      assert.equal(redactSql(sql), sql);
+    }
+  });
+
+  it('falls back to the patterns when the text does not parse as PostgreSQL', () => {
+    assert.equal(redactSql(`CREATE USER 'u'@'%' IDENTIFIED BY '${CANARY}'`), `CREATE USER 'u'@'%' IDENTIFIED BY '[redacted]'`);
+    assert.equal(redactSql(`ALTER ROLE x PASSWORD U&'${CANARY}' UESCAPE '!' garbage(`), `ALTER ROLE x PASSWORD '[redacted]' garbage(`);
+  });
+
+  it('masks what a server with standard_conforming_strings off would read as the password', () => {
+    // The parser reads one string literal; with backslash escapes on, the server runs ALTER ROLE.
+    const sql = `SELECT 'a\\', $$'; ALTER ROLE x PASSWORD '${CANARY}'; -- $$`;
+    assert.ok(!redactSql(sql).includes(CANARY), redactSql(sql));
+  });
 });

@@ -5,7 +5,7 @@ import { credentialFor } from '../policy/policy.js';
 import type { AccessLevel } from './types.js';
 import { formatPath, type ConfigIssue } from './config-issues.js';
 import { isWildcardHost, parseListen } from './host-address.js';
-import { plaintextUpstreamProblem } from './schema.js';
+import { plaintextUpstreamProblem, SERVED_PROTOCOLS } from './schema.js';
 
 type Raw = Record<string, unknown>;
 const asMap = (v: unknown): Raw | null => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Raw) : null);
@@ -20,7 +20,20 @@ export function crossCheck(raw: unknown): ConfigIssue[] {
   checkPolicies(root, connections, issues);
   checkIssuers(root, issues);
   checkPlaintextUpstreams(connections, issues);
+  checkServedProtocols(connections, issues);
   return issues;
+}
+
+/** A connection this build cannot serve is refused, never started with nothing listening. */
+function checkServedProtocols(connections: Raw, issues: ConfigIssue[]): void {
+  for (const [name, c] of Object.entries(connections)) {
+    const protocol = asMap(c)?.['protocol'];
+    if (protocol !== 'mysql') continue; // unknown values are the schema's to report
+    issues.push({
+      path: formatPath(['connections', name, 'protocol']),
+      message: `mysql is not served yet (MySQL support is planned); this version serves ${SERVED_PROTOCOLS.join(' and ')}: remove the connection or change its protocol`,
+    });
+  }
 }
 
 /** Also in the schema; repeated here so it is reported even when a sibling key is invalid. */

@@ -70,6 +70,12 @@ export const DEFAULT_PORTS = { postgres: 5432, mysql: 3306 } as const;
 export const ALLOWED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
 export const RECORDING_MODES = ['off', 'metadata', 'queries', 'full'] as const;
 export const ACCESS_LEVELS = ['read', 'write', 'admin'] as const;
+/**
+ * Protocols this build serves. The schema also accepts `mysql` (its shape is settled), but no
+ * worker listens for it yet (MySQL is planned, issue #21): such a connection is refused by
+ * check-config and start rather than started with nothing on its port.
+ */
+export const SERVED_PROTOCOLS = ['postgres', 'http'] as const;
 export const HTTP_FLAVORS = ['qdrant', 'chroma', 'weaviate', 'milvus', 'opensearch', 'generic'] as const;
 export const UPSTREAM_TLS_MODES = ['verify-full', 'insecure-plaintext'] as const;
 /** Connection names become database names and metric labels. */

@@ -8,6 +8,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { servesHttp, type AccessLevel, type DbCredential, type PostgresConnectionConfig, type VecgateConfig } from '../config/types.js';
 import { loadConfig, loadServerTlsFiles } from '../config/load.js';
+import { SERVED_PROTOCOLS } from '../config/schema.js';
 import { VgError } from '../errors.js';
 import { TokenVerifier } from '../identity/token-verifier.js';
 import { compilePolicy, credentialFor } from '../policy/policy.js';
@@ -222,6 +223,14 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
         w.on('message', (data: unknown) => {
           const msg = receive<ToPrimary>(data);
           if (msg.t === 'ready') {
+            // `ready` promises that every configured listener accepts, in every worker: a worker
+            // that skipped one (a protocol it does not serve) fails the start instead.
+            const missing = Object.keys(config.connections).filter((name) => !msg.listeners.some((l) => l.connection === name));
+            if (missing.length > 0) {
+              const c = config.connections[missing[0]!]!;
+              reject(new VgError('ERR_VG_LISTEN', `connections.${c.name}: worker ${index} opened no listener on ${c.listen.host}:${c.listen.port} (protocol ${c.protocol} is not served by this version; it serves ${SERVED_PROTOCOLS.join(' and ')})`));
+              return;
+            }
             if (index === 0) listeners.push(...msg.listeners);
             resolve();
           } else if (msg.t === 'listen-error') {

@@ -4,8 +4,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,12 +14,13 @@ import { stringify } from 'yaml';
 import { writeTestPki, type TestPki } from '../../src/dev/pki.js';
 import { DevIssuer } from '../../src/identity/dev-issuer.js';
 import { freePort } from '../harness/free-port.js';
+import { connectSslRequest } from '../harness/pg-wire.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const bin = path.join(root, 'bin', 'vecgate');
 let dir: string;
 
-async function writeConfig(name: string, listenPort: number, adminPort: number): Promise<string> {
+async function writeConfig(name: string, listenPort: number, adminPort: number, more: Record<string, unknown> = {}): Promise<string> {
   const issuer = await DevIssuer.open(dir);
   const file = path.join(dir, name);
   writeFileSync(
@@ -26,7 +28,7 @@ async function writeConfig(name: string, listenPort: number, adminPort: number):
     stringify({
       server: { tls: { cert: pki.serverCert, key: pki.serverKey }, admin: { listen: `127.0.0.1:${adminPort}` }, workers: 2, drain_timeout: '3s' },
       identity: { issuers: [{ issuer: issuer.issuer, audience: 'vecgate', jwks: issuer.jwksPath }] },
-      policies: [{ name: 'all', groups: ['g'], connections: ['vectors'], access: 'read' }],
+      policies: [{ name: 'all', groups: ['g'], connections: ['vectors', ...Object.keys(more)], access: 'read' }],
       connections: {
         vectors: {
           protocol: 'postgres',
@@ -34,6 +36,7 @@ async function writeConfig(name: string, listenPort: number, adminPort: number):
           upstream: { host: '127.0.0.1', port: 1, database: 'vectors', tls: { mode: 'insecure-plaintext' } },
           credentials: { user: 'u', password: 'p' },
         },
+        ...more,
       },
     }),
   );
@@ -123,5 +126,62 @@ test('start: ready line, admin endpoint, port in use refused in one line, SIGTER
     assert.ok(g.lines.some((l) => l.includes('"msg":"stopped"')));
   } finally {
     if (g.child.exitCode === null) g.child.kill('SIGKILL');
+  }
+});
+
+test('start refuses a connection it cannot serve (mysql): one line naming the key, never "ready" (#17)', async () => {
+  const mysqlPort = await freePort();
+  const file = await writeConfig('mysql.yaml', await freePort(), await freePort(), {
+    vectors_my: {
+      protocol: 'mysql',
+      listen: `127.0.0.1:${mysqlPort}`,
+      upstream: { host: '127.0.0.1', port: 1, database: 'vectors', tls: { mode: 'insecure-plaintext' } },
+      credentials: { user: 'u', password: 'p' },
+    },
+  });
+  const g = startGateway(file);
+  const outcome = await Promise.race([g.exit, g.ready.then(() => 'ready' as const)]);
+  if (outcome === 'ready') g.child.kill('SIGKILL');
+  assert.notEqual(outcome, 'ready', `logged ready with nothing listening on ${mysqlPort}`);
+  assert.equal(outcome, 2);
+  const errLines = g.stderr().trim().split('\n');
+  assert.equal(errLines.length, 1, g.stderr());
+  assert.match(errLines[0]!, /connections\.vectors_my\.protocol: mysql is not served yet .*serves postgres and http/);
+});
+
+test('right after "ready", every configured listener accepts in every worker (postgres and http)', async () => {
+  const pgPort = await freePort();
+  const httpPort = await freePort();
+  const g = startGateway(
+    await writeConfig('all-listeners.yaml', pgPort, await freePort(), {
+      qdrant: { protocol: 'http', flavor: 'qdrant', listen: `127.0.0.1:${httpPort}`, upstream: { url: 'http://127.0.0.1:1', tls: { mode: 'insecure-plaintext' } } },
+    }),
+  );
+  try {
+    await Promise.race([g.ready, g.exit.then((c) => assert.fail(`exited early (${c}): ${g.stderr()}`))]);
+    const ready = JSON.parse(g.lines.find((l) => l.includes('"msg":"ready"'))!);
+    assert.deepEqual(
+      [...ready.listeners].sort((a: { port: number }, b: { port: number }) => a.port - b.port),
+      [
+        { connection: 'vectors', port: pgPort },
+        { connection: 'qdrant', port: httpPort },
+      ].sort((a, b) => a.port - b.port),
+    );
+    const ca = readFileSync(pki.caCert);
+    // Several connections each, so that with SO_REUSEPORT both workers' sockets are likely hit.
+    for (let i = 0; i < 6; i++) {
+      const pg = await connectSslRequest(pgPort, ca);
+      assert.equal(pg.authorized, true);
+      pg.destroy();
+      const http = await new Promise<tls.TLSSocket>((resolve, reject) => {
+        const s = tls.connect({ host: '127.0.0.1', port: httpPort, ca, servername: 'localhost' }, () => resolve(s));
+        s.once('error', reject);
+      });
+      assert.equal(http.authorized, true);
+      http.destroy();
+    }
+  } finally {
+    g.child.kill('SIGTERM');
+    await g.exit;
   }
 });

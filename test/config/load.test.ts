@@ -227,6 +227,7 @@ describe('errors name the key path and what is allowed', () => {
     { name: 'missing section', yaml: () => minimal().replace(SERVER, ''), expect: /^server: required/ },
     { name: 'bad enum', yaml: () => minimal(undefined, '    recording: verbose\n'), expect: 'connections.vectors.recording: must be one of off, metadata, queries, full (got "verbose")' },
     { name: 'bad protocol', yaml: () => minimal().replace('protocol: postgres', 'protocol: postgress'), expect: 'connections.vectors.protocol: must be one of postgres, mysql, http (got "postgress")' },
+    { name: 'mysql: in the schema, not served yet', yaml: () => minimal().replace('protocol: postgres', 'protocol: mysql'), expect: /^connections\.vectors\.protocol: mysql is not served yet \(MySQL support is planned\); this version serves postgres and http/ },
     { name: 'bad duration', yaml: () => minimal().replace('server:\n', 'server:\n  drain_timeout: 10 minutes\n'), expect: /^server\.drain_timeout: must be a duration from 0s to 1h: .*'15m'.*\(got "10 minutes"\)$/ },
     { name: 'clock skew above 300s', yaml: () => minimal().replace('audience: vecgate', 'audience: vecgate, clock_skew: 10m'), expect: /^identity\.issuers\[0\]\.clock_skew: must be a duration from 0s to 5m/ },
     { name: 'symmetric algorithm', yaml: () => minimal().replace('audience: vecgate', 'audience: vecgate, algorithms: [ES256, HS256]'), expect: /^identity\.issuers\[0\]\.algorithms: "HS256" is not allowed \(symmetric/ },

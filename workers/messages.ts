@@ -5,6 +5,7 @@ import { Packr } from 'msgpackr';
 import type { MessagePort } from 'node:worker_threads';
 import type { AccessLevel, DbCredential, PolicyConfig, VecgateConfig } from '../src/config/types.js';
 import type { RecordEvent } from '../src/recording/record-event.js';
+import type { CredentialHeader } from './http/credential-header.js';
 import type { HttpStatsRow } from './http/http-stats.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: true });
@@ -25,7 +26,14 @@ export interface AuthGranted {
   groups: string[];
   access: AccessLevel;
   rules: string[];
+  /**
+   * The upstream credential, resolved by the primary from its current config (a reload reaches
+   * workers with the next decision; their own config copy carries no secrets). PostgreSQL:
+   * the user and password for this access level. HTTP: `upstreamHeader`, the header injected
+   * (null: the connection has none); `credential` is empty.
+   */
   credential: DbCredential;
+  upstreamHeader: CredentialHeader | null;
   /** ms epoch; the worker caches the decision no longer than this. */
   expiresAt: number;
 }
@@ -84,6 +92,7 @@ export interface WorkerInit {
   index: number;
   /** The primary logger's level: lower-level lines are not even sent. */
   logLevel: string;
+  /** Without credentials (every connection's are emptied): they come with each AuthGranted. */
   config: VecgateConfig;
   tlsCert: Buffer;
   tlsKey: Buffer;

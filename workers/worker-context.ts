@@ -58,6 +58,8 @@ export class WorkerContext implements PendingStatementSweep {
   private authCache = new Map<string, CacheEntry>();
   private pendingAuth = new Map<number, (r: AuthResult) => void>();
   private nextAuthId = 1;
+  /** Bumped by clearAuthCache(): answers to requests sent before it are not cached. */
+  private authGeneration = 0;
   liveSessions = 0;
   /** Idle upstream connections parked for reuse (upstream.pool). */
   readonly upstreamPool = new PgUpstreamPool(this);
@@ -133,9 +135,13 @@ export class WorkerContext implements PendingStatementSweep {
     const now = Date.now();
     const hit = this.cachedDecision(key, now);
     if (hit) return Promise.resolve(hit);
+    const generation = this.authGeneration;
     return new Promise<AuthResult>((resolve) => {
       const id = this.nextAuthId++;
       this.pendingAuth.set(id, (result) => {
+        // Asked before a reload cleared the cache: good for this request, not kept (its
+        // credential may be the one the reload replaced).
+        if (generation !== this.authGeneration) return resolve(result);
         const until = result.ok ? Math.min(result.expiresAt, now + AUTH_CACHE_MAX_AGE_MS) : now + AUTH_REFUSAL_CACHE_MS;
         if (this.authCache.size >= AUTH_CACHE_MAX_ENTRIES) {
           const oldest = this.authCache.keys().next().value;
@@ -160,8 +166,10 @@ export class WorkerContext implements PendingStatementSweep {
     cb(result);
   }
 
+  /** After a config reload: decisions (and the credentials they carry) are asked for again. */
   clearAuthCache(): void {
     this.authCache.clear();
+    this.authGeneration++;
   }
 
   log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {

@@ -6,7 +6,7 @@ import { unwatchFile, watchFile } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { servesHttp, type AccessLevel, type DbCredential, type PostgresConnectionConfig, type VecgateConfig } from '../config/types.js';
+import { servesHttp, type AccessLevel, type DbCredential, type HttpConnectionConfig, type PostgresConnectionConfig, type VecgateConfig } from '../config/types.js';
 import { loadConfig, loadServerTlsFiles } from '../config/load.js';
 import { SERVED_PROTOCOLS } from '../config/schema.js';
 import { VgError } from '../errors.js';
@@ -19,6 +19,7 @@ import { startAdminServer, type AdminServer } from '../admin/admin-server.js';
 import { assertListenAddressesFree } from './listen-probe.js';
 import { packInit, receive, send, type AuthClientInfo, type AuthResult, type ToPrimary } from '../../workers/messages.js';
 import { DRAIN_REPORT_MARGIN_MS, DRAIN_SHUTDOWN_GRACE_MS } from '../../workers/drain-deadline.js';
+import { credentialHeader, unsendableCredential, type CredentialHeader } from '../../workers/http/credential-header.js';
 
 /** How often certificate files are checked for changes (SIGHUP reloads at once). */
 export const TLS_WATCH_INTERVAL_MS = 2000;
@@ -63,6 +64,8 @@ const workerUrl = new URL('../../workers/worker-main.js', import.meta.url);
 export async function startGateway(config: VecgateConfig, opts: GatewayOptions): Promise<GatewayHandle> {
   const log = opts.logger;
   await assertListenAddressesFree(config);
+  const unsendable = unsendableCredentials(config);
+  if (unsendable !== null) throw new VgError('ERR_VG_CONFIG', unsendable);
   const tlsFiles = loadServerTlsFiles(config.server.tls);
   let verifier = new TokenVerifier(config.identity.issuers);
   let policy = compilePolicy(config.policies);
@@ -110,12 +113,15 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
         message: `${who} (groups: ${groups}) has no access to connection "${connection}"${allowed.length ? `; it is granted to groups: ${allowed.join(', ')}` : ''}`,
       };
     }
+    // The credential goes to the worker with the decision, from the config as it is now (reloads included).
     let credential: DbCredential | null = null;
+    let upstreamHeader: CredentialHeader | null = null;
     if (conn.protocol === 'postgres' || conn.protocol === 'mysql') {
       credential = credentialFor((conn as PostgresConnectionConfig).credentials, decision.access as AccessLevel);
     } else {
-      // HTTP connections carry one upstream credential (a header), injected by the worker from config.
+      // HTTP connections carry one upstream credential (a header) for every access level.
       credential = { user: '', password: '' };
+      upstreamHeader = credentialHeader((conn as HttpConnectionConfig).credentials);
     }
     if (!credential) {
       log.error({ connection, access: decision.access }, 'no upstream credential configured for this access level');
@@ -130,6 +136,7 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
       access: decision.access,
       rules: decision.rules,
       credential,
+      upstreamHeader,
       expiresAt: principal.expiresAt,
     };
   };
@@ -214,7 +221,7 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
   const readyAll = Promise.all(
     Array.from({ length: count }, (_, index) => {
       const w = new Worker(workerUrl, {
-        workerData: packInit({ index, logLevel: log.level, config, tlsCert: tlsFiles.cert, tlsKey: tlsFiles.key, cancelKey }),
+        workerData: packInit({ index, logLevel: log.level, config: withoutCredentials(config), tlsCert: tlsFiles.cert, tlsKey: tlsFiles.key, cancelKey }),
         name: `vecgate-worker-${index}`,
         ...(withHttp ? { resourceLimits: { maxYoungGenerationSizeMb: HTTP_WORKER_YOUNG_GENERATION_MB } } : {}),
       });
@@ -299,6 +306,11 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
     if (shape(next) !== shape(config) || next.server.workers !== config.server.workers) {
       log.warn('connection listeners or upstreams changed: restart vecgate to apply those changes');
     }
+    const unsendable = unsendableCredentials(next);
+    if (unsendable !== null) {
+      log.error({ err: unsendable }, 'config reload failed; keeping the current config');
+      return false;
+    }
     verifier = new TokenVerifier(next.identity.issuers);
     policy = compilePolicy(next.policies);
     config.identity = next.identity;
@@ -382,4 +394,27 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
       );
     },
   };
+}
+
+/**
+ * The config as workers get it: every connection's credentials emptied. Credentials reach
+ * workers one way only, with each authorization decision (AuthGranted), so a reload that
+ * changes them is seen by the next request or session, whatever the protocol.
+ */
+function withoutCredentials(config: VecgateConfig): VecgateConfig {
+  const connections: VecgateConfig['connections'] = {};
+  for (const [name, c] of Object.entries(config.connections)) {
+    connections[name] = c.protocol === 'http' ? { ...c, credentials: null } : { ...c, credentials: {} };
+  }
+  return { ...config, connections };
+}
+
+/** The first HTTP credential that cannot be sent as a header, said as a config error; null when all can. */
+function unsendableCredentials(config: VecgateConfig): string | null {
+  for (const c of Object.values(config.connections)) {
+    if (c.protocol !== 'http') continue;
+    const why = unsendableCredential(c as HttpConnectionConfig);
+    if (why !== null) return why;
+  }
+  return null;
 }

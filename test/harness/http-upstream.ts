@@ -90,6 +90,8 @@ export interface FixtureUpstream {
   sockets(): number;
   /** Bytes of /__big responses the upstream has handed to its socket so far. */
   bigBytesSent(): number;
+  /** Requires another credential from now on (a rotated API key). */
+  setCredential(credential: FixtureUpstreamOptions['credential']): void;
   close(): Promise<void>;
 }
 
@@ -99,6 +101,7 @@ export async function startFixtureUpstream(opts: FixtureUpstreamOptions): Promis
   const api = createVectorApi({ defaultDim: FIXTURE_DIM, responseHeaders: FIXTURE_HEADERS });
   let socketCount = 0;
   let bigSent = 0;
+  let credential = opts.credential;
 
   const server = https.createServer({ cert: readFileSync(opts.certFile), key: readFileSync(opts.keyFile), keepAliveTimeout: 30_000 }, (req, res) => {
     void handle(req, res).catch((err: Error) => {
@@ -115,14 +118,14 @@ export async function startFixtureUpstream(opts: FixtureUpstreamOptions): Promis
     if (p === '/__hang') return; // never answers: the gateway's response timeout must fire
     const body = (await readBody(req, Infinity))!; // the tests' bodies are read whole, however large
     seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, bodyBytes: body.length });
-    if (opts.credential && req.headers[opts.credential.header.toLowerCase()] !== opts.credential.value) {
+    if (credential && req.headers[credential.header.toLowerCase()] !== credential.value) {
       json(res, 401, { status: { error: 'Must provide an API key or an Authorization bearer token' } });
       return;
     }
     const doc = parseJsonBody(req, body);
     if (p === '/__echo') {
       // Like a real server, never reflect the credential (tests read it from `seen`).
-      const { [opts.credential?.header.toLowerCase() ?? '']: _secret, ...headers } = req.headers;
+      const { [credential?.header.toLowerCase() ?? '']: _secret, ...headers } = req.headers;
       json(res, 200, { method: req.method, bodyBytes: body.length, bodySha256: createHash('sha256').update(body).digest('hex'), headers });
       return;
     }
@@ -162,6 +165,9 @@ export async function startFixtureUpstream(opts: FixtureUpstreamOptions): Promis
     seen,
     sockets: () => socketCount,
     bigBytesSent: () => bigSent,
+    setCredential: (c) => {
+      credential = c;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -189,7 +195,10 @@ export async function devAuthContext(opts: {
   profile: 'modern' | 'intermediate';
   policies: import('../../src/config/types.js').PolicyConfig[];
   limits?: import('../../workers/http/http-proxy.js').HttpWorkerContext['limits'];
+  /** Upstream credentials by connection name, carried by its grants as the primary resolves them from config; none by default. */
+  credentials?: Record<string, import('../../src/config/types.js').HttpConnectionConfig['credentials']>;
 }): Promise<DevAuthContext> {
+  const { credentialHeader } = await import('../../workers/http/credential-header.js');
   const { DevIssuer } = await import('../../src/identity/dev-issuer.js');
   const { TokenVerifier } = await import('../../src/identity/token-verifier.js');
   const { compilePolicy } = await import('../../src/policy/policy.js');
@@ -218,7 +227,7 @@ export async function devAuthContext(opts: {
       if (!decision) {
         return { ok: false, code: 'ERR_VG_ACCESS_DENIED', sqlstate: '28000', message: `${principal.subject} (groups: ${principal.groups.join(', ') || 'none'}) has no access to connection "${connection}"` };
       }
-      return { ok: true, subject: principal.subject, username: principal.username, issuer: principal.issuer, groups: principal.groups, access: decision.access, rules: decision.rules, credential: { user: '', password: '' }, expiresAt: principal.expiresAt };
+      return { ok: true, subject: principal.subject, username: principal.username, issuer: principal.issuer, groups: principal.groups, access: decision.access, rules: decision.rules, credential: { user: '', password: '' }, upstreamHeader: credentialHeader(opts.credentials?.[connection] ?? null), expiresAt: principal.expiresAt };
     },
   };
   return {

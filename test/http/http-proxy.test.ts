@@ -99,7 +99,14 @@ before(async () => {
   pki = await makeTestPki();
   clientAgent = agent();
   upstream = await startFixtureUpstream({ certFile: pki.certFile, keyFile: pki.keyFile, credential: { header: 'api-key', value: CANARY } });
-  dev = await devAuthContext({ certFile: pki.certFile, keyFile: pki.keyFile, profile: 'modern', policies: POLICIES, limits: { maxInspectBodyBytes: INSPECT_CAP, upstreamResponseTimeoutMs: 1500 } });
+  dev = await devAuthContext({
+    certFile: pki.certFile,
+    keyFile: pki.keyFile,
+    profile: 'modern',
+    policies: POLICIES,
+    limits: { maxInspectBodyBytes: INSPECT_CAP, upstreamResponseTimeoutMs: 1500 },
+    credentials: Object.fromEntries(['qdrant', 'qdrant-bad', 'utf8'].map((n) => [n, { header: 'api-key', value: CANARY }])),
+  });
   gw = await startHttpConnection(dev.ctx, qdrantCfg('qdrant', upstream.url, pki.caFile));
   handles.push(gw);
   [reader, writer, admin] = await Promise.all([dev.mint('rita', ['ml-readers']), dev.mint('will', ['ml-writers']), dev.mint('ada', ['ml-admins'])]);

@@ -27,7 +27,7 @@ let token = '';
 before(async () => {
   pki = await makeTestPki();
   ng = await startNginxUpstream({ certFile: pki.certFile, keyFile: pki.keyFile, caFile: pki.caFile, apiKey: CANARY });
-  dev = await devAuthContext({ certFile: pki.certFile, keyFile: pki.keyFile, profile: 'modern', policies: POLICIES });
+  dev = await devAuthContext({ certFile: pki.certFile, keyFile: pki.keyFile, profile: 'modern', policies: POLICIES, credentials: { qdrant: { header: 'api-key', value: CANARY } } });
   gw = await startHttpConnection(dev.ctx, {
     name: 'qdrant',
     protocol: 'http',

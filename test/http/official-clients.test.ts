@@ -61,7 +61,13 @@ before(async () => {
   pki = await makeTestPki();
   qUp = await startFixtureUpstream({ certFile: pki.certFile, keyFile: pki.keyFile, credential: { header: 'api-key', value: QDRANT_KEY } });
   cUp = await startFixtureUpstream({ certFile: pki.certFile, keyFile: pki.keyFile, credential: { header: 'x-chroma-token', value: CHROMA_KEY } });
-  dev = await devAuthContext({ certFile: pki.certFile, keyFile: pki.keyFile, profile: 'modern', policies: POLICIES });
+  dev = await devAuthContext({
+    certFile: pki.certFile,
+    keyFile: pki.keyFile,
+    profile: 'modern',
+    policies: POLICIES,
+    credentials: { qdrant: { header: 'api-key', value: QDRANT_KEY }, chroma: { header: 'x-chroma-token', value: CHROMA_KEY } },
+  });
   q = await startHttpConnection(dev.ctx, cfg('qdrant', 'qdrant', qUp.url, pki.caFile, 'api-key', QDRANT_KEY));
   c = await startHttpConnection(dev.ctx, cfg('chroma', 'chroma', cUp.url, pki.caFile, 'x-chroma-token', CHROMA_KEY));
 });

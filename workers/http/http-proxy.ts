@@ -13,7 +13,7 @@ import type { RecordEvent } from '../../src/recording/record-event.js';
 import type { AuthClientInfo, AuthResult } from '../messages.js';
 import { DEFAULT_MAX_RECORDED_BODY_BYTES, summarizeRequestBody } from './request-body-summary.js';
 import { DEFAULT_MAX_INSPECT_BODY_BYTES, guardBody, guardNeedsBody, guardRoute } from './guard.js';
-import { DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_COUNT, UNSENDABLE_FIELD_VALUE, checkRequestFraming, clientResponseHeaders, upstreamRequestHeaders } from './request-framing.js';
+import { DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_COUNT, checkRequestFraming, clientResponseHeaders, upstreamRequestHeaders } from './request-framing.js';
 import type { BodyFraming, HeaderList } from './request-framing.js';
 import { accessAllows, classifyRoute, unsafePathReason } from './route-table.js';
 import type { RouteDecision } from './route-table.js';
@@ -186,10 +186,6 @@ interface ExchangeRecording {
  */
 export function startHttpConnection(ctx: HttpWorkerContext, cfg: HttpConnectionConfig): Promise<HttpConnectionHandle> {
   const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...ctx.limits };
-  const credential = credentialHeader(cfg);
-  if (credential && UNSENDABLE_FIELD_VALUE.test(credential.value)) {
-    return Promise.reject(new VgError('ERR_VG_CONFIG', `connections.${cfg.name}.credentials: the value has a control character (a line break?) and cannot be sent as an HTTP header`));
-  }
   const pool = createUpstreamPool(cfg, { maxSockets: limits.upstreamMaxSockets, maxFreeSockets: limits.upstreamMaxFreeSockets, idleTimeoutMs: limits.upstreamIdleTimeoutMs });
   let app: uWS.TemplatedApp;
   try {
@@ -487,7 +483,7 @@ function forward(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Http
   ex.stage = 'upstream';
   if (ex.rec) ex.rec.decision = { allowed: true };
   const host = ex.headers.find(([k]) => k === 'host')?.[1] ?? '';
-  const headers = upstreamRequestHeaders(ex.headers, { clientAddress: ex.clientAddress, clientHost: host, upstreamHost: pool.hostHeader, credential: credentialHeader(cfg) });
+  const headers = upstreamRequestHeaders(ex.headers, { clientAddress: ex.clientAddress, clientHost: host, upstreamHost: pool.hostHeader, credential: auth.upstreamHeader });
   if (body !== null) headers['content-length'] = String(body.length);
   else if (ex.framing.kind === 'length') headers['content-length'] = String(ex.framing.length);
   else if (ex.framing.kind === 'chunked') headers['transfer-encoding'] = 'chunked';
@@ -790,14 +786,6 @@ function resumeClient(ex: Exchange): void {
   if (!ex.paused || ex.done) return;
   ex.paused = false;
   ex.res.resume();
-}
-
-function credentialHeader(cfg: HttpConnectionConfig): { name: string; value: string } | null {
-  const c = cfg.credentials;
-  if (c === null) return null;
-  if ('header' in c) return { name: c.header.toLowerCase(), value: c.value };
-  if ('bearer' in c) return { name: 'authorization', value: `Bearer ${c.bearer}` };
-  return { name: 'authorization', value: `Basic ${Buffer.from(`${c.basic.user}:${c.basic.password}`).toString('base64')}` };
 }
 
 function bearerToken(headers: HeaderList): string | null {

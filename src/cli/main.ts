@@ -155,10 +155,11 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     .option('--dir <dir>', 'recordings directory (default: recordings.dir of --config, else ./recordings)')
     .option('-c, --config <file>', 'gateway config, for recordings.dir')
     .option('--public-key <file>', "the auditor's copy of the signing public key (default: the one beside the recordings)")
-    .option('--repair', 'cut torn tails left by a crash (reported, not fatal)')
-    .action(async (opts: { dir?: string; config?: string; publicKey?: string; repair?: boolean }) => {
+    .option('--repair', 'cut torn tails left by a crash (reported, not fatal); re-sign a missing head when every record verifies')
+    .option('--signing-key <file>', 'the recordings signing key, for --repair to re-sign a missing head (default: the one beside the recordings)')
+    .action(async (opts: { dir?: string; config?: string; publicKey?: string; signingKey?: string; repair?: boolean }) => {
       const { runVerifyRecordings } = await import('./verify-recordings-command.js');
-      setExitCode(await runVerifyRecordings({ dir: await recordingsDir(opts), publicKey: opts.publicKey, repair: opts.repair }));
+      setExitCode(await runVerifyRecordings({ dir: await recordingsDir(opts), publicKey: opts.publicKey, signingKey: opts.signingKey, repair: opts.repair }));
     });
   return program;
 }

@@ -1,8 +1,9 @@
 // `vecgate verify-recordings --dir DIR [--public-key FILE] [--repair]`: checks every chain,
 // CRC, sequence and signature; prints one line per connection (the first bad record of a
 // bad one) and exits 1 on tampering or damage. Torn tails from crashes are warnings;
-// --repair cuts them off.
-import { repairTornTails, verifyRecordings, type VerifyIssue, type VerifyReport } from '../recording/verify-recordings.js';
+// --repair cuts them off, and writes a new signed head where the head is missing but every
+// record verifies (the recorder could not write it), saying so.
+import { repairRecordings, verifyRecordings, type VerifyIssue, type VerifyReport } from '../recording/verify-recordings.js';
 
 /** Progress appears on stderr only for runs longer than this... */
 export const PROGRESS_AFTER_MS = 1_000;
@@ -12,6 +13,8 @@ export const PROGRESS_EVERY_MS = 1_000;
 export interface VerifyRecordingsOptions {
   dir: string;
   publicKey?: string;
+  /** The recordings' signing key, for --repair to re-sign a missing head (default: the one beside them). */
+  signingKey?: string;
   repair?: boolean;
   out?: (line: string) => void;
   err?: (line: string) => void;
@@ -39,9 +42,13 @@ export async function runVerifyRecordings(opts: VerifyRecordingsOptions): Promis
   const vopts = { onProgress, ...(opts.publicKey !== undefined ? { publicKeyPath: opts.publicKey } : {}) };
   let report: VerifyReport;
   if (opts.repair === true) {
-    const r = await repairTornTails(opts.dir, vopts);
+    const r = await repairRecordings(opts.dir, { ...vopts, ...(opts.signingKey !== undefined ? { signingKeyPath: opts.signingKey } : {}) });
     report = r.report;
     for (const t of r.repaired) out(`repaired ${t.file}: removed ${t.removedBytes} bytes of a partly written record`);
+    for (const h of r.heads) {
+      out(`repaired ${h.file}: the signed head was missing (the recorder could not write it); wrote a new one naming seq ${h.seq} in segment ${h.segment}, the last record on disk. Records cut from the end before this repair can no longer be detected`);
+    }
+    for (const n of r.notRebuilt) out(`NOT REPAIRED ${n.connection}: the head is missing and cannot be rebuilt: ${n.reason}`);
   } else report = await verifyRecordings(opts.dir, vopts);
 
   for (const c of report.connections) {

@@ -2,15 +2,17 @@
 // and seal signature, segment numbering (a gap must be explained by retention), and each
 // connection's signed head (a removed last segment or a cut tail shows). Reports the first
 // bad record per connection with its file, offset and sequence number. A torn tail (a
-// partial last record after a crash) is reported but is not fatal, and can be repaired.
+// partial last record after a crash) is reported but is not fatal, and can be repaired; so can
+// a head that is missing while every record verifies (the recorder could not write it).
 import type { KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { VgError } from '../errors.js';
 import type { RecordEvent } from './record-event.js';
 import { FrameKind, packr, scanSegment, SEGMENT_MAGIC, signedBytes, ZERO_HASH, type SegmentHeader, type SignedPayload } from './segment-format.js';
-import { listConnectionDirs, listSegments, readHead, type ConnectionDir, type HeadState } from './segment-store.js';
-import { keyIdOf, loadPublicKey, verifyBytes } from './signing-key.js';
+import { HEAD_FILE, listConnectionDirs, listSegments, readHead, writeHead, type ConnectionDir, type HeadState } from './segment-store.js';
+import { GENERATED_KEY_FILE, keyIdOf, loadPublicKey, verifyBytes } from './signing-key.js';
 import { lockRecordingsDir } from './writer-lock.js';
 
 /** Issues kept per connection after the first (the first is what matters; the rest are often its echoes). */
@@ -56,6 +58,8 @@ export interface ConnectionVerifyReport {
   firstBad: VerifyIssue | null;
   tornTails: VerifyIssue[];
   issues: VerifyIssue[];
+  /** The last intact record of the chain (what a rebuilt head names); null when there is none or the chain is damaged. */
+  tip: { segment: number; seq: number; hash: Buffer; firstSegment: number } | null;
 }
 
 export interface VerifyReport {
@@ -124,6 +128,7 @@ async function verifyConnection(c: ConnectionDir, segments: Segments, key: KeyOb
   let lastSeq: number | null = null; // null: unknown (start, after a gap, after damage)
   let lastHash: Buffer = ZERO_HASH;
   let prevSegment: number | null = null;
+  let tip: { segment: number; seq: number; hash: Buffer } | null = null;
   let headSeen: 'no' | 'match' | 'differs' = 'no';
   /** A torn tail stays harmless only if the next segment continues right after it. */
   let torn: { issue: VerifyIssue; seq: number | null } | null = null;
@@ -227,6 +232,7 @@ async function verifyConnection(c: ConnectionDir, segments: Segments, key: KeyOb
       }
       lastSeq = f.seq;
       lastHash = f.hash;
+      tip = { segment: seg.segment, seq: f.seq, hash: f.hash };
       if (head !== null && f.seq === head.seq) headSeen = seg.segment === head.segment && f.hash.equals(head.hash) ? 'match' : 'differs';
     }
     if (damaged) lastSeq = null;
@@ -275,6 +281,7 @@ async function verifyConnection(c: ConnectionDir, segments: Segments, key: KeyOb
     firstBad: issues.find((i) => i.fatal) ?? null,
     tornTails: issues.filter((i) => i.kind === 'torn-tail'),
     issues,
+    tip: tip !== null && !issues.some((i) => i.fatal && i.kind !== 'head-missing') ? { ...tip, firstSegment: segments[0]!.segment } : null,
   };
 }
 
@@ -284,7 +291,78 @@ export interface RepairedTail {
   removedBytes: number;
 }
 
-/** Cuts the partial record off every torn tail that `verifyRecordings` finds harmless. */
+export interface RebuiltHead {
+  connection: string;
+  /** The head file, relative to the recordings directory. */
+  file: string;
+  segment: number;
+  seq: number;
+}
+
+export interface RepairOptions extends VerifyOptions {
+  /** The recordings' signing key (`recordings.signing_key`); default: the one generated beside them. */
+  signingKeyPath?: string;
+}
+
+export interface RepairResult {
+  repaired: RepairedTail[];
+  /** Heads written anew because they were missing while every record of the chain verified. */
+  heads: RebuiltHead[];
+  /** Missing heads that were not rebuilt, and why (no signing key, another key). */
+  notRebuilt: { connection: string; reason: string }[];
+  report: VerifyReport;
+}
+
+/**
+ * Restores a verifiable state where that is safe: cuts the partial record off every torn tail
+ * that `verifyRecordings` finds harmless, and writes a new signed head for a connection whose
+ * head is missing while every one of its records verifies (the recorder could not write the
+ * head: a full disk, a directory it could not write to, requests served while it failed).
+ * A rebuilt head vouches for the records on disk now: records cut from the end before the
+ * repair can no longer be detected, so the output names each head it wrote.
+ */
+export async function repairRecordings(dir: string, opts: RepairOptions = {}): Promise<RepairResult> {
+  const lock = lockRecordingsDir(dir, 'repair');
+  try {
+    const { repaired, report } = await repairUnlocked(dir, opts);
+    const missing = report.connections.filter((c) => c.firstBad?.kind === 'head-missing' && c.tip !== null);
+    if (missing.length === 0) return { repaired, heads: [], notRebuilt: [], report };
+    const heads: RebuiltHead[] = [];
+    const notRebuilt: { connection: string; reason: string }[] = [];
+    const key = await signingKeyFor(dir, opts);
+    for (const c of missing) {
+      if (typeof key === 'string') {
+        notRebuilt.push({ connection: c.connection, reason: key });
+        continue;
+      }
+      const conn = (await listConnectionDirs(dir)).find((d) => d.connection === c.connection)!;
+      const tip = c.tip!;
+      await writeHead(conn.path, { v: 1, connection: c.connection, segment: tip.segment, seq: tip.seq, hash: tip.hash, firstSegment: tip.firstSegment, at: Date.now() }, key);
+      heads.push({ connection: c.connection, file: path.join(conn.dirName, HEAD_FILE), segment: tip.segment, seq: tip.seq });
+    }
+    return { repaired, heads, notRebuilt, report: heads.length > 0 ? await verifyRecordings(dir, opts) : report };
+  } finally {
+    lock.release();
+  }
+}
+
+/** The private key that signs these recordings, or why there is none to use (never a new one). */
+async function signingKeyFor(dir: string, opts: RepairOptions): Promise<KeyObject | string> {
+  const file = opts.signingKeyPath ?? path.join(dir, GENERATED_KEY_FILE);
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(await readFile(file, 'utf8'));
+  } catch (e) {
+    return `the signing key ${file} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): pass --signing-key FILE`;
+  }
+  const trusted = await loadPublicKey(dir, opts.publicKeyPath);
+  if (key.asymmetricKeyType !== 'ed25519' || keyIdOf(trusted) !== keyIdOf(createPublicKey(key))) {
+    return `the signing key ${file} is not the key the recordings are checked with (${keyIdOf(trusted)})`;
+  }
+  return key;
+}
+
+/** Cuts the partial record off every torn tail that `verifyRecordings` finds harmless (repairRecordings does more). */
 export async function repairTornTails(dir: string, opts: VerifyOptions = {}): Promise<{ repaired: RepairedTail[]; report: VerifyReport }> {
   const lock = lockRecordingsDir(dir, 'repair');
   try {
@@ -313,5 +391,6 @@ async function repairUnlocked(dir: string, opts: VerifyOptions): Promise<{ repai
       await fh.close();
     }
   }
-  return { repaired, report };
+  // The tails are gone: what the chain looks like now (a rebuilt head must name what is on disk).
+  return { repaired, report: repaired.length > 0 ? await verifyRecordings(dir, opts) : report };
 }

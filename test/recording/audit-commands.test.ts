@@ -2,7 +2,8 @@
 // with their output captured: tables and JSON, replay lines in order, argument errors, and
 // verify's OK / BAD / TORN lines and exit code.
 import assert from 'node:assert/strict';
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runReplay } from '../../src/cli/replay-command.js';
 import { parseSince, runSessions } from '../../src/cli/sessions-command.js';
@@ -111,6 +112,71 @@ describe('vecgate verify-recordings', () => {
       assert.match(bad.lines[0]!, new RegExp(`^BAD  pg: pg/.*seg-00000001\\.vgrec offset ${frames[2]!.offset} seq ${frames[2]!.seq}: bad-crc: `));
       assert.match(bad.lines[bad.lines.length - 1]!, /^recordings DAMAGED in 1 of 1 connection/);
       assert.ok(readFileSync(file!).length > 0);
+    } finally {
+      t.cleanup();
+    }
+  });
+});
+
+describe('vecgate verify-recordings --repair, a missing head (#17 item 7)', () => {
+  it('re-signs a head the recorder could not write, says so, and the recordings verify', async () => {
+    const t = tempDir();
+    try {
+      // The recorder wrote segments but not the head (the state requests served while it
+      // could not write leave behind): two segments, the head gone.
+      const r = await Recorder.open({ dir: t.dir, durability: 'strict', retentionMs: 86_400_000 });
+      await r.append(sessionEvents('s1', T0, 2, 'http'));
+      await r.close();
+      const r2 = await Recorder.open({ dir: t.dir, durability: 'strict', retentionMs: 86_400_000 });
+      await r2.append(sessionEvents('s2', T0 + 1000, 2, 'http'));
+      await r2.close();
+      rmSync(path.join(t.dir, 'http', 'head.vghead'));
+      const before = capture();
+      assert.equal(await runVerifyRecordings({ dir: t.dir, out: before.out }), 1);
+      process.exitCode = undefined;
+      assert.match(before.lines[0]!, /^BAD  http: head-missing: /);
+
+      const rep = capture();
+      assert.equal(await runVerifyRecordings({ dir: t.dir, repair: true, out: rep.out }), 0, rep.lines.join('\n'));
+      assert.match(rep.lines[0]!, /^repaired http\/head\.vghead: the signed head was missing .* seq \d+ in segment 2, the last record on disk/);
+      assert.match(rep.lines[1]!, /^OK   http: 2 segments, 12 events/);
+
+      const after = capture();
+      assert.equal(await runVerifyRecordings({ dir: t.dir, out: after.out }), 0, after.lines.join('\n'));
+      // The recorder picks the chain up again from the rebuilt head.
+      const r3 = await Recorder.open({ dir: t.dir, durability: 'strict', retentionMs: 86_400_000 });
+      await r3.append(sessionEvents('s3', T0 + 2000, 1, 'http'));
+      await r3.close();
+      assert.equal(await runVerifyRecordings({ dir: t.dir, out: capture().out }), 0);
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  it('leaves a missing head alone when records are damaged too, and without the signing key', async () => {
+    const t = tempDir();
+    try {
+      const r = await Recorder.open({ dir: t.dir, durability: 'strict', retentionMs: 86_400_000 });
+      await r.append(sessionEvents('s1', T0, 2, 'http'));
+      await r.close();
+      rmSync(path.join(t.dir, 'http', 'head.vghead'));
+      renameSync(path.join(t.dir, 'signing-key.pem'), path.join(t.dir, 'elsewhere.pem'));
+      const rep = capture();
+      assert.equal(await runVerifyRecordings({ dir: t.dir, repair: true, out: rep.out }), 1);
+      process.exitCode = undefined;
+      assert.match(rep.lines[0]!, /^NOT REPAIRED http: .*pass --signing-key FILE/);
+      const withKey = capture();
+      assert.equal(await runVerifyRecordings({ dir: t.dir, repair: true, signingKey: path.join(t.dir, 'elsewhere.pem'), out: withKey.out }), 0, withKey.lines.join('\n'));
+
+      rmSync(path.join(t.dir, 'http', 'head.vghead'));
+      const [file] = segmentFiles(t.dir, 'http');
+      const { buf, frames } = framesOf(file!);
+      buf[frames[2]!.offset + 20]! ^= 0xff;
+      writeFileSync(file!, buf);
+      const bad = capture();
+      assert.equal(await runVerifyRecordings({ dir: t.dir, repair: true, signingKey: path.join(t.dir, 'elsewhere.pem'), out: bad.out }), 1);
+      process.exitCode = undefined;
+      assert.ok(!bad.lines.some((l) => l.startsWith('repaired')), bad.lines.join('\n'));
     } finally {
       t.cleanup();
     }

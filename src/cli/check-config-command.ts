@@ -1,8 +1,11 @@
-// `vecgate check-config --config FILE`: loads the config as `start` would, then opens every
-// file it names; prints one summary line, or one line per problem (exit 2).
+// `vecgate check-config --config FILE`: validates the config as `start` would, then opens every
+// file it names; prints one summary line, or one line per problem (exit 2). Every stage runs
+// whatever the others found, so one run lists every problem it can see.
+import path from 'node:path';
 import { ConfigError, issueLine, type ConfigIssue } from '../config/config-issues.js';
-import { loadConfig } from '../config/load.js';
+import { readConfigDocument, resolveConfig } from '../config/load.js';
 import { checkReferencedFiles } from '../config/referenced-files.js';
+import type { VecgateConfig } from '../config/types.js';
 
 export interface CheckConfigOptions {
   configPath: string;
@@ -15,22 +18,28 @@ export interface CheckConfigOptions {
 export async function runCheckConfig(opts: CheckConfigOptions): Promise<number> {
   const out = opts.out ?? ((line: string) => process.stdout.write(line + '\n'));
   const err = opts.err ?? ((line: string) => process.stderr.write(line + '\n'));
-  let issues: ConfigIssue[];
-  let summary = '';
+  const issues: ConfigIssue[] = [];
+  let config: VecgateConfig | null = null;
   try {
-    const config = await loadConfig(opts.configPath);
-    issues = checkReferencedFiles(config);
-    const names = Object.keys(config.connections);
-    const n = (count: number, word: string) => `${count} ${word}${count === 1 ? '' : 's'}`;
-    summary = `config OK: ${n(names.length, 'connection')} (${names.join(', ')}), ${n(config.identity.issuers.length, 'issuer')}, ${n(config.policies.length, 'policy').replace(/policys$/, 'policies')}`;
+    const doc = await readConfigDocument(opts.configPath);
+    try {
+      config = resolveConfig(doc.raw, doc.file);
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      issues.push(...e.issues);
+    }
+    // Files whose key already has a problem (unreadable, say) are not opened again.
+    issues.push(...checkReferencedFiles(doc.raw, path.dirname(doc.file), new Set(issues.map((i) => i.path))));
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
-    issues = e.issues;
+    issues.push(...e.issues);
   }
-  if (issues.length > 0) {
+  if (issues.length > 0 || config === null) {
     for (const issue of issues) err(issueLine(issue));
     return 2;
   }
-  out(summary);
+  const names = Object.keys(config.connections);
+  const n = (count: number, word: string) => `${count} ${word}${count === 1 ? '' : 's'}`;
+  out(`config OK: ${n(names.length, 'connection')} (${names.join(', ')}), ${n(config.identity.issuers.length, 'issuer')}, ${n(config.policies.length, 'policy').replace(/policys$/, 'policies')}`);
   return 0;
 }

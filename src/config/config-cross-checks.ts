@@ -5,7 +5,7 @@ import { credentialFor } from '../policy/policy.js';
 import type { AccessLevel } from './types.js';
 import { formatPath, type ConfigIssue } from './config-issues.js';
 import { isWildcardHost, parseListen } from './host-address.js';
-import { plaintextUpstreamProblem, SERVED_PROTOCOLS } from './schema.js';
+import { CONNECTION_NAME, CONNECTION_NAME_RULE, plaintextUpstreamProblem, SERVED_PROTOCOLS } from './schema.js';
 
 type Raw = Record<string, unknown>;
 const asMap = (v: unknown): Raw | null => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Raw) : null);
@@ -21,7 +21,15 @@ export function crossCheck(raw: unknown): ConfigIssue[] {
   checkIssuers(root, issues);
   checkPlaintextUpstreams(connections, issues);
   checkServedProtocols(connections, issues);
+  checkConnectionNames(connections, issues);
   return issues;
+}
+
+/** Also in the schema, whose check is skipped when any connection has another problem. */
+function checkConnectionNames(connections: Raw, issues: ConfigIssue[]): void {
+  for (const name of Object.keys(connections)) {
+    if (!CONNECTION_NAME.test(name)) issues.push({ path: formatPath(['connections', name]), message: CONNECTION_NAME_RULE });
+  }
 }
 
 /** A connection this build cannot serve is refused, never started with nothing listening. */

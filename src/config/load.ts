@@ -67,7 +67,8 @@ export function resolveConfig(raw: unknown, configPath: string, opts: LoadConfig
   return { configPath: file, ...parsed.data };
 }
 
-export async function loadConfig(file: string, opts: LoadConfigOptions = {}): Promise<VecgateConfig> {
+/** The config file's YAML as plain data, with its absolute path; throws ERR_VG_CONFIG when unreadable or not YAML. */
+export async function readConfigDocument(file: string): Promise<{ file: string; raw: unknown }> {
   const abs = path.resolve(file);
   let text: string;
   try {
@@ -81,5 +82,10 @@ export async function loadConfig(file: string, opts: LoadConfigOptions = {}): Pr
   }
   const doc = parseYaml(text);
   if (!doc.ok) fail(abs, doc.issues);
-  return resolveConfig(doc.value, abs, opts);
+  return { file: abs, raw: doc.value };
+}
+
+export async function loadConfig(file: string, opts: LoadConfigOptions = {}): Promise<VecgateConfig> {
+  const doc = await readConfigDocument(file);
+  return resolveConfig(doc.raw, doc.file, opts);
 }

@@ -1,11 +1,12 @@
-// Deep checks of the files a loaded config points at, for `vecgate check-config`: the server
+// Deep checks of the files a config points at, for `vecgate check-config`: the server
 // certificate and key parse and match, CA bundles hold certificates, pinned JWKS files hold
-// keys. `loadConfig` only checks that they are readable; this opens them.
+// keys. `loadConfig` only checks that they are readable; this opens them. It reads the raw
+// document, so it runs even when other keys are invalid and its findings are listed with theirs.
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { formatPath, type ConfigIssue } from './config-issues.js';
-import { checkServerTlsFiles, MAX_TLS_FILE_BYTES } from './server-tls-files.js';
-import type { VecgateConfig } from './types.js';
+import { inspectServerTlsFiles, MAX_TLS_FILE_BYTES } from './server-tls-files.js';
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
@@ -48,17 +49,39 @@ function checkJwksFile(file: string, at: string): ConfigIssue | null {
   return null;
 }
 
-export function checkReferencedFiles(config: VecgateConfig): ConfigIssue[] {
+type Raw = Record<string, unknown>;
+const asMap = (v: unknown): Raw | null => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Raw) : null);
+
+/**
+ * Problems inside the files the raw config names. `reported` holds key paths that already have
+ * an issue (an unreadable file, a wrong type): those are not opened again.
+ */
+export function checkReferencedFiles(raw: unknown, baseDir: string, reported: ReadonlySet<string>): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
-  const tls = checkServerTlsFiles(config.server.tls);
-  if ('path' in tls) issues.push(tls);
-  config.identity.issuers.forEach((iss, i) => {
-    if (iss.ca !== null) issues.push(...[checkCaBundle(iss.ca, formatPath(['identity', 'issuers', i, 'ca']))].filter((x) => x !== null));
-    if (iss.jwks !== null && !/^https?:\/\//.test(iss.jwks)) issues.push(...[checkJwksFile(iss.jwks, formatPath(['identity', 'issuers', i, 'jwks']))].filter((x) => x !== null));
+  /** The file at a key path, resolved as the schema resolves it; null when absent or already reported. */
+  const fileAt = (at: string, v: unknown): string | null => (typeof v === 'string' && v.trim() !== '' && !reported.has(at) ? path.resolve(baseDir, v) : null);
+  const root = asMap(raw) ?? {};
+  const tls = asMap(asMap(root['server'])?.['tls']);
+  if (tls !== null) {
+    const cert = fileAt('server.tls.cert', tls['cert']);
+    const key = fileAt('server.tls.key', tls['key']);
+    if (cert !== null || key !== null) issues.push(...inspectServerTlsFiles(cert, key).issues);
+  }
+  const issuers = asMap(root['identity'])?.['issuers'];
+  (Array.isArray(issuers) ? issuers : []).forEach((entry, i) => {
+    const iss = asMap(entry);
+    if (iss === null) return;
+    const caAt = formatPath(['identity', 'issuers', i, 'ca']);
+    const ca = fileAt(caAt, iss['ca']);
+    if (ca !== null) issues.push(...[checkCaBundle(ca, caAt)].filter((x) => x !== null));
+    const jwksAt = formatPath(['identity', 'issuers', i, 'jwks']);
+    const jwks = /^[a-z][a-z0-9+.-]*:\/\//i.test(String(iss['jwks'])) ? null : fileAt(jwksAt, iss['jwks']);
+    if (jwks !== null) issues.push(...[checkJwksFile(jwks, jwksAt)].filter((x) => x !== null));
   });
-  for (const [name, conn] of Object.entries(config.connections)) {
-    const ca = conn.upstream.tls.ca;
-    if (ca !== null) issues.push(...[checkCaBundle(ca, formatPath(['connections', name, 'upstream', 'tls', 'ca']))].filter((x) => x !== null));
+  for (const [name, conn] of Object.entries(asMap(root['connections']) ?? {})) {
+    const caAt = formatPath(['connections', name, 'upstream', 'tls', 'ca']);
+    const ca = fileAt(caAt, asMap(asMap(asMap(conn)?.['upstream'])?.['tls'])?.['ca']);
+    if (ca !== null) issues.push(...[checkCaBundle(ca, caAt)].filter((x) => x !== null));
   }
   return issues;
 }

@@ -80,6 +80,7 @@ export const HTTP_FLAVORS = ['qdrant', 'chroma', 'weaviate', 'milvus', 'opensear
 export const UPSTREAM_TLS_MODES = ['verify-full', 'insecure-plaintext'] as const;
 /** Connection names become database names and metric labels. */
 export const CONNECTION_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$/;
+export const CONNECTION_NAME_RULE = 'connection names use letters, digits, _ . - (at most 63, not starting with . or -)';
 const MAX_ECHO_CHARS = 60;
 
 export interface SchemaContext extends SecretContext {
@@ -603,7 +604,7 @@ function connectionsSchema(ctx: SchemaContext) {
       const out: Record<string, ConnectionConfig> = {};
       for (const [name, c] of Object.entries(conns)) {
         if (!CONNECTION_NAME.test(name)) {
-          rctx.addIssue({ code: 'custom', path: [name], message: 'connection names use letters, digits, _ . - (at most 63, not starting with . or -)' });
+          rctx.addIssue({ code: 'custom', path: [name], message: CONNECTION_NAME_RULE });
           continue;
         }
         if (c.protocol === 'http') {

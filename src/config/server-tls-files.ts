@@ -23,40 +23,56 @@ function readPem(file: string, keyPath: string): Buffer | ConfigIssue {
   }
 }
 
-/** The pair, or the first problem with it (path + message, for `check-config`). */
+/**
+ * Every problem with the pair that can be seen: the certificate and the key each parse (each
+ * checked even when the other is bad), then belong together. A null path was already reported
+ * (unreadable, per the schema) and is skipped; the pair is returned when there is no problem.
+ */
+export function inspectServerTlsFiles(certFile: string | null, keyFile: string | null): { files: ServerTlsFiles | null; issues: ConfigIssue[] } {
+  const issues: ConfigIssue[] = [];
+  let certSpki: Buffer | null = null;
+  let keySpki: Buffer | null = null;
+  const cert = certFile === null ? null : readPem(certFile, 'server.tls.cert');
+  const key = keyFile === null ? null : readPem(keyFile, 'server.tls.key');
+  if (cert !== null && !Buffer.isBuffer(cert)) issues.push(cert);
+  if (key !== null && !Buffer.isBuffer(key)) issues.push(key);
+  if (Buffer.isBuffer(cert)) {
+    let x509: X509Certificate | null = null;
+    try {
+      x509 = new X509Certificate(cert);
+    } catch {
+      issues.push({ path: 'server.tls.cert', message: `${certFile} does not hold a PEM certificate (expected -----BEGIN CERTIFICATE-----)` });
+    }
+    try {
+      if (x509 !== null) certSpki = x509.publicKey.export({ type: 'spki', format: 'der' });
+    } catch {
+      issues.push({ path: 'server.tls.cert', message: `${certFile}: the certificate's public key type is not supported` });
+    }
+  }
+  if (Buffer.isBuffer(key)) {
+    try {
+      keySpki = createPublicKey(createPrivateKey(key)).export({ type: 'spki', format: 'der' });
+    } catch (err) {
+      const encrypted = /passphrase|encrypted/i.test((err as Error).message) || key.includes('ENCRYPTED');
+      issues.push({
+        path: 'server.tls.key',
+        message: encrypted
+          ? `${keyFile} is an encrypted private key; vecgate needs it unencrypted (protect it with file permissions)`
+          : `${keyFile} does not hold a PEM private key (expected -----BEGIN PRIVATE KEY----- or an RSA/EC key)`,
+      });
+    }
+  }
+  if (certSpki !== null && keySpki !== null && !certSpki.equals(keySpki)) {
+    issues.push({ path: 'server.tls.key', message: `${keyFile} does not match the certificate in ${certFile} (different public keys)` });
+  }
+  const files = issues.length === 0 && Buffer.isBuffer(cert) && Buffer.isBuffer(key) ? { cert, key } : null;
+  return { files, issues };
+}
+
+/** The pair, or the first problem with it (path + message). */
 export function checkServerTlsFiles(tls: ServerTlsConfig): ServerTlsFiles | ConfigIssue {
-  const cert = readPem(tls.cert, 'server.tls.cert');
-  if (!Buffer.isBuffer(cert)) return cert;
-  const key = readPem(tls.key, 'server.tls.key');
-  if (!Buffer.isBuffer(key)) return key;
-  let x509: X509Certificate;
-  try {
-    x509 = new X509Certificate(cert);
-  } catch {
-    return { path: 'server.tls.cert', message: `${tls.cert} does not hold a PEM certificate (expected -----BEGIN CERTIFICATE-----)` };
-  }
-  let certSpki: Buffer;
-  let keySpki: Buffer;
-  try {
-    certSpki = x509.publicKey.export({ type: 'spki', format: 'der' });
-  } catch {
-    return { path: 'server.tls.cert', message: `${tls.cert}: the certificate's public key type is not supported` };
-  }
-  try {
-    keySpki = createPublicKey(createPrivateKey(key)).export({ type: 'spki', format: 'der' });
-  } catch (err) {
-    const encrypted = /passphrase|encrypted/i.test((err as Error).message) || key.includes('ENCRYPTED');
-    return {
-      path: 'server.tls.key',
-      message: encrypted
-        ? `${tls.key} is an encrypted private key; vecgate needs it unencrypted (protect it with file permissions)`
-        : `${tls.key} does not hold a PEM private key (expected -----BEGIN PRIVATE KEY----- or an RSA/EC key)`,
-    };
-  }
-  if (!certSpki.equals(keySpki)) {
-    return { path: 'server.tls.key', message: `${tls.key} does not match the certificate in ${tls.cert} (different public keys)` };
-  }
-  return { cert, key };
+  const r = inspectServerTlsFiles(tls.cert, tls.key);
+  return r.files ?? r.issues[0]!;
 }
 
 /** Reads and validates the server pair; throws `ERR_VG_TLS_FILES` naming the key path and file. */

@@ -95,6 +95,42 @@ describe('vecgate check-config', () => {
     assert.ok(noStack(r.stderr));
   });
 
+  it('independent problems in every stage are listed in one run (#17): keys, cross-checks and the files they name', async () => {
+    writeFileSync(path.join(dir, 'bad-jwks.json'), 'not json\n');
+    writeFileSync(path.join(dir, 'bad-ca.pem'), 'no certificate here\n');
+    const text = config({ key: 'other-key.pem', port: 'abc' })
+      .replace('audience: vecgate }', 'audience: vecgate, jwks: bad-jwks.json }')
+      .replace('database: vectors }', 'database: vectors, tls: { ca: bad-ca.pem } }')
+      .concat(
+        '  "bad name!":\n    protocol: postgres\n    listen: 127.0.0.1:15433\n    upstream: { host: db.internal, database: vectors }\n    credentials: { user: u, password: p }\n',
+        '  legacy:\n    protocol: mysql\n    listen: 127.0.0.1:15434\n    upstream: { host: db.internal }\n    credentials: { user: u, password: p }\n',
+      );
+    const file = writeConfig('bad-every-stage.yaml', text);
+    const r = await run(['check-config', '--config', file], { VEC_RO_PASSWORD: 'x' });
+    assert.equal(r.code, 2);
+    assert.deepEqual(r.stderr.trimEnd().split('\n').sort(), [
+      'connections.legacy.protocol: mysql is not served yet (MySQL support is planned); this version serves postgres and http: remove the connection or change its protocol',
+      'connections.vectors.upstream.port: must be an integer 1-65535 (got "abc")',
+      `connections.vectors.upstream.tls.ca: ${path.join(dir, 'bad-ca.pem')} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)`,
+      'connections["bad name!"]: connection names use letters, digits, _ . - (at most 63, not starting with . or -)',
+      `identity.issuers[0].jwks: ${path.join(dir, 'bad-jwks.json')} is not JSON (expected a JWKS: {"keys": [...]})`,
+      `server.tls.key: ${path.join(dir, 'other-key.pem')} does not match the certificate in ${path.join(dir, 'server.pem')} (different public keys)`,
+    ]);
+    assert.equal(r.stdout, '');
+  });
+
+  it('a certificate that does not parse and a key that does not parse: both reported', async () => {
+    writeFileSync(path.join(dir, 'bad-jwks.json'), 'not json\n');
+    writeFileSync(path.join(dir, 'bad-ca.pem'), 'no certificate here\n');
+    const file = writeConfig('bad-pair.yaml', config({ key: 'bad-ca.pem' }).replace('cert: server.pem', 'cert: bad-jwks.json'));
+    const r = await run(['check-config', '--config', file], { VEC_RO_PASSWORD: 'x' });
+    assert.equal(r.code, 2);
+    assert.deepEqual(r.stderr.trimEnd().split('\n'), [
+      `server.tls.cert: ${path.join(dir, 'bad-jwks.json')} does not hold a PEM certificate (expected -----BEGIN CERTIFICATE-----)`,
+      `server.tls.key: ${path.join(dir, 'bad-ca.pem')} does not hold a PEM private key (expected -----BEGIN PRIVATE KEY----- or an RSA/EC key)`,
+    ]);
+  });
+
   it('a certificate and key that do not match are reported with both files', async () => {
     const file = writeConfig('mismatch.yaml', config({ key: 'other-key.pem' }));
     const r = await run(['check-config', '--config', file], { VEC_RO_PASSWORD: 'x' });

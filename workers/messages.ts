@@ -7,6 +7,7 @@ import type { AccessLevel, DbCredential, PolicyConfig, VecgateConfig } from '../
 import type { RecordEvent } from '../src/recording/record-event.js';
 import type { CredentialHeader } from './http/credential-header.js';
 import type { HttpStatsRow } from './http/http-stats.js';
+import type { PoolStatsRow } from './pg-upstream-pool.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: true });
 
@@ -78,7 +79,9 @@ export type ToPrimary =
   | { t: 'drained'; worker: number; sessionsLeft: number }
   | { t: 'stats'; worker: number; liveSessions: number; liveConnections: number; bytesPumped: number }
   /** HTTP requests answered since the last such message (workers/http/http-stats.ts). */
-  | { t: 'http-stats'; rows: HttpStatsRow[] };
+  | { t: 'http-stats'; rows: HttpStatsRow[] }
+  /** A worker's parked upstream PostgreSQL connections now, per connection, and evictions since its last such message. */
+  | { t: 'pg-pool-stats'; worker: number; rows: PoolStatsRow[] };
 
 export type ToWorker =
   | { t: 'auth-result'; id: number; result: AuthResult }

@@ -8,6 +8,10 @@
 // startup parameters (RESET ALL returns to the values the upstream session started with, so
 // they must be the new client's too) and the subject: a backend's cancel key is fixed for
 // its life, so only the same subject may get a backend whose key an earlier session saw.
+//
+// With a key per subject, many users would park ever more backends (toward the upstream's
+// max_connections): `max_idle_total` caps the parked connections of each configured
+// connection, split between the workers, and parking one more closes the least recently used.
 import type { Connection } from '../src/native.js';
 import type { UpstreamPoolConfig } from '../src/config/types.js';
 import { MessageReader } from './pg/message-reader.js';
@@ -28,11 +32,28 @@ interface Parked {
 }
 
 export interface PoolEvents {
+  /** This worker's index and the worker count (read when parking: max_idle_total is split between workers). */
+  readonly index: number;
+  readonly config: { readonly server: { readonly workers: number } };
   log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void;
+  /** Parked counts changed, or a parked connection was evicted: `stats()` has news for the primary. */
+  poolChanged(): void;
+}
+
+/** [connection, parked now in this worker, evicted since the last stats()] */
+export type PoolStatsRow = [connection: string, parked: number, evicted: number];
+
+/** This worker's part of a connection's max_idle_total: an even split, the remainder to the lowest indexes. */
+export function workerShare(total: number, worker: number, workers: number): number {
+  const n = Math.max(1, workers);
+  return Math.floor(total / n) + (worker % n < total % n ? 1 : 0);
 }
 
 export class PgUpstreamPool {
   private readonly idle = new Map<string, Parked[]>();
+  /** Parked connections of each configured connection with their keys, least recently parked first (eviction order). */
+  private readonly byConnection = new Map<string, Map<Parked, string>>();
+  private readonly evicted = new Map<string, number>();
   /** Connections being reset, so clear() can close them too. */
   private readonly resetting = new Set<Connection>();
   private closed = false;
@@ -41,7 +62,26 @@ export class PgUpstreamPool {
 
   static key(connection: string, user: string, database: string, subject: string, params: ReadonlyMap<string, string>): string {
     const p = [...params].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${v}`);
-    return JSON.stringify([connection, user, database, subject, p]);
+    // The connection name first, up to a NUL (names cannot hold one): connectionOf() reads it back.
+    return `${connection}\0${JSON.stringify([user, database, subject, p])}`;
+  }
+
+  static connectionOf(key: string): string {
+    return key.slice(0, key.indexOf('\0'));
+  }
+
+  /** Parked connections this worker may hold for one configured connection. */
+  private cap(cfg: UpstreamPoolConfig): number {
+    return workerShare(cfg.maxIdleTotal, this.events.index, this.events.config.server.workers);
+  }
+
+  private lru(connection: string): Map<Parked, string> {
+    let m = this.byConnection.get(connection);
+    if (m === undefined) {
+      m = new Map();
+      this.byConnection.set(connection, m);
+    }
+    return m;
   }
 
   /** A parked upstream for `key`, paused and with no callbacks, or null. The newest is taken (warmest). */
@@ -51,6 +91,8 @@ export class PgUpstreamPool {
       const p = list.pop()!;
       clearTimeout(p.timer);
       if (list.length === 0) this.idle.delete(key);
+      this.byConnection.get(PgUpstreamPool.connectionOf(key))?.delete(p);
+      this.events.poolChanged();
       if (p.ready.conn.closed) continue;
       p.ready.conn.pause();
       p.ready.conn.setCallbacks(
@@ -64,12 +106,13 @@ export class PgUpstreamPool {
 
   /**
    * Takes an upstream the pump kept (idle, outside a transaction), resets it and parks it under
-   * `key`; closes it instead when the pool for the key is full, the reset fails, or the pool is closed.
+   * `key`; closes it instead when the pool for the key is full, the reset fails, or the pool is
+   * closed. A connection at its max_idle_total makes room by closing its least recently parked.
    */
   give(key: string, ready: UpstreamReady, cfg: UpstreamPoolConfig): void {
     const conn = ready.conn;
     const list = this.idle.get(key);
-    if (this.closed || cfg.maxIdle <= 0 || (list !== undefined && list.length >= cfg.maxIdle)) {
+    if (this.closed || cfg.maxIdle <= 0 || this.cap(cfg) <= 0 || (list !== undefined && list.length >= cfg.maxIdle)) {
       closePolitely(conn);
       return;
     }
@@ -123,6 +166,15 @@ export class PgUpstreamPool {
   }
 
   private park(key: string, ready: UpstreamReady, cfg: UpstreamPoolConfig): void {
+    const connection = PgUpstreamPool.connectionOf(key);
+    const lru = this.lru(connection);
+    const cap = this.cap(cfg);
+    while (lru.size >= cap) {
+      const [oldest, oldestKey] = lru.entries().next().value!;
+      this.drop(oldestKey, oldest, 'evicted (upstream.pool.max_idle_total)');
+      lru.delete(oldest); // drop() does, unless the entry was already gone: never loop on it
+      this.evicted.set(connection, (this.evicted.get(connection) ?? 0) + 1);
+    }
     let list = this.idle.get(key);
     if (list === undefined) {
       list = [];
@@ -139,6 +191,8 @@ export class PgUpstreamPool {
       () => this.drop(key, entry, 'upstream closed while parked'),
     );
     list.push(entry);
+    lru.set(entry, key);
+    this.events.poolChanged();
   }
 
   private drop(key: string, entry: Parked, why: string): void {
@@ -147,9 +201,19 @@ export class PgUpstreamPool {
     if (i < 0) return;
     list!.splice(i, 1);
     if (list!.length === 0) this.idle.delete(key);
+    this.byConnection.get(PgUpstreamPool.connectionOf(key))?.delete(entry);
+    this.events.poolChanged();
     clearTimeout(entry.timer);
     this.events.log('debug', 'parked upstream closed', { reason: why });
     closePolitely(entry.ready.conn);
+  }
+
+  /** Parked connections per configured connection now, and evictions since the last call (for the primary's metrics). */
+  stats(): PoolStatsRow[] {
+    const rows: PoolStatsRow[] = [];
+    for (const [connection, lru] of this.byConnection) rows.push([connection, lru.size, this.evicted.get(connection) ?? 0]);
+    this.evicted.clear();
+    return rows;
   }
 
   /** Parked connections now (metrics, tests). */

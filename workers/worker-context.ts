@@ -37,6 +37,8 @@ export const RECORD_BATCH_MAX_EVENTS = 256;
 export const NATIVE_RECORD_POLL_MS = 200;
 /** A statement whose result has not come this long after it began is recorded without it (the result follows as its own event). */
 export const RECORD_PENDING_STATEMENT_MS = 250;
+/** Parked-upstream counts go to the primary at most this often (after a change), for /metrics. */
+export const POOL_STATS_FLUSH_MS = 1_000;
 /** Largest password message (the access token) accepted from a client. */
 export const MAX_PASSWORD_MESSAGE_BYTES = 16 * 1024;
 
@@ -188,6 +190,18 @@ export class WorkerContext implements PendingStatementSweep {
 
   sessionEnded(): void {
     this.liveSessions--;
+  }
+
+  private poolStatsTimer: NodeJS.Timeout | null = null;
+
+  /** The upstream pool changed: its counts go to the primary within POOL_STATS_FLUSH_MS, in one message. */
+  poolChanged(): void {
+    if (this.poolStatsTimer !== null) return;
+    this.poolStatsTimer = setTimeout(() => {
+      this.poolStatsTimer = null;
+      this.post({ t: 'pg-pool-stats', worker: this.index, rows: this.upstreamPool.stats() });
+    }, POOL_STATS_FLUSH_MS);
+    this.poolStatsTimer.unref();
   }
 
   sessionSummary(summary: SessionSummary): void {

@@ -12,6 +12,8 @@ export class GatewayMetrics {
   readonly bytes = new Counter({ name: 'vecgate_bytes_total', help: 'Plaintext bytes forwarded, by direction', labelNames: ['connection', 'direction'], registers: [this.registry] });
   readonly statements = new Counter({ name: 'vecgate_statements_total', help: 'Statements (Query/Parse) forwarded', labelNames: ['connection'], registers: [this.registry] });
   readonly httpRequests = new Counter({ name: 'vecgate_http_requests_total', help: 'HTTP requests answered, by status class (aborted: the client left before an answer); body bytes count in vecgate_bytes_total', labelNames: ['connection', 'status'], registers: [this.registry] });
+  readonly upstreamParked = new Gauge({ name: 'vecgate_upstream_parked_connections', help: 'Idle upstream PostgreSQL connections parked for reuse, all workers (upstream.pool)', labelNames: ['connection'], registers: [this.registry] });
+  readonly upstreamParkedEvictions = new Counter({ name: 'vecgate_upstream_parked_evictions_total', help: 'Parked upstream connections closed to stay within upstream.pool.max_idle_total (least recently used first)', labelNames: ['connection'], registers: [this.registry] });
   readonly liveSessions = new Gauge({ name: 'vecgate_live_sessions', help: 'Sessions being pumped now', registers: [this.registry] });
   readonly certReloads = new Counter({ name: 'vecgate_certificate_reloads_total', help: 'Server certificate reloads, by result', labelNames: ['result'], registers: [this.registry] });
 

@@ -33,6 +33,13 @@ export const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_UPSTREAM_POOL_MAX_IDLE = 8;
 export const MAX_UPSTREAM_POOL_MAX_IDLE = 1000;
 export const DEFAULT_UPSTREAM_POOL_IDLE_TIMEOUT_MS = 30_000;
+/**
+ * upstream.pool.max_idle_total: parked connections of one connection across every key and worker
+ * (split evenly between workers). Each holds an upstream backend: with a key per subject, many
+ * users would otherwise park backends toward the server's max_connections (100 by default).
+ */
+export const DEFAULT_UPSTREAM_POOL_MAX_IDLE_TOTAL = 32;
+export const MAX_UPSTREAM_POOL_MAX_IDLE_TOTAL = 100_000;
 export const MAX_UPSTREAM_POOL_IDLE_TIMEOUT_MS = 3_600_000;
 export const DEFAULT_MAX_STARTUP_PACKET_BYTES = 10_000;
 export const DEFAULT_PUMP_HIGH_WATER_BYTES = 262_144;
@@ -479,10 +486,11 @@ function dbConnectionSchema<P extends 'postgres' | 'mysql'>(ctx: SchemaContext, 
             mapping(
               {
                 max_idle: integer(0, MAX_UPSTREAM_POOL_MAX_IDLE, DEFAULT_UPSTREAM_POOL_MAX_IDLE),
+                max_idle_total: integer(0, MAX_UPSTREAM_POOL_MAX_IDLE_TOTAL, DEFAULT_UPSTREAM_POOL_MAX_IDLE_TOTAL),
                 idle_timeout: duration(1000, MAX_UPSTREAM_POOL_IDLE_TIMEOUT_MS, DEFAULT_UPSTREAM_POOL_IDLE_TIMEOUT_MS / 1000),
               },
-              'max_idle, idle_timeout',
-            ).transform((p) => ({ maxIdle: p.max_idle, idleTimeoutMs: p.idle_timeout })),
+              'max_idle, max_idle_total, idle_timeout',
+            ).transform((p) => ({ maxIdle: p.max_idle, maxIdleTotal: p.max_idle_total, idleTimeoutMs: p.idle_timeout })),
           ),
           auth_methods: protocol === 'postgres' ? pgAuthMethods : leaf((v): Check<undefined> => (v === undefined ? ok(undefined) : fail('is for postgres connections only'))),
         },

@@ -89,6 +89,11 @@ export type RecordingMode = 'off' | 'metadata' | 'queries' | 'full';
 export interface UpstreamPoolConfig {
   /** upstream.pool.max_idle: parked connections per key per worker; 0 turns reuse off. Default 8. */
   maxIdle: number;
+  /**
+   * upstream.pool.max_idle_total: parked connections of this connection over every key, split
+   * between the workers; parking one more closes the least recently parked. 0 turns reuse off. Default 32.
+   */
+  maxIdleTotal: number;
   /** upstream.pool.idle_timeout: a parked connection is closed after this long. Default 30s. */
   idleTimeoutMs: number;
 }

@@ -71,6 +71,7 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
   let policy = compilePolicy(config.policies);
   const cancelKey = config.server.cancelKey ?? randomBytes(32);
   const metrics = new GatewayMetrics();
+  for (const c of Object.values(config.connections)) if (c.protocol === 'postgres') metrics.upstreamParked.set({ connection: c.name }, 0);
   let ready = false;
   const recordingOn = Object.values(config.connections).some((c) => c.recording !== 'off');
   setSensitiveSettings(config.recordings.redactSettings);
@@ -146,6 +147,8 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
   const statsWaiters: ((s: { liveSessions: number; liveConnections: number; bytesPumped: number; worker: number }) => void)[] = [];
   let drained = 0;
   let drainResolve: (() => void) | null = null;
+  /** Parked upstream connections per connection name, per worker (vecgate_upstream_parked_connections). */
+  const parkedByConnection = new Map<string, Map<number, number>>();
 
   const onWorkerMessage = (w: Worker, msg: ToPrimary) => {
     switch (msg.t) {
@@ -185,6 +188,19 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
           metrics.bytes.inc({ connection, direction: 'from_upstream' }, bytesOut);
         }
         break;
+      case 'pg-pool-stats': {
+        // Counts are absolute per worker: the gauge is their sum.
+        for (const [connection, parked, evicted] of msg.rows) {
+          let byWorker = parkedByConnection.get(connection);
+          if (byWorker === undefined) parkedByConnection.set(connection, (byWorker = new Map()));
+          byWorker.set(msg.worker, parked);
+          let sum = 0;
+          for (const n of byWorker.values()) sum += n;
+          metrics.upstreamParked.set({ connection }, sum);
+          if (evicted > 0) metrics.upstreamParkedEvictions.inc({ connection }, evicted);
+        }
+        break;
+      }
       case 'record': {
         const ack = msg.ack;
         const done = recorder ? recorder.appendBatch(msg.batch) : Promise.reject(new Error('no recorder'));

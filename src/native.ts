@@ -2,6 +2,14 @@
 // TypeScript description of its surface. Every worker thread loads it; the addon keeps
 // per-thread state, so nothing here is shared between threads.
 //
+// VECGATE_NATIVE_BUILD=asan loads build/Asan/vecgate.node instead (the ASan/UBSan build of
+// scripts/build-native-asan.mjs; the process must preload clang's ASan runtime, see there).
+//
+// Guards every call has (#17): wrapped objects are type-tagged (a wrong object is a
+// TypeError with code ERR_INVALID_ARG_TYPE), numbers are range-checked (RangeError,
+// ERR_OUT_OF_RANGE), options with a fixed set of values say so (ERR_INVALID_ARG_VALUE), and
+// calls in the wrong state throw ERR_VG_STATE.
+//
 // Contract, in short: JavaScript decides, native moves bytes. A Connection delivers its
 // bytes to JavaScript (`onData`) only during the setup phase (protocol negotiation,
 // authentication); once `pump()` joins two connections, bytes flow inside C++ and
@@ -54,7 +62,7 @@ export interface PumpStats {
   refusedStatements: number;
   /** `reuseUpstream` was set and the client left an idle session: the upstream is open, paused, and the caller's again. */
   upstreamKept: boolean;
-  /** Who ended the session: 'client-eof' | 'upstream-eof' | 'client-error' | 'upstream-error' | 'protocol-error' | 'token-expired' | 'closed'. */
+  /** Who ended the session (native/net/conn.h CloseReason): 'client-eof' | 'upstream-eof' | 'client-error' | 'upstream-error' | 'client-terminate' | 'protocol-error' | 'token-expired' | 'unreadable-setting' | 'closed', or an endPump reason. */
   reason: string;
   /** Human-readable detail for errors (errno name, TLS alert, parser complaint). */
   detail: string;
@@ -63,7 +71,7 @@ export interface PumpStats {
 export interface PumpOptions {
   /** 'pg': both directions are PostgreSQL typed-message streams, parsed for boundaries and counters. 'raw': bytes only. */
   protocol: 'pg' | 'raw';
-  /** Bytes queued toward one side before the other side stops being read. */
+  /** Bytes queued toward one side before the other side stops being read: an integer from 16 KiB to 64 MiB (RangeError otherwise). */
   highWaterBytes: number;
   /**
    * PostgreSQL: when the client ends the session (Terminate or EOF) at a message boundary with
@@ -126,18 +134,24 @@ export interface Connection {
   /**
    * setCallbacks without a copy per read: `onData` gets this thread's read buffer and how
    * many bytes at its start are the connection's, valid only during the call (the next read
-   * overwrites them): whatever is kept must be copied.
+   * overwrites them): whatever is kept must be copied. The Buffer is a fresh view over
+   * exactly `length` bytes, detached when `onData` returns: a reference kept past the call
+   * has length 0 (it never shows a later read's bytes).
    */
   setLentCallbacks(onData: (bytes: Buffer, length: number) => void, onClose: (reason: string, detail: string) => void, onDrain?: () => void): void;
   /**
    * Writes bytes (encrypted first when TLS is up). The bytes are copied; reuse the buffer
    * freely. An array is written part after part with one flush (one syscall when it fits).
+   * Throws ERR_VG_STATE on a pumped connection, and between startTls() and its callback
+   * (bytes written before the handshake completed would be lost): write from the callback on.
    */
   write(data: Buffer | Buffer[]): void;
   /**
    * Starts TLS on this connection. Must be called synchronously from the onData callback that
    * ended the plaintext phase (or before any data for direct TLS / client side), so that no
-   * plaintext is ever mixed into the TLS stream. Server: `servername` unused.
+   * plaintext is ever mixed into the TLS stream. Server: `servername` unused. Client:
+   * `servername` is required (a host name, or an IP address, the certificate is verified
+   * against; null or '' throws ERR_INVALID_ARG_VALUE: there is no unverified client mode).
    */
   startTls(
     ctx: TlsContext,
@@ -190,7 +204,7 @@ export interface NativeBinding {
    * `finalBytes` reach the client after what is already queued, then both legs close.
    * Returns false when the connection is not pumped (any more).
    */
-  endPump(client: Connection, reason: string, finalBytes?: Buffer): boolean;
+  endPump(client: Connection, reason: 'policy-revoked' | 'shutdown' | 'recording-failed' | 'closed', finalBytes?: Buffer): boolean;
   /** Forwards a statement held by `onStatement` (and what queued behind it). */
   releaseStatement(client: Connection, holdId: number): boolean;
   /**
@@ -250,7 +264,13 @@ let binding: NativeBinding | null = null;
 export function native(): NativeBinding {
   if (binding) return binding;
   const require = createRequire(import.meta.url);
-  const file = path.join(root, 'build', 'Release', 'vecgate.node');
+  const variant = process.env.VECGATE_NATIVE_BUILD;
+  if (variant !== undefined && variant !== '' && variant !== 'release' && variant !== 'asan') {
+    const e = new Error(`VECGATE_NATIVE_BUILD must be 'release' or 'asan', got '${variant}'`);
+    (e as NodeJS.ErrnoException).code = 'ERR_VG_NATIVE_MISSING';
+    throw e;
+  }
+  const file = path.join(root, 'build', variant === 'asan' ? 'Asan' : 'Release', 'vecgate.node');
   try {
     binding = require(file) as NativeBinding;
   } catch (err) {

@@ -17,6 +17,9 @@ static uv_loop_t* LoopOf(Napi::Env env) {
 VgAddon::VgAddon(Napi::Env env, Napi::Object exports)
     : ioShared(std::make_shared<ThreadIo>(LoopOf(env))), io(*ioShared) {
   recordSink->SetRenderer(&recordRenderer);
+  rawEnv_ = env;
+  asyncResource = Napi::Persistent(Napi::Object::New(env));
+  napi_async_init(env, asyncResource.Value(), Napi::String::New(env, "vecgate:native"), &pumpAsyncContext);
   connCtor = Napi::Persistent(ConnWrap::Define(env));
   tlsCtor = Napi::Persistent(TlsContextWrap::Define(env));
   listenerCtor = Napi::Persistent(DefineListener(env));

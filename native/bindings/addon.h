@@ -21,7 +21,15 @@ class VgAddon : public Napi::Addon<VgAddon> {
   VgAddon(Napi::Env env, Napi::Object exports);
   // Statement events recorded in C++ (sessions with `nativeRecord`), taken by takeRecords().
   std::shared_ptr<RecordSink> recordSink = std::make_shared<RecordSink>();
-  ~VgAddon() { recordSink->SetRenderer(nullptr); }
+  ~VgAddon() {
+    recordSink->SetRenderer(nullptr);
+    if (pumpAsyncContext) napi_async_destroy(rawEnv_, pumpAsyncContext);
+  }
+  // The async context (and its resource) that pumps and lent reads call JavaScript in
+  // (PumpBridge::EnterJs, ConnWrap::OnPlaintext), one per thread.
+  napi_async_context pumpAsyncContext = nullptr;
+  Napi::ObjectReference asyncResource;
+  napi_env rawEnv_ = nullptr;
   JsRecordRenderer recordRenderer;
   std::shared_ptr<ThreadIo> ioShared;
   ThreadIo& io;
@@ -32,17 +40,15 @@ class VgAddon : public Napi::Addon<VgAddon> {
   uint64_t bytesPumped = 0;
   // Reused by readResponseHead (its field list keeps its capacity).
   ResponseHeadFields responseHead;
-  // The Buffer over this thread's plaintext buffer that lent reads are handed in (made once;
-  // it keeps the ThreadIo, and so the memory, alive as long as JavaScript holds it).
-  Napi::Buffer<char> LentView(Napi::Env env) {
-    if (lentView_.IsEmpty()) {
-      auto* keep = new std::shared_ptr<ThreadIo>(ioShared);
-      auto view = Napi::Buffer<char>::New(env, io.plainBuf.data(), io.plainBuf.size(), [](Napi::Env, char*, std::shared_ptr<ThreadIo>* k) { delete k; }, keep);
-      lentView_ = Napi::Persistent(view);
-    }
-    return lentView_.Value();
+  // Lent reads (Connection.setLentCallbacks): a fresh Buffer over the first `len` bytes of
+  // this thread's plaintext buffer, for one onData call. Ownership: the memory stays
+  // ThreadIo's; JavaScript may use the view only during the call: EndLend detaches it after
+  // the call returns, so a reference kept past it sees 0 bytes, never the next read's.
+  Napi::Buffer<char> LendView(Napi::Env env, size_t len) { return Napi::Buffer<char>::New(env, io.plainBuf.data(), len); }
+  void EndLend(Napi::Buffer<char> view) {
+    Napi::ArrayBuffer ab = view.ArrayBuffer();
+    if (!ab.IsDetached()) ab.Detach();
   }
-  Napi::Reference<Napi::Buffer<char>> lentView_;
 
  private:
   Napi::Value CreateServerContext(const Napi::CallbackInfo& info);

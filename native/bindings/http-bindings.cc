@@ -26,11 +26,8 @@ Napi::Value VgAddon::SkipJsonNumberListJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!BytesAndNumberArgs(info, "skipJsonNumberList(bytes: Uint8Array, index: number)")) return env.Undefined();
   auto a = info[0].As<Napi::Uint8Array>();
-  double at = info[1].As<Napi::Number>().DoubleValue();
-  if (!(at >= 0) || at > static_cast<double>(a.ElementLength())) {
-    Napi::RangeError::New(env, "skipJsonNumberList: index out of range").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
+  double at = 0;
+  if (!ReadInteger(env, info[1], "skipJsonNumberList: index", 0, static_cast<double>(a.ElementLength()), &at)) return env.Undefined();
   int64_t r = SkipJsonNumberList(a.Data(), a.ElementLength(), static_cast<size_t>(at));
   return Napi::Number::New(env, static_cast<double>(r));
 }
@@ -39,9 +36,9 @@ Napi::Value VgAddon::ReadResponseHeadJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!BytesAndNumberArgs(info, "readResponseHead(bytes: Uint8Array, maxHeadBytes: number)")) return env.Undefined();
   auto a = info[0].As<Napi::Uint8Array>();
-  double max = info[1].As<Napi::Number>().DoubleValue();
-  if (!(max >= 0)) max = 0;
-  if (max > static_cast<double>(a.ElementLength())) max = static_cast<double>(a.ElementLength());
+  double max = 0;
+  if (!ReadInteger(env, info[1], "readResponseHead: maxHeadBytes", 0, kJsMaxSafeInteger, &max)) return env.Undefined();
+  if (max > static_cast<double>(a.ElementLength())) max = static_cast<double>(a.ElementLength());  // the bytes at hand
   ResponseHeadFields& f = responseHead;
   if (!ReadResponseHead(a.Data(), a.ElementLength(), static_cast<size_t>(max), &f)) return env.Null();
   auto latin1 = [&](std::string_view s) {

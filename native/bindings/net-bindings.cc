@@ -10,11 +10,46 @@ namespace vg {
 namespace {
 
 constexpr int kDefaultBacklog = 511;
+// listen()'s backlog: the kernel caps it at net.core.somaxconn anyway.
+constexpr int kMaxBacklog = 65535;
+constexpr int kMaxPort = 65535;
 
 TlsProfile ProfileOf(const Napi::Object& o) {
   Napi::Value p = o.Get("profile");
   return p.IsString() && p.As<Napi::String>().Utf8Value() == "intermediate" ? TlsProfile::Intermediate
                                                                             : TlsProfile::Modern;
+}
+
+// The TLS context options' shapes: PEM as Buffer or string, a known profile, ALPN strings.
+bool CheckContextOptions(Napi::Env env, const Napi::Object& o, bool server) {
+  auto pem = [&](const char* key) {
+    Napi::Value v = o.Get(key);
+    if (v.IsBuffer() || v.IsString()) return true;
+    ThrowTypeError(env, std::string(server ? "createServerContext" : "createClientContext") + ": " + key + " must be PEM as a Buffer or string");
+    return false;
+  };
+  if (server ? !(pem("cert") && pem("key")) : !pem("ca")) return false;
+  Napi::Value p = o.Get("profile");
+  if (!p.IsUndefined()) {
+    std::string name = p.IsString() ? p.As<Napi::String>().Utf8Value() : std::string();
+    if (name != "modern" && name != "intermediate") {
+      ThrowError(env, "profile must be 'modern' or 'intermediate'", kErrInvalidArgValue);
+      return false;
+    }
+  }
+  Napi::Value alpn = o.Get("alpn");
+  if (!alpn.IsUndefined() && !alpn.IsNull()) {
+    bool ok = alpn.IsArray();
+    for (uint32_t i = 0; ok && i < alpn.As<Napi::Array>().Length(); i++) {
+      Napi::Value e = alpn.As<Napi::Array>().Get(i);
+      ok = e.IsString() && !e.As<Napi::String>().Utf8Value().empty() && e.As<Napi::String>().Utf8Value().size() <= 255;
+    }
+    if (!ok) {
+      ThrowTypeError(env, "alpn must be an array of protocol names of 1 to 255 bytes");
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace
@@ -23,15 +58,18 @@ class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Listener",
-                       {InstanceMethod<&ListenerWrap::JsClose>("close"),
-                        InstanceAccessor<&ListenerWrap::Port>("port")});
+                       {TaggedMethod<ListenerWrap, &ListenerWrap::JsClose>("close"),
+                        TaggedGetter<ListenerWrap, &ListenerWrap::Port>("port")});
   }
+  static constexpr const napi_type_tag& kTag = kListenerTag;
+  static constexpr const char* kWhat = "a Listener (from listen())";
   explicit ListenerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ListenerWrap>(info), env_(info.Env()) {
     if (info.Length() < 1 || !info[0].IsExternal()) {
       Napi::TypeError::New(info.Env(), "Listener objects come from listen()").ThrowAsJavaScriptException();
       return;
     }
     addon_ = info.Env().GetInstanceData<VgAddon>();
+    info.This().As<Napi::Object>().TypeTag(&kTag);
   }
   ~ListenerWrap() override {
     if (tcp_ && !closed_) {
@@ -101,7 +139,7 @@ class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
     Napi::Object obj = self->addon_->connCtor.New({Napi::External<void>::New(env, nullptr)});
     ConnWrap* w = ConnWrap::Unwrap(obj);
     if (w->conn()->Accept(server) != 0) {
-      w->conn()->Destroy("accept-failed", "");
+      w->conn()->Destroy(CloseReason::AcceptFailed, "");
       return;
     }
     CallJs(env, self->onConnection_, {obj});
@@ -137,6 +175,7 @@ Napi::Value VgAddon::CreateServerContext(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   Napi::Object o = info[0].As<Napi::Object>();
+  if (!CheckContextOptions(env, o, true)) return env.Undefined();
   ServerContextSpec spec;
   spec.certPem = BufferOrString(o.Get("cert"));
   spec.keyPem = BufferOrString(o.Get("key"));
@@ -155,6 +194,7 @@ Napi::Value VgAddon::CreateClientContext(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   Napi::Object o = info[0].As<Napi::Object>();
+  if (!CheckContextOptions(env, o, false)) return env.Undefined();
   ClientContextSpec spec;
   spec.caPem = BufferOrString(o.Get("ca"));
   spec.profile = ProfileOf(o);
@@ -171,15 +211,17 @@ Napi::Value VgAddon::Listen(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   std::string host = info[0].As<Napi::String>().Utf8Value();
-  int port = info[1].As<Napi::Number>().Int32Value();
-  int backlog = info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : kDefaultBacklog;
+  double port = 0, backlog = kDefaultBacklog;
+  if (!ReadInteger(env, info[1], "listen: port", 0, kMaxPort, &port)) return env.Undefined();
+  if (!info[2].IsUndefined() && !info[2].IsNull() && !ReadInteger(env, info[2], "listen: backlog", 1, kMaxBacklog, &backlog))
+    return env.Undefined();
   Napi::Object obj = listenerCtor.New({Napi::External<void>::New(env, nullptr)});
   ListenerWrap* l = ListenerWrap::Unwrap(obj);
   std::string where;
-  int r = l->Open(host, port, backlog, info[3].As<Napi::Function>(), &where);
+  int r = l->Open(host, static_cast<int>(port), static_cast<int>(backlog), info[3].As<Napi::Function>(), &where);
   if (r != 0) {
     l->CloseHandle();
-    return ThrowError(env, "cannot listen on " + host + ":" + std::to_string(port) + ": " + uv_strerror(r) + " (" + where + ")",
+    return ThrowError(env, "cannot listen on " + host + ":" + std::to_string(static_cast<int>(port)) + ": " + uv_strerror(r) + " (" + where + ")",
                       uv_err_name(r));
   }
   return obj;
@@ -192,7 +234,9 @@ Napi::Value VgAddon::Connect(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   std::string ip = info[0].As<Napi::String>().Utf8Value();
-  int port = info[1].As<Napi::Number>().Int32Value();
+  double portNumber = 0;
+  if (!ReadInteger(env, info[1], "connect: port", 1, kMaxPort, &portNumber)) return env.Undefined();
+  const int port = static_cast<int>(portNumber);
   struct sockaddr_storage ss;
   if (uv_ip4_addr(ip.c_str(), port, reinterpret_cast<struct sockaddr_in*>(&ss)) != 0 &&
       uv_ip6_addr(ip.c_str(), port, reinterpret_cast<struct sockaddr_in6*>(&ss)) != 0) {
@@ -204,7 +248,7 @@ Napi::Value VgAddon::Connect(const Napi::CallbackInfo& info) {
   int r = w->conn()->Connect(reinterpret_cast<struct sockaddr*>(&ss));
   if (r != 0) {
     w->onConnect_.Reset();
-    w->conn()->Destroy("connect-failed", uv_err_name(r));
+    w->conn()->Destroy(CloseReason::ConnectFailed, uv_err_name(r));
     return ThrowError(env, std::string("connect failed: ") + uv_strerror(r), uv_err_name(r));
   }
   return obj;

@@ -18,8 +18,10 @@ namespace vg {
 class TlsContextWrap : public Napi::ObjectWrap<TlsContextWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "TlsContext", {InstanceAccessor<&TlsContextWrap::Kind>("kind")});
+    return DefineClass(env, "TlsContext", {TaggedGetter<TlsContextWrap, &TlsContextWrap::Kind>("kind")});
   }
+  static constexpr const napi_type_tag& kTag = kTlsContextTag;
+  static constexpr const char* kWhat = "a TlsContext (from createServerContext/createClientContext)";
   explicit TlsContextWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TlsContextWrap>(info) {
     if (info.Length() < 1 || !info[0].IsExternal()) {
       Napi::TypeError::New(info.Env(), "TlsContext is created by createServerContext/createClientContext")
@@ -28,6 +30,7 @@ class TlsContextWrap : public Napi::ObjectWrap<TlsContextWrap> {
     }
     ctx_ = info[0].As<Napi::External<SSL_CTX>>().Data();
     server_ = info[1].As<Napi::Boolean>().Value();
+    info.This().As<Napi::Object>().TypeTag(&kTag);
   }
   ~TlsContextWrap() override {
     if (ctx_) SSL_CTX_free(ctx_);
@@ -48,20 +51,22 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Connection",
                        {
-                           InstanceMethod<&ConnWrap::SetCallbacks>("setCallbacks"),
-                           InstanceMethod<&ConnWrap::SetLentCallbacks>("setLentCallbacks"),
-                           InstanceMethod<&ConnWrap::JsWrite>("write"),
-                           InstanceMethod<&ConnWrap::JsStartTls>("startTls"),
-                           InstanceMethod<&ConnWrap::JsPause>("pause"),
-                           InstanceMethod<&ConnWrap::JsResume>("resume"),
-                           InstanceMethod<&ConnWrap::JsClose>("close"),
-                           InstanceMethod<&ConnWrap::JsDestroy>("destroy"),
-                           InstanceAccessor<&ConnWrap::RemoteAddress>("remoteAddress"),
-                           InstanceAccessor<&ConnWrap::RemotePort>("remotePort"),
-                           InstanceAccessor<&ConnWrap::Closed>("closed"),
-                           InstanceAccessor<&ConnWrap::WriteQueueSize>("writeQueueSize"),
+                           TaggedMethod<ConnWrap, &ConnWrap::SetCallbacks>("setCallbacks"),
+                           TaggedMethod<ConnWrap, &ConnWrap::SetLentCallbacks>("setLentCallbacks"),
+                           TaggedMethod<ConnWrap, &ConnWrap::JsWrite>("write"),
+                           TaggedMethod<ConnWrap, &ConnWrap::JsStartTls>("startTls"),
+                           TaggedMethod<ConnWrap, &ConnWrap::JsPause>("pause"),
+                           TaggedMethod<ConnWrap, &ConnWrap::JsResume>("resume"),
+                           TaggedMethod<ConnWrap, &ConnWrap::JsClose>("close"),
+                           TaggedMethod<ConnWrap, &ConnWrap::JsDestroy>("destroy"),
+                           TaggedGetter<ConnWrap, &ConnWrap::RemoteAddress>("remoteAddress"),
+                           TaggedGetter<ConnWrap, &ConnWrap::RemotePort>("remotePort"),
+                           TaggedGetter<ConnWrap, &ConnWrap::Closed>("closed"),
+                           TaggedGetter<ConnWrap, &ConnWrap::WriteQueueSize>("writeQueueSize"),
                        });
   }
+  static constexpr const napi_type_tag& kTag = kConnectionTag;
+  static constexpr const char* kWhat = "a Connection (from listen() or connect())";
 
   explicit ConnWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ConnWrap>(info), env_(info.Env()) {
     if (info.Length() < 1 || !info[0].IsExternal()) {
@@ -71,6 +76,7 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
     }
     addon_ = info.Env().GetInstanceData<VgAddon>();
     conn_ = new Conn(addon_->ioShared, this);
+    info.This().As<Napi::Object>().TypeTag(&kTag);
     Ref();  // alive while the socket is open: callbacks must reach this object
   }
 
@@ -82,31 +88,44 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
   // callbacks (and everything their closures hold: parsers, SCRAM state, buffers) are let go.
   void AttachPump(PumpBridge* p) {
     pump_ = p;
+    p->Hold();  // released when this connection closes (OnClosed) or is handed back (DetachPump)
     onData_.Reset();
     onClose_.Reset();
     onDrain_.Reset();
   }
   // The pump ended but kept this (upstream) connection open: JavaScript owns it again.
   void DetachPump() {
+    PumpBridge* p = pump_;
     pump_ = nullptr;
     pumpEnded_ = false;
+    if (p) p->Drop();  // never the last hold: the pump calls this from inside an Entry
   }
   bool pumped() const { return pump_ != nullptr || pumpEnded_; }
 
   // ConnEvents
   void OnPlaintext(Conn* c, const char* data, size_t len) override {
     if (pump_) {
+      PumpBridge::Entry entry(pump_);
       pump_->pump.OnPlaintext(c, data, len);
       return;
     }
     Napi::HandleScope scope(env_);
     if (lend_) {
       // Lent: the bytes are put at the start of the thread's plaintext buffer (TLS reads are
-      // already there) and JavaScript gets that buffer and a length, valid during the call.
+      // already there) and JavaScript gets a view of that buffer and a length, valid during
+      // the call only: the view is detached when the call returns, so a reference JavaScript
+      // kept reads as empty instead of as whatever the next read put there.
       std::vector<char>& plain = addon_->io.plainBuf;
       if (len <= plain.size()) {
         if (data != plain.data()) std::memmove(plain.data(), data, len);
-        CallJs(env_, onData_, {addon_->LentView(env_), Napi::Number::New(env_, static_cast<double>(len))});
+        // In a callback scope of its own, so that microtasks the call queued run after the
+        // view is detached (they are past the call too).
+        napi_callback_scope cs = nullptr;
+        napi_open_callback_scope(env_, addon_->asyncResource.Value(), addon_->pumpAsyncContext, &cs);
+        Napi::Buffer<char> view = addon_->LendView(env_, len);
+        CallJs(env_, onData_, {view, Napi::Number::New(env_, static_cast<double>(len))});
+        addon_->EndLend(view);
+        if (cs) napi_close_callback_scope(env_, cs);
         return;
       }
       CallJs(env_, onData_, {Napi::Buffer<char>::Copy(env_, data, len), Napi::Number::New(env_, static_cast<double>(len))});
@@ -115,10 +134,14 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
     CallJs(env_, onData_, {Napi::Buffer<char>::Copy(env_, data, len)});
   }
   void OnReadDone(Conn* c) override {
-    if (pump_) pump_->pump.OnReadDone(c);
+    if (pump_) {
+      PumpBridge::Entry entry(pump_);
+      pump_->pump.OnReadDone(c);
+    }
   }
   void OnDrain(Conn* c) override {
     if (pump_) {
+      PumpBridge::Entry entry(pump_);
       pump_->pump.OnDrain(c);
       return;
     }
@@ -167,10 +190,14 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
     pump_ = nullptr;
     if (p) {
       pumpEnded_ = true;
-      p->pump.OnClosed(c);  // may delete p
+      {
+        PumpBridge::Entry entry(p);
+        p->pump.OnClosed(c);
+      }
+      p->Drop();  // this connection's hold (AttachPump); may delete p
     } else if (!pumpEnded_) {
       Napi::HandleScope scope(env_);
-      CallJs(env_, onClose_, {Napi::String::New(env_, c->closeReason()), Napi::String::New(env_, c->closeDetail())});
+      CallJs(env_, onClose_, {Napi::String::New(env_, CloseReasonName(c->closeReason())), Napi::String::New(env_, c->closeDetail())});
     }
     onData_.Reset();
     onClose_.Reset();
@@ -192,13 +219,19 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
     return SetCallbackFunctions(info);
   }
   Napi::Value SetCallbackFunctions(const Napi::CallbackInfo& info) {
+    if (!info[0].IsFunction() || !info[1].IsFunction() || !(info[2].IsUndefined() || info[2].IsFunction()))
+      return ThrowTypeError(info.Env(), "setCallbacks(onData: function, onClose: function, onDrain?: function)");
     if (info.Length() >= 1 && info[0].IsFunction()) onData_ = Napi::Persistent(info[0].As<Napi::Function>());
     if (info.Length() >= 2 && info[1].IsFunction()) onClose_ = Napi::Persistent(info[1].As<Napi::Function>());
     if (info.Length() >= 3 && info[2].IsFunction()) onDrain_ = Napi::Persistent(info[2].As<Napi::Function>());
     return info.Env().Undefined();
   }
   Napi::Value JsWrite(const Napi::CallbackInfo& info) {
-    if (pumped()) return ThrowError(info.Env(), "connection is pumped; JavaScript may not write to it", "ERR_VG_STATE");
+    if (pumped()) return ThrowError(info.Env(), "connection is pumped; JavaScript may not write to it", kErrState);
+    // Bytes written before the handshake completed would be lost (or, in plaintext, mixed
+    // into the TLS stream): write from the startTls callback on.
+    if (conn_->tlsPending())
+      return ThrowError(info.Env(), "write before the TLS handshake completed; write from the startTls callback on", kErrState);
     // write(buffer) or write([buffer, ...]): the parts go out as one stream with one flush
     // (an HTTP head and its body in one syscall, without joining them in JavaScript first).
     if (info.Length() >= 1 && info[0].IsArray()) {
@@ -233,9 +266,21 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
       Napi::TypeError::New(env, "startTls(ctx, servername, alpn, cb[, initial])").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    TlsContextWrap* ctx = TlsContextWrap::Unwrap(info[0].As<Napi::Object>());
-    if (!ctx || !ctx->ctx()) return ThrowError(env, "not a TLS context", "ERR_INVALID_ARG_TYPE");
+    TlsContextWrap* ctx = UnwrapTagged<TlsContextWrap>(env, info[0], TlsContextWrap::kTag, TlsContextWrap::kWhat);
+    if (!ctx) return env.Undefined();
+    if (!ctx->ctx()) return ThrowError(env, "startTls: the TLS context is empty", kErrInvalidArgValue);
+    if (!info[1].IsString() && !info[1].IsNull() && !info[1].IsUndefined())
+      return ThrowTypeError(env, "startTls: servername must be a string or null");
     std::string servername = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+    // A client without a server name would verify the chain but not whose certificate it
+    // is: refused (there is no insecure switch here; verification is the point of the leg).
+    if (!ctx->server() && servername.empty())
+      return ThrowError(env, "startTls: a client connection needs the server name (or IP address) its certificate is verified against",
+                        kErrInvalidArgValue);
+    if (servername.size() > 255 || servername.find('\0') != std::string::npos)
+      return ThrowError(env, "startTls: servername must be a host name or IP address of at most 255 bytes", kErrInvalidArgValue);
+    if (!info[2].IsArray() && !info[2].IsNull() && !info[2].IsUndefined())
+      return ThrowTypeError(env, "startTls: alpn must be an array of strings or null");
     std::vector<std::string> alpn = StringArray(info[2]);
     onHandshake_ = Napi::Persistent(info[3].As<Napi::Function>());
     const char* initial = nullptr;
@@ -263,12 +308,12 @@ class ConnWrap : public Napi::ObjectWrap<ConnWrap>, public ConnEvents {
     return info.Env().Undefined();
   }
   Napi::Value JsClose(const Napi::CallbackInfo& info) {
-    conn_->Close("closed", "");
+    conn_->Close(CloseReason::Closed, "");
     addon_->io.Flush();
     return info.Env().Undefined();
   }
   Napi::Value JsDestroy(const Napi::CallbackInfo& info) {
-    conn_->Destroy("closed", "");
+    conn_->Destroy(CloseReason::Closed, "");
     return info.Env().Undefined();
   }
   Napi::Value RemoteAddress(const Napi::CallbackInfo& info) {

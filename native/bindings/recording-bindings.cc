@@ -37,7 +37,11 @@ static Napi::Value TakeBatch(Napi::Env env, RecordSink& sink) {
 // before `sweepBefore` (ms epoch) are recorded on their own first.
 Napi::Value VgAddon::TakeRecords(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() >= 1 && info[0].IsNumber()) recordSink->Sweep(info[0].As<Napi::Number>().DoubleValue());
+  if (!info[0].IsUndefined()) {
+    double before = 0;
+    if (!ReadFinite(env, info[0], "takeRecords: sweepBefore", -kJsMaxSafeInteger, kJsMaxSafeInteger, &before)) return env.Undefined();
+    recordSink->Sweep(before);
+  }
   return TakeBatch(env, *recordSink);
 }
 
@@ -62,9 +66,11 @@ Napi::Value VgAddon::RecordCapturesForTest(const Napi::CallbackInfo& info) {
       Napi::Value length = c.Get(3u);
       if (!type.IsString() || type.As<Napi::String>().Utf8Value().empty() || !length.IsNumber())
         return ThrowError(env, "recordCapturesForTest: each capture is [fromClient, type, body, length]", "ERR_INVALID_ARG_TYPE");
+      double len = 0;
+      if (!ReadInteger(env, length, "recordCapturesForTest: length", 0, 4294967295.0, &len)) return env.Undefined();
       std::string body = BufferOrString(c.Get(2u));
       r.OnCapture(c.Get(0u).ToBoolean().Value(), static_cast<uint8_t>(type.As<Napi::String>().Utf8Value()[0]), body,
-                  length.As<Napi::Number>().Uint32Value());
+                  static_cast<uint32_t>(len));
     }
     if (info.Length() < 4 || info[3].ToBoolean().Value()) r.End();
   }

@@ -1,11 +1,16 @@
 // See session-bindings.h.
 #include "bindings/session-bindings.h"
 
+#include <cmath>
+
 #include "bindings/addon.h"
 #include "bindings/js-boundary.h"
 #include "bindings/net-bindings.h"
 
 namespace vg {
+
+// endPump's finalBytes: an ErrorResponse, a few hundred bytes; the cap keeps it bounded.
+constexpr size_t kMaxEndPumpFinalBytes = 64 * 1024;
 
 PumpBridge::PumpBridge(Napi::Env env, ConnWrap* client, ConnWrap* upstream, Conn* c, Conn* u, PumpProtocol protocol,
                        size_t highWater, Napi::Function onEnd, Napi::Value onStatement)
@@ -16,10 +21,35 @@ PumpBridge::PumpBridge(Napi::Env env, ConnWrap* client, ConnWrap* upstream, Conn
   upstreamRef_ = Napi::Persistent(upstream->Value());
 }
 
+PumpBridge::~PumpBridge() = default;
+
+PumpBridge::Entry::Entry(PumpBridge* b) : b_(b), scope_(b->env_) {
+  b_->Hold();
+  b_->depth_++;
+}
+
+PumpBridge::Entry::~Entry() {
+  PumpBridge* b = b_;
+  if (--b->depth_ == 0 && b->callbackScope_ != nullptr) {
+    // Microtasks and nextTicks queued by the JavaScript the pump called run here.
+    napi_callback_scope s = b->callbackScope_;
+    b->callbackScope_ = nullptr;
+    napi_close_callback_scope(b->env_, s);
+  }
+  b->Drop();  // may delete b; nothing of it is touched after this
+}
+
+void PumpBridge::EnterJs() {
+  if (callbackScope_ != nullptr || depth_ == 0) return;
+  VgAddon* addon = env_.GetInstanceData<VgAddon>();
+  napi_open_callback_scope(env_, addon->asyncResource.Value(), addon->pumpAsyncContext, &callbackScope_);
+}
+
 // onStatement(type, text) returns undefined/null (forward), a hold id (number), a refusal
 // message (string: SQLSTATE 42501) or { sqlstate, message, position? }.
 PumpObserver::Verdict PumpBridge::OnStatement(uint8_t type, const std::string& text, StatementRefusal* refusal, uint64_t* holdId) {
   if (onStatement_.IsEmpty()) return Verdict::Forward;
+  EnterJs();
   Napi::HandleScope scope(env_);
   char t[2] = {static_cast<char>(type), 0};
   Napi::Value r = onStatement_.MakeCallback(env_.Global(), {Napi::String::New(env_, t), Napi::String::New(env_, text)});
@@ -31,7 +61,12 @@ PumpObserver::Verdict PumpBridge::OnStatement(uint8_t type, const std::string& t
   }
   if (r.IsEmpty() || r.IsNull() || r.IsUndefined()) return Verdict::Forward;
   if (r.IsNumber()) {
-    *holdId = static_cast<uint64_t>(r.As<Napi::Number>().Int64Value());
+    double id = r.As<Napi::Number>().DoubleValue();
+    if (!(id >= 0 && id <= kJsMaxSafeInteger && std::floor(id) == id)) {
+      refusal->message = "statement could not be checked (hold id is not a non-negative safe integer)";
+      return Verdict::Refuse;  // fail closed
+    }
+    *holdId = static_cast<uint64_t>(id);
     return Verdict::Hold;
   }
   if (r.IsString()) {
@@ -45,7 +80,7 @@ PumpObserver::Verdict PumpBridge::OnStatement(uint8_t type, const std::string& t
     refusal->message = message.IsString() ? message.As<Napi::String>().Utf8Value() : "permission denied";
     if (position.IsNumber()) {
       double p = position.As<Napi::Number>().DoubleValue();
-      if (p >= 1 && p <= 4294967295.0) refusal->position = static_cast<uint32_t>(p);
+      if (p >= 1 && p <= 4294967295.0 && std::floor(p) == p) refusal->position = static_cast<uint32_t>(p);
     }
   } else {
     refusal->message = "permission denied";
@@ -59,6 +94,7 @@ void PumpBridge::OnCapture(bool fromClient, uint8_t type, const std::string& bod
     return;
   }
   if (onCapture_.IsEmpty()) return;
+  EnterJs();
   Napi::HandleScope scope(env_);
   char t[2] = {static_cast<char>(type), 0};
   CallJs(env_, onCapture_,
@@ -85,33 +121,40 @@ void PumpBridge::OnPumpEnd(const PumpStats& s) {
     o.Set("statements", static_cast<double>(s.statements));
     o.Set("refusedStatements", static_cast<double>(s.refusedStatements));
     o.Set("upstreamKept", s.upstreamKept);
-    o.Set("reason", s.reason);
+    o.Set("reason", CloseReasonName(s.reason));
     o.Set("detail", s.detail);
+    EnterJs();
     CallJs(env_, onEnd_, {o});
   }
-  delete this;
+  // Not deleted here: the Entry that delivered the close and the connections' holds keep
+  // this alive until the stack unwinds (see session-bindings.h).
 }
 
-// pump(client, upstream, {protocol, highWaterBytes}, onEnd)
+// pump(client, upstream, opts, onEnd): every option is checked before anything is attached.
 Napi::Value VgAddon::StartPump(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 4 || !info[0].IsObject() || !info[1].IsObject() || !info[2].IsObject() || !info[3].IsFunction()) {
-    Napi::TypeError::New(env, "pump(client, upstream, opts, onEnd)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  ConnWrap* a = ConnWrap::Unwrap(info[0].As<Napi::Object>());
-  ConnWrap* b = ConnWrap::Unwrap(info[1].As<Napi::Object>());
-  if (!a || !b || a == b) return ThrowError(env, "pump needs two distinct connections", "ERR_INVALID_ARG_TYPE");
-  if (a->pumped() || b->pumped()) return ThrowError(env, "connection already pumped", "ERR_VG_STATE");
-  if (a->conn()->closed() || b->conn()->closed())
-    return ThrowError(env, "cannot pump a closed connection", "ERR_VG_STATE");
+  if (info.Length() < 4 || !info[2].IsObject() || !info[3].IsFunction())
+    return ThrowTypeError(env, "pump(client: Connection, upstream: Connection, opts: object, onEnd: function)");
+  ConnWrap* a = UnwrapTagged<ConnWrap>(env, info[0], ConnWrap::kTag, "client to be a Connection");
+  if (!a) return env.Undefined();
+  ConnWrap* b = UnwrapTagged<ConnWrap>(env, info[1], ConnWrap::kTag, "upstream to be a Connection");
+  if (!b) return env.Undefined();
+  if (a == b) return ThrowError(env, "pump needs two distinct connections", kErrInvalidArgValue);
+  if (a->pumped() || b->pumped()) return ThrowError(env, "connection already pumped", kErrState);
+  if (a->conn()->closed() || b->conn()->closed()) return ThrowError(env, "cannot pump a closed connection", kErrState);
+  if (a->conn()->tlsPending() || b->conn()->tlsPending())
+    return ThrowError(env, "cannot pump a connection whose TLS handshake has not completed", kErrState);
   Napi::Object opts = info[2].As<Napi::Object>();
   Napi::Value proto = opts.Get("protocol");
-  PumpProtocol protocol =
-      proto.IsString() && proto.As<Napi::String>().Utf8Value() == "pg" ? PumpProtocol::Postgres : PumpProtocol::Raw;
-  Napi::Value hw = opts.Get("highWaterBytes");
-  size_t highWater = hw.IsNumber() ? static_cast<size_t>(hw.As<Napi::Number>().Int64Value()) : 256 * 1024;
-  if (highWater < 16 * 1024) highWater = 16 * 1024;
+  std::string protoName = proto.IsString() ? proto.As<Napi::String>().Utf8Value() : std::string();
+  if (protoName != "pg" && protoName != "raw") return ThrowError(env, "pump: protocol must be 'pg' or 'raw'", kErrInvalidArgValue);
+  PumpProtocol protocol = protoName == "pg" ? PumpProtocol::Postgres : PumpProtocol::Raw;
+  double highWater = 0;
+  if (!ReadIntegerOption(env, opts, "highWaterBytes", kMinPumpHighWaterBytes, kMaxPumpHighWaterBytes, kDefaultPumpHighWaterBytes, &highWater))
+    return env.Undefined();
+  Napi::Value onStatement = opts.Get("onStatement");
+  if (!onStatement.IsUndefined() && !onStatement.IsNull() && !onStatement.IsFunction())
+    return ThrowTypeError(env, "pump: onStatement must be a function");
   Napi::Value nativeRecord = opts.Get("nativeRecord");
   std::string recordSession, recordConnection;
   if (nativeRecord.IsObject()) {
@@ -119,41 +162,60 @@ Napi::Value VgAddon::StartPump(const Napi::CallbackInfo& info) {
     recordSession = BufferOrString(r.Get("session"));
     recordConnection = BufferOrString(r.Get("connection"));
     if (recordConnection.empty() || recordConnection.size() > 0xffff)
-      return ThrowError(env, "nativeRecord needs a connection name of 1 to 65535 bytes", "ERR_INVALID_ARG_VALUE");
+      return ThrowError(env, "nativeRecord needs a connection name of 1 to 65535 bytes", kErrInvalidArgValue);
   }
-  auto* bridge = new PumpBridge(env, a, b, a->conn(), b->conn(), protocol, highWater, info[3].As<Napi::Function>(),
-                                opts.Get("onStatement"));
   Napi::Value capture = opts.Get("capture");
-  if (capture.IsObject() && nativeRecord.IsObject()) bridge->recorder_ = std::make_unique<StatementRecorder>(recordSink, recordSession, recordConnection);
-  if (capture.IsObject() && (opts.Get("onCapture").IsFunction() || bridge->recorder_)) {
+  Napi::Value onCapture = opts.Get("onCapture");
+  if (!onCapture.IsUndefined() && !onCapture.IsNull() && !onCapture.IsFunction()) return ThrowTypeError(env, "pump: onCapture must be a function");
+  const bool capturing = capture.IsObject() && (onCapture.IsFunction() || nativeRecord.IsObject());
+  CaptureSpec fromClient, fromUpstream;
+  if (capturing) {
     Napi::Object c = capture.As<Napi::Object>();
-    auto str = [&](const char* k) {
+    auto types = [&](const char* k, std::string* out) {
       Napi::Value v = c.Get(k);
-      return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+      if (v.IsUndefined()) return true;
+      if (!v.IsString()) {
+        ThrowTypeError(env, std::string("pump: capture.") + k + " must be a string of message types");
+        return false;
+      }
+      *out = v.As<Napi::String>().Utf8Value();
+      return true;
     };
-    auto num = [&](const char* k, double d) {
-      Napi::Value v = c.Get(k);
-      return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : d;
-    };
-    CaptureSpec fromClient{str("fromClient"), static_cast<uint32_t>(num("fromClientMaxBytes", num("maxBytes", 65536))), 0};
-    CaptureSpec fromUpstream{str("fromUpstream"), static_cast<uint32_t>(num("maxBytes", 65536)),
-                             static_cast<uint64_t>(num("maxRowBytes", 0))};
+    double maxBytes = 0, clientMaxBytes = 0, maxRowBytes = 0;
+    if (!types("fromClient", &fromClient.types) || !types("fromUpstream", &fromUpstream.types) ||
+        !ReadIntegerOption(env, c, "maxBytes", 0, kMaxCaptureBytes, 65536, &maxBytes) ||
+        !ReadIntegerOption(env, c, "fromClientMaxBytes", 0, kMaxCaptureBytes, maxBytes, &clientMaxBytes) ||
+        !ReadIntegerOption(env, c, "maxRowBytes", 0, kJsMaxSafeInteger, 0, &maxRowBytes))
+      return env.Undefined();
+    fromClient.maxBytes = static_cast<uint32_t>(clientMaxBytes);
+    fromUpstream.maxBytes = static_cast<uint32_t>(maxBytes);
+    fromUpstream.maxRowBytes = static_cast<uint64_t>(maxRowBytes);
+  }
+  Napi::Value expiresIn = opts.Get("expiresInMs");
+  double expiresInMs = -1;
+  if (!expiresIn.IsUndefined() && !ReadFinite(env, expiresIn, "pump: expiresInMs", 0, kJsMaxSafeInteger, &expiresInMs)) return env.Undefined();
+  Napi::Value expiryMessage = opts.Get("expiryMessage");
+  if (!expiryMessage.IsUndefined() && !expiryMessage.IsString()) return ThrowTypeError(env, "pump: expiryMessage must be a string");
+  Napi::Value early = opts.Get("earlyClientBytes");
+  if (!early.IsUndefined() && !early.IsBuffer()) return ThrowTypeError(env, "pump: earlyClientBytes must be a Buffer");
+
+  auto* bridge = new PumpBridge(env, a, b, a->conn(), b->conn(), protocol, static_cast<size_t>(highWater), info[3].As<Napi::Function>(),
+                                onStatement);
+  if (capturing) {
+    if (nativeRecord.IsObject()) bridge->recorder_ = std::make_unique<StatementRecorder>(recordSink, recordSession, recordConnection);
     bridge->pump.SetCapture(fromClient, fromUpstream);
-    if (!bridge->recorder_) bridge->onCapture_ = Napi::Persistent(opts.Get("onCapture").As<Napi::Function>());
+    if (!bridge->recorder_) bridge->onCapture_ = Napi::Persistent(onCapture.As<Napi::Function>());
   }
   bridge->pump.SetReuseUpstream(opts.Get("reuseUpstream").ToBoolean().Value());
-  Napi::Value expiresIn = opts.Get("expiresInMs");
-  if (expiresIn.IsNumber()) {
-    double ms = expiresIn.As<Napi::Number>().DoubleValue();
-    Napi::Value msg = opts.Get("expiryMessage");
-    bridge->pump.SetDeadline(uv_now(io.loop) + static_cast<uint64_t>(ms > 0 ? ms : 0),
-                             msg.IsString() ? msg.As<Napi::String>().Utf8Value() : std::string());
+  if (expiresInMs >= 0) {
+    bridge->pump.SetDeadline(uv_now(io.loop) + static_cast<uint64_t>(expiresInMs),
+                             expiryMessage.IsString() ? expiryMessage.As<Napi::String>().Utf8Value() : std::string());
   }
-  a->AttachPump(bridge);
+  a->AttachPump(bridge);  // each holds the bridge until its close (or DetachPump)
   b->AttachPump(bridge);
   liveSessions++;
+  PumpBridge::Entry entry(bridge);
   // Client bytes read during setup go through the pump like any others (inspection too).
-  Napi::Value early = opts.Get("earlyClientBytes");
   if (early.IsBuffer()) {
     auto e = early.As<Napi::Buffer<char>>();
     if (e.Length() > 0) bridge->pump.FeedEarlyClientBytes(e.Data(), e.Length());
@@ -166,18 +228,23 @@ Napi::Value VgAddon::StartPump(const Napi::CallbackInfo& info) {
 // endPump(client, reason, finalBytes?): ends a pumped session from the gateway's side.
 Napi::Value VgAddon::EndPump(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsString()) {
-    Napi::TypeError::New(env, "endPump(connection, reason[, finalBytes])").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  ConnWrap* w = ConnWrap::Unwrap(info[0].As<Napi::Object>());
-  if (!w || !w->pump()) return Napi::Boolean::New(env, false);
+  ConnWrap* w = UnwrapTagged<ConnWrap>(env, info[0], ConnWrap::kTag, "a Connection");
+  if (!w) return env.Undefined();
+  if (!info[1].IsString()) return ThrowTypeError(env, "endPump: reason must be a string");
+  CloseReason reason;
+  if (!GatewayEndReasonFromName(info[1].As<Napi::String>().Utf8Value(), &reason))
+    return ThrowError(env, "endPump: reason must be 'policy-revoked', 'shutdown', 'recording-failed' or 'closed'", kErrInvalidArgValue);
+  if (!info[2].IsUndefined() && !info[2].IsBuffer()) return ThrowTypeError(env, "endPump: finalBytes must be a Buffer");
+  if (info[2].IsBuffer() && info[2].As<Napi::Buffer<char>>().Length() > kMaxEndPumpFinalBytes)
+    return ThrowRangeError(env, "endPump: finalBytes must be at most " + std::to_string(kMaxEndPumpFinalBytes) + " bytes");
+  if (!w->pump()) return Napi::Boolean::New(env, false);
   std::string bytes;
-  if (info.Length() >= 3 && info[2].IsBuffer()) {
+  if (info[2].IsBuffer()) {
     auto b = info[2].As<Napi::Buffer<char>>();
     bytes.assign(b.Data(), b.Length());
   }
-  w->pump()->pump.End(info[1].As<Napi::String>().Utf8Value(), bytes.data(), bytes.size());
+  PumpBridge::Entry entry(w->pump());
+  w->pump()->pump.End(reason, bytes.data(), bytes.size());
   io.Flush();
   return Napi::Boolean::New(env, true);
 }
@@ -185,13 +252,13 @@ Napi::Value VgAddon::EndPump(const Napi::CallbackInfo& info) {
 // releaseStatement(client, holdId): forwards a statement held by onStatement.
 Napi::Value VgAddon::ReleaseStatement(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsNumber()) {
-    Napi::TypeError::New(env, "releaseStatement(connection, holdId)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  ConnWrap* w = ConnWrap::Unwrap(info[0].As<Napi::Object>());
-  if (!w || !w->pump()) return Napi::Boolean::New(env, false);
-  w->pump()->pump.Release(static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value()));
+  ConnWrap* w = UnwrapTagged<ConnWrap>(env, info[0], ConnWrap::kTag, "a Connection");
+  if (!w) return env.Undefined();
+  double holdId = 0;
+  if (!ReadInteger(env, info[1], "releaseStatement: holdId", 0, kJsMaxSafeInteger, &holdId)) return env.Undefined();
+  if (!w->pump()) return Napi::Boolean::New(env, false);
+  PumpBridge::Entry entry(w->pump());
+  w->pump()->pump.Release(static_cast<uint64_t>(holdId));
   io.Flush();
   return Napi::Boolean::New(env, true);
 }

@@ -14,10 +14,35 @@ namespace vg {
 
 class ConnWrap;
 
+// Ownership and re-entrancy. A PumpBridge owns itself and is deleted by its last Drop():
+// each attached ConnWrap holds it (released in ConnWrap::OnClosed, or DetachPump when the
+// upstream is kept), and so does every Entry, i.e. every call into the Pump on the stack (a
+// read, a drain, a close, endPump/releaseStatement from JavaScript). So it is never deleted
+// while a Pump method runs, even when JavaScript called from inside one (onStatement,
+// onCapture, onEnd) ends the session, releases a statement or destroys a connection.
+// JavaScript called from inside the pump runs in a callback scope opened by the outermost
+// Entry (EnterJs): microtasks and nextTicks run when that Entry ends, after the chunk was
+// processed, never in the middle of a parse.
 class PumpBridge : public PumpObserver {
  public:
   PumpBridge(Napi::Env env, ConnWrap* client, ConnWrap* upstream, Conn* c, Conn* u, PumpProtocol protocol,
              size_t highWater, Napi::Function onEnd, Napi::Value onStatement);
+  ~PumpBridge() override;
+  void Hold() { holds_++; }
+  void Drop() {
+    if (--holds_ == 0) delete this;
+  }
+  class Entry {
+   public:
+    explicit Entry(PumpBridge* b);
+    ~Entry();
+    Entry(const Entry&) = delete;
+    Entry& operator=(const Entry&) = delete;
+
+   private:
+    PumpBridge* b_;
+    Napi::HandleScope scope_;
+  };
   void OnPumpEnd(const PumpStats& stats) override;
   Verdict OnStatement(uint8_t type, const std::string& text, StatementRefusal* refusal, uint64_t* holdId) override;
   void OnCapture(bool fromClient, uint8_t type, const std::string& body, uint32_t length) override;
@@ -33,6 +58,11 @@ class PumpBridge : public PumpObserver {
   Napi::ObjectReference clientRef_;
   Napi::ObjectReference upstreamRef_;
   ConnWrap* upstreamWrap_;
+  // Before any call into JavaScript from inside the pump (see above).
+  void EnterJs();
+  int holds_ = 0;
+  int depth_ = 0;  // Entries on the stack
+  napi_callback_scope callbackScope_ = nullptr;
 };
 
 }  // namespace vg

@@ -219,7 +219,7 @@ void Conn::WriteRaw(const char* data, size_t len) {
       data += r;
       len -= static_cast<size_t>(r);
     } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
-      Fail("write-error", uv_err_name(r));
+      Fail(CloseReason::WriteError, uv_err_name(r));
       return;
     }
     if (len == 0) return;
@@ -232,7 +232,7 @@ void Conn::WriteRaw(const char* data, size_t len) {
   int r = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(tcp_), &b, 1, OnWrite);
   if (r != 0) {
     free(w);
-    Fail("write-error", uv_err_name(r));
+    Fail(CloseReason::WriteError, uv_err_name(r));
     return;
   }
   queued_ += len;
@@ -249,7 +249,7 @@ void Conn::OnWrite(uv_write_t* req, int status) {
   c->queued_ -= w->len;
   free(w);
   if (status < 0) {
-    if (status != UV_ECANCELED && !c->closing_) c->Fail("write-error", uv_err_name(status));
+    if (status != UV_ECANCELED && !c->closing_) c->Fail(CloseReason::WriteError, uv_err_name(status));
     else if (c->closeAfterDrain_ && c->queued_ == 0) c->FinishClose();
     return;
   }
@@ -263,17 +263,17 @@ void Conn::OnWrite(uv_write_t* req, int status) {
   }
 }
 
-void Conn::Write(const char* data, size_t len) {
-  if (closing_) return;
+bool Conn::Write(const char* data, size_t len) {
+  if (closing_) return false;
   if (ssl_) {
-    if (!handshakeDone_) return;  // programmer error; the JS layer never writes before the handshake
+    if (!handshakeDone_) return false;  // see tlsPending(): the bindings refuse such writes
     EnsureNoOpenSslError();
     while (len > 0) {
       int n = static_cast<int>(len < kTlsRecordPlaintext ? len : kTlsRecordPlaintext);
       int r = SSL_write(ssl_, data, n);
       if (r <= 0) {
-        Fail("tls-error", TakeOpenSslError("TLS write failed"));
-        return;
+        Fail(CloseReason::TlsError, TakeOpenSslError("TLS write failed"));
+        return false;
       }
       data += r;
       len -= static_cast<size_t>(r);
@@ -281,6 +281,7 @@ void Conn::Write(const char* data, size_t len) {
   } else {
     QueueRaw(data, len);
   }
+  return true;
 }
 
 void Conn::PauseRead() {
@@ -318,9 +319,9 @@ void Conn::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   if (nread == 0) return;
   if (nread < 0) {
     if (nread == UV_EOF) {
-      c->Close("eof", "");
+      c->Close(CloseReason::Eof, "");
     } else if (nread != UV_ENOBUFS) {
-      c->Fail("read-error", uv_err_name(static_cast<int>(nread)));
+      c->Fail(CloseReason::ReadError, uv_err_name(static_cast<int>(nread)));
     }
     c->io_->Flush();
     return;
@@ -370,7 +371,7 @@ bool Conn::DriveHandshake() {
   }
   io_->Flush();  // let the alert reach the peer
   events_->OnHandshake(this, &msg);
-  Destroy("tls-handshake", msg);
+  Destroy(CloseReason::TlsHandshake, msg);
   return false;
 }
 
@@ -407,17 +408,17 @@ void Conn::DrainTls() {
     }
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return;
     if (err == SSL_ERROR_ZERO_RETURN) {
-      Close("eof", "close_notify");
+      Close(CloseReason::Eof, "close_notify");
       return;
     }
-    Fail("tls-error", err == SSL_ERROR_SSL ? tlsError : std::string("connection closed without close_notify"));
+    Fail(CloseReason::TlsError, err == SSL_ERROR_SSL ? tlsError : std::string("connection closed without close_notify"));
     return;
   }
 }
 
-void Conn::Fail(const char* reason, const std::string& detail) { Destroy(reason, detail); }
+void Conn::Fail(CloseReason reason, const std::string& detail) { Destroy(reason, detail); }
 
-void Conn::Close(const char* reason, const std::string& detail) {
+void Conn::Close(CloseReason reason, const std::string& detail) {
   if (closing_) return;
   closing_ = true;
   reason_ = reason;
@@ -452,7 +453,7 @@ void Conn::Close(const char* reason, const std::string& detail) {
   }
 }
 
-void Conn::Destroy(const char* reason, const std::string& detail) {
+void Conn::Destroy(CloseReason reason, const std::string& detail) {
   if (!closing_) {
     closing_ = true;
     reason_ = reason;
@@ -550,6 +551,43 @@ std::vector<unsigned char> Conn::ServerEndPoint() const {
   X509_free(cert);
   ERR_clear_error();
   return out;
+}
+
+const char* CloseReasonName(CloseReason r) {
+  switch (r) {
+    case CloseReason::None: return "";
+    case CloseReason::Closed: return "closed";
+    case CloseReason::Eof: return "eof";
+    case CloseReason::ReadError: return "read-error";
+    case CloseReason::WriteError: return "write-error";
+    case CloseReason::TlsError: return "tls-error";
+    case CloseReason::TlsHandshake: return "tls-handshake";
+    case CloseReason::AcceptFailed: return "accept-failed";
+    case CloseReason::ConnectFailed: return "connect-failed";
+    case CloseReason::PeerClosed: return "peer-closed";
+    case CloseReason::ClientEof: return "client-eof";
+    case CloseReason::UpstreamEof: return "upstream-eof";
+    case CloseReason::ClientError: return "client-error";
+    case CloseReason::UpstreamError: return "upstream-error";
+    case CloseReason::ClientTerminate: return "client-terminate";
+    case CloseReason::ProtocolError: return "protocol-error";
+    case CloseReason::TokenExpired: return "token-expired";
+    case CloseReason::UnreadableSetting: return "unreadable-setting";
+    case CloseReason::PolicyRevoked: return "policy-revoked";
+    case CloseReason::Shutdown: return "shutdown";
+    case CloseReason::RecordingFailed: return "recording-failed";
+  }
+  return "unknown";
+}
+
+bool GatewayEndReasonFromName(const std::string& name, CloseReason* out) {
+  for (CloseReason r : {CloseReason::PolicyRevoked, CloseReason::Shutdown, CloseReason::RecordingFailed, CloseReason::Closed}) {
+    if (name == CloseReasonName(r)) {
+      *out = r;
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace vg

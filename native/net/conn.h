@@ -16,6 +16,39 @@ namespace vg {
 
 class Conn;
 
+// Why a connection (or a pumped session) ended. One list for both: the pump closes its
+// connections with its own reasons, and JavaScript reads them as strings (CloseReasonName).
+enum class CloseReason : uint8_t {
+  None,  // not closed (yet)
+  Closed,  // closed by its owner (close()/destroy())
+  Eof,  // the peer closed (FIN or TLS close_notify)
+  ReadError,
+  WriteError,
+  TlsError,
+  TlsHandshake,
+  AcceptFailed,
+  ConnectFailed,
+  PeerClosed,  // the other leg of a pumped session ended
+  // Pumped sessions (PumpStats::reason and the pump's closes):
+  ClientEof,
+  UpstreamEof,
+  ClientError,
+  UpstreamError,
+  ClientTerminate,
+  ProtocolError,
+  TokenExpired,
+  UnreadableSetting,
+  // Ended from the gateway's side by endPump():
+  PolicyRevoked,
+  Shutdown,
+  RecordingFailed,
+};
+
+// The reason as JavaScript sees it ('eof', 'client-eof', 'policy-revoked', ...); "" for None.
+const char* CloseReasonName(CloseReason r);
+// The reasons endPump() accepts from JavaScript; false for any other name.
+bool GatewayEndReasonFromName(const std::string& name, CloseReason* out);
+
 // Read size per libuv read; also the largest plaintext burst handed on at once.
 constexpr size_t kReadBufferBytes = 64 * 1024;
 // Plaintext written into one TLS record at most (the TLS maximum).
@@ -66,16 +99,20 @@ class Conn {
   bool StartTls(SSL_CTX* ctx, bool server, const std::string& servername, const std::vector<std::string>& alpn,
                 const char* initial, size_t initialLen, std::string* error);
   // Writes plaintext (encrypting when TLS is up). Copies what cannot be written at once.
-  void Write(const char* data, size_t len);
+  // Returns false, writing nothing, when the connection is closing or its TLS handshake has
+  // not completed (tlsPending(): the caller must wait for OnHandshake; the bindings throw).
+  bool Write(const char* data, size_t len);
   void PauseRead();
   void ResumeRead();
   // Graceful: close_notify, flush, close. Forced: close now.
-  void Close(const char* reason, const std::string& detail);
-  void Destroy(const char* reason, const std::string& detail);
+  void Close(CloseReason reason, const std::string& detail);
+  void Destroy(CloseReason reason, const std::string& detail);
 
   bool closed() const { return closing_; }
+  // TLS was started and its handshake has not completed: writes are refused until it has.
+  bool tlsPending() const { return ssl_ != nullptr && !handshakeDone_; }
   size_t queuedBytes() const { return queued_; }
-  const std::string& closeReason() const { return reason_; }
+  CloseReason closeReason() const { return reason_; }
   const std::string& closeDetail() const { return detail_; }
   std::string RemoteAddress(int* port) const;
   // TLS facts after the handshake.
@@ -109,7 +146,7 @@ class Conn {
   void HandleInput(const char* data, size_t len);
   bool DriveHandshake();
   void DrainTls();
-  void Fail(const char* reason, const std::string& detail);
+  void Fail(CloseReason reason, const std::string& detail);
   void FinishClose();
 
   std::shared_ptr<ThreadIo> io_;
@@ -127,7 +164,7 @@ class Conn {
   uv_timer_t* closeTimer_ = nullptr;
   size_t queued_ = 0;
   size_t lowWater_ = 64 * 1024;
-  std::string reason_;
+  CloseReason reason_ = CloseReason::None;
   std::string detail_;
 };
 

@@ -130,7 +130,7 @@ void Pump::TrackClientStart(uint8_t type) {
   if (type == 'X') {
     // PostgreSQL reads nothing after Terminate: neither does the gateway.
     clientTerminated_ = true;
-    if (stats_.reason.empty()) stats_.reason = "client-terminate";
+    if (stats_.reason == CloseReason::None) stats_.reason = CloseReason::ClientTerminate;
     terminateAt_ = clientParser_.messageStart();
     clientParser_.StopAfterMessage();
     return;
@@ -241,7 +241,8 @@ bool Pump::UpstreamIdle() const {
 
 bool Pump::UpstreamReusable() const {
   return UpstreamIdle() && (!clientTerminated_ || terminateHeld_) &&
-         (stats_.reason == "client-eof" || stats_.reason == "client-error" || stats_.reason == "client-terminate");
+         (stats_.reason == CloseReason::ClientEof || stats_.reason == CloseReason::ClientError ||
+          stats_.reason == CloseReason::ClientTerminate);
 }
 
 void Pump::FinishTerminate() {
@@ -250,8 +251,8 @@ void Pump::FinishTerminate() {
   if (!replies_.Empty() && !upstreamClosed_ && !upstream_->closed()) return;  // earlier requests still being answered
   terminateFinished_ = true;
   if (UpstreamIdle()) {
-    if (stats_.reason.empty()) stats_.reason = "client-terminate";
-    client_->Close("client-terminate", "");
+    if (stats_.reason == CloseReason::None) stats_.reason = CloseReason::ClientTerminate;
+    client_->Close(CloseReason::ClientTerminate, "");
     return;
   }
   terminateHeld_ = false;
@@ -277,22 +278,22 @@ void Pump::CheckDeadline() {
   if (deadline_ != 0 && !expired_ && client_->Now() >= deadline_) expired_ = true;
 }
 
-void Pump::Terminate(const std::string& reason, const char* finalBytes, size_t len) {
-  if (stats_.reason.empty()) stats_.reason = reason;
+void Pump::Terminate(CloseReason reason, const char* finalBytes, size_t len) {
+  if (stats_.reason == CloseReason::None) stats_.reason = reason;
   if (len > 0 && !client_->closed()) client_->Write(finalBytes, len);
-  client_->Close(reason.c_str(), "");
-  upstream_->Close(reason.c_str(), "");
+  client_->Close(reason, "");
+  upstream_->Close(reason, "");
 }
 
 void Pump::EndExpired() {
-  if (stats_.reason.empty()) {
-    stats_.reason = "token-expired";
+  if (stats_.reason == CloseReason::None) {
+    stats_.reason = CloseReason::TokenExpired;
     stats_.detail = expiryMessage_;
   }
   std::string fatal = FatalResponse("28P01", expiryMessage_.empty() ? "access token expired; reconnect with a fresh token" : expiryMessage_);
   client_->Write(fatal.data(), fatal.size());
-  client_->Close("token-expired", "");
-  upstream_->Close("token-expired", "");
+  client_->Close(CloseReason::TokenExpired, "");
+  upstream_->Close(CloseReason::TokenExpired, "");
 }
 
 void Pump::UpstreamInspector::OnMessageStart(uint8_t type, uint32_t length) {
@@ -367,13 +368,13 @@ void Pump::OnPlaintext(Conn* from, const char* data, size_t len) {
     PgFrameResult r = parser.Feed(reinterpret_cast<const uint8_t*>(data), len, cb);
     if (r.status == PgFrameStatus::Error) {
       // Fail closed: a frame we cannot parse ends the session; nothing of it is forwarded.
-      if (stats_.reason.empty()) {
-        stats_.reason = "protocol-error";
+      if (stats_.reason == CloseReason::None) {
+        stats_.reason = CloseReason::ProtocolError;
         stats_.detail = std::string(fromClient ? "client: " : "upstream: ") + r.error;
       }
       deferred_.clear();  // messages of a chunk that is not forwarded are not recorded as sent
-      client_->Destroy("protocol-error", stats_.detail);
-      upstream_->Destroy("protocol-error", stats_.detail);
+      client_->Destroy(CloseReason::ProtocolError, stats_.detail);
+      upstream_->Destroy(CloseReason::ProtocolError, stats_.detail);
       return;
     }
     if (fromClient && clientTerminated_) {
@@ -411,7 +412,7 @@ void Pump::OnPlaintext(Conn* from, const char* data, size_t len) {
         "0A000", "the session's " + setting +
                      " is one the gateway cannot read statements in, and read access is checked per statement; "
                      "reconnect with client_encoding UTF8 and standard_conforming_strings on");
-    Terminate("unreadable-setting", fatal.data(), fatal.size());
+    Terminate(CloseReason::UnreadableSetting, fatal.data(), fatal.size());
     return;
   }
   if (clientTerminated_) FinishTerminate();
@@ -439,10 +440,11 @@ void Pump::OnClosed(Conn* c) {
     if (upstreamClosed_) return;
     upstreamClosed_ = true;
   }
-  if (stats_.reason.empty()) {
-    const std::string& why = c->closeReason();
-    std::string side = isClient ? "client" : "upstream";
-    stats_.reason = why == "eof" ? side + "-eof" : why == "closed" ? "closed" : side + "-error";
+  if (stats_.reason == CloseReason::None) {
+    CloseReason why = c->closeReason();
+    stats_.reason = why == CloseReason::Eof      ? (isClient ? CloseReason::ClientEof : CloseReason::UpstreamEof)
+                    : why == CloseReason::Closed ? CloseReason::Closed
+                                                 : (isClient ? CloseReason::ClientError : CloseReason::UpstreamError);
     stats_.detail = c->closeDetail();
   }
   Conn* other = isClient ? upstream_ : client_;
@@ -454,7 +456,7 @@ void Pump::OnClosed(Conn* c) {
   } else {
     if (isClient && terminateHeld_ && !upstreamClosed_ && !upstream_->closed()) upstream_->Write("X\0\0\0\4", 5);
     // Deliver what the other side is still owed, then close it.
-    other->Close("peer-closed", "");
+    other->Close(CloseReason::PeerClosed, "");
   }
   if (clientClosed_ && upstreamClosed_ && !ended_) {
     ended_ = true;

@@ -23,7 +23,7 @@ struct PumpStats {
   // The client left while the upstream was idle (ReadyForQuery 'I', nothing in flight): the
   // upstream was NOT closed and is the owner's again, paused, for reuse (SetReuseUpstream).
   bool upstreamKept = false;
-  std::string reason;
+  CloseReason reason = CloseReason::None;
   std::string detail;
 };
 
@@ -53,6 +53,14 @@ class PumpObserver {
 };
 
 enum class PumpProtocol { Raw, Postgres };
+
+// Bytes queued toward one side before the other stops being read (pump highWaterBytes):
+// the range the bindings accept (server.limits.pump_high_water has the same one).
+constexpr size_t kMinPumpHighWaterBytes = 16 * 1024;
+constexpr size_t kMaxPumpHighWaterBytes = 64 * 1024 * 1024;
+constexpr size_t kDefaultPumpHighWaterBytes = 256 * 1024;
+// Largest capture body (CaptureSpec::maxBytes) the bindings accept.
+constexpr uint32_t kMaxCaptureBytes = 16 * 1024 * 1024;
 
 // Longest statement buffered for inspection; a longer one is refused (fail closed).
 constexpr uint32_t kMaxInspectedStatementBytes = 1024 * 1024;
@@ -84,7 +92,7 @@ class Pump {
   void OnDrain(Conn* c);
   void OnClosed(Conn* c);
   bool ended() const { return ended_; }
-  void End(const std::string& reason, const char* finalBytes, size_t len) { Terminate(reason, finalBytes, len); }
+  void End(CloseReason reason, const char* finalBytes, size_t len) { Terminate(reason, finalBytes, len); }
   // Releases a held statement (and what queued behind it, up to the next hold).
   void Release(uint64_t holdId);
   size_t GatedBytes() const {
@@ -209,7 +217,7 @@ class Pump {
   void FinishTerminate();
   // Ends the session from the gateway's side: `finalBytes` (e.g. ErrorResponse FATAL) go to
   // the client after everything already queued, then both legs close.
-  void Terminate(const std::string& reason, const char* finalBytes, size_t len);
+  void Terminate(CloseReason reason, const char* finalBytes, size_t len);
   // Marks the session expired when a statement arrives past the deadline.
   void CheckDeadline();
   void EndExpired();

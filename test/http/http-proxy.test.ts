@@ -285,6 +285,28 @@ describe('guard', () => {
     assert.equal(ok.status, 200);
   });
 
+  it('does not trust JSON types: with_vector 1 or "true" asks for vectors (403), a limit that is not a number is refused (400); nothing forwarded', async () => {
+    const before = upstream.seen.length;
+    for (const v of [1, 'true', 'false', 0, [], {}]) {
+      const r = await call(gw.port, 'POST', '/collections/docs/points/search', { token: reader, body: { vector: fixtureVector(1), limit: 3, with_vector: v } });
+      assert.equal(r.status, 403, `with_vector: ${JSON.stringify(v)}`);
+      assert.equal(errorOf(r).code, 'ERR_VG_ACCESS_DENIED');
+    }
+    const plural = await call(gw.port, 'POST', '/collections/docs/points/scroll', { token: reader, body: { limit: 3, with_vectors: 'yes' } });
+    assert.equal(plural.status, 403);
+    for (const limit of ['1000', '5', true, [1000], { n: 1000 }]) {
+      const r = await call(gw.port, 'POST', '/collections/docs/points/search', { token: reader, body: { vector: fixtureVector(1), limit } });
+      assert.equal(r.status, 400, `limit: ${JSON.stringify(limit)}`);
+      assert.equal(r.headers['content-type'], 'application/json');
+      assert.equal(errorOf(r).code, 'ERR_VG_HTTP_BAD_REQUEST');
+      assert.match(errorOf(r).message, /limit in the body of points\.search must be a JSON number/);
+    }
+    assert.equal(upstream.seen.length, before, 'nothing reached the upstream');
+    // false and null are "no vectors" / "no limit", as for the upstream.
+    const ok = await call(gw.port, 'POST', '/collections/docs/points/scroll', { token: reader, body: { limit: null, with_vector: null, with_vectors: false } });
+    assert.equal(ok.status, 200, ok.body.toString());
+  });
+
   it('413 when an inspected body is over max_inspect_body, 400 when it is not JSON', async () => {
     const big = JSON.stringify({ vector: fixtureVector(1), limit: 3, pad: 'x'.repeat(INSPECT_CAP) });
     const r = await call(gw.port, 'POST', '/collections/docs/points/search', { token: reader, body: big });

@@ -15,7 +15,7 @@ const FLAVORS: HttpFlavor[] = ['qdrant', 'chroma', 'milvus', 'opensearch', 'gene
 /** What the guard decides on: valid or not (and why), vectors asked or not, the largest limit. */
 function decision(f: Findings | 'invalid' | 'too-deep'): string {
   if (typeof f === 'string') return f;
-  return JSON.stringify({ vectors: f.vectors !== null, limit: f.limit?.value ?? null });
+  return JSON.stringify({ vectors: f.vectors !== null, limit: f.limit?.value ?? null, notNumber: f.notNumber !== null });
 }
 
 function sameAsReference(text: string | Buffer, flavors: HttpFlavor[] = FLAVORS): void {
@@ -36,6 +36,17 @@ describe('scanner agrees with JSON.parse on hand-picked bodies', () => {
     '{"with_vector":{"a":1}}',
     '{"with_vector":null}',
     '{"with_vector":1}',
+    '{"with_vector":"true"}',
+    '{"with_vector":"false"}',
+    '{"with_vector":0}',
+    '{"with_vectors":[[]]}',
+    '{"limit":"1000"}',
+    '{"limit":null}',
+    '{"limit":true}',
+    '{"limit":false}',
+    '{"limit":[1000]}',
+    '{"limit":{}}',
+    '{"top":"5","limit":3}',
     '{"x":"with_vector","limit":"5000","note":"\\"limit\\": 9000"}',
     '{"with\\u005fvector":true}',
     '{"li\\u006dit":7777}',
@@ -115,7 +126,7 @@ describe('scanner reads every occurrence of a key', () => {
     assert.equal(f.vectors, 'with_vector: true');
     assert.deepEqual(f.limit, { key: 'limit', value: 5000 });
     // JSON.parse keeps only the last: the reference sees neither.
-    assert.equal(decision(parsedFindings('qdrant', body)), JSON.stringify({ vectors: false, limit: 1 }));
+    assert.equal(decision(parsedFindings('qdrant', body)), JSON.stringify({ vectors: false, limit: 1, notNumber: false }));
   });
 
   it('names the key and shows its value in the refusal text', () => {
@@ -207,6 +218,7 @@ describe('scanner agrees with JSON.parse on generated bodies', () => {
           // Duplicates may appear: the scanner sees every occurrence, the reference only the last.
           if (p.vectors !== null) assert.notEqual(s.vectors, null, text);
           if (p.limit !== null) assert.ok(s.limit !== null && s.limit.value >= p.limit.value, text);
+          if (p.notNumber !== null) assert.notEqual(s.notNumber, null, text);
         }
       }),
       { numRuns: 3000 },

@@ -21,12 +21,12 @@ export interface GuardRefusal {
 }
 
 interface FlavorKeys {
-  /** Keys whose truthy value (true or a non-empty list) asks for vectors back. */
+  /** Keys that ask for vectors back unless `false` or `null` (any other value: `true`, `1`, `"true"`, a list, a selector). */
   vectorFlags: readonly string[];
   /** Keys holding a list that asks for vectors back when it contains one of `vectorIncludes`. */
   includeLists: readonly string[];
   vectorIncludes: readonly string[];
-  /** Numeric keys that set a top-k or page size. */
+  /** Numeric keys that set a top-k or page size; any other value but `null` is refused (400). */
   limitKeys: readonly string[];
 }
 
@@ -88,6 +88,7 @@ function listGroups(guard: GuardConfig): string {
 export interface Findings {
   vectors: string | null; // the key that asked for vectors
   limit: { key: string; value: number } | null; // the largest limit seen
+  notNumber: { key: string; value: string } | null; // a limit key given something other than a number (its JSON text)
 }
 
 /**
@@ -102,6 +103,10 @@ export function guardBody(flavor: HttpFlavor, route: RouteDecision, body: Buffer
   }
   if (found === 'too-deep') {
     return { status: 400, code: 'ERR_VG_HTTP_BAD_REQUEST', message: `the JSON body of ${route.operation} nests deeper than ${MAX_INSPECT_JSON_DEPTH} levels` };
+  }
+  if (found.notNumber !== null) {
+    // Whatever the upstream would make of it ("1000" read as 1000), the guard judges numbers only.
+    return { status: 400, code: 'ERR_VG_HTTP_BAD_REQUEST', message: `${found.notNumber.key} in the body of ${route.operation} must be a JSON number (got ${found.notNumber.value})` };
   }
   if (found.vectors !== null && !mayReturnVectors(guard, groups)) {
     return {
@@ -129,9 +134,15 @@ export function scannedFindings(flavor: HttpFlavor, body: Buffer): Findings | 'i
   if (!r.ok) return r.reason;
   const f = r.findings;
   let vectors: string | null = null;
-  if (f.flag !== null) vectors = `${f.flag.key}: ${JSON.stringify(JSON.parse(jsonValueText(body, f.flag.valueStart))).slice(0, 60)}`;
+  if (f.flag !== null) vectors = `${f.flag.key}: ${valueText(body, f.flag.valueStart)}`;
   else if (f.listHit !== null) vectors = `${f.listHit.key} contains "${f.listHit.value}"`;
-  return { vectors, limit: f.number };
+  const notNumber = f.notNumber === null ? null : { key: f.notNumber.key, value: valueText(body, f.notNumber.valueStart) };
+  return { vectors, limit: f.number, notNumber };
+}
+
+/** A value of a body the scanner accepted, as compact JSON for a message (at most 60 characters). */
+function valueText(body: Buffer, start: number): string {
+  return JSON.stringify(JSON.parse(jsonValueText(body, start))).slice(0, 60);
 }
 
 /** What a body asks for, from JSON.parse and a walk of the document (the reference reading; Weaviate's GraphQL text). */
@@ -147,7 +158,7 @@ export function parsedFindings(flavor: HttpFlavor, body: Buffer): Findings | 'in
 
 /** Iterative walk (no recursion: hostile nesting cannot blow the stack). */
 function walk(doc: unknown, keys: FlavorKeys): Findings | 'too-deep' {
-  const out: Findings = { vectors: null, limit: null };
+  const out: Findings = { vectors: null, limit: null, notNumber: null };
   const stack: { v: unknown; depth: number }[] = [{ v: doc, depth: 0 }];
   while (stack.length > 0) {
     const { v, depth } = stack.pop()!;
@@ -163,19 +174,24 @@ function walk(doc: unknown, keys: FlavorKeys): Findings | 'too-deep' {
         const hit = val.find((x) => typeof x === 'string' && keys.vectorIncludes.includes(x));
         if (hit !== undefined) out.vectors ??= `${k} contains "${String(hit)}"`;
       }
-      if (keys.limitKeys.includes(k) && typeof val === 'number' && (out.limit === null || val > out.limit.value)) out.limit = { key: k, value: val };
+      if (keys.limitKeys.includes(k)) {
+        if (typeof val === 'number') {
+          if (out.limit === null || val > out.limit.value) out.limit = { key: k, value: val };
+        } else if (val !== null) out.notNumber ??= { key: k, value: JSON.stringify(val).slice(0, 60) };
+      }
       if (val !== null && typeof val === 'object') stack.push({ v: val, depth: depth + 1 });
     }
   }
   return out;
 }
 
-/** Qdrant `with_vector`: true, a non-empty list of vector names, or a selector object. */
+/**
+ * Qdrant `with_vector`: anything but `false` or `null` (which Qdrant, like an absent key, reads
+ * as "no vectors") asks: `true`, a list of vector names, a selector, and also `1` or `"true"`,
+ * whatever the upstream makes of those.
+ */
 function asksForVectors(val: unknown): boolean {
-  if (val === true) return true;
-  if (Array.isArray(val)) return val.length > 0;
-  if (val !== null && typeof val === 'object') return Object.keys(val).length > 0;
-  return false;
+  return val !== false && val !== null;
 }
 
 /** Weaviate GraphQL: `_additional { vector }` asks for vectors; `limit: N` arguments cap results. */
@@ -186,7 +202,7 @@ function graphqlFindings(doc: unknown): Findings | 'too-deep' {
   };
   if (Array.isArray(doc)) doc.forEach(collect);
   else collect(doc);
-  const out: Findings = { vectors: null, limit: null };
+  const out: Findings = { vectors: null, limit: null, notNumber: null };
   for (const q of queries) {
     if (/_additional\s*\{[^}]*\bvectors?\b/.test(q)) out.vectors ??= '_additional { vector }';
     for (const m of q.matchAll(/\blimit\s*:\s*(\d+)/g)) {

@@ -11,9 +11,13 @@ const addon = native();
 
 /** What to report while scanning. Key names are compared after JSON unescaping. */
 export interface JsonKeyScanSpec {
-  /** Keys whose JSON-number value is reported (the largest one). */
+  /** Keys whose JSON-number value is reported (the largest one); any other value but `null` is reported as not a number. */
   numberKeys: ReadonlySet<string>;
-  /** Keys whose value asks for something when it is `true`, a non-empty array or a non-empty object. */
+  /**
+   * Keys whose value asks for something unless it is `false` or `null` (JSON's "not set"):
+   * `true`, `1`, `"true"`, `[]`, `{}` all ask. Types are not trusted: an upstream may read
+   * `"true"` or `1` as true.
+   */
   flagKeys: ReadonlySet<string>;
   /** Keys holding a list: reported when one of its direct string elements is in `listValues`. */
   listKeys: ReadonlySet<string>;
@@ -27,6 +31,8 @@ export interface JsonKeyScanFindings {
   listHit: { key: string; value: string } | null;
   /** The largest number given to a number key. */
   number: { key: string; value: number } | null;
+  /** The first number key given something other than a number or `null`, and where that value starts. */
+  notNumber: { key: string; valueStart: number } | null;
 }
 
 export type JsonKeyScanResult = { ok: true; findings: JsonKeyScanFindings } | { ok: false; reason: 'invalid' | 'too-deep' };
@@ -220,12 +226,12 @@ function keyLengths(spec: JsonKeyScanSpec): [number, number] {
  *
  * @example
  * scanJsonKeys(Buffer.from('{"vector":[0.1,0.2],"limit":5000}'), spec, 64);
- * // { ok: true, findings: { flag: null, listHit: null, number: { key: 'limit', value: 5000 } } }
+ * // { ok: true, findings: { flag: null, listHit: null, number: { key: 'limit', value: 5000 }, notNumber: null } }
  */
 export function scanJsonKeys(body: Buffer, spec: JsonKeyScanSpec, maxDepth: number): JsonKeyScanResult {
   const b = body;
   const n = b.length;
-  const findings: JsonKeyScanFindings = { flag: null, listHit: null, number: null };
+  const findings: JsonKeyScanFindings = { flag: null, listHit: null, number: null, notNumber: null };
   // Keys are only decoded when their length could match a wanted key.
   const [minKey, maxKey] = keyLengths(spec);
   const kinds = new Uint8Array(maxDepth + 1);
@@ -249,7 +255,8 @@ export function scanJsonKeys(body: Buffer, spec: JsonKeyScanSpec, maxDepth: numb
         const start = i;
         i = skipWs(b, i + 1);
         const empty = b[i] === close;
-        if ((w & WANT_FLAG) !== 0 && !empty && findings.flag === null) findings.flag = { key: wantKey, valueStart: start };
+        if ((w & WANT_FLAG) !== 0 && findings.flag === null) findings.flag = { key: wantKey, valueStart: start };
+        if ((w & WANT_NUMBER) !== 0 && findings.notNumber === null) findings.notNumber = { key: wantKey, valueStart: start };
         if (empty) {
           i++;
           state = 1;
@@ -265,6 +272,8 @@ export function scanJsonKeys(body: Buffer, spec: JsonKeyScanSpec, maxDepth: numb
         const start = i;
         i = skipString(b, i);
         if (i < 0) return INVALID;
+        if ((w & WANT_FLAG) !== 0 && findings.flag === null) findings.flag = { key: wantKey, valueStart: start };
+        if ((w & WANT_NUMBER) !== 0 && findings.notNumber === null) findings.notNumber = { key: wantKey, valueStart: start };
         if (depth > 0 && kinds[depth - 1] === WATCHED_ARRAY && findings.listHit === null) {
           const text = stringText(b, start, i, lastStringEscaped);
           if (spec.listValues.has(text)) findings.listHit = { key: listKeys[depth - 1]!, value: text };
@@ -276,6 +285,7 @@ export function scanJsonKeys(body: Buffer, spec: JsonKeyScanSpec, maxDepth: numb
         const start = i;
         i = skipNumber(b, i);
         if (i < 0) return INVALID;
+        if ((w & WANT_FLAG) !== 0 && findings.flag === null) findings.flag = { key: wantKey, valueStart: start };
         if ((w & WANT_NUMBER) !== 0) {
           const value = Number(b.toString('latin1', start, i));
           if (findings.number === null || value > findings.number.value) findings.number = { key: wantKey, value };
@@ -289,11 +299,13 @@ export function scanJsonKeys(body: Buffer, spec: JsonKeyScanSpec, maxDepth: numb
       }
       if (c === 0x74 /* t */ && matches(b, i, 'true')) {
         if ((w & WANT_FLAG) !== 0 && findings.flag === null) findings.flag = { key: wantKey, valueStart: i };
+        if ((w & WANT_NUMBER) !== 0 && findings.notNumber === null) findings.notNumber = { key: wantKey, valueStart: i };
         i += 4;
         state = 1;
         continue;
       }
       if (c === 0x66 /* f */ && matches(b, i, 'false')) {
+        if ((w & WANT_NUMBER) !== 0 && findings.notNumber === null) findings.notNumber = { key: wantKey, valueStart: i };
         i += 5;
         state = 1;
         continue;

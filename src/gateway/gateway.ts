@@ -13,7 +13,7 @@ import { VgError } from '../errors.js';
 import { TokenVerifier } from '../identity/token-verifier.js';
 import { compilePolicy, credentialFor } from '../policy/policy.js';
 import { GatewayMetrics } from '../admin/metrics.js';
-import { Recorder } from '../recording/recorder.js';
+import { RecorderThread } from '../recording/recorder-thread.js';
 import { setSensitiveSettings } from '../recording/redact-event.js';
 import { startAdminServer, type AdminServer } from '../admin/admin-server.js';
 import { assertListenAddressesFree } from './listen-probe.js';
@@ -76,7 +76,7 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
   const recordingOn = Object.values(config.connections).some((c) => c.recording !== 'off');
   setSensitiveSettings(config.recordings.redactSettings);
   const recorder = recordingOn
-    ? await Recorder.open({ dir: config.recordings.dir, durability: config.recordings.durability, retentionMs: config.recordings.retentionMs })
+    ? await RecorderThread.open({ dir: config.recordings.dir, durability: config.recordings.durability, retentionMs: config.recordings.retentionMs })
     : null;
   const retentionTimer = recorder
     ? setInterval(() => {

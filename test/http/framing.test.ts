@@ -69,7 +69,11 @@ describe('framing', () => {
     ['duplicate Content-Length (same)', () => `POST /__echo HTTP/1.1\r\nHost: x\r\n${auth()}Content-Length: 4\r\nContent-Length: 4\r\n\r\nabcd`, /^HTTP\/1\.1 400 /],
     ['Content-Length list', () => `POST /__echo HTTP/1.1\r\nHost: x\r\n${auth()}Content-Length: 4, 4\r\n\r\nabcd`, 'closed'],
     ['Content-Length with sign', () => `POST /__echo HTTP/1.1\r\nHost: x\r\n${auth()}Content-Length: +4\r\n\r\nabcd`, 'closed'],
-    ['bad chunk size', () => `POST /__echo HTTP/1.1\r\nHost: x\r\n${auth()}Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n`, 'closed'],
+    ['bad chunk size', () => `POST /__echo HTTP/1.1\r\nHost: x\r\n${auth()}Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n`, 'closed'], // uWS closes in the same read, before the 411 goes
+    // uWS 20.30 decodes these as a complete (cut) body: `{}`, then an empty one.
+    ['chunk longer than its size', () => `POST /__echo HTTP/1.1\r\nHost: x\r\n${auth()}Transfer-Encoding: chunked\r\n\r\n2\r\n{}ab\r\n0\r\n\r\n`, /^HTTP\/1\.1 411 /],
+    ['leading space in a chunk size', () => `POST /__echo HTTP/1.1\r\nHost: x\r\n${auth()}Transfer-Encoding: chunked\r\n\r\n 5\r\nhello\r\n0\r\n\r\n`, /^HTTP\/1\.1 411 /],
+    ['chunk extension', () => `POST /__echo HTTP/1.1\r\nHost: x\r\n${auth()}Transfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\n\r\n`, /^HTTP\/1\.1 411 /],
     ['TE gzip, chunked', () => `POST /__echo HTTP/1.1\r\nHost: x\r\n${auth()}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`, /^HTTP\/1\.1 501 /],
     ['obs-fold', () => `GET /__echo HTTP/1.1\r\nHost: x\r\n${auth()}X-A: b\r\n c\r\n\r\n`, 'closed'],
     ['bare LF', () => `GET /__echo HTTP/1.1\nHost: x\n${auth().replace('\r\n', '\n')}\n`, 'closed'],
@@ -96,11 +100,35 @@ describe('framing', () => {
     });
   }
 
-  it('a well-framed chunked request is re-serialized and forwarded once', async () => {
+  it('a chunked request, even a well-framed one, gets 411 with a JSON error and nothing is forwarded', async () => {
+    // uWS cannot tell a well-framed chunked body from a malformed one (request-framing.ts).
     const before = up.seen.length;
-    const out = await raw(`POST /__echo HTTP/1.1\r\nHost: x\r\n${auth()}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n`);
-    assert.match(out, /^HTTP\/1\.1 200 /);
-    assert.match(out, /"bodyBytes":5/);
-    assert.equal(up.seen.length, before + 1);
+    const out = await raw(`POST /__echo HTTP/1.1\r\nHost: x\r\n${auth()}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n`);
+    assert.match(out, /^HTTP\/1\.1 411 /);
+    assert.match(out, /\r\n\r\n\{"error":\{"code":"ERR_VG_HTTP_LENGTH_REQUIRED","message":"chunked request bodies are not accepted by this gateway; send the body with Content-Length"\}\}$/);
+    assert.equal(up.seen.length, before);
+  });
+
+  // Limits of uWebSockets.js 20.30 that no JavaScript can reach; the native front (#19) fixes them.
+  it('49 or more header fields get 431', { todo: 'uWS 20.30 holds 48 fields (HttpRequest::MAX_HEADERS 50): it waits for the rest of a head it cannot hold and closes after its 10 s idle timeout, without calling the request handler' }, async () => {
+    const many = Array.from({ length: 48 }, (_, i) => `X-${i}: v\r\n`).join('');
+    const out = await raw(`GET /__echo HTTP/1.1\r\nHost: x\r\n${auth()}${many}\r\n`);
+    assert.match(out, /^HTTP\/1\.1 431 /);
+  });
+
+  it('two pipelined requests in one write are both answered, in order', { todo: 'uWS 20.30 (and its master) closes a connection whose next request arrives while a response is pending (HttpContext.h: "denying async pipelining"); no handler runs for the second request, and the first can no longer be answered' }, async () => {
+    const req = `GET /__echo HTTP/1.1\r\nHost: x\r\n${auth()}\r\n`;
+    const out = await raw(req + req);
+    assert.equal((out.match(/HTTP\/1\.1 200 /g) ?? []).length, 2);
+  });
+
+  it('a refused HEAD request gets its status and headers, no body', async () => {
+    // On a kept-alive connection a body after the head would be read as the next response.
+    const out = await raw(`HEAD /__echo HTTP/1.1\r\nHost: x\r\n\r\n`);
+    assert.match(out, /^HTTP\/1\.1 401 /);
+    assert.match(out, /content-type: application\/json/i);
+    const length = Number(/content-length: (\d+)/i.exec(out)?.[1]);
+    assert.ok(length > 0, 'Content-Length of the body a GET would get');
+    assert.ok(out.endsWith('\r\n\r\n'), `no body after the head: ${JSON.stringify(out.slice(-80))}`);
   });
 });

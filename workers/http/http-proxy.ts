@@ -486,7 +486,6 @@ function forward(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Http
   const headers = upstreamRequestHeaders(ex.headers, { clientAddress: ex.clientAddress, clientHost: host, upstreamHost: pool.hostHeader, credential: auth.upstreamHeader });
   if (body !== null) headers['content-length'] = String(body.length);
   else if (ex.framing.kind === 'length') headers['content-length'] = String(ex.framing.length);
-  else if (ex.framing.kind === 'chunked') headers['transfer-encoding'] = 'chunked';
   const relay = new ResponseRelay(ctx, cfg, ex);
   // Stream the client's body: pause the client while the upstream connection is full.
   let waitingDrain = false;
@@ -825,22 +824,27 @@ function answerError(ex: Exchange, e: ErrorAnswer, close: boolean): void {
   ex.status = e.status;
   ex.errorCode = e.code;
   if (ex.rec && ex.stage !== 'upstream') ex.rec.decision = { allowed: false, stage: ex.stage, code: e.code, reason: e.message };
-  const bytes = answerErrorNow(ex.res, e, close && !ex.bodyEnded);
+  const bytes = answerErrorNow(ex.res, e, close && !ex.bodyEnded, ex.method === 'HEAD');
   ex.bytesOut += bytes;
   settle(ex);
 }
 
-/** Writes a JSON error answer; returns the body's size in bytes. */
-function answerErrorNow(res: HttpResponse, e: ErrorAnswer, close: boolean): number {
+/**
+ * Writes a JSON error answer; returns the body bytes sent. The answer to a HEAD request has
+ * no body (RFC 9110 §9.3.2): its Content-Length is that of the body a GET would get.
+ */
+function answerErrorNow(res: HttpResponse, e: ErrorAnswer, close: boolean, head = false): number {
   const body = JSON.stringify({ error: { code: e.code, message: e.message } });
+  const length = Buffer.byteLength(body);
   res.cork(() => {
     res.writeStatus(`${e.status} ${STATUS_CODES[e.status] ?? ''}`.trim());
     res.writeHeader('content-type', 'application/json');
     res.writeHeader('cache-control', 'no-store');
     for (const [k, v] of e.headers ?? []) res.writeHeader(k, v);
-    res.end(body, close);
+    if (head) res.endWithoutBody(length, close);
+    else res.end(body, close);
   });
-  return Buffer.byteLength(body);
+  return head ? 0 : length;
 }
 
 /** Where a request is in its checks; a refusal is recorded as coming from this stage. */

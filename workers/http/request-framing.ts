@@ -1,8 +1,8 @@
 // Request framing checks and header re-serialization for the HTTP data path. uWebSockets.js
 // already drops connections with CL+TE, a non-numeric Content-Length, obs-fold, bare LF, NUL
 // in headers, no Host, or HTTP/1.0 (see test/http/framing.test.ts); what it lets through and
-// we refuse here: duplicate Content-Length, Transfer-Encoding other than exactly `chunked`,
-// duplicate Host, and oversized header sections. Headers are rebuilt for the upstream, never
+// we refuse here: duplicate Content-Length, any Transfer-Encoding (chunked request bodies need
+// a stricter parser than uWS's: see CHUNKED_REFUSAL), duplicate Host, and oversized headers. Headers are rebuilt for the upstream, never
 // passed raw: hop-by-hop headers (RFC 9110 §7.6.1) and the client's credentials are dropped.
 
 /** Largest request header section accepted (names + values), config `max_request_headers`. */
@@ -19,11 +19,32 @@ export interface FramingLimits {
   maxHeaderCount: number;
 }
 
-export type BodyFraming = { kind: 'none' } | { kind: 'length'; length: number } | { kind: 'chunked' };
+export type BodyFraming = { kind: 'none' } | { kind: 'length'; length: number };
 
 export type FramingResult =
   | { ok: true; body: BodyFraming }
-  | { ok: false; status: 400 | 431 | 501; code: 'ERR_VG_HTTP_BAD_REQUEST' | 'ERR_VG_HTTP_HEADERS_TOO_LARGE' | 'ERR_VG_HTTP_UNSUPPORTED'; message: string };
+  | {
+      ok: false;
+      status: 400 | 411 | 431 | 501;
+      code: 'ERR_VG_HTTP_BAD_REQUEST' | 'ERR_VG_HTTP_LENGTH_REQUIRED' | 'ERR_VG_HTTP_HEADERS_TOO_LARGE' | 'ERR_VG_HTTP_UNSUPPORTED';
+      message: string;
+    };
+
+/**
+ * Chunked request bodies are refused before any of the body is read. uWebSockets.js 20.30
+ * decodes chunked framing loosely and tells JavaScript only the decoded bytes: it does not
+ * check the CRLF after a chunk's data (a chunk longer than its size is cut there and the rest
+ * read as framing), reads a size with leading whitespace as 0 (the end of the body), and takes
+ * `;` in a chunk extension for a hex digit. A malformed body would reach the upstream cut
+ * short (`{}`, empty) as a complete request, and the gateway cannot tell. The native HTTP
+ * front (#19) parses chunked strictly; until then bodies need Content-Length.
+ */
+const CHUNKED_REFUSAL: FramingResult = Object.freeze({
+  ok: false,
+  status: 411,
+  code: 'ERR_VG_HTTP_LENGTH_REQUIRED',
+  message: 'chunked request bodies are not accepted by this gateway; send the body with Content-Length',
+});
 
 /** Hop-by-hop or gateway-owned: never forwarded in either direction. */
 const HOP_BY_HOP = new Set([
@@ -91,9 +112,9 @@ export function checkRequestFraming(method: string, headers: HeaderList, limits:
   if (transferEncodings > 1) return bad('more than one Transfer-Encoding header');
   if (transferEncodings === 1) {
     if (transferEncoding.trim().toLowerCase() !== 'chunked') {
-      return { ok: false, status: 501, code: 'ERR_VG_HTTP_UNSUPPORTED', message: `Transfer-Encoding "${transferEncoding.slice(0, 40)}" is not supported; send the body with Content-Length or plain chunked` };
+      return { ok: false, status: 501, code: 'ERR_VG_HTTP_UNSUPPORTED', message: `Transfer-Encoding "${transferEncoding.slice(0, 40)}" is not supported; send the body with Content-Length` };
     }
-    return CHUNKED;
+    return CHUNKED_REFUSAL;
   }
   if (contentLengths === 1) {
     if (!/^\d{1,15}$/.test(contentLength)) return bad('Content-Length is not a plain decimal number');
@@ -105,7 +126,6 @@ export function checkRequestFraming(method: string, headers: HeaderList, limits:
 
 /** Shared answers for the common cases (frozen: callers only read them). */
 const NO_BODY: FramingResult = Object.freeze({ ok: true, body: Object.freeze({ kind: 'none' }) });
-const CHUNKED: FramingResult = Object.freeze({ ok: true, body: Object.freeze({ kind: 'chunked' }) });
 
 function bad(message: string): FramingResult {
   return { ok: false, status: 400, code: 'ERR_VG_HTTP_BAD_REQUEST', message };

@@ -157,11 +157,21 @@ int64_t SkipJsonNumberList(const uint8_t* b, size_t n, size_t i) {
 
 const char* JsonNumberListPath() { return kPath == Path::kAvx512 ? "avx512-bmi2" : kPath == Path::kAvx2 ? "avx2-bmi2" : "scalar"; }
 
+int64_t SkipJsonNumberListOn(JsonNumberListWalk walk, const uint8_t* b, size_t n, size_t i) {
+  __builtin_cpu_init();
+  const bool wide = __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt");
+  if (walk == JsonNumberListWalk::kAvx512 && wide && __builtin_cpu_supports("avx512bw")) return SkipWideAvx512(b, n, i);
+  if (walk == JsonNumberListWalk::kAvx2 && wide && __builtin_cpu_supports("avx2")) return SkipWideAvx2(b, n, i);
+  return SkipJsonNumberListScalar(b, n, i);
+}
+
 #else
 
 int64_t SkipJsonNumberList(const uint8_t* b, size_t n, size_t i) { return SkipJsonNumberListScalar(b, n, i); }
 
 const char* JsonNumberListPath() { return "scalar"; }
+
+int64_t SkipJsonNumberListOn(JsonNumberListWalk, const uint8_t* b, size_t n, size_t i) { return SkipJsonNumberListScalar(b, n, i); }
 
 #endif
 

@@ -75,6 +75,12 @@ inline int64_t SkipJsonNumberListScalar(const uint8_t* b, size_t n, size_t i) {
 // the walk above finishes from the comma where it stopped: same results, fewer branches.
 int64_t SkipJsonNumberList(const uint8_t* b, size_t n, size_t i);
 
+// Tests and fuzzing (native/fuzz/json-number-list-fuzz.cc): one walk whatever this CPU's
+// choice, so every path is checked against the scalar one; the scalar walk when the CPU
+// lacks the instructions.
+enum class JsonNumberListWalk { kScalar, kAvx2, kAvx512 };
+int64_t SkipJsonNumberListOn(JsonNumberListWalk walk, const uint8_t* b, size_t n, size_t i);
+
 // "avx512-bmi2" or "avx2-bmi2" when SkipJsonNumberList checks 64 bytes at a time on this CPU, else "scalar".
 const char* JsonNumberListPath();
 

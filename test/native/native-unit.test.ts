@@ -1,6 +1,7 @@
 // Builds and runs the pure-C++ parser tests under AddressSanitizer + UBSan, and the
-// libFuzzer targets for the frame parser and the statement recorder for a short, bounded
-// time each (the CI budget).
+// libFuzzer targets (native/fuzz/: PostgreSQL frame parser and reply tracker, statement
+// recorder, HTTP response head, JSON number list with its AVX paths) for a short, bounded
+// time each (the CI budget). The whole addon under ASan/UBSan: scripts/build-native-asan.mjs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -12,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const native = path.join(root, 'native');
 /** Seconds the fuzzer runs in `npm test`; longer runs: VECGATE_FUZZ_SECONDS=600 npm test -- native-unit. */
-const FUZZ_SECONDS = Number(process.env.VECGATE_FUZZ_SECONDS ?? 20);
+const FUZZ_SECONDS = Number(process.env.VECGATE_FUZZ_SECONDS ?? 15);
 /** Debian 12's libcrypto 3 (package libssl3, always installed): linked by the fuzz target only, never by the addon. */
 const LIBCRYPTO = '/usr/lib/x86_64-linux-gnu/libcrypto.so.3';
 
@@ -62,6 +63,18 @@ function fuzz(target: string, dict: string, sources: string[], link: { flags?: s
 
 test(`pg-frame-parser libFuzzer target runs ${FUZZ_SECONDS}s without a finding`, () => {
   fuzz('pg-frame-parser-fuzz', 'pg-frame-parser', ['pg/pg-frame-parser.cc']);
+});
+
+test(`http-response-head libFuzzer target runs ${FUZZ_SECONDS}s without a finding (fields inside the head, a cut head declined)`, () => {
+  fuzz('http-response-head-fuzz', 'http-response-head', ['http/http-response-head.cc']);
+});
+
+test(`json-number-list libFuzzer target runs ${FUZZ_SECONDS}s without a finding (AVX-512 and AVX2 walks equal the scalar one)`, () => {
+  fuzz('json-number-list-fuzz', 'json-number-list', ['http/json-number-list.cc']);
+});
+
+test(`pg-reply-tracker libFuzzer target runs ${FUZZ_SECONDS}s without a finding (arbitrary client/server type sequences)`, () => {
+  fuzz('pg-reply-tracker-fuzz', 'pg-reply-tracker', ['pg/pg-reply-tracker.cc']);
 });
 
 test(`statement-recorder libFuzzer target runs ${FUZZ_SECONDS}s without a finding (events stay well-formed msgpack)`, () => {

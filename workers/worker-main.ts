@@ -62,7 +62,8 @@ async function main(): Promise<void> {
     authorize: (token, connection, client) => ctx.authorize(token, connection, client),
     cachedAuthorization: (token, connection) => ctx.cachedAuthorization(token, connection),
     log: (level, msg, fields) => ctx.log(level, msg, fields),
-    record: (e) => ctx.record(e),
+    record: (e, onDurable) => ctx.record(e, onDurable),
+    strictRecording: init.config.recordings.durability === 'strict',
     count: (connection, status, aborted, bytesIn, bytesOut) => httpStats.add(connection, status, aborted, bytesIn, bytesOut),
   };
   const sendHttpStats = (): void => {

@@ -84,7 +84,13 @@ export interface HttpWorkerContext {
    * request a `request` event (who, route classification, guard decision, body summary in
    * `queries`/`full`) and a `result` event (status, bytes, duration). Never given a header.
    */
-  record?(event: RecordEvent): void;
+  record?(event: RecordEvent, onDurable?: (ok: boolean, message: string) => void): void;
+  /**
+   * `recordings.durability: strict`: a request goes upstream only once its `request` record is
+   * on disk (`record`'s onDurable), and gets 503 when the recorder cannot write (fail closed,
+   * as PostgreSQL statements are held and refused with 58030).
+   */
+  strictRecording?: boolean;
   /** Counts each answered (or abandoned) request for the metrics: status 0 when none was sent. */
   count?(connection: string, status: number, aborted: boolean, bytesIn: number, bytesOut: number): void;
   limits?: Partial<HttpLimits>;
@@ -156,7 +162,8 @@ interface Exchange {
   /** Code of the error answer or upstream failure, for the result record. */
   errorCode: string | null;
   aborted?: boolean;
-  recordRequest?: () => void;
+  /** Hands the `request` event over once; `onDurable` (strict): called when it is on disk or cannot be; `bytes`: the body size when not all of it was read. */
+  recordRequest?: (onDurable?: (ok: boolean, message: string) => void, bytes?: number) => void;
   /** Runs once when the exchange is over (recording). */
   onSettled: (() => void) | null;
   connection: string;
@@ -480,8 +487,12 @@ function afterAuth(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Ht
 /** Sends the request upstream; `body` is the whole body when it was buffered for the guard, else it streams from the client. */
 function forward(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: HttpLimits, pool: UpstreamPool, ex: Exchange, auth: Extract<AuthResult, { ok: true }>, body: Buffer | null): void {
   if (ex.done) return;
-  ex.stage = 'upstream';
   if (ex.rec) ex.rec.decision = { allowed: true };
+  if (ctx.strictRecording === true && ex.rec !== null && !ex.rec.requestRecorded) {
+    forwardOnceRecorded(ctx, cfg, limits, pool, ex, auth, body);
+    return;
+  }
+  ex.stage = 'upstream';
   const host = ex.headers.find(([k]) => k === 'host')?.[1] ?? '';
   const headers = upstreamRequestHeaders(ex.headers, { clientAddress: ex.clientAddress, clientHost: host, upstreamHost: pool.hostHeader, credential: auth.upstreamHeader });
   if (body !== null) headers['content-length'] = String(body.length);
@@ -564,6 +575,39 @@ function forward(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: Http
   ex.passThrough = passThrough;
   resumeClient(ex);
   pump();
+}
+
+/**
+ * Strict durability: the `request` record goes first and the request is forwarded only once it
+ * is on disk. A body whose summary the record carries (`queries`/`full`, up to
+ * max_recorded_body) is read whole first; a larger one is recorded with its declared size
+ * (it streams after). When the recorder cannot write: 503, nothing forwarded.
+ */
+function forwardOnceRecorded(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: HttpLimits, pool: UpstreamPool, ex: Exchange, auth: Extract<AuthResult, { ok: true }>, body: Buffer | null): void {
+  const rec = ex.rec!;
+  ex.stage = 'recording';
+  const declared = ex.framing.kind === 'length' ? ex.framing.length : 0;
+  const summarized = body === null && ex.framing.kind === 'length' && rec.bodyHeld && declared <= limits.maxRecordedBodyBytes;
+  if (summarized && !ex.bodyEnded) {
+    // At most max_recorded_body bytes: held, then recorded.
+    ex.onBody = () => {
+      if (ex.done || !ex.bodyEnded) return;
+      ex.onBody = null;
+      forwardOnceRecorded(ctx, cfg, limits, pool, ex, auth, body);
+    };
+    resumeClient(ex);
+    return;
+  }
+  const bytes = body !== null || ex.bodyEnded ? undefined : declared;
+  ex.recordRequest!((ok, message) => {
+    if (ex.done) return;
+    if (!ok) {
+      ctx.log('error', 'http request refused: the recorder cannot write (strict durability)', { connection: cfg.name, subject: ex.subject, error: message });
+      answerError(ex, { status: 503, code: 'ERR_VG_RECORDING_FAILED', message: 'the audit recorder cannot write; requests are refused until it can (fail closed); retry later' }, true);
+      return;
+    }
+    forward(ctx, cfg, limits, pool, ex, auth, body);
+  }, bytes);
 }
 
 /**
@@ -848,7 +892,7 @@ function answerErrorNow(res: HttpResponse, e: ErrorAnswer, close: boolean, head 
 }
 
 /** Where a request is in its checks; a refusal is recorded as coming from this stage. */
-type ExchangeStage = 'framing' | 'token' | 'access' | 'guard' | 'upstream';
+type ExchangeStage = 'framing' | 'token' | 'access' | 'guard' | 'recording' | 'upstream';
 
 function startRecording(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limits: HttpLimits, ex: Exchange): void {
   const rec: ExchangeRecording = {
@@ -863,7 +907,7 @@ function startRecording(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limit
   };
   ex.rec = rec;
   const base = { session: rec.session, connection: cfg.name };
-  ex.recordRequest = () => {
+  ex.recordRequest = (onDurable, bytes) => {
     if (rec.requestRecorded) return;
     rec.requestRecorded = true;
     const route = ex.route;
@@ -885,10 +929,11 @@ function startRecording(ctx: HttpWorkerContext, cfg: HttpConnectionConfig, limit
       guard: rec.decision,
     };
     if (ex.framing.kind !== 'none') {
-      event['body'] = summarizeRequestBody(rec.body, ex.bytesIn, ex.bodyEnded && rec.bodyHeld, rec.mode);
+      event['body'] = summarizeRequestBody(rec.body, bytes ?? ex.bytesIn, bytes === undefined && ex.bodyEnded && rec.bodyHeld, rec.mode);
       rec.body = [];
+      rec.bodyHeld = false;
     }
-    ctx.record!(event);
+    ctx.record!(event, onDurable);
   };
   ex.onSettled = () => {
     ex.recordRequest?.();

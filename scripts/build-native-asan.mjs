@@ -5,7 +5,8 @@
 //
 // Load it with VECGATE_NATIVE_BUILD=asan (src/native.ts) in a plain `node` that preloads
 // clang's ASan runtime; `node scripts/build-native-asan.mjs --env` prints that environment:
-//   LD_PRELOAD=$(clang-14 -print-file-name=libclang_rt.asan-x86_64.so)
+//   LD_PRELOAD=$(clang-14 -print-file-name=libclang_rt.asan-x86_64.so), kept for node
+//   processes only (NODE_OPTIONS=--require scripts/asan-node-only.cjs)
 //   ASAN_OPTIONS=detect_leaks=0 (V8 and OpenSSL keep allocations for the process's life)
 //   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 // Usage: node scripts/build-native-asan.mjs [--root DIR] [--if-stale] [--env]
@@ -30,10 +31,15 @@ export function asanEnv(base = process.env) {
   const cc = compiler().replace('++', '');
   const runtime = spawnSync(cc, ['-print-file-name=libclang_rt.asan-x86_64.so'], { encoding: 'utf8' }).stdout.trim();
   if (!existsSync(runtime)) throw new Error(`clang's ASan runtime not found (${runtime}); install libclang-rt-14-dev`);
+  // Only node processes keep the preload (scripts/asan-node-only.cjs): PostgreSQL and the
+  // other programs the tests start hang with it.
+  const shim = path.join(here, 'scripts', 'asan-node-only.cjs');
   return {
     ...base,
     VECGATE_NATIVE_BUILD: 'asan',
     LD_PRELOAD: runtime,
+    VECGATE_ASAN_RUNTIME: runtime,
+    NODE_OPTIONS: `${base.NODE_OPTIONS ?? ''} --require ${shim}`.trim(),
     // detect_leaks=0: V8 and OpenSSL keep allocations for the process's life.
     // The gateway's workers are threads of one process: one report fails the run.
     ASAN_OPTIONS: 'detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_stack_use_after_return=0',

@@ -2,11 +2,15 @@
 // `npm test`: installs the system packages the tests need (Debian, as root), builds the
 // addon and the TypeScript when they are missing or stale, then runs every test file under
 // dist/test with Node's test runner (one file at a time: the integration tests start real
-// PostgreSQL clusters and gateways, and the machine has two cores).
+// PostgreSQL clusters and gateways, and the machine has two cores). Then it runs the tests
+// that exercise the native code most again against the ASan/UBSan build of the addon
+// (ASAN_E2E below; scripts/build-native-asan.mjs): any sanitizer report fails the run.
+// VECGATE_SKIP_ASAN=1 skips that pass (local iterations only).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { asanEnv } from './build-native-asan.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 process.chdir(root);
@@ -57,4 +61,29 @@ if (!files.length) {
   process.exit(1);
 }
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit' });
-process.exit(r.status ?? 1);
+if (r.status !== 0) process.exit(r.status ?? 1);
+
+// The ASan/UBSan pass: the PostgreSQL and HTTP end-to-end files that drive the addon hardest
+// (TLS both ways, the pump with inspection and holds, upstream reuse, lent HTTP reads,
+// response heads), the native guards (type confusion, re-entrancy from callbacks) and the
+// native recorder, parsers and framing. The child and everything it starts preload clang's
+// ASan runtime and load build/Asan/vecgate.node (VECGATE_NATIVE_BUILD=asan).
+const ASAN_E2E = [
+  'native/native-guards',
+  'native/statement-recorder',
+  'native/json-number-list',
+  'native/http-response-head',
+  'recording/record-frame',
+  'e2e/pg-gateway',
+  'e2e/pg-fidelity',
+  'e2e/pg-upstream-reuse',
+  'e2e/http-gateway',
+];
+if (process.env.VECGATE_SKIP_ASAN !== '1' && !only.length) {
+  run(process.execPath, ['scripts/build-native-asan.mjs', '--if-stale']);
+  const asanFiles = files.filter((f) => ASAN_E2E.some((n) => f.endsWith(path.join('dist', 'test', `${n}.test.js`))));
+  process.stdout.write(`\nnpm test: again under ASan/UBSan (build/Asan/vecgate.node): ${asanFiles.join(' ')}\n`);
+  const a = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...asanFiles], { stdio: 'inherit', env: asanEnv() });
+  process.exit(a.status ?? 1);
+}
+process.exit(0);

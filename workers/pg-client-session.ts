@@ -460,24 +460,30 @@ export class PgClientSession {
   private onCancel(processId: number, secretKey: Buffer): void {
     this.state = 'closed';
     if (this.timer) clearTimeout(this.timer);
-    this.conn.close();
     const limiter = this.ctx.cancelLimiter;
     if (secretKey.length !== 4) {
       limiter.drop('malformed'); // we only ever hand out 4-byte keys
-      return;
+      return this.conn.close();
     }
     const upstreamKey = decodeCancelKey(this.ctx.cancelKey, { processId, secretKey: secretKey.readUInt32BE(0) });
     if (upstreamKey === null) {
       limiter.drop('undecodable');
-      return;
+      return this.conn.close();
     }
-    if (limiter.acquire() !== null) return;
+    if (limiter.acquire() !== null) return this.conn.close();
+    // As with PostgreSQL, the client's cancel connection closes once the cancel reached the
+    // server: clients wait for that close before their next statement, which a late cancel
+    // would otherwise hit.
     UpstreamSetup.sendCancel(this.ctx, this.cfg, upstreamKey)
       .catch((err: Error) => {
         this.ctx.log('info', 'cancel request could not be forwarded', { connection: this.cfg.name, error: err.message });
       })
-      .finally(() => limiter.release());
+      .finally(() => {
+        limiter.release();
+        this.conn.close();
+      });
   }
+
 
   /**
    * ErrorResponse FATAL over the current leg, then close. Before TLS too: an ErrorResponse

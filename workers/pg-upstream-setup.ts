@@ -298,7 +298,12 @@ export class UpstreamSetup {
     });
   }
 
-  /** Forwards a client's CancelRequest to the upstream, over TLS when the connection uses it. */
+  /**
+   * Forwards a client's CancelRequest to the upstream, over TLS when the connection uses it,
+   * and resolves once the server closed the connection: PostgreSQL signals the backend before
+   * it closes, so the caller can tell the client the cancel was delivered (libpq's PQcancel
+   * and asyncpg wait for that close before their next statement).
+   */
   static async sendCancel(ctx: WorkerContext, cfg: PostgresConnectionConfig, key: BackendKey): Promise<void> {
     const ip = await resolve(cfg.upstream.host);
     const conn = await connectTcp(ctx, ip, cfg.upstream.port);
@@ -320,7 +325,6 @@ export class UpstreamSetup {
                 return reject(err);
               }
               conn.write(packet);
-              conn.close();
             });
           } else {
             conn.destroy();
@@ -332,10 +336,7 @@ export class UpstreamSetup {
         },
       );
       if (cfg.upstream.tls.mode === 'verify-full') conn.write(ser.sslRequest());
-      else {
-        conn.write(packet);
-        conn.close();
-      }
+      else conn.write(packet);
     });
   }
 }

@@ -69,6 +69,15 @@ std::string RefusalStandIn(uint8_t type, const std::string& statementName) {
   return out + body;
 }
 
+// What ends a client's COPY FROM STDIN when the client sends Terminate in the middle of it.
+std::string CopyFailForTerminate() {
+  static const char kReason[] = "the client ended the session (Terminate) during COPY";
+  std::string out;
+  AppendHeader(&out, 'f', sizeof(kReason));
+  out.append(kReason, sizeof(kReason));  // with its NUL
+  return out;
+}
+
 // Client-only encodings (pg_wchar.h PG_ENCODING_IS_CLIENT_ONLY), as the server names them in
 // ParameterStatus: a byte of an ASCII quote or backslash can be the second byte of a
 // character there, so the gateway would not read a statement as the server does.
@@ -139,6 +148,7 @@ void Pump::TrackClientStart(uint8_t type) {
     detail_ = 0;
     detailPending_ = true;
   }
+  if (type == 'c' || type == 'f') copyIn_ = false;
   if (type != 'Q' && type != 'S' && type != 'F') clientUnsynced_ = true;
 }
 
@@ -148,6 +158,10 @@ void Pump::ClientInspector::OnMessageStart(uint8_t type, uint32_t length) {
   holding_ = false;
   dropping_ = false;
   tooLong_ = false;
+  if (type == 'X' && pump_->copyIn_) {
+    Sink() += CopyFailForTerminate();
+    pump_->copyIn_ = false;
+  }
   if (type == 'X' && pump_->reuse_ && pump_->gated_.empty()) {
     pump_->terminateHeld_ = true;  // sent on only if the upstream is not kept (FinishTerminate)
     dropping_ = true;
@@ -381,7 +395,28 @@ void Pump::OnPlaintext(Conn* from, const char* data, size_t len) {
       // The parser stopped after the Terminate: what follows it in this chunk is dropped.
       len = r.consumed;
       client_->PauseRead();
-      if (!inspect_ && reuse_ && terminateAt_ != PgFrameParser::kNotInThisChunk && gated_.empty()) {
+      bool whole = terminateAt_ != PgFrameParser::kNotInThisChunk;
+      if (!inspect_ && copyIn_) {
+        copyIn_ = false;
+        if (whole) {
+          // In COPY FROM STDIN the server would not end on Terminate: end the copy first.
+          if (terminateAt_ > 0) upstream_->Write(data, terminateAt_);
+          std::string fail = CopyFailForTerminate();
+          upstream_->Write(fail.data(), fail.size());
+          stats_.bytesFromClient += terminateAt_;
+          data += terminateAt_;
+          len -= terminateAt_;
+          terminateAt_ = 0;
+        } else {
+          // Its header was forwarded already: the server answers it with an error and reads
+          // on, so the upstream is closed after it.
+          upstream_->Write(data, len);
+          stats_.bytesFromClient += len;
+          upstream_->Close(CloseReason::ClientTerminate, "");
+          return;
+        }
+      }
+      if (!inspect_ && reuse_ && whole && gated_.empty()) {
         // Held back so that the upstream may be kept (a Terminate whose header began in an
         // earlier chunk was partly forwarded already, and goes on).
         terminateHeld_ = true;

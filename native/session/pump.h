@@ -201,7 +201,10 @@ class Pump {
   }
   uint32_t TrackUpstreamStart(uint8_t type) {
     uint32_t refusal = replies_.OnServerMessage(type);
+    if (type == 'G') copyIn_ = true;
+    if (type == 'E') copyIn_ = false;  // an error ends copy-in; what the client still sends is dropped
     if (type == 'Z') {
+      copyIn_ = false;
       lastStatus_ = 0;  // set by the body
       if (replies_.Empty()) clientUnsynced_ = false;
     }
@@ -310,6 +313,10 @@ class Pump {
   size_t terminateAt_ = PgFrameParser::kNotInThisChunk;
   // The client's Terminate was held back (reuse); sent on after all if the upstream is not kept.
   bool terminateHeld_ = false;
+  // The server is in COPY FROM STDIN (CopyInResponse seen, no CopyDone/CopyFail or error since).
+  // There a Terminate is not the end of the session but a protocol error the server answers
+  // and then reads on: the gateway sends a CopyFail before it (CopyFailForTerminate).
+  bool copyIn_ = false;
   bool terminateFinished_ = false;
   bool clientClosed_ = false;
   bool upstreamClosed_ = false;

@@ -141,12 +141,49 @@ describe('nothing reaches the upstream except through the statement check', () =
     assert.equal(await rows('SELECT count(*) FROM t WHERE id IN (2001, 2002)'), '0');
   });
 
+  test('Terminate during COPY FROM STDIN: the backend ends too (psycopg closing after a refused copy)', async () => {
+    const { session } = await login(writer, { application_name: 'copy-terminate' });
+    session.send(queryMessage('COPY t FROM STDIN'));
+    assert.equal((await session.next()).type, 'G');
+    session.send(terminateMessage());
+    assert.equal((await session.waitClosed(5000)).closed, true);
+    let left = '1';
+    for (let i = 0; i < 50 && left !== '0'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      // The backend may be parked for reuse (idle); it must not be left inside the COPY.
+      left = await rows(`SELECT count(*) FROM pg_stat_activity WHERE application_name = 'copy-terminate' AND state <> 'idle'`);
+    }
+    assert.equal(left, '0', 'no backend left waiting in COPY');
+    assert.equal(await rows(`SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY t FROM STDIN%' AND state = 'active'`), '0');
+  });
+
   test('Terminate after a query in flight: the answer arrives, then the connection closes', async () => {
     const { session } = await login(writer);
     session.send(Buffer.concat([queryMessage('SELECT pg_sleep(0.2), 7'), terminateMessage()]));
     const end = await session.waitClosed(5000);
     assert.equal(end.closed, true);
     assert.equal(types(end.messages), 'TDCZ');
+  });
+});
+
+describe('cancel', () => {
+  test('the cancel connection closes once the cancel reached the server, so it cannot hit the next statement', async () => {
+    for (let i = 0; i < 10; i++) {
+      const { session, startup } = await login(writer);
+      const key = startup.find((m) => m.type === 'K')!.body;
+      const cancel = Buffer.alloc(16);
+      cancel.writeInt32BE(16, 0);
+      cancel.writeInt32BE(80877102, 4);
+      key.copy(cancel, 8, 0, 8);
+      const sock = await connectPlain(gw.port);
+      sock.write(cancel);
+      const got = await collect(sock, 5000);
+      assert.equal(got.closed, true);
+      // Idle when the cancel came: PostgreSQL ignores it, and so must the next statement.
+      const r = await simple(session, 'SELECT pg_sleep(0.05)');
+      assert.equal(errorOf(r), undefined, `try ${i}: ${JSON.stringify(errorOf(r))}`);
+      session.end();
+    }
   });
 });
 

@@ -193,7 +193,7 @@ struct ByteClasses {
 };
 constexpr ByteClasses kByteClasses;
 
-// Whether MAYBE_SECRET_TEXT matches at i, where s[i] is one of p, i, b, s (either case).
+// Whether MAYBE_SECRET_TEXT (src/recording/redact-event.ts) matches at i, where s[i] is one of p, i, b, s (either case).
 bool SecretWordAt(const char* s, size_t n, size_t i) {
   switch (static_cast<char>(s[i] | 0x20)) {
     case 'p':
@@ -203,11 +203,12 @@ bool SecretWordAt(const char* s, size_t n, size_t i) {
     case 'b':
       return MatchAt(s, n, i, "bearer", 6) || MatchAt(s, n, i, "basic", 5);
     default:  // 's'
-      return MatchAt(s, n, i, "set", 3) && (i == 0 || !IsWordChar(s[i - 1])) && (i + 3 == n || !IsWordChar(s[i + 3]));
+      return MatchAt(s, n, i, "set_config", 10) ||
+             (MatchAt(s, n, i, "set", 3) && (i == 0 || !IsWordChar(s[i - 1])) && (i + 3 == n || !IsWordChar(s[i + 3])));
   }
 }
 
-// MAYBE_SECRET_TEXT = /password|identified|\bset\b|bearer|basic/i
+// MAYBE_SECRET_TEXT = /password|identified|\bset\b|set_config|bearer|basic/i
 bool MaybeSecretText(const char* s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     if ((kByteClasses.c[static_cast<unsigned char>(s[i])] & kWordStart) != 0 && SecretWordAt(s, n, i)) return true;

@@ -9,6 +9,7 @@ import { native } from '../../src/native.js';
 import { encodeEvent } from '../../src/recording/encode-event.js';
 import type { RecordEvent } from '../../src/recording/record-event.js';
 import { setSensitiveSettings } from '../../src/recording/redact-event.js';
+import { initSqlRedaction } from '../../src/recording/redact-sql.js';
 import { packr } from '../../src/recording/segment-format.js';
 import { PgStatementRecorder, renderForNativeRecording, type PendingStatementSweep } from '../../workers/pg-statement-recorder.js';
 
@@ -113,7 +114,9 @@ const cut = ([c, t, body]: Capture, keep: number): Capture => [c, t, body.subarr
 const vector = (n: number, f: (i: number) => number) => `[${Array.from({ length: n }, (_, i) => f(i)).join(',')}]`;
 
 describe('C++ statement recorder', () => {
-  before(() => {
+  before(async () => {
+    // Workers load the parser before they record (the redaction reads the parse tree).
+    await initSqlRedaction();
     setSensitiveSettings(['my.secret']);
     native().setRecordRenderer(renderForNativeRecording);
   });
@@ -156,6 +159,8 @@ describe('C++ statement recorder', () => {
       complete('ALTER SYSTEM'),
       q('UPDATE t SET x = 1'),
       complete('UPDATE 1'),
+      q("SELECT set_config('app.token', 'tok-9f8e', false)"),
+      complete('SELECT 1'),
       q('SELECT \'Authorization: Bearer abc.def\''),
       error([['C', '28P01'], ['M', 'password authentication failed for user "x"']]),
       parse('', "SELECT 'naïve — 日本語'"),
@@ -165,7 +170,7 @@ describe('C++ statement recorder', () => {
       complete('SELECT 0'),
     ]);
     const text = JSON.stringify(events);
-    for (const secret of ['hunter2', "'abc'", 'abc.def', 'dXNlcjpwYXNz']) assert.ok(!text.includes(secret), `${secret} was recorded`);
+    for (const secret of ['hunter2', "'abc'", 'abc.def', 'dXNlcjpwYXNz', 'tok-9f8e']) assert.ok(!text.includes(secret), `${secret} was recorded`);
   });
 
   it('cut captures: long statements marked with their size, cut Bind bodies marked truncated', () => {
@@ -193,7 +198,7 @@ describe('C++ statement recorder', () => {
     const text = fc.oneof(
       fc.string({ maxLength: 40 }),
       fc.string({ unit: 'grapheme', maxLength: 20 }),
-      fc.constantFrom('password', 'SET x', 'reset', 'settings', 'Bearer x', 'identified by', 'basically', 'offset 5', '[1,2,3]'),
+      fc.constantFrom('password', 'SET x', 'reset', 'settings', "set_config('a.token', 'x', false)", 'Bearer x', 'identified by', 'basically', 'offset 5', '[1,2,3]'),
       fc.array(fc.double({ noNaN: true }), { minLength: 2, maxLength: 20 }).map((a) => `[${a.join(',')}]`),
       fc.array(fc.integer({ min: -1000, max: 1000 }), { minLength: 7, maxLength: 12 }).map((a) => `{${a.join(', ')}}`),
       fc.string({ minLength: 250, maxLength: 300 }),

@@ -2,8 +2,11 @@
 // CRC, sequence and signature; prints one line per connection (the first bad record of a
 // bad one) and exits 1 on tampering or damage. Torn tails from crashes are warnings;
 // --repair cuts them off, and writes a new signed head where the head is missing but every
-// record verifies (the recorder could not write it), saying so.
-import { repairRecordings, verifyRecordings, type VerifyIssue, type VerifyReport } from '../recording/verify-recordings.js';
+// record verifies (the recorder could not write it), saying so. Connections are verified in
+// parallel on up to --jobs threads; --progress (the default when stderr is a terminal) prints
+// a line on stderr as each connection is done.
+import { VgError } from '../errors.js';
+import { MAX_VERIFY_JOBS, repairRecordings, verifyRecordings, type ConnectionVerifyReport, type VerifyIssue, type VerifyReport } from '../recording/verify-recordings.js';
 
 /** Progress appears on stderr only for runs longer than this... */
 export const PROGRESS_AFTER_MS = 1_000;
@@ -16,8 +19,19 @@ export interface VerifyRecordingsOptions {
   /** The recordings' signing key, for --repair to re-sign a missing head (default: the one beside them). */
   signingKey?: string;
   repair?: boolean;
+  /** Connections verified at once (default DEFAULT_VERIFY_JOBS; 1: on this thread). */
+  jobs?: number;
+  /** A line on stderr per connection verified; default: when stderr is a terminal. */
+  progress?: boolean;
   out?: (line: string) => void;
   err?: (line: string) => void;
+}
+
+/** `--jobs N`: a whole number from 1 to MAX_VERIFY_JOBS. */
+export function parseJobs(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > MAX_VERIFY_JOBS) throw new VgError('ERR_VG_USAGE', `--jobs must be a whole number from 1 to ${MAX_VERIFY_JOBS}, not "${value}"`);
+  return n;
 }
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
@@ -33,13 +47,25 @@ export async function runVerifyRecordings(opts: VerifyRecordingsOptions): Promis
   const err = opts.err ?? ((line: string) => process.stderr.write(line + '\n'));
   const started = Date.now();
   let lastProgress = 0;
+  const perConnection = opts.progress ?? (opts.err === undefined && process.stderr.isTTY === true);
+  // Without per-connection lines, a long run still says how far it got, now and then.
   const onProgress = (done: number, total: number) => {
     const now = Date.now();
-    if (now - started < PROGRESS_AFTER_MS || now - lastProgress < PROGRESS_EVERY_MS) return;
+    if (perConnection || now - started < PROGRESS_AFTER_MS || now - lastProgress < PROGRESS_EVERY_MS) return;
     lastProgress = now;
     err(`verify-recordings: ${done}/${total} segments checked`);
   };
-  const vopts = { onProgress, ...(opts.publicKey !== undefined ? { publicKeyPath: opts.publicKey } : {}) };
+  const onConnection = (c: ConnectionVerifyReport, done: number, total: number) => {
+    if (!perConnection) return;
+    const state = c.firstBad !== null ? `BAD (${c.firstBad.kind})` : `OK, ${plural(c.segments, 'segment')}`;
+    err(`verify-recordings: ${done}/${total} connections checked: ${c.connection} ${state}, ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  };
+  const vopts = {
+    onProgress,
+    onConnection,
+    ...(opts.publicKey !== undefined ? { publicKeyPath: opts.publicKey } : {}),
+    ...(opts.jobs !== undefined ? { jobs: opts.jobs } : {}),
+  };
   let report: VerifyReport;
   if (opts.repair === true) {
     const r = await repairRecordings(opts.dir, { ...vopts, ...(opts.signingKey !== undefined ? { signingKeyPath: opts.signingKey } : {}) });

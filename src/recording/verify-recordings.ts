@@ -4,10 +4,15 @@
 // bad record per connection with its file, offset and sequence number. A torn tail (a
 // partial last record after a crash) is reported but is not fatal, and can be repaired; so can
 // a head that is missing while every record verifies (the recorder could not write it).
+// Connections are independent chains: with more than one, each is verified as a task on a
+// bounded piscina pool (verify-worker.ts), so hashing and signature checks use every core
+// and leave the calling thread free; the report is the same as on one thread.
 import type { KeyObject } from 'node:crypto';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { open, readFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
+import type { VerifyConnectionTask } from './verify-worker.js';
 import { VgError } from '../errors.js';
 import type { RecordEvent } from './record-event.js';
 import { FrameKind, packr, scanSegment, SEGMENT_MAGIC, signedBytes, ZERO_HASH, type SegmentHeader, type SignedPayload } from './segment-format.js';
@@ -17,6 +22,10 @@ import { lockRecordingsDir } from './writer-lock.js';
 
 /** Issues kept per connection after the first (the first is what matters; the rest are often its echoes). */
 export const MAX_ISSUES_PER_CONNECTION = 100;
+/** Connections verified at once by default: one per core, at most 4 (more rarely helps: the disk becomes the limit). */
+export const DEFAULT_VERIFY_JOBS = Math.max(1, Math.min(os.availableParallelism(), 4));
+/** The most `jobs` (`--jobs`) accepts: each job is a worker thread with its own heap. */
+export const MAX_VERIFY_JOBS = 64;
 
 export type VerifyIssueKind =
   | 'torn-tail'
@@ -73,13 +82,37 @@ export interface VerifyReport {
 }
 
 export interface VerifyOptions {
-  /** Called after each segment file. */
+  /** Called after each segment file on one thread; after each connection's segments on the pool. */
   onProgress?(done: number, total: number): void;
+  /** Called when a connection's chain is verified (in completion order on the pool), with how many are done. */
+  onConnection?(report: ConnectionVerifyReport, done: number, total: number): void;
   /** Trust this public key instead of the one stored beside the recordings. */
   publicKeyPath?: string;
+  /** Connections verified at once on a piscina pool; 1 verifies on the calling thread. Default: DEFAULT_VERIFY_JOBS. */
+  jobs?: number;
 }
 
 export async function verifyRecordings(dir: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  const jobs = opts.jobs ?? DEFAULT_VERIFY_JOBS;
+  if (!Number.isInteger(jobs) || jobs < 1 || jobs > MAX_VERIFY_JOBS) {
+    throw new VgError('ERR_VG_USAGE', `jobs must be a whole number from 1 to ${MAX_VERIFY_JOBS}, not ${jobs}`);
+  }
+  const { listed, total } = await listRecordings(dir);
+  if (listed.length === 0) return summarize([], total);
+  const key = await loadPublicKey(dir, opts.publicKeyPath);
+  // One connection gains nothing from a pool but its start-up (~50 ms a thread).
+  if (jobs === 1 || listed.length === 1) return summarize(await verifyEachOnThisThread(listed, key, total, opts), total);
+  return summarize(await verifyEachOnPool(listed, key, total, Math.min(jobs, listed.length), opts), total);
+}
+
+/** `verifyRecordings` with every chain verified in turn on the calling thread (what `jobs: 1` does). */
+export async function verifyRecordingsOnThisThread(dir: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  return verifyRecordings(dir, { ...opts, jobs: 1 });
+}
+
+type Listed = { c: ConnectionDir; segments: Segments }[];
+
+async function listRecordings(dir: string): Promise<{ listed: Listed; total: number }> {
   let conns: ConnectionDir[];
   try {
     conns = await listConnectionDirs(dir);
@@ -87,13 +120,13 @@ export async function verifyRecordings(dir: string, opts: VerifyOptions = {}): P
     throw new VgError('ERR_VG_RECORDING', `cannot read the recordings directory ${dir}: ${(e as Error).message}`, { cause: e });
   }
   const listed = await Promise.all(conns.map(async (c) => ({ c, segments: await listSegments(dir, c.path) })));
-  const total = listed.reduce((n, l) => n + l.segments.length, 0);
-  const report: VerifyReport = { ok: true, connections: [], segments: total, events: 0, firstBad: [], tornTails: [] };
-  if (listed.length === 0) return report;
-  const key = await loadPublicKey(dir, opts.publicKeyPath);
-  let done = 0;
-  for (const { c, segments } of listed) {
-    const r = await verifyConnection(c, segments, key, () => opts.onProgress?.(++done, total));
+  return { listed, total: listed.reduce((n, l) => n + l.segments.length, 0) };
+}
+
+/** The whole report from the per-connection ones, in connection order. */
+function summarize(connections: ConnectionVerifyReport[], segments: number): VerifyReport {
+  const report: VerifyReport = { ok: true, connections: [], segments, events: 0, firstBad: [], tornTails: [] };
+  for (const r of connections) {
     report.connections.push(r);
     report.events += r.events;
     if (r.firstBad !== null) {
@@ -105,9 +138,52 @@ export async function verifyRecordings(dir: string, opts: VerifyOptions = {}): P
   return report;
 }
 
-type Segments = Awaited<ReturnType<typeof listSegments>>;
+async function verifyEachOnThisThread(listed: Listed, key: KeyObject, total: number, opts: VerifyOptions): Promise<ConnectionVerifyReport[]> {
+  const out: ConnectionVerifyReport[] = [];
+  let done = 0;
+  for (const { c, segments } of listed) {
+    const r = await verifyConnection(c, segments, key, () => opts.onProgress?.(++done, total));
+    out.push(r);
+    opts.onConnection?.(r, out.length, listed.length);
+  }
+  return out;
+}
 
-async function verifyConnection(c: ConnectionDir, segments: Segments, key: KeyObject, progress: () => void): Promise<ConnectionVerifyReport> {
+/** The compiled worker beside this file (dist/src/recording/verify-worker.js). */
+const VERIFY_WORKER = new URL('./verify-worker.js', import.meta.url).href;
+
+async function verifyEachOnPool(listed: Listed, key: KeyObject, total: number, threads: number, opts: VerifyOptions): Promise<ConnectionVerifyReport[]> {
+  const { Piscina } = await import('piscina');
+  const pool = new Piscina<VerifyConnectionTask, ConnectionVerifyReport>({ filename: VERIFY_WORKER, minThreads: threads, maxThreads: threads });
+  const publicKeySpki = key.export({ type: 'spki', format: 'der' });
+  let segmentsDone = 0;
+  let connectionsDone = 0;
+  try {
+    return await Promise.all(
+      listed.map(async ({ c, segments }) => {
+        const r = revive(await pool.run({ connection: c, segments, publicKeySpki }));
+        segmentsDone += segments.length;
+        opts.onProgress?.(segmentsDone, total);
+        opts.onConnection?.(r, ++connectionsDone, listed.length);
+        return r;
+      }),
+    );
+  } finally {
+    await pool.destroy();
+  }
+}
+
+/** Buffers come back from a worker as plain Uint8Arrays. */
+function revive(r: ConnectionVerifyReport): ConnectionVerifyReport {
+  if (r.tip === null) return r;
+  const h = r.tip.hash as Uint8Array;
+  return { ...r, tip: { ...r.tip, hash: Buffer.from(h.buffer, h.byteOffset, h.byteLength) } };
+}
+
+export type Segments = Awaited<ReturnType<typeof listSegments>>;
+
+/** Verifies one connection's chain (on whichever thread calls it: verify-worker.ts runs it on the pool). */
+export async function verifyConnection(c: ConnectionDir, segments: Segments, key: KeyObject, progress: () => void): Promise<ConnectionVerifyReport> {
   const found: { order: number; issue: VerifyIssue }[] = [];
   let order = 0;
   const add = (kind: VerifyIssueKind, file: string | null, offset: number | null, seq: number | null, detail: string, at = order++) => {

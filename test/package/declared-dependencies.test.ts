@@ -17,7 +17,6 @@ const USED_ELSEWHERE: Record<string, string> = {
   typescript: 'tsc builds dist/',
   '@types/node': 'type declarations',
   '@types/pg': 'type declarations',
-  piscina: 'declared for the recorder\'s CPU work (#17 item 16); remove this line once it is imported',
 };
 
 function sourceFiles(dir: string): string[] {

@@ -162,13 +162,16 @@ test('a lent read buffer is detached after the call: a kept reference reads as e
     a.write(Buffer.from('first'));
     setTimeout(() => a.write(Buffer.from('later')), 20);
   });
-  assert.equal(seen.join(''), 'firstlater');
-  for (const k of kept) {
-    assert.equal(k.byteLength, 0);
-    assert.equal(k.toString(), '');
+  try {
+    assert.equal(seen.join(''), 'firstlater');
+    for (const k of kept) {
+      assert.equal(k.byteLength, 0);
+      assert.equal(k.toString(), '');
+    }
+  } finally {
+    a.destroy();
+    b.destroy();
   }
-  a.destroy();
-  b.destroy();
 });
 
 async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {

@@ -8,9 +8,8 @@
 // thread drains everything that arrived while it was syncing as one group).
 import { Worker } from 'node:worker_threads';
 import { VgError, type VgErrorCode } from '../errors.js';
-import { encodeEvent } from './encode-event.js';
 import type { RecordEvent } from './record-event.js';
-import type { RecorderOptions } from './recorder.js';
+import { encodeEvents, type EncodedEvents, type RecorderOptions } from './recorder.js';
 
 /** Messages to the recorder thread. */
 export type ToRecorderThread =
@@ -84,17 +83,13 @@ export class RecorderThread {
 
   /** Recorder.append: events are encoded (and redacted) here, written there. */
   append(events: RecordEvent[]): Promise<void> {
-    const connections: string[] = [];
-    const payloads: Uint8Array[] = [];
+    let encoded: EncodedEvents;
     try {
-      for (const e of events) {
-        payloads.push(encodeEvent(e));
-        connections.push(e.connection);
-      }
+      encoded = encodeEvents(events);
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.appendEncoded(connections, payloads);
+    return this.appendEncoded(encoded.connections, encoded.payloads);
   }
 
   /** Recorder.appendEncoded. */

@@ -138,6 +138,22 @@ function eventFramesBytes(offsets: Uint32Array): number {
   return (offsets.length / 2) * (FRAME_PREFIX_BYTES + BODY_FIXED_BYTES) + payload;
 }
 
+export interface EncodedEvents {
+  connections: string[];
+  payloads: Uint8Array[];
+}
+
+/** Encodes (checks and redacts) events for appendEncoded: one payload per event, with its connection. */
+export function encodeEvents(events: readonly RecordEvent[]): EncodedEvents {
+  const connections: string[] = [];
+  const payloads: Uint8Array[] = [];
+  for (const e of events) {
+    payloads.push(encodeEvent(e));
+    connections.push(e.connection);
+  }
+  return { connections, payloads };
+}
+
 export class Recorder {
   private readonly chains = new Map<string, Chain>();
   private queue: Pending[] = [];
@@ -189,17 +205,13 @@ export class Recorder {
    * whether the session may go on without its recording.
    */
   append(events: RecordEvent[]): Promise<void> {
-    const connections: string[] = [];
-    const payloads: Buffer[] = [];
+    let encoded: EncodedEvents;
     try {
-      for (const e of events) {
-        payloads.push(encodeEvent(e));
-        connections.push(e.connection);
-      }
+      encoded = encodeEvents(events);
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.appendEncoded(connections, payloads);
+    return this.appendEncoded(encoded.connections, encoded.payloads);
   }
 
   /**

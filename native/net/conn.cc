@@ -269,7 +269,7 @@ bool Conn::Write(const char* data, size_t len) {
     if (!handshakeDone_) return false;  // see tlsPending(): the bindings refuse such writes
     EnsureNoOpenSslError();
     while (len > 0) {
-      int n = static_cast<int>(len < kTlsRecordPlaintext ? len : kTlsRecordPlaintext);
+      int n = static_cast<int>(len < maxRecord_ ? len : maxRecord_);
       int r = SSL_write(ssl_, data, n);
       if (r <= 0) {
         Fail(CloseReason::TlsError, TakeOpenSslError("TLS write failed"));

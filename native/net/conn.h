@@ -51,8 +51,13 @@ bool GatewayEndReasonFromName(const std::string& name, CloseReason* out);
 
 // Read size per libuv read; also the largest plaintext burst handed on at once.
 constexpr size_t kReadBufferBytes = 64 * 1024;
-// Plaintext written into one TLS record at most (the TLS maximum).
+// Plaintext written into one TLS record at most (the TLS maximum); the default per connection.
 constexpr size_t kTlsRecordPlaintext = 16 * 1024;
+// PostgreSQL's own record size: the server writes from its 8 KB send buffer, and libpq reads
+// with at least 8 KB free, so a record never outgrows one read. Clients that wait on the socket
+// with select() (psycopg over non-blocking libpq) do not see bytes a larger record left in
+// OpenSSL's buffer and wait forever; PostgreSQL client legs write records no larger.
+constexpr size_t kPgTlsRecordPlaintext = 8 * 1024;
 
 class ConnEvents {
  public:
@@ -124,6 +129,10 @@ class Conn {
   std::vector<unsigned char> ServerEndPoint() const;
 
   void SetLowWater(size_t bytes) { lowWater_ = bytes; }
+  // Largest plaintext per TLS record this connection writes (1 .. kTlsRecordPlaintext).
+  void SetMaxTlsRecord(size_t bytes) {
+    maxRecord_ = bytes == 0 || bytes > kTlsRecordPlaintext ? kTlsRecordPlaintext : bytes;
+  }
   // The loop's cached clock (milliseconds).
   uint64_t Now() const { return uv_now(io_->loop); }
 
@@ -164,6 +173,7 @@ class Conn {
   uv_timer_t* closeTimer_ = nullptr;
   size_t queued_ = 0;
   size_t lowWater_ = 64 * 1024;
+  size_t maxRecord_ = kTlsRecordPlaintext;
   CloseReason reason_ = CloseReason::None;
   std::string detail_;
 };

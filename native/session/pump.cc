@@ -362,6 +362,7 @@ Pump::Pump(Conn* client, Conn* upstream, PumpProtocol protocol, size_t highWater
       inspect_(inspectStatements && protocol == PumpProtocol::Postgres) {
   client_->SetLowWater(highWater_ / 4);
   upstream_->SetLowWater(highWater_ / 4);
+  if (protocol_ == PumpProtocol::Postgres) client_->SetMaxTlsRecord(kPgTlsRecordPlaintext);
 }
 
 void Pump::Start() {

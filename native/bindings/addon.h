@@ -46,11 +46,8 @@ class VgAddon : public Napi::Addon<VgAddon> {
   // the call returns, so a reference kept past it sees 0 bytes, never the next read's.
   Napi::Buffer<char> LendView(Napi::Env env, size_t len) { return Napi::Buffer<char>::New(env, io.plainBuf.data(), len); }
   void EndLend(Napi::Buffer<char> view) {
-    // Not detached (yet): with Detach() here the HTTP relay lost bytes under backpressure (a
-    // client that stops reading a 256 MB answer never got the end: test/http/http-proxy
-    // "backpressure"), so some path keeps a view of a lent read past its call. Until that
-    // path is found and copies, the view stays attached (issue #17 item 13).
-    (void)view;
+    Napi::ArrayBuffer ab = view.ArrayBuffer();
+    if (!ab.IsDetached()) ab.Detach();
   }
 
  private:

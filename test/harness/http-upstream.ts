@@ -130,15 +130,18 @@ export async function startFixtureUpstream(opts: FixtureUpstreamOptions): Promis
       return;
     }
     if (p === '/__big') {
-      // Streams N bytes in 64 KB writes, honouring backpressure; chunked unless ?length=1.
+      // Streams N bytes in 64 KB writes, honouring backpressure; chunked unless ?length=1. Byte
+      // i is bigBodyByte(i): a lost, repeated or reordered stretch shows (see bigBodyMismatch).
       const n = Number(url.searchParams.get('bytes') ?? '0');
       const withLength = url.searchParams.get('length') === '1';
       res.writeHead(200, withLength ? { 'content-type': 'application/octet-stream', 'content-length': n } : { 'content-type': 'application/octet-stream' });
-      const block = Buffer.alloc(64 * 1024, 0x61);
+      const block = BIG_PATTERN;
       let left = n;
+      let at = 0;
       const more = (): void => {
         while (left > 0) {
-          const c = block.subarray(0, Math.min(block.length, left));
+          const c = block.subarray(at % BIG_PERIOD, at % BIG_PERIOD + Math.min(64 * 1024, left));
+          at += c.length;
           left -= c.length;
           bigSent += c.length;
           if (!res.write(c)) return void res.once('drain', more);
@@ -237,4 +240,18 @@ export async function devAuthContext(opts: {
     mint: (user, groups) => issuer.mint({ user, groups, ttlSec: 600 }),
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+/** /__big's body: byte i is i mod 251 (a prime, so no 2^k-sized stretch can go missing unseen). */
+const BIG_PERIOD = 251;
+const BIG_PATTERN = Buffer.from(Array.from({ length: 64 * 1024 + BIG_PERIOD }, (_, i) => i % BIG_PERIOD));
+
+/** Where `chunk`, received at body offset `start` of a /__big answer, first differs from it; -1 if nowhere. */
+export function bigBodyMismatch(chunk: Buffer, start: number): number {
+  let expect = start % BIG_PERIOD;
+  for (let i = 0; i < chunk.length; i++) {
+    if (chunk[i] !== expect) return start + i;
+    expect = expect === BIG_PERIOD - 1 ? 0 : expect + 1;
+  }
+  return -1;
 }

@@ -13,7 +13,7 @@ import type { HttpConnectionConfig, PolicyConfig } from '../../src/config/types.
 import { startHttpConnection } from '../../workers/http/http-proxy.js';
 import type { HttpConnectionHandle, HttpWorkerContext } from '../../workers/http/http-proxy.js';
 import type { AuthResult } from '../../workers/messages.js';
-import { devAuthContext, fixtureVector, makeTestPki, startFixtureUpstream } from '../harness/http-upstream.js';
+import { bigBodyMismatch, devAuthContext, fixtureVector, makeTestPki, startFixtureUpstream } from '../harness/http-upstream.js';
 import type { DevAuthContext, FixtureUpstream, TestPki } from '../harness/http-upstream.js';
 
 const CANARY = `CANARY-upstream-key-${createHash('sha256').update(String(Math.random())).digest('hex').slice(0, 16)}`;
@@ -398,6 +398,7 @@ describe('streaming', () => {
       const r = await call(gw.port, 'GET', `/__big?bytes=${n}&length=${withLength ? 1 : 0}`, { token: admin });
       assert.equal(r.status, 200);
       assert.equal(r.body.length, n);
+      assert.equal(bigBodyMismatch(r.body, 0), -1, 'the body as the upstream sent it');
     });
   }
 
@@ -417,8 +418,12 @@ describe('streaming', () => {
             return;
           }
           let got = 0;
-          res.on('data', (c: Buffer) => (got += c.length));
-          res.on('end', () => resolve(got));
+          let mismatch = -1;
+          res.on('data', (c: Buffer) => {
+            if (mismatch < 0) mismatch = bigBodyMismatch(c, got);
+            got += c.length;
+          });
+          res.on('end', () => (mismatch < 0 ? resolve(got) : reject(new Error(`body differs from the upstream's at byte ${mismatch}`))));
           res.resume();
         }, 1000);
       });

@@ -702,7 +702,7 @@ class ResponseRelay {
     let ok = false;
     let finished = false;
     ex.res.cork(() => {
-      [ok, finished] = ex.res.tryEnd(rest, this.total!);
+      [ok, finished] = tryEndByRecord(ex.res, rest, this.total!);
     });
     if (finished) {
       settle(ex);
@@ -734,7 +734,7 @@ class ResponseRelay {
       // then): uWS's write offset is the sum of the chunks before this one.
       const offset = this.offset;
       this.offset += chunk.length;
-      const [ok, finished] = res.tryEnd(chunk, this.total);
+      const [ok, finished] = tryEndByRecord(res, chunk, this.total);
       if (finished) {
         // Done: the response may not be touched again (uWS throws). A request body still
         // arriving after an early answer is read and dropped by the body handler.
@@ -775,6 +775,25 @@ class ResponseRelay {
       return;
     }
     ex.res.close(); // mid-body: the only honest signal is a cut connection
+  }
+}
+
+/**
+ * uWS's tryEnd, handed at most one TLS record's worth (16 KB) per call. Handed a 64 KB chunk
+ * when the client's socket was full, uWS over TLS stalled for good: every later tryEnd of the
+ * rest failed while the client was reading again (a 256 MB answer stuck at 4 MB, test/http/
+ * http-proxy "backpressure", whenever reads came 64 KB at a time). The likely cause is
+ * OpenSSL's retry rule for a write that sent part of a multi-record buffer, which uWS's offset
+ * accounting does not follow; with one record per call nothing is left half-sent across calls
+ * and the stall did not occur. Returns uWS's [ok, finished]; when not ok, uWS's write offset
+ * says how much it took.
+ */
+const TLS_RECORD_BYTES = 16 * 1024;
+function tryEndByRecord(res: HttpResponse, body: Buffer, total: number): [boolean, boolean] {
+  if (body.length <= TLS_RECORD_BYTES) return res.tryEnd(body, total);
+  for (let at = 0; ; at += TLS_RECORD_BYTES) {
+    const [ok, finished] = res.tryEnd(body.subarray(at, at + TLS_RECORD_BYTES), total);
+    if (!ok || finished || at + TLS_RECORD_BYTES >= body.length) return [ok, finished];
   }
 }
 

@@ -350,7 +350,9 @@ async function runPgbench(ep: Endpoint, caCert: string, workDir: string): Promis
  *   one upstream database per listener, the gateway's own cancel key), as with PgBouncer;
  * - `bug`: a gateway difference from PostgreSQL to fix; BUG_NOTES (written into RESULTS.md)
  *   has each one's minimal reproduction;
- * - `timing`: fails directly too in some runs (the test asserts on timing or buffering).
+ * - `timing`: fails directly too in some runs (the test asserts on timing or buffering), or
+ *   asserts on wall-clock margins narrower than the gateway's extra hop (its connect takes
+ *   ~20 ms longer: token check, its own TLS to the upstream).
  * A rule matches the test id, and when it has `message`, the gateway run's failure message too.
  */
 const CLASSIFIED: { test: RegExp; message?: RegExp; kind: 'design' | 'bug' | 'timing'; why: string }[] = [
@@ -359,9 +361,10 @@ const CLASSIFIED: { test: RegExp; message?: RegExp; kind: 'design' | 'bug' | 'ti
   { test: /::test_execute_copy\[copy testcopy to stdout\]$/, message: /Timeout/, kind: 'bug', why: 'B2: blocked by the backend the previous test ([copy testcopy from stdin]) left waiting in COPY FROM STDIN, holding the lock on its uncommitted `testcopy`' },
   { test: /tests\.test_concurrency(_async)?::test_(notifies|identify_closure)$|tests\.test_connection(_async)?::test_(notify_handlers|broken)$|tests\.test_(connection|transaction)(_async)?::test_context_inerror_rollback_no_clobber(\[.*\])?$/, kind: 'design', why: 'the test passes the client\'s backend pid to the server (`pg_terminate_backend(pid)`) or compares it with a NOTIFY pid; the pid is the gateway\'s cancel key (a keyed permutation of the upstream pid, as with PgBouncer), not a server process: pg_terminate_backend warns "PID … is not a PostgreSQL server process" and returns false' },
   { test: /test_other_dbname$|test_introspection\.TestIntrospection::test_introspection_(loads_basetypes_of_domains|on_large_db)$|test_cache_invalidation\.TestCacheInvalidation::test_type_cache_invalidation_in_pool$/, kind: 'design', why: 'one listener serves one upstream database: the test creates and connects to another database (3D000 "not served on this port")' },
-  { test: /tests\.test_copy(_async)?::test_copy_to_leaks\[/, message: /Timeout|Unraisable/, kind: 'bug', why: 'B3: through the gateway psycopg (libpq, non-blocking) sometimes never receives the end of a large result the server has finished sending; pytest-timeout does not always end the wait' },
   { test: /tests\.pool\.test_(null_)?pool(_async)?::test_(its_no_pool_at_all|broken_reconnect|active_close|max_lifetime|check)$|tests\.pq\.test_pgconn::test_notify$/, kind: 'design', why: 'the test tells connections apart by their backend pid or ends one with `pg_terminate_backend(pid)`: the pid is the gateway\'s cancel key, a keyed permutation of the upstream pid, and a new client connection given a parked upstream (reuse, as with PgBouncer) has the same pid; pg_terminate_backend finds no process' },
   { test: /tests\.test_(copy|cursor|client_cursor)(_async)?::test_(leak|copy_to_leaks|copy_from_leaks)\[|tests\.test_copy(_async)?::test_copy_table_across\[|tests\.test_cursor::test_weakref$/, kind: 'timing', why: 'fails or hangs directly too in some runs (object-count leak checks; psycopg 3.1.7\'s async COPY from one connection into another hangs in block and binary modes directly as well; weakref collection)' },
+  { test: /tests\.pool\.test_null_pool(_async)?::test_stats_(measures|usage)$/, kind: 'timing', why: 'asserts how many connections are open 0.1 s after starting workers, or that summed usage stays within 1150-1250 ms; a connection through the gateway takes ~20 ms longer to open (median 62 vs 42 ms, psycopg connect + select 1, this machine), which these margins do not allow' },
+  { test: /tests\.pool\.test_pool_async::test_reset_broken$/, kind: 'design', why: 'expects the connection opened after a broken one to reach a different backend; the gateway parks an idle upstream and gives it to the next client connection (upstream reuse, as PgBouncer does), so both report the same backend pid' },
   { test: /test_execute\.TestExecuteMany::test_executemany_server_failure_during_writes$/, kind: 'timing', why: 'asserts that a server error stops asyncpg writing a 4 MB batch before its end; directly too the client writes all 128 rows in some runs (4 of 10 under load), the proxy\'s socket buffers make it likelier' },
 ];
 
@@ -400,29 +403,27 @@ vecgate as directly; also none when the client exits without Terminate (EOF only
 middle of \`cursor.copy()\`. The harness's B2 janitor (ends such backends in gateway runs) ended none
 in this run.
 
-### B3: psycopg through vecgate sometimes never receives the end of a large result
+### B3 (fixed in 4848974): psycopg through vecgate sometimes never received the end of a large result
 
-The server sends the whole result (its backend goes back to \`idle\` / \`idle in transaction\`), vecgate's
-sockets have nothing queued, and psycopg 3.1.7 (python implementation: libpq 15.18 in non-blocking
-mode, waiting with \`select()\` on the socket) waits forever. In psycopg's suite: \`test_copy_to_leaks\`
-(20 rows × 20 columns, ~55 KB of \`COPY ... TO STDOUT\`); pytest-timeout's 60 s did not always end
-the wait (psycopg's wait loop goes on after the signal): one test stalled the run for 7 min until its
-backend was ended by hand. Reproduction (no suite):
+The server had sent the whole result, vecgate's sockets had nothing queued, and psycopg 3.1.7 (python
+implementation: libpq 15.18 in non-blocking mode, waiting with \`select()\` on the socket) waited
+forever. In psycopg's suite: \`test_copy_to_leaks\` (~55 KB of \`COPY ... TO STDOUT\`). Cause: vecgate
+wrote TLS records of 16 KB of plaintext, PostgreSQL writes at most 8 KB (its send buffer), and libpq
+reads with 8 KB free: the rest of a larger record stayed decrypted in OpenSSL's buffer, which a
+\`select()\` on the socket does not see. Fixed: PostgreSQL client legs write records of at most 8 KB
+(\`kPgTlsRecordPlaintext\`, native/net/leg.h). Reproduction (no suite):
 
 \`\`\`python
 import psycopg, threading, os, time
 threading.Thread(target=lambda: (time.sleep(8), print("HANG"), os._exit(3)), daemon=True).start()
-with psycopg.connect() as c:                  # autocommit or not: both hang
+with psycopg.connect() as c:
     c.execute("select repeat('x', 2750) from generate_series(1, 400)").fetchall()   # ~1.1 MB
 \`\`\`
 
-Through vecgate: HANG in 5 of 8 runs (autocommit: 3 of 8); \`copy (select repeat('x', 2750) from
-generate_series(1, 20)) to stdout\` read with \`cursor.copy()\`: 1 of 8 (the suite's \`fake_table\`: 6 of
-15). Directly: 0 of 8 and 0 of 10. Through vecgate with psql (blocking libpq): 0 of 10; with asyncpg
-(no libpq): 0 of 8. Not yet explained; a lead to check, not a finding: vecgate writes TLS records of up
-to 16 KB of plaintext (\`kTlsRecordPlaintext\`, native/net/conn.h) where PostgreSQL's are at most its
-8 KB send buffer; a non-blocking libpq reads only what fits its input buffer and may leave decrypted
-bytes in OpenSSL's buffer, which a \`select()\` on the socket does not see.`;
+Before the fix: HANG in 5 of 8 runs through vecgate (0 of 8 directly; 0 of 10 with psql, blocking
+libpq; 0 of 8 with asyncpg, no libpq). After: 0 of 12, and \`cursor.copy()\` of \`copy (select
+repeat('x', 2750) from generate_series(1, 20)) to stdout\`: 0 of 10. test/e2e/pg-fidelity.test.ts
+checks the record sizes and runs both with psycopg in \`npm test\`.`;
 
 function classify(id: string, gatewayMessage = ''): string {
   const c = CLASSIFIED.find((k) => k.test.test(id) && (!k.message || k.message.test(gatewayMessage)));

@@ -9,6 +9,7 @@
         "native/bindings/http-bindings.cc",
         "native/bindings/recording-bindings.cc",
         "native/net/conn.cc",
+        "native/net/close-reason.cc",
         "native/net/tls-context.cc",
         "native/session/pump.cc",
         "native/pg/pg-frame-parser.cc",

@@ -12,52 +12,14 @@
 #include <string>
 #include <vector>
 
+#include "net/leg.h"
+
 namespace vg {
 
 class Conn;
 
-// Why a connection (or a pumped session) ended. One list for both: the pump closes its
-// connections with its own reasons, and JavaScript reads them as strings (CloseReasonName).
-enum class CloseReason : uint8_t {
-  None,  // not closed (yet)
-  Closed,  // closed by its owner (close()/destroy())
-  Eof,  // the peer closed (FIN or TLS close_notify)
-  ReadError,
-  WriteError,
-  TlsError,
-  TlsHandshake,
-  AcceptFailed,
-  ConnectFailed,
-  PeerClosed,  // the other leg of a pumped session ended
-  // Pumped sessions (PumpStats::reason and the pump's closes):
-  ClientEof,
-  UpstreamEof,
-  ClientError,
-  UpstreamError,
-  ClientTerminate,
-  ProtocolError,
-  TokenExpired,
-  UnreadableSetting,
-  // Ended from the gateway's side by endPump():
-  PolicyRevoked,
-  Shutdown,
-  RecordingFailed,
-};
-
-// The reason as JavaScript sees it ('eof', 'client-eof', 'policy-revoked', ...); "" for None.
-const char* CloseReasonName(CloseReason r);
-// The reasons endPump() accepts from JavaScript; false for any other name.
-bool GatewayEndReasonFromName(const std::string& name, CloseReason* out);
-
 // Read size per libuv read; also the largest plaintext burst handed on at once.
 constexpr size_t kReadBufferBytes = 64 * 1024;
-// Plaintext written into one TLS record at most (the TLS maximum); the default per connection.
-constexpr size_t kTlsRecordPlaintext = 16 * 1024;
-// PostgreSQL's own record size: the server writes from its 8 KB send buffer, and libpq reads
-// with at least 8 KB free, so a record never outgrows one read. Clients that wait on the socket
-// with select() (psycopg over non-blocking libpq) do not see bytes a larger record left in
-// OpenSSL's buffer and wait forever; PostgreSQL client legs write records no larger.
-constexpr size_t kPgTlsRecordPlaintext = 8 * 1024;
 
 class ConnEvents {
  public:
@@ -87,7 +49,7 @@ struct ThreadIo {
   void Flush();
 };
 
-class Conn {
+class Conn final : public Leg {
  public:
   // `io` is shared: a connection finalized after its addon instance (thread teardown) must
   // still find it.
@@ -106,19 +68,19 @@ class Conn {
   // Writes plaintext (encrypting when TLS is up). Copies what cannot be written at once.
   // Returns false, writing nothing, when the connection is closing or its TLS handshake has
   // not completed (tlsPending(): the caller must wait for OnHandshake; the bindings throw).
-  bool Write(const char* data, size_t len);
-  void PauseRead();
-  void ResumeRead();
+  bool Write(const char* data, size_t len) override;
+  void PauseRead() override;
+  void ResumeRead() override;
   // Graceful: close_notify, flush, close. Forced: close now.
-  void Close(CloseReason reason, const std::string& detail);
-  void Destroy(CloseReason reason, const std::string& detail);
+  void Close(CloseReason reason, const std::string& detail) override;
+  void Destroy(CloseReason reason, const std::string& detail) override;
 
-  bool closed() const { return closing_; }
+  bool closed() const override { return closing_; }
   // TLS was started and its handshake has not completed: writes are refused until it has.
   bool tlsPending() const { return ssl_ != nullptr && !handshakeDone_; }
-  size_t queuedBytes() const { return queued_; }
-  CloseReason closeReason() const { return reason_; }
-  const std::string& closeDetail() const { return detail_; }
+  size_t queuedBytes() const override { return queued_; }
+  CloseReason closeReason() const override { return reason_; }
+  const std::string& closeDetail() const override { return detail_; }
   std::string RemoteAddress(int* port) const;
   // TLS facts after the handshake.
   std::string TlsVersion() const;
@@ -128,13 +90,13 @@ class Conn {
   // RFC 5929 tls-server-end-point of the peer certificate (client side); empty when unknown.
   std::vector<unsigned char> ServerEndPoint() const;
 
-  void SetLowWater(size_t bytes) { lowWater_ = bytes; }
+  void SetLowWater(size_t bytes) override { lowWater_ = bytes; }
   // Largest plaintext per TLS record this connection writes (1 .. kTlsRecordPlaintext).
-  void SetMaxTlsRecord(size_t bytes) {
+  void SetMaxTlsRecord(size_t bytes) override {
     maxRecord_ = bytes == 0 || bytes > kTlsRecordPlaintext ? kTlsRecordPlaintext : bytes;
   }
   // The loop's cached clock (milliseconds).
-  uint64_t Now() const { return uv_now(io_->loop); }
+  uint64_t Now() const override { return uv_now(io_->loop); }
 
   // Called by the BIO: queue raw (ciphertext or plain) bytes for the socket.
   void QueueRaw(const char* data, size_t len);

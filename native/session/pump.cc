@@ -167,6 +167,14 @@ void Pump::ClientInspector::OnMessageStart(uint8_t type, uint32_t length) {
     dropping_ = true;
     return;
   }
+  if (type == 'X') {
+    // The server gets a Terminate of its proper length, whatever length the client gave it:
+    // nothing after the Terminate's header is read (neither its body), so a longer one would
+    // leave the server waiting for body bytes, or take a different part of it per chunking.
+    Sink().append("X\0\0\0\4", 5);
+    dropping_ = true;
+    return;
+  }
   if (type == 'Q' || type == 'P' || type == 'F') {
     pump_->stats_.statements += type == 'F' ? 0 : 1;
     pump_->CheckDeadline();
@@ -246,10 +254,13 @@ void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
   held_.shrink_to_fit();
 }
 
+// The client's stream counts as at a message boundary when its Terminate was held back: the
+// server got everything before the Terminate and none of it (its body may still be arriving,
+// and is never read).
 bool Pump::UpstreamIdle() const {
   return reuse_ && protocol_ == PumpProtocol::Postgres && !upstreamClosed_ && !upstream_->closed() && !expired_ &&
          replies_.Empty() && !clientUnsynced_ && lastStatus_ == 'I' && gated_.empty() && refusals_.empty() &&
-         unreadableSetting_.empty() && clientParser_.AtBoundary() && upstreamParser_.AtBoundary() &&
+         unreadableSetting_.empty() && (clientParser_.AtBoundary() || terminateHeld_) && upstreamParser_.AtBoundary() &&
          !clientParser_.failed() && !upstreamParser_.failed() && upstream_->queuedBytes() == 0;
 }
 
@@ -262,7 +273,9 @@ bool Pump::UpstreamReusable() const {
 void Pump::FinishTerminate() {
   if (!clientTerminated_ || terminateFinished_ || ended_ || clientClosed_) return;
   if (!terminateHeld_) return;  // the Terminate went on: the server closes, then the client (OnClosed)
-  if (!replies_.Empty() && !upstreamClosed_ && !upstream_->closed()) return;  // earlier requests still being answered
+  bool upstreamOpen = !upstreamClosed_ && !upstream_->closed();
+  if (!replies_.Empty() && upstreamOpen) return;  // earlier requests still being answered
+  if (!upstreamParser_.AtBoundary() && upstreamOpen) return;  // the last answer (its ReadyForQuery) is still arriving
   terminateFinished_ = true;
   if (UpstreamIdle()) {
     if (stats_.reason == CloseReason::None) stats_.reason = CloseReason::ClientTerminate;
@@ -352,7 +365,7 @@ void Pump::UpstreamInspector::OnMessageEnd(uint8_t type) {
   }
 }
 
-Pump::Pump(Conn* client, Conn* upstream, PumpProtocol protocol, size_t highWater, PumpObserver* observer,
+Pump::Pump(Leg* client, Leg* upstream, PumpProtocol protocol, size_t highWater, PumpObserver* observer,
            bool inspectStatements)
     : client_(client),
       upstream_(upstream),
@@ -372,10 +385,10 @@ void Pump::Start() {
   if (upstream_->closed()) OnClosed(upstream_);
 }
 
-void Pump::OnPlaintext(Conn* from, const char* data, size_t len) {
+void Pump::OnPlaintext(Leg* from, const char* data, size_t len) {
   bool fromClient = from == client_;
   if (fromClient && clientTerminated_) return;  // after Terminate: never read
-  Conn* to = fromClient ? upstream_ : client_;
+  Leg* to = fromClient ? upstream_ : client_;
   if (protocol_ == PumpProtocol::Postgres) {
     PgFrameParser& parser = fromClient ? clientParser_ : upstreamParser_;
     PgFrameCallbacks* cb = fromClient ? static_cast<PgFrameCallbacks*>(&clientCounter_) : &upstreamCounter_;
@@ -454,20 +467,20 @@ void Pump::OnPlaintext(Conn* from, const char* data, size_t len) {
   if (clientTerminated_) FinishTerminate();
 }
 
-void Pump::OnReadDone(Conn* from) {
-  Conn* to = from == client_ ? upstream_ : client_;
+void Pump::OnReadDone(Leg* from) {
+  Leg* to = from == client_ ? upstream_ : client_;
   if (to->queuedBytes() > highWater_) from->PauseRead();
   // Bytes queued behind held statements count as queued toward the upstream.
   if (from == client_ && GatedBytes() > highWater_) from->PauseRead();
 }
 
-void Pump::OnDrain(Conn* c) {
-  Conn* other = c == client_ ? upstream_ : client_;
+void Pump::OnDrain(Leg* c) {
+  Leg* other = c == client_ ? upstream_ : client_;
   if (other == client_ && (GatedBytes() > highWater_ || clientTerminated_)) return;
   if (!other->closed()) other->ResumeRead();
 }
 
-void Pump::OnClosed(Conn* c) {
+void Pump::OnClosed(Leg* c) {
   bool isClient = c == client_;
   if (isClient) {
     if (clientClosed_) return;
@@ -483,7 +496,7 @@ void Pump::OnClosed(Conn* c) {
                                                  : (isClient ? CloseReason::ClientError : CloseReason::UpstreamError);
     stats_.detail = c->closeDetail();
   }
-  Conn* other = isClient ? upstream_ : client_;
+  Leg* other = isClient ? upstream_ : client_;
   if (isClient && UpstreamReusable()) {
     // The client left an idle session: the upstream stays open for the owner to reuse.
     upstream_->PauseRead();

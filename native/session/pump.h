@@ -7,7 +7,7 @@
 #include <list>
 #include <vector>
 
-#include "net/conn.h"
+#include "net/leg.h"
 #include "pg/pg-frame-parser.h"
 #include "pg/pg-reply-tracker.h"
 
@@ -79,7 +79,7 @@ class Pump {
     clientCap_.spec = fromClient;
     upstreamCap_.spec = fromUpstream;
   }
-  Pump(Conn* client, Conn* upstream, PumpProtocol protocol, size_t highWater, PumpObserver* observer,
+  Pump(Leg* client, Leg* upstream, PumpProtocol protocol, size_t highWater, PumpObserver* observer,
        bool inspectStatements = false);
   // Client bytes that arrived during setup (after the password message, before
   // AuthenticationOk): read like any later bytes, inspection included. Call before Start().
@@ -87,10 +87,10 @@ class Pump {
   // Begin forwarding. Bytes the setup phase left unread are already in the sockets.
   void Start();
   // Routed here by the connections' owners.
-  void OnPlaintext(Conn* from, const char* data, size_t len);
-  void OnReadDone(Conn* from);
-  void OnDrain(Conn* c);
-  void OnClosed(Conn* c);
+  void OnPlaintext(Leg* from, const char* data, size_t len);
+  void OnReadDone(Leg* from);
+  void OnDrain(Leg* c);
+  void OnClosed(Leg* c);
   bool ended() const { return ended_; }
   void End(CloseReason reason, const char* finalBytes, size_t len) { Terminate(reason, finalBytes, len); }
   // Releases a held statement (and what queued behind it, up to the next hold).
@@ -225,8 +225,8 @@ class Pump {
   void CheckDeadline();
   void EndExpired();
 
-  Conn* client_;
-  Conn* upstream_;
+  Leg* client_;
+  Leg* upstream_;
   PumpProtocol protocol_;
   size_t highWater_;
   PumpObserver* observer_;

@@ -1,7 +1,7 @@
 // Builds and runs the pure-C++ parser tests under AddressSanitizer + UBSan, and the
-// libFuzzer targets (native/fuzz/: PostgreSQL frame parser and reply tracker, statement
-// recorder, HTTP response head, JSON number list with its AVX paths) for a short, bounded
-// time each (the CI budget). The whole addon under ASan/UBSan: scripts/build-native-asan.mjs.
+// libFuzzer targets (native/fuzz/: PostgreSQL frame parser and reply tracker, the pump's
+// statement inspection fed at every split, statement recorder, HTTP response head, JSON
+// number list with its AVX paths) for a short, bounded time each (the CI budget). The whole addon under ASan/UBSan: scripts/build-native-asan.mjs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -80,4 +80,8 @@ test(`pg-reply-tracker libFuzzer target runs ${FUZZ_SECONDS}s without a finding 
 test(`statement-recorder libFuzzer target runs ${FUZZ_SECONDS}s without a finding (events stay well-formed msgpack)`, () => {
   // Node's OpenSSL headers, the system's libcrypto 3 (same ABI) for the vector fingerprint.
   fuzz('statement-recorder-fuzz', 'statement-recorder', ['pg/statement-recorder.cc', 'recording/record-sink.cc'], { flags: ['-I/usr/include/node'], libs: [LIBCRYPTO] });
+});
+
+test(`pump-inspector libFuzzer target runs ${FUZZ_SECONDS}s without a finding (only allowed statements reach the server; any chunking gives the same bytes)`, () => {
+  fuzz('pump-inspector-fuzz', 'pump-inspector', ['session/pump.cc', 'pg/pg-frame-parser.cc', 'pg/pg-reply-tracker.cc', 'net/close-reason.cc']);
 });

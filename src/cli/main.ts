@@ -157,7 +157,7 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     .option('--public-key <file>', "the auditor's copy of the signing public key (default: the one beside the recordings)")
     .option('--repair', 'cut torn tails left by a crash (reported, not fatal); re-sign a missing head when every record verifies')
     .option('--signing-key <file>', 'the recordings signing key, for --repair to re-sign a missing head (default: the one beside the recordings)')
-    .option('--jobs <n>', 'connections verified at once (default: cores, at most 4; 1: one thread)')
+    .option('--jobs <n>', 'connections verified at once on worker threads (default 1: this thread)')
     .option('--progress', 'a line on stderr per connection verified (default when stderr is a terminal)')
     .action(async (opts: { dir?: string; config?: string; publicKey?: string; signingKey?: string; repair?: boolean; jobs?: string; progress?: boolean }) => {
       const { parseJobs, runVerifyRecordings } = await import('./verify-recordings-command.js');

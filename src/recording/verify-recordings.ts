@@ -10,7 +10,6 @@
 import type { KeyObject } from 'node:crypto';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { open, readFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import type { VerifyConnectionTask } from './verify-worker.js';
 import { VgError } from '../errors.js';
@@ -22,8 +21,13 @@ import { lockRecordingsDir } from './writer-lock.js';
 
 /** Issues kept per connection after the first (the first is what matters; the rest are often its echoes). */
 export const MAX_ISSUES_PER_CONNECTION = 100;
-/** Connections verified at once by default: one per core, at most 4 (more rarely helps: the disk becomes the limit). */
-export const DEFAULT_VERIFY_JOBS = Math.max(1, Math.min(os.availableParallelism(), 4));
+/**
+ * Connections verified at once by default: one, on the calling thread. Measured on an idle
+ * 2-core machine (bench/verify-recordings-bench.ts, bench/README.md), the piscina pool gave no
+ * speed-up (jobs 2: 0.70x at 83 MB, 0.98x at 330 MB) for 1.7-2.5x the CPU (each pool thread
+ * starts cold: module load, JIT and heap warm-up); `--jobs N` uses it.
+ */
+export const DEFAULT_VERIFY_JOBS = 1;
 /** The most `jobs` (`--jobs`) accepts: each job is a worker thread with its own heap. */
 export const MAX_VERIFY_JOBS = 64;
 

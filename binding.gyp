@@ -14,6 +14,7 @@
         "native/session/pump.cc",
         "native/pg/pg-frame-parser.cc",
         "native/pg/pg-reply-tracker.cc",
+        "native/pg/session-pins.cc",
         "native/pg/statement-recorder.cc",
         "native/http/json-number-list.cc",
         "native/http/http-response-head.cc",

@@ -62,6 +62,13 @@ export interface PumpStats {
   refusedStatements: number;
   /** `reuseUpstream` was set and the client left an idle session: the upstream is open, paused, and the caller's again. */
   upstreamKept: boolean;
+  /** The kept upstream (with `upstreamKept`): under `transactionPooling` it may not be the one the session started with. */
+  upstream?: Connection;
+  /** `transactionPooling`: server links attached to and released from the session. */
+  upstreamAttaches: number;
+  upstreamReleases: number;
+  /** `transactionPooling`: why a statement pinned the session to its server session (native/pg/session-pins.h); '' if none did. */
+  pinReason: string;
   /** Who ended the session (native/net/conn.h CloseReason): 'client-eof' | 'upstream-eof' | 'client-error' | 'upstream-error' | 'client-terminate' | 'protocol-error' | 'token-expired' | 'unreadable-setting' | 'closed', or an endPump reason. */
   reason: string;
   /** Human-readable detail for errors (errno name, TLS alert, parser complaint). */
@@ -121,6 +128,19 @@ export interface PumpOptions {
    * `takeRecords()`. Needs `capture` (client 'BQPF', upstream 'CE').
    */
   nativeRecord?: { session: string; connection: string };
+  /**
+   * Transaction pooling (PostgreSQL; implies `reuseUpstream`): the session holds a server link
+   * only from the first message of a transaction to its ReadyForQuery 'I' (every request
+   * answered, nothing half-sent): then `onUpstreamReleased(link)` hands it back, paused and
+   * the caller's again (set its callbacks there). Client bytes for the server with no link
+   * wait in the pump (up to `highWaterBytes`, then the client is not read) and
+   * `onUpstreamWanted()` asks for one, once per wait: answer with `attachUpstream`, now or
+   * later, or end the session. The client's Terminate never reaches a pooled server. The
+   * session's first link may be released at once (a session starts between transactions).
+   */
+  transactionPooling?: boolean;
+  onUpstreamWanted?: () => void;
+  onUpstreamReleased?: (upstream: Connection) => void;
 }
 
 export interface Connection {
@@ -207,6 +227,13 @@ export interface NativeBinding {
   endPump(client: Connection, reason: 'policy-revoked' | 'shutdown' | 'recording-failed' | 'closed', finalBytes?: Buffer): boolean;
   /** Forwards a statement held by `onStatement` (and what queued behind it). */
   releaseStatement(client: Connection, holdId: number): boolean;
+  /**
+   * Gives a `transactionPooling` session the server link it asked for: what the client sent
+   * while it had none is written to it. False (the link untouched, still the caller's) when
+   * the session does not take one now: it ended, has one, or its client left with nothing
+   * waiting. Throws when `upstream` is pumped already or its TLS handshake is not done.
+   */
+  attachUpstream(client: Connection, upstream: Connection): boolean;
   /**
    * Recording (primary): frames payload i = `blob[offsets[2i], offsets[2i+1])` as Event frames
    * with sequence numbers `firstSeq`, `firstSeq + 1`, ..., each chained to the previous frame's

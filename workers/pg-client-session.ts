@@ -16,6 +16,7 @@ import type { WorkerContext } from './worker-context.js';
 import { accessRank, type CompiledPolicy } from '../src/policy/policy.js';
 import { captureSpec, PgStatementRecorder } from './pg-statement-recorder.js';
 import { PgUpstreamPool } from './pg-upstream-pool.js';
+import { PgTransactionPool } from './pg-transaction-pool.js';
 import { ReadStatementCheck, type StatementRefusal } from './pg/read-statement-check.js';
 import { upstreamStartupParameters } from './pg/startup-parameters.js';
 import { isReadableClientEncoding } from '../src/policy/session-settings.js';
@@ -39,6 +40,10 @@ export class PgClientSession {
   private nextHold = 1;
   /** Where this session's upstream is parked for reuse when it ends idle (null: reuse off). */
   private poolKey: string | null = null;
+  /** upstream.pool.mode transaction: the key of this session's links, how to open one, and a wait to withdraw. */
+  private txKey: string | null = null;
+  private openLink: (() => Promise<UpstreamReady>) | null = null;
+  private withdrawWait: (() => void) | null = null;
 
   constructor(
     private readonly conn: Connection,
@@ -245,6 +250,28 @@ export class PgClientSession {
       return this.fatal(startup.sqlstate, startup.message);
     }
     const params = startup.params;
+    if (this.cfg.upstream.pool.mode === 'transaction') {
+      // Between transactions the session holds no upstream: it starts on a pooled link (one
+      // its key shares with other sessions) and gives it back as soon as it is idle.
+      const credential = grant.credential;
+      this.txKey = PgTransactionPool.key(this.cfg.name, credential.user, this.cfg.upstream.database, params);
+      this.openLink = () => new UpstreamSetup(this.ctx, this.cfg, credential, params).run();
+      this.withdrawWait = this.ctx.transactionPool.acquire(this.txKey, this.cfg.name, this.cfg.upstream.pool, this.openLink, {
+        give: (ready) => {
+          if (this.state !== 'upstream') return false;
+          this.withdrawWait = null;
+          this.onUpstreamReady(ready, false);
+          return true;
+        },
+        fail: (message, sqlstate) => {
+          this.withdrawWait = null;
+          if (this.state !== 'upstream') return;
+          this.ctx.log('warn', 'pooled session got no upstream connection', { connection: this.cfg.name, subject: grant.subject, sqlstate, error: message });
+          this.fatal(sqlstate, message);
+        },
+      });
+      return;
+    }
     if (this.cfg.upstream.pool.maxIdle > 0) {
       this.poolKey = PgUpstreamPool.key(this.cfg.name, grant.credential.user, this.cfg.upstream.database, `${grant.issuer} ${grant.subject}`, params);
       const parked = this.ctx.upstreamPool.take(this.poolKey);
@@ -287,7 +314,10 @@ export class PgClientSession {
         return this.fatal('0A000', `the database sets ${unreadable} for this session, which the gateway cannot check read-only statements in; ask the operator, or set client_encoding to UTF8`);
       }
     }
-    const gatewayKey = ready.backendKey ? encodeCancelKey(this.ctx.cancelKey, ready.backendKey) : null;
+    // Transaction mode: no cancel key yet. The link's own key would reach whichever session
+    // holds that link when the cancel arrives (another client's statement); routing a cancel
+    // to a session's current link is still to be built (issue #18).
+    const gatewayKey = ready.backendKey && this.txKey === null ? encodeCancelKey(this.ctx.cancelKey, ready.backendKey) : null;
     const out: Buffer[] = [ser.authenticationOk()];
     for (const [k, v] of ready.parameters) out.push(ser.parameterStatus(k, v));
     if (gatewayKey) out.push(ser.backendKeyData(gatewayKey.processId, gatewayKey.secretKey));
@@ -385,10 +415,44 @@ export class PgClientSession {
 
   private startPump(ready: UpstreamReady, grant: AuthGranted, rec: SessionRecording, onStatement: PumpOptions['onStatement'], upstreamTls: string): void {
     const { base, recording, statements, nativeStatements, statementCaptures } = rec;
+    const txKey = this.txKey;
+    const pool = this.ctx.transactionPool;
+    /** Transaction mode: the link the session holds now (null between transactions). */
+    let current: Connection | null = ready.conn;
+    let withdraw: (() => void) | null = null;
+    const pooling: Partial<PumpOptions> =
+      txKey === null
+        ? {}
+        : {
+            transactionPooling: true,
+            onUpstreamWanted: () => {
+              withdraw = pool.acquire(txKey, this.cfg.name, this.cfg.upstream.pool, this.openLink!, {
+                give: (link) => {
+                  withdraw = null;
+                  if (this.state !== 'pumping' || !this.ctx.native.attachUpstream(this.conn, link.conn)) return false;
+                  current = link.conn;
+                  return true;
+                },
+                fail: (message, sqlstate) => {
+                  withdraw = null;
+                  if (this.state !== 'pumping') return;
+                  this.ctx.log('warn', 'pooled session got no upstream connection', { connection: this.cfg.name, subject: grant.subject, sqlstate, error: message });
+                  this.ctx.native.endPump(this.conn, 'closed', ser.errorResponse({ severity: 'FATAL', code: sqlstate, message }));
+                },
+              });
+            },
+            onUpstreamReleased: (link) => {
+              if (current === link) current = null;
+              // After the pump's call returns (microtasks run when it unwinds): another
+              // session may take the link at once, and should not do so from inside this one's.
+              queueMicrotask(() => pool.release(link));
+            },
+          };
     this.ctx.native.pump(this.conn, ready.conn, {
       protocol: 'pg',
       highWaterBytes: this.ctx.limits.pumpHighWaterBytes,
       reuseUpstream: this.poolKey !== null,
+      ...pooling,
       onStatement,
       earlyClientBytes: this.takeEarly(),
       ...(nativeStatements ? { capture: captureSpec('queries', true), nativeRecord: base } : {}),
@@ -399,6 +463,21 @@ export class PgClientSession {
       this.state = 'closed';
       // The client left an idle session: the upstream is reset and parked for the next one.
       if (stats.upstreamKept && this.poolKey !== null) this.ctx.upstreamPool.give(this.poolKey, ready, this.cfg.upstream.pool);
+      if (txKey !== null) {
+        (withdraw as (() => void) | null)?.();
+        const kept = stats.upstreamKept ? (stats.upstream ?? null) : null;
+        if (kept !== null && stats.pinReason === '') {
+          pool.release(kept);
+        } else {
+          // A pinned link carries this session's state; one the pump closed is gone.
+          const gone = kept ?? current;
+          if (gone !== null) {
+            pool.forget(gone);
+            gone.close();
+          }
+        }
+        if (stats.pinReason !== '') this.ctx.log('debug', 'pooled session was pinned to its upstream', { connection: this.cfg.name, subject: grant.subject, reason: stats.pinReason });
+      }
       this.ctx.sessions.delete(this);
       this.ctx.sessionEnded();
       const summary: SessionSummary = {
@@ -494,6 +573,7 @@ export class PgClientSession {
     this.state = 'closed';
     if (this.timer) clearTimeout(this.timer);
     this.upstream?.abort();
+    this.withdrawWait?.();
     this.conn.write(ser.errorResponse({ severity: 'FATAL', code: sqlstate, message }));
     this.conn.close();
   }
@@ -504,6 +584,7 @@ export class PgClientSession {
     this.state = 'closed';
     if (this.timer) clearTimeout(this.timer);
     this.upstream?.abort();
+    this.withdrawWait?.();
     this.conn.destroy();
   }
 
@@ -511,6 +592,7 @@ export class PgClientSession {
     if (this.timer) clearTimeout(this.timer);
     if (this.state !== 'closed' && this.state !== 'pumping') {
       this.upstream?.abort();
+      this.withdrawWait?.();
       this.ctx.log('debug', 'client left during setup', { connection: this.cfg.name, state: this.state, reason, detail });
     }
     this.state = 'closed';

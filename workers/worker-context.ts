@@ -14,6 +14,7 @@ import type { RecordEvent } from '../src/recording/record-event.js';
 import { RecordBatchWriter } from '../src/recording/record-batch.js';
 import { renderForNativeRecording, type PendingStatementSweep, type PgStatementRecorder } from './pg-statement-recorder.js';
 import { PgUpstreamPool } from './pg-upstream-pool.js';
+import { PgTransactionPool } from './pg-transaction-pool.js';
 import { CancelLimiter } from './pg/cancel-limiter.js';
 import { send, type AuthClientInfo, type AuthResult, type SessionSummary, type ToPrimary } from './messages.js';
 
@@ -65,6 +66,8 @@ export class WorkerContext implements PendingStatementSweep {
   liveSessions = 0;
   /** Idle upstream connections parked for reuse (upstream.pool). */
   readonly upstreamPool = new PgUpstreamPool(this);
+  /** Server links shared by `upstream.pool.mode: transaction` sessions between their transactions. */
+  readonly transactionPool = new PgTransactionPool(this);
   /** Bounds the upstream connections unauthenticated CancelRequests cost this worker. */
   readonly cancelLimiter: CancelLimiter;
   /** Pumped sessions, so a policy change or a drain deadline can end them. */

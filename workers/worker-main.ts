@@ -112,6 +112,7 @@ async function main(): Promise<void> {
       case 'policy': {
         ctx.clearAuthCache();
         ctx.upstreamPool.clear(); // credentials may have changed with the config
+        ctx.transactionPool.dropIdle();
         const policy = compilePolicy(msg.policies);
         for (const s of [...ctx.sessions]) s.revokeIfDenied(policy);
         break;
@@ -120,6 +121,7 @@ async function main(): Promise<void> {
         if (draining) break;
         draining = true;
         ctx.upstreamPool.clear(true);
+        ctx.transactionPool.clear();
         for (const l of listeners) l.close();
         for (const h of httpHandles) h.close();
         const deadline = Date.now() + msg.deadlineMs;

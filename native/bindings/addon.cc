@@ -32,6 +32,7 @@ VgAddon::VgAddon(Napi::Env env, Napi::Object exports)
                            InstanceMethod<&VgAddon::Stats>("stats"),
                            InstanceMethod<&VgAddon::EndPump>("endPump"),
                            InstanceMethod<&VgAddon::ReleaseStatement>("releaseStatement"),
+                           InstanceMethod<&VgAddon::AttachUpstream>("attachUpstream"),
                            InstanceMethod<&VgAddon::FrameEvents>("frameEvents"),
                            InstanceMethod<&VgAddon::FrameEventsInto>("frameEventsInto"),
                            InstanceMethod<&VgAddon::SkipJsonNumberListJs>("skipJsonNumberList"),

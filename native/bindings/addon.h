@@ -69,6 +69,7 @@ class VgAddon : public Napi::Addon<VgAddon> {
   Napi::Value RecordCapturesForTest(const Napi::CallbackInfo& info);
   Napi::Value EndPump(const Napi::CallbackInfo& info);
   Napi::Value ReleaseStatement(const Napi::CallbackInfo& info);
+  Napi::Value AttachUpstream(const Napi::CallbackInfo& info);
 };
 
 }  // namespace vg

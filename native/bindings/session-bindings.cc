@@ -102,11 +102,41 @@ void PumpBridge::OnCapture(bool fromClient, uint8_t type, const std::string& bod
           Napi::Number::New(env_, length)});
 }
 
+void PumpBridge::OnUpstreamWanted() {
+  EnterJs();
+  Napi::HandleScope scope(env_);
+  CallJs(env_, onUpstreamWanted_, {});
+}
+
+void PumpBridge::OnUpstreamReleased(Leg* upstream) {
+  ConnWrap* w = upstreamWrap_;
+  if (w == nullptr || w->conn() != upstream) return;
+  Napi::HandleScope scope(env_);
+  Napi::Object link = upstreamRef_.Value();
+  upstreamWrap_ = nullptr;
+  upstreamRef_.Reset();
+  w->DetachPump();  // never the last hold: called from inside an Entry
+  EnterJs();
+  CallJs(env_, onUpstreamReleased_, {link});
+}
+
+bool PumpBridge::Attach(ConnWrap* w) {
+  if (upstreamWrap_ != nullptr || !pump.CanAttachUpstream() || w->conn()->closed()) return false;
+  upstreamWrap_ = w;
+  upstreamRef_ = Napi::Persistent(w->Value());
+  w->AttachPump(this);
+  if (pump.AttachUpstream(w->conn())) return true;
+  upstreamWrap_ = nullptr;  // not reached: the checks above are the pump's
+  upstreamRef_.Reset();
+  w->DetachPump();
+  return false;
+}
+
 void PumpBridge::OnPumpEnd(const PumpStats& s) {
   VgAddon* addon = env_.GetInstanceData<VgAddon>();
   addon->liveSessions--;
   addon->bytesPumped += s.bytesFromClient + s.bytesFromUpstream;
-  if (s.upstreamKept) upstreamWrap_->DetachPump();
+  if (s.upstreamKept && upstreamWrap_ != nullptr) upstreamWrap_->DetachPump();
   // The last statement's event goes into the sink before JavaScript hears of the end (and
   // records the session's close after it).
   if (recorder_) recorder_->End();
@@ -121,6 +151,11 @@ void PumpBridge::OnPumpEnd(const PumpStats& s) {
     o.Set("statements", static_cast<double>(s.statements));
     o.Set("refusedStatements", static_cast<double>(s.refusedStatements));
     o.Set("upstreamKept", s.upstreamKept);
+    // The kept link (a pooled session may end on another than it started with).
+    if (s.upstreamKept && !upstreamRef_.IsEmpty()) o.Set("upstream", upstreamRef_.Value());
+    o.Set("upstreamAttaches", static_cast<double>(s.upstreamAttaches));
+    o.Set("upstreamReleases", static_cast<double>(s.upstreamReleases));
+    o.Set("pinReason", s.pinReason);
     o.Set("reason", CloseReasonName(s.reason));
     o.Set("detail", s.detail);
     EnterJs();
@@ -196,6 +231,11 @@ Napi::Value VgAddon::StartPump(const Napi::CallbackInfo& info) {
   if (!expiresIn.IsUndefined() && !ReadFinite(env, expiresIn, "pump: expiresInMs", 0, kJsMaxSafeInteger, &expiresInMs)) return env.Undefined();
   Napi::Value expiryMessage = opts.Get("expiryMessage");
   if (!expiryMessage.IsUndefined() && !expiryMessage.IsString()) return ThrowTypeError(env, "pump: expiryMessage must be a string");
+  const bool pooling = opts.Get("transactionPooling").ToBoolean().Value();
+  Napi::Value onWanted = opts.Get("onUpstreamWanted");
+  Napi::Value onReleased = opts.Get("onUpstreamReleased");
+  if (pooling && (protocol != PumpProtocol::Postgres || !onWanted.IsFunction() || !onReleased.IsFunction()))
+    return ThrowTypeError(env, "pump: transactionPooling needs protocol 'pg' and the functions onUpstreamWanted and onUpstreamReleased");
   Napi::Value early = opts.Get("earlyClientBytes");
   if (!early.IsUndefined() && !early.IsBuffer()) return ThrowTypeError(env, "pump: earlyClientBytes must be a Buffer");
 
@@ -207,6 +247,11 @@ Napi::Value VgAddon::StartPump(const Napi::CallbackInfo& info) {
     if (!bridge->recorder_) bridge->onCapture_ = Napi::Persistent(onCapture.As<Napi::Function>());
   }
   bridge->pump.SetReuseUpstream(opts.Get("reuseUpstream").ToBoolean().Value());
+  if (pooling) {
+    bridge->pump.SetTransactionPooling(true);
+    bridge->onUpstreamWanted_ = Napi::Persistent(onWanted.As<Napi::Function>());
+    bridge->onUpstreamReleased_ = Napi::Persistent(onReleased.As<Napi::Function>());
+  }
   if (expiresInMs >= 0) {
     bridge->pump.SetDeadline(uv_now(io.loop) + static_cast<uint64_t>(expiresInMs),
                              expiryMessage.IsString() ? expiryMessage.As<Napi::String>().Utf8Value() : std::string());
@@ -261,6 +306,30 @@ Napi::Value VgAddon::ReleaseStatement(const Napi::CallbackInfo& info) {
   w->pump()->pump.Release(static_cast<uint64_t>(holdId));
   io.Flush();
   return Napi::Boolean::New(env, true);
+}
+
+}  // namespace vg
+
+namespace vg {
+
+// attachUpstream(client, upstream): gives a pooled session (pump transactionPooling) the
+// server link it asked for (onUpstreamWanted). False, the link untouched, when the session
+// does not take one now (it ended, has one, or its client left with nothing waiting).
+Napi::Value VgAddon::AttachUpstream(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ConnWrap* c = UnwrapTagged<ConnWrap>(env, info[0], ConnWrap::kTag, "client to be a Connection");
+  if (!c) return env.Undefined();
+  ConnWrap* u = UnwrapTagged<ConnWrap>(env, info[1], ConnWrap::kTag, "upstream to be a Connection");
+  if (!u) return env.Undefined();
+  if (c == u) return ThrowError(env, "attachUpstream needs two distinct connections", kErrInvalidArgValue);
+  if (u->pumped()) return ThrowError(env, "upstream connection already pumped", kErrState);
+  if (u->conn()->tlsPending()) return ThrowError(env, "cannot attach a connection whose TLS handshake has not completed", kErrState);
+  PumpBridge* bridge = c->pump();
+  if (bridge == nullptr || !bridge->pump.transactionPooling()) return Napi::Boolean::New(env, false);
+  PumpBridge::Entry entry(bridge);
+  bool attached = bridge->Attach(u);
+  io.Flush();
+  return Napi::Boolean::New(env, attached);
 }
 
 }  // namespace vg

@@ -1,5 +1,5 @@
 // Session bindings: a PumpBridge joins two ConnWraps into one Pump and reports the pump's
-// events (end, statements, captures) to JavaScript.
+// events (end, statements, captures, pooled links wanted and released) to JavaScript.
 #pragma once
 #include <napi.h>
 
@@ -46,7 +46,16 @@ class PumpBridge : public PumpObserver {
   void OnPumpEnd(const PumpStats& stats) override;
   Verdict OnStatement(uint8_t type, const std::string& text, StatementRefusal* refusal, uint64_t* holdId) override;
   void OnCapture(bool fromClient, uint8_t type, const std::string& body, uint32_t length) override;
+  // Transaction pooling: JavaScript hears that the session wants a server link, and gets
+  // released links back (their ConnWrap detached from the pump, paused, JavaScript's again).
+  void OnUpstreamWanted() override;
+  void OnUpstreamReleased(Leg* upstream) override;
+  // attachUpstream(): makes `w` the session's server link; false (w untouched) when the pump
+  // would not take one now.
+  bool Attach(ConnWrap* w);
   Pump pump;
+  Napi::FunctionReference onUpstreamWanted_;
+  Napi::FunctionReference onUpstreamReleased_;
   Napi::FunctionReference onCapture_;
   // Set when the session's statements are recorded in C++ (then onCapture_ is empty).
   std::unique_ptr<StatementRecorder> recorder_;
@@ -57,7 +66,7 @@ class PumpBridge : public PumpObserver {
   Napi::FunctionReference onStatement_;
   Napi::ObjectReference clientRef_;
   Napi::ObjectReference upstreamRef_;
-  ConnWrap* upstreamWrap_;
+  ConnWrap* upstreamWrap_;  // null while a pooled session has no server link
   // Before any call into JavaScript from inside the pump (see above).
   void EnterJs();
   int holds_ = 0;

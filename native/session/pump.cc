@@ -3,6 +3,8 @@
 
 #include <cstring>
 
+#include "pg/session-pins.h"
+
 namespace vg {
 
 namespace {
@@ -162,7 +164,7 @@ void Pump::ClientInspector::OnMessageStart(uint8_t type, uint32_t length) {
     Sink() += CopyFailForTerminate();
     pump_->copyIn_ = false;
   }
-  if (type == 'X' && pump_->reuse_ && pump_->gated_.empty()) {
+  if (type == 'X' && pump_->reuse_ && (pump_->gated_.empty() || pump_->pooling_)) {
     pump_->terminateHeld_ = true;  // sent on only if the upstream is not kept (FinishTerminate)
     dropping_ = true;
     return;
@@ -175,7 +177,16 @@ void Pump::ClientInspector::OnMessageStart(uint8_t type, uint32_t length) {
     dropping_ = true;
     return;
   }
-  if (type == 'Q' || type == 'P' || type == 'F') {
+  scanning_ = (type == 'Q' || type == 'P') && pump_->pooling_ && !pump_->pinned_;
+  if (scanning_) {
+    scan_.clear();
+    scanTooLong_ = length > kMaxInspectedStatementBytes;
+  }
+  if ((type == 'Q' || type == 'P' || type == 'F') && !pump_->inspect_) {
+    // Rebuilt for pooling only: streamed like any other message, counted like the Counter does.
+    pump_->stats_.statements += type == 'F' ? 0 : 1;
+    pump_->CheckDeadline();
+  } else if (type == 'Q' || type == 'P' || type == 'F') {
     pump_->stats_.statements += type == 'F' ? 0 : 1;
     pump_->CheckDeadline();
     held_.clear();
@@ -195,6 +206,7 @@ std::string& Pump::ClientInspector::Sink() { return pump_->gated_.empty() ? out 
 
 void Pump::ClientInspector::OnMessageBody(uint8_t type, const uint8_t* data, size_t len) {
   pump_->clientCap_.Body(data, len);
+  if (scanning_ && !scanTooLong_) scan_.append(reinterpret_cast<const char*>(data), len);
   if (tooLong_) {
     if (type == 'P' && held_.size() < 5 + kMaxStandInNameBytes) {
       size_t take = 5 + kMaxStandInNameBytes - held_.size();
@@ -211,9 +223,24 @@ void Pump::ClientInspector::OnMessageBody(uint8_t type, const uint8_t* data, siz
   Sink().append(reinterpret_cast<const char*>(data), len);
 }
 
+// What a pooled session's Query or Parse leaves in the server session, if anything.
+std::string Pump::ClientInspector::PinReason(uint8_t type) {
+  if (!scanning_) return std::string();
+  scanning_ = false;
+  if (scanTooLong_) return "statement too long to read for session state";
+  if (type == 'P' && !scan_.empty() && scan_[0] != '\0') return "named prepared statement";
+  std::string text = StatementText(type, scan_);
+  const char* r = SessionPinReason(text.data(), text.size());
+  scan_.clear();
+  if (scan_.capacity() > 64 * 1024) scan_.shrink_to_fit();
+  return r != nullptr ? std::string(r) : std::string();
+}
+
 void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
   pump_->EndCapture(pump_->clientCap_, true);
+  std::string pin = PinReason(type);
   if (!holding_ && !tooLong_) {
+    if (!pin.empty()) pump_->PinFor(pin);
     pump_->TrackClientEnd(type, 0);
     return;
   }
@@ -231,6 +258,7 @@ void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
   }
   holding_ = false;
   dropping_ = false;
+  if (verdict != PumpObserver::Verdict::Refuse && !pin.empty()) pump_->PinFor(pin);  // a refused statement never runs
   if (verdict == PumpObserver::Verdict::Hold) {
     pump_->gated_.push_back(Gate{holdId, false, std::move(held_)});
     pump_->TrackClientEnd(type, 0);
@@ -258,7 +286,7 @@ void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
 // server got everything before the Terminate and none of it (its body may still be arriving,
 // and is never read).
 bool Pump::UpstreamIdle() const {
-  return reuse_ && protocol_ == PumpProtocol::Postgres && !upstreamClosed_ && !upstream_->closed() && !expired_ &&
+  return reuse_ && protocol_ == PumpProtocol::Postgres && UpstreamOpen() && !expired_ && !copyIn_ && waiting_.empty() &&
          replies_.Empty() && !clientUnsynced_ && lastStatus_ == 'I' && gated_.empty() && refusals_.empty() &&
          unreadableSetting_.empty() && (clientParser_.AtBoundary() || terminateHeld_) && upstreamParser_.AtBoundary() &&
          !clientParser_.failed() && !upstreamParser_.failed() && upstream_->queuedBytes() == 0;
@@ -273,7 +301,9 @@ bool Pump::UpstreamReusable() const {
 void Pump::FinishTerminate() {
   if (!clientTerminated_ || terminateFinished_ || ended_ || clientClosed_) return;
   if (!terminateHeld_) return;  // the Terminate went on: the server closes, then the client (OnClosed)
-  bool upstreamOpen = !upstreamClosed_ && !upstream_->closed();
+  // Pooled: what the client sent before its Terminate still waits for a server link.
+  if (wanting_ || !waiting_.empty()) return;
+  bool upstreamOpen = UpstreamOpen();
   if (!replies_.Empty() && upstreamOpen) return;  // earlier requests still being answered
   if (!upstreamParser_.AtBoundary() && upstreamOpen) return;  // the last answer (its ReadyForQuery) is still arriving
   terminateFinished_ = true;
@@ -282,6 +312,13 @@ void Pump::FinishTerminate() {
     client_->Close(CloseReason::ClientTerminate, "");
     return;
   }
+  if (upstream_ == nullptr) {
+    // Pooled, between transactions: no server link to end; the session just closes.
+    if (stats_.reason == CloseReason::None) stats_.reason = CloseReason::ClientTerminate;
+    client_->Close(CloseReason::ClientTerminate, "");
+    return;
+  }
+  // The server session is not clean (in a transaction, or answering): it ends with the client.
   terminateHeld_ = false;
   if (!upstream_->closed()) upstream_->Write("X\0\0\0\4", 5);
 }
@@ -296,7 +333,7 @@ void Pump::Release(uint64_t holdId) {
   while (!gated_.empty() && gated_.front().released) {
     Gate g = std::move(gated_.front());
     gated_.pop_front();
-    if (!upstream_->closed() && !g.bytes.empty()) upstream_->Write(g.bytes.data(), g.bytes.size());
+    if (!g.bytes.empty()) ToUpstream(g.bytes.data(), g.bytes.size());
   }
   if (GatedBytes() <= highWater_ / 4 && !client_->closed()) client_->ResumeRead();
 }
@@ -309,7 +346,8 @@ void Pump::Terminate(CloseReason reason, const char* finalBytes, size_t len) {
   if (stats_.reason == CloseReason::None) stats_.reason = reason;
   if (len > 0 && !client_->closed()) client_->Write(finalBytes, len);
   client_->Close(reason, "");
-  upstream_->Close(reason, "");
+  if (upstream_ != nullptr) upstream_->Close(reason, "");
+  else AbandonWait();
 }
 
 void Pump::EndExpired() {
@@ -320,7 +358,8 @@ void Pump::EndExpired() {
   std::string fatal = FatalResponse("28P01", expiryMessage_.empty() ? "access token expired; reconnect with a fresh token" : expiryMessage_);
   client_->Write(fatal.data(), fatal.size());
   client_->Close(CloseReason::TokenExpired, "");
-  upstream_->Close(CloseReason::TokenExpired, "");
+  if (upstream_ != nullptr) upstream_->Close(CloseReason::TokenExpired, "");
+  else AbandonWait();
 }
 
 void Pump::UpstreamInspector::OnMessageStart(uint8_t type, uint32_t length) {
@@ -374,25 +413,76 @@ Pump::Pump(Leg* client, Leg* upstream, PumpProtocol protocol, size_t highWater, 
       observer_(observer),
       inspect_(inspectStatements && protocol == PumpProtocol::Postgres) {
   client_->SetLowWater(highWater_ / 4);
-  upstream_->SetLowWater(highWater_ / 4);
+  if (upstream_ != nullptr) upstream_->SetLowWater(highWater_ / 4);
   if (protocol_ == PumpProtocol::Postgres) client_->SetMaxTlsRecord(kPgTlsRecordPlaintext);
 }
 
 void Pump::Start() {
   if (!clientTerminated_) client_->ResumeRead();
-  upstream_->ResumeRead();
+  if (upstream_ != nullptr) upstream_->ResumeRead();
   if (client_->closed()) OnClosed(client_);
-  if (upstream_->closed()) OnClosed(upstream_);
+  if (upstream_ != nullptr && upstream_->closed()) OnClosed(upstream_);
+  ReleaseIfIdle();  // a pooled session starts between transactions
+}
+
+void Pump::ToUpstream(const char* data, size_t len) {
+  if (len == 0) return;
+  if (upstream_ != nullptr) {
+    if (!upstreamClosed_ && !upstream_->closed()) upstream_->Write(data, len);
+    return;
+  }
+  if (!pooling_ || ended_ || (clientClosed_ && !draining_)) return;
+  waiting_.append(data, len);
+  if (!wanting_) {
+    wanting_ = true;
+    observer_->OnUpstreamWanted();  // may attach at once (AttachUpstream flushes waiting_)
+  }
+}
+
+bool Pump::AttachUpstream(Leg* upstream) {
+  if (!CanAttachUpstream() || upstream == nullptr || upstream->closed()) return false;
+  upstream_ = upstream;
+  upstreamClosed_ = false;
+  wanting_ = false;
+  stats_.upstreamAttaches++;
+  upstream_->SetLowWater(highWater_ / 4);
+  upstream_->ResumeRead();
+  if (!waiting_.empty()) {
+    std::string bytes;
+    bytes.swap(waiting_);
+    upstream_->Write(bytes.data(), bytes.size());
+  }
+  if (!clientTerminated_ && !client_->closed() && GatedBytes() <= highWater_ / 4) client_->ResumeRead();
+  if (clientTerminated_) FinishTerminate();
+  return true;
+}
+
+void Pump::PinFor(const std::string& reason) {
+  if (pinned_) return;
+  pinned_ = true;
+  stats_.pinReason = reason;
+  observer_->OnPinned(reason);
+}
+
+void Pump::ReleaseIfIdle() {
+  if (!pooling_ || pinned_ || ended_ || upstream_ == nullptr || clientClosed_ || clientTerminated_) return;
+  if (!UpstreamIdle()) return;
+  Leg* u = upstream_;
+  upstream_ = nullptr;
+  u->PauseRead();
+  stats_.upstreamReleases++;
+  observer_->OnUpstreamReleased(u);
 }
 
 void Pump::OnPlaintext(Leg* from, const char* data, size_t len) {
   bool fromClient = from == client_;
   if (fromClient && clientTerminated_) return;  // after Terminate: never read
-  Leg* to = fromClient ? upstream_ : client_;
+  if (!fromClient && from != upstream_) return;  // a link this pump let go of
   if (protocol_ == PumpProtocol::Postgres) {
     PgFrameParser& parser = fromClient ? clientParser_ : upstreamParser_;
     PgFrameCallbacks* cb = fromClient ? static_cast<PgFrameCallbacks*>(&clientCounter_) : &upstreamCounter_;
-    if (inspect_) cb = fromClient ? static_cast<PgFrameCallbacks*>(&clientInspector_) : &upstreamInspector_;
+    if (fromClient && Rebuild()) cb = &clientInspector_;
+    if (!fromClient && inspect_) cb = &upstreamInspector_;
     PgFrameResult r = parser.Feed(reinterpret_cast<const uint8_t*>(data), len, cb);
     if (r.status == PgFrameStatus::Error) {
       // Fail closed: a frame we cannot parse ends the session; nothing of it is forwarded.
@@ -402,7 +492,7 @@ void Pump::OnPlaintext(Leg* from, const char* data, size_t len) {
       }
       deferred_.clear();  // messages of a chunk that is not forwarded are not recorded as sent
       client_->Destroy(CloseReason::ProtocolError, stats_.detail);
-      upstream_->Destroy(CloseReason::ProtocolError, stats_.detail);
+      if (upstream_ != nullptr) upstream_->Destroy(CloseReason::ProtocolError, stats_.detail);
       return;
     }
     if (fromClient && clientTerminated_) {
@@ -410,13 +500,13 @@ void Pump::OnPlaintext(Leg* from, const char* data, size_t len) {
       len = r.consumed;
       client_->PauseRead();
       bool whole = terminateAt_ != PgFrameParser::kNotInThisChunk;
-      if (!inspect_ && copyIn_) {
+      if (!Rebuild() && copyIn_) {
         copyIn_ = false;
         if (whole) {
           // In COPY FROM STDIN the server would not end on Terminate: end the copy first.
-          if (terminateAt_ > 0) upstream_->Write(data, terminateAt_);
+          ToUpstream(data, terminateAt_);
           std::string fail = CopyFailForTerminate();
-          upstream_->Write(fail.data(), fail.size());
+          ToUpstream(fail.data(), fail.size());
           stats_.bytesFromClient += terminateAt_;
           data += terminateAt_;
           len -= terminateAt_;
@@ -424,13 +514,13 @@ void Pump::OnPlaintext(Leg* from, const char* data, size_t len) {
         } else {
           // Its header was forwarded already: the server answers it with an error and reads
           // on, so the upstream is closed after it.
-          upstream_->Write(data, len);
+          ToUpstream(data, len);
           stats_.bytesFromClient += len;
-          upstream_->Close(CloseReason::ClientTerminate, "");
+          if (upstream_ != nullptr) upstream_->Close(CloseReason::ClientTerminate, "");
           return;
         }
       }
-      if (!inspect_ && reuse_ && whole && gated_.empty()) {
+      if (!Rebuild() && reuse_ && whole && gated_.empty()) {
         // Held back so that the upstream may be kept (a Terminate whose header began in an
         // earlier chunk was partly forwarded already, and goes on).
         terminateHeld_ = true;
@@ -447,12 +537,16 @@ void Pump::OnPlaintext(Leg* from, const char* data, size_t len) {
   }
   if (fromClient) stats_.bytesFromClient += len;
   else stats_.bytesFromUpstream += len;
-  if (inspect_) {
+  if (fromClient ? Rebuild() : inspect_) {
     std::string& out = fromClient ? clientInspector_.out : upstreamInspector_.out;
-    if (!out.empty()) to->Write(out.data(), out.size());
+    if (!out.empty()) {
+      if (fromClient) ToUpstream(out.data(), out.size());
+      else client_->Write(out.data(), out.size());
+    }
     out.clear();
   } else if (len > 0) {
-    to->Write(data, len);
+    if (fromClient) ToUpstream(data, len);
+    else client_->Write(data, len);
   }
   DeliverCaptures();
   if (!unreadableSetting_.empty() && !ended_ && !client_->closed()) {
@@ -465,23 +559,36 @@ void Pump::OnPlaintext(Leg* from, const char* data, size_t len) {
     return;
   }
   if (clientTerminated_) FinishTerminate();
+  if (!fromClient) {
+    FinishDrain();
+    ReleaseIfIdle();
+  }
 }
 
 void Pump::OnReadDone(Leg* from) {
-  Leg* to = from == client_ ? upstream_ : client_;
-  if (to->queuedBytes() > highWater_) from->PauseRead();
-  // Bytes queued behind held statements count as queued toward the upstream.
-  if (from == client_ && GatedBytes() > highWater_) from->PauseRead();
+  if (from == client_) {
+    // Toward the server: its link's queue, what waits for a link, and what waits behind holds.
+    size_t queued = upstream_ != nullptr ? upstream_->queuedBytes() : waiting_.size();
+    if (queued > highWater_ || GatedBytes() > highWater_) from->PauseRead();
+  } else if (from == upstream_) {
+    if (client_->queuedBytes() > highWater_) from->PauseRead();
+  }
 }
 
 void Pump::OnDrain(Leg* c) {
-  Leg* other = c == client_ ? upstream_ : client_;
-  if (other == client_ && (GatedBytes() > highWater_ || clientTerminated_)) return;
-  if (!other->closed()) other->ResumeRead();
+  if (c == client_) {
+    if (upstream_ != nullptr && !upstream_->closed()) upstream_->ResumeRead();
+    return;
+  }
+  if (c != upstream_) return;  // a link this pump let go of
+  if (GatedBytes() > highWater_ || clientTerminated_) return;
+  if (!client_->closed()) client_->ResumeRead();
+  ReleaseIfIdle();
 }
 
 void Pump::OnClosed(Leg* c) {
   bool isClient = c == client_;
+  if (!isClient && c != upstream_) return;  // a link this pump let go of
   if (isClient) {
     if (clientClosed_) return;
     clientClosed_ = true;
@@ -496,22 +603,56 @@ void Pump::OnClosed(Leg* c) {
                                                  : (isClient ? CloseReason::ClientError : CloseReason::UpstreamError);
     stats_.detail = c->closeDetail();
   }
-  Leg* other = isClient ? upstream_ : client_;
-  if (isClient && UpstreamReusable()) {
+  if (isClient && upstream_ == nullptr) {
+    if (pooling_ && (wanting_ || !waiting_.empty()) && !expired_) {
+      // Pooled, between links: what the client sent before it left still goes to a server
+      // (as PostgreSQL runs what it read before the EOF); the pump ends once it is answered.
+      draining_ = true;
+      return;
+    }
+    upstreamClosed_ = true;  // no server link: nothing to keep or close
+  } else if (isClient && UpstreamReusable()) {
     // The client left an idle session: the upstream stays open for the owner to reuse.
     upstream_->PauseRead();
     upstreamClosed_ = true;  // as far as this pump is concerned
     stats_.upstreamKept = true;
   } else {
+    Leg* other = isClient ? upstream_ : client_;
     if (isClient && terminateHeld_ && !upstreamClosed_ && !upstream_->closed()) upstream_->Write("X\0\0\0\4", 5);
     // Deliver what the other side is still owed, then close it.
     other->Close(CloseReason::PeerClosed, "");
   }
+  EndIfBothClosed();
+}
+
+void Pump::FinishDrain() {
+  if (!draining_ || upstream_ == nullptr || !replies_.Empty() || !upstreamParser_.AtBoundary()) return;
+  draining_ = false;
+  if (UpstreamIdle() && !pinned_) {
+    upstream_->PauseRead();
+    stats_.upstreamKept = true;  // the owner takes it back with the end (OnPumpEnd)
+  } else {
+    upstream_->Close(CloseReason::PeerClosed, "");
+  }
+  upstreamClosed_ = true;
+  EndIfBothClosed();
+}
+
+void Pump::AbandonWait() {
+  // Ended from the gateway's side with no server link: nothing waits for one any more.
+  waiting_.clear();
+  wanting_ = false;
+  draining_ = false;
+  upstreamClosed_ = true;
+  EndIfBothClosed();
+}
+
+void Pump::EndIfBothClosed() {
   if (clientClosed_ && upstreamClosed_ && !ended_) {
     ended_ = true;
     stats_.messagesFromClient = clientParser_.messages();
     stats_.messagesFromUpstream = upstreamParser_.messages();
-    if (!inspect_) stats_.statements = clientCounter_.statements;
+    if (!Rebuild()) stats_.statements = clientCounter_.statements;
     deferred_.clear();
     observer_->OnPumpEnd(stats_);
   }

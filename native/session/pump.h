@@ -23,6 +23,11 @@ struct PumpStats {
   // The client left while the upstream was idle (ReadyForQuery 'I', nothing in flight): the
   // upstream was NOT closed and is the owner's again, paused, for reuse (SetReuseUpstream).
   bool upstreamKept = false;
+  // Transaction pooling: server links attached to and released from this session.
+  uint64_t upstreamAttaches = 0;
+  uint64_t upstreamReleases = 0;
+  // Transaction pooling: why the session was pinned to its server session (empty: never).
+  std::string pinReason;
   CloseReason reason = CloseReason::None;
   std::string detail;
 };
@@ -50,6 +55,16 @@ class PumpObserver {
   virtual Verdict OnStatement(uint8_t type, const std::string& text, StatementRefusal* refusal, uint64_t* holdId) {
     return Verdict::Forward;
   }
+  // Transaction pooling (Pump::SetTransactionPooling): the client has bytes for the server and
+  // the session has no server link. Answer with Pump::AttachUpstream, now or later, or end the
+  // pump. Called once per wait.
+  virtual void OnUpstreamWanted() {}
+  // Transaction pooling: at a transaction boundary (ReadyForQuery 'I', every request answered,
+  // nothing half-sent either way) the pump let go of `upstream`: it is paused, no longer the
+  // pump's, and the owner's to pool. The owner must not delete the pump from here.
+  virtual void OnUpstreamReleased(Leg* upstream) {}
+  // Transaction pooling: a statement pinned the session to its server session (once).
+  virtual void OnPinned(const std::string& reason) {}
 };
 
 enum class PumpProtocol { Raw, Postgres };
@@ -92,6 +107,7 @@ class Pump {
   void OnDrain(Leg* c);
   void OnClosed(Leg* c);
   bool ended() const { return ended_; }
+  const PumpStats& stats() const { return stats_; }
   void End(CloseReason reason, const char* finalBytes, size_t len) { Terminate(reason, finalBytes, len); }
   // Releases a held statement (and what queued behind it, up to the next hold).
   void Release(uint64_t holdId);
@@ -104,6 +120,32 @@ class Pump {
   // while the upstream is idle outside a transaction, the upstream leg is kept open (the
   // client's Terminate is not forwarded) instead of closed; OnPumpEnd reports upstreamKept.
   void SetReuseUpstream(bool on) { reuse_ = on; }
+  // Transaction pooling (PostgreSQL only): the session holds a server link only from the first
+  // message of a transaction to its ReadyForQuery 'I'. Then the link goes back to the owner
+  // (OnUpstreamReleased); client bytes for the server with no link wait in the pump (bounded
+  // by highWater: the client stops being read) until the owner attaches one (OnUpstreamWanted,
+  // AttachUpstream). The client's Terminate never reaches a pooled server. Implies
+  // SetReuseUpstream(true). `upstream` may be null at construction then.
+  void SetTransactionPooling(bool on) {
+    pooling_ = on && protocol_ == PumpProtocol::Postgres;
+    if (pooling_) reuse_ = true;
+  }
+  bool transactionPooling() const { return pooling_; }
+  // Keeps the current server link for the rest of the session (state that cannot move between
+  // server sessions); takes effect at once, also while no link is attached (the next one stays).
+  void Pin() { PinFor("pinned by the gateway"); }
+  // Pins with the reason the end stats, and OnPinned, report (the first reason only).
+  void PinFor(const std::string& reason);
+  bool pinned() const { return pinned_; }
+  // Gives the session a server link after OnUpstreamWanted; what waited is written to it.
+  // False (the link stays the caller's) when the pump has ended, its client is gone, or it
+  // has a link already.
+  bool AttachUpstream(Leg* upstream);
+  bool waitingForUpstream() const { return wanting_; }
+  // AttachUpstream would take a link now.
+  bool CanAttachUpstream() const { return pooling_ && !ended_ && upstream_ == nullptr && (!clientClosed_ || draining_); }
+  Leg* upstream() const { return upstream_; }
+  size_t WaitingBytes() const { return waiting_.size(); }
   // Sessions are bound to their token: the first statement after `deadline` (uv_now() ms)
   // gets FATAL `message` and the session ends.
   void SetDeadline(uint64_t deadline, const std::string& message) {
@@ -125,6 +167,7 @@ class Pump {
     void OnMessageBody(uint8_t type, const uint8_t* data, size_t len) override;
     void OnMessageEnd(uint8_t type) override;
     std::string out;  // bytes to forward for the current chunk
+    std::string PinReason(uint8_t type);
 
    private:
     // Where forwarded bytes go: straight out, or behind the newest held statement.
@@ -134,6 +177,11 @@ class Pump {
     bool dropping_ = false;
     bool tooLong_ = false;
     std::string held_;
+    // Transaction pooling: a Query or Parse read for what it leaves in the server session
+    // (pg/session-pins.h), streamed on meanwhile; past kMaxInspectedStatementBytes it pins.
+    bool scanning_ = false;
+    bool scanTooLong_ = false;
+    std::string scan_;
   };
   // Upstream -> client when statements are inspected: puts the gateway's refusal in place of
   // the server's error for a stand-in, and watches the settings that change how statements
@@ -215,6 +263,15 @@ class Pump {
   }
   bool UpstreamIdle() const;
   bool UpstreamReusable() const;
+  // Writes toward the server: to the attached link, or into waiting_ (asking for a link).
+  void ToUpstream(const char* data, size_t len);
+  // Transaction pooling: gives the link back at a transaction boundary (see SetTransactionPooling).
+  void ReleaseIfIdle();
+  bool UpstreamOpen() const { return upstream_ != nullptr && !upstreamClosed_ && !upstream_->closed(); }
+  // Pooled client gone with requests still waiting for a link: ends the pump once answered.
+  void FinishDrain();
+  void AbandonWait();
+  void EndIfBothClosed();
   // After the client's Terminate: once everything before it is answered, close the client
   // (keeping the upstream when it is idle) or send the Terminate on.
   void FinishTerminate();
@@ -226,7 +283,7 @@ class Pump {
   void EndExpired();
 
   Leg* client_;
-  Leg* upstream_;
+  Leg* upstream_;  // null while a pooled session has no server link
   PumpProtocol protocol_;
   size_t highWater_;
   PumpObserver* observer_;
@@ -240,7 +297,11 @@ class Pump {
   uint64_t deadline_ = 0;  // uv_now() milliseconds; 0 = none
   bool expired_ = false;
   std::string expiryMessage_;
-  bool inspect_ = false;
+  bool inspect_ = false;  // statements are checked by the observer (read sessions)
+  // Client -> server messages are rebuilt message by message (ClientInspector) rather than
+  // forwarded as read: with inspection, and with transaction pooling, so that no message is
+  // ever split between two server links and a Terminate never reaches a pooled server.
+  bool Rebuild() const { return inspect_ || pooling_; }
   ClientInspector clientInspector_{this};
   UpstreamInspector upstreamInspector_{this};
   // The gateway's answers for stand-ins the server has not answered yet, by refusal id (in order).
@@ -305,6 +366,11 @@ class Pump {
   };
   std::list<Gate> gated_;
   bool reuse_ = false;
+  bool pooling_ = false;
+  bool pinned_ = false;
+  bool wanting_ = false;  // OnUpstreamWanted sent, no link attached since
+  std::string waiting_;   // client bytes for a server link not attached yet
+  bool draining_ = false;  // the client left while its bytes waited for a link (FinishDrain)
   bool clientUnsynced_ = false;
   uint8_t lastStatus_ = 'I';  // the ReadyForQuery the owner saw before pumping
   // The client sent Terminate: nothing it sends after it is read (PostgreSQL stops there).

@@ -41,6 +41,12 @@ export const DEFAULT_UPSTREAM_POOL_IDLE_TIMEOUT_MS = 30_000;
 export const DEFAULT_UPSTREAM_POOL_MAX_IDLE_TOTAL = 32;
 export const MAX_UPSTREAM_POOL_MAX_IDLE_TOTAL = 100_000;
 export const MAX_UPSTREAM_POOL_IDLE_TIMEOUT_MS = 3_600_000;
+/** upstream.pool.size (transaction mode): upstream connections per gateway process, over every worker. */
+export const DEFAULT_UPSTREAM_POOL_SIZE = 20;
+export const MAX_UPSTREAM_POOL_SIZE = 10_000;
+/** upstream.pool.wait_timeout (transaction mode): a session's wait for a free upstream connection. */
+export const DEFAULT_UPSTREAM_POOL_WAIT_TIMEOUT_MS = 10_000;
+export const MAX_UPSTREAM_POOL_WAIT_TIMEOUT_MS = 600_000;
 export const DEFAULT_MAX_STARTUP_PACKET_BYTES = 10_000;
 export const DEFAULT_PUMP_HIGH_WATER_BYTES = 262_144;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
@@ -488,9 +494,19 @@ function dbConnectionSchema<P extends 'postgres' | 'mysql'>(ctx: SchemaContext, 
                 max_idle: integer(0, MAX_UPSTREAM_POOL_MAX_IDLE, DEFAULT_UPSTREAM_POOL_MAX_IDLE),
                 max_idle_total: integer(0, MAX_UPSTREAM_POOL_MAX_IDLE_TOTAL, DEFAULT_UPSTREAM_POOL_MAX_IDLE_TOTAL),
                 idle_timeout: duration(1000, MAX_UPSTREAM_POOL_IDLE_TIMEOUT_MS, DEFAULT_UPSTREAM_POOL_IDLE_TIMEOUT_MS / 1000),
+                mode: protocol === 'postgres' ? oneOf(['session', 'transaction'] as const, 'session') : oneOf(['session'] as const, 'session'),
+                size: integer(1, MAX_UPSTREAM_POOL_SIZE, DEFAULT_UPSTREAM_POOL_SIZE),
+                wait_timeout: duration(100, MAX_UPSTREAM_POOL_WAIT_TIMEOUT_MS, DEFAULT_UPSTREAM_POOL_WAIT_TIMEOUT_MS / 1000),
               },
-              'max_idle, max_idle_total, idle_timeout',
-            ).transform((p) => ({ maxIdle: p.max_idle, maxIdleTotal: p.max_idle_total, idleTimeoutMs: p.idle_timeout })),
+              'max_idle, max_idle_total, idle_timeout, mode, size, wait_timeout',
+            ).transform((p) => ({
+              maxIdle: p.max_idle,
+              maxIdleTotal: p.max_idle_total,
+              idleTimeoutMs: p.idle_timeout,
+              mode: p.mode,
+              size: p.size,
+              waitTimeoutMs: p.wait_timeout,
+            })),
           ),
           auth_methods: protocol === 'postgres' ? pgAuthMethods : leaf((v): Check<undefined> => (v === undefined ? ok(undefined) : fail('is for postgres connections only'))),
         },

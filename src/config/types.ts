@@ -96,6 +96,16 @@ export interface UpstreamPoolConfig {
   maxIdleTotal: number;
   /** upstream.pool.idle_timeout: a parked connection is closed after this long. Default 30s. */
   idleTimeoutMs: number;
+  /**
+   * upstream.pool.mode: `session` (a client session holds its upstream for its life; the
+   * default) or `transaction` (PostgreSQL: only from a transaction's first message to its end;
+   * workers/pg-transaction-pool.ts).
+   */
+  mode: 'session' | 'transaction';
+  /** upstream.pool.size: transaction mode's most upstream connections per gateway process, over every worker (each gets its share, at least one). Default 20. */
+  size: number;
+  /** upstream.pool.wait_timeout: how long a transaction-mode session waits for a free upstream connection before 53300. Default 10s. */
+  waitTimeoutMs: number;
 }
 
 /**

@@ -141,7 +141,7 @@ recordings: { dir: recordings, retention: 30d, durability: strict }  # strict = 
           name: 'vectors',
           protocol: 'postgres',
           listen: { host: '0.0.0.0', port: 15432 },
-          upstream: { host: 'db.internal', port: 5432, database: 'vectors', tls: { mode: 'verify-full', ca: path.join(dir, 'tls/db-ca.pem'), serverName: 'db.internal' }, pool: { maxIdle: 8, maxIdleTotal: 32, idleTimeoutMs: 30_000 }, authMethods: ['scram-sha-256'] },
+          upstream: { host: 'db.internal', port: 5432, database: 'vectors', tls: { mode: 'verify-full', ca: path.join(dir, 'tls/db-ca.pem'), serverName: 'db.internal' }, pool: { maxIdle: 8, maxIdleTotal: 32, idleTimeoutMs: 30_000, mode: 'session', size: 20, waitTimeoutMs: 10_000 }, authMethods: ['scram-sha-256'] },
           credentials: { read: { user: 'vec_ro', password: 'ro-secret-from-env' }, write: { user: 'vec_rw', password: 'rw-secret-from-file' } },
           recording: 'queries',
         },
@@ -161,6 +161,12 @@ recordings: { dir: recordings, retention: 30d, durability: strict }  # strict = 
     assert.deepEqual(config, expected);
   });
 
+  it('takes transaction pooling: mode, size and wait_timeout', async () => {
+    const c = await load(minimal(pgConn('{ host: db.internal, database: vectors, pool: { mode: transaction, size: 5, wait_timeout: 750ms } }')));
+    const pool = (c.connections.vectors as { upstream: { pool: unknown } }).upstream.pool;
+    assert.deepEqual(pool, { maxIdle: 8, maxIdleTotal: 32, idleTimeoutMs: 30_000, mode: 'transaction', size: 5, waitTimeoutMs: 750 });
+  });
+
   it('fills the documented defaults and resolves paths against the config file, not the cwd', async () => {
     assert.notEqual(process.cwd(), dir);
     const c = await load(minimal(), { availableParallelism: 3 });
@@ -178,7 +184,7 @@ recordings: { dir: recordings, retention: 30d, durability: strict }  # strict = 
     const conn = c.connections['vectors']!;
     assert.equal(conn.recording, 'metadata');
     assert.ok(conn.protocol === 'postgres');
-    assert.deepEqual(conn.upstream, { host: 'db.internal', port: 5432, database: 'vectors', tls: { mode: 'verify-full', ca: null, serverName: 'db.internal' }, pool: { maxIdle: 8, maxIdleTotal: 32, idleTimeoutMs: 30_000 }, authMethods: ['scram-sha-256'] });
+    assert.deepEqual(conn.upstream, { host: 'db.internal', port: 5432, database: 'vectors', tls: { mode: 'verify-full', ca: null, serverName: 'db.internal' }, pool: { maxIdle: 8, maxIdleTotal: 32, idleTimeoutMs: 30_000, mode: 'session', size: 20, waitTimeoutMs: 10_000 }, authMethods: ['scram-sha-256'] });
     // one {user, password} applies to every access level
     assert.deepEqual(conn.credentials, { read: { user: 'u', password: 'p' }, write: { user: 'u', password: 'p' }, admin: { user: 'u', password: 'p' } });
     assert.deepEqual(c.recordings, { dir: path.join(dir, 'recordings'), retentionMs: 30 * 86_400_000, durability: 'strict', redactSettings: ['primary_conninfo', 'ssl_passphrase_command', 'archive_command', 'restore_command'] });
@@ -220,6 +226,8 @@ describe('durations', () => {
 describe('errors name the key path and what is allowed', () => {
   const cases: { name: string; yaml: () => string; expect: RegExp | string }[] = [
     { name: 'bad port', yaml: () => minimal(pgConn('{ host: db.internal, port: abc, database: vectors }')), expect: 'connections.vectors.upstream.port: must be an integer 1-65535 (got "abc")' },
+    { name: 'bad pool mode', yaml: () => minimal(pgConn('{ host: db.internal, database: vectors, pool: { mode: statement } }')), expect: 'connections.vectors.upstream.pool.mode: must be one of session, transaction (got "statement")' },
+    { name: 'pool size 0', yaml: () => minimal(pgConn('{ host: db.internal, database: vectors, pool: { mode: transaction, size: 0 } }')), expect: /^connections\.vectors\.upstream\.pool\.size: must be an integer 1-10000/ },
     { name: 'unknown key with a suggestion', yaml: () => minimal(pgConn('{ host: db.internal, databse: vectors }')), expect: /^connections\.vectors\.upstream\.databse: unknown key; did you mean "database"\?/ },
     { name: 'camelCase key', yaml: () => minimal().replace('audience: vecgate', 'audience: vecgate, groupsClaim: g'), expect: /^identity\.issuers\[0\]\.groupsClaim: unknown key; did you mean "groups_claim"\?/ },
     { name: 'unknown top-level key', yaml: () => minimal() + 'recording: { dir: x }\n', expect: /^recording: unknown key; did you mean "recordings"\?/ },

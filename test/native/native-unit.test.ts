@@ -1,7 +1,8 @@
-// Builds and runs the pure-C++ parser tests under AddressSanitizer + UBSan, and the
-// libFuzzer targets (native/fuzz/: PostgreSQL frame parser and reply tracker, the pump's
-// statement inspection fed at every split, statement recorder, HTTP response head, JSON
-// number list with its AVX paths) for a short, bounded time each (the CI budget). The whole addon under ASan/UBSan: scripts/build-native-asan.mjs.
+// Builds and runs the pure-C++ unit tests (frame parser, the pump's transaction pooling) under
+// AddressSanitizer + UBSan, and the libFuzzer targets (native/fuzz/: PostgreSQL frame parser
+// and reply tracker, the pump's statement inspection and pooling fed at every split, statement
+// recorder, HTTP response head, JSON number list with its AVX paths) for a short, bounded time
+// each (the CI budget). The whole addon under ASan/UBSan: scripts/build-native-asan.mjs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -24,12 +25,13 @@ function compiler(): string {
   throw new Error('clang++ (Debian clang-14 + libclang-rt-14-dev) is required; scripts/ensure-system-deps.sh installs it');
 }
 
-test('pg-frame-parser unit tests under ASan/UBSan', () => {
+/** Builds native/test/<name>-test.cc with `sources` under ASan/UBSan and runs it: every check must pass. */
+function unitTests(name: string, sources: string[]): void {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vg-native-'));
   try {
-    const bin = path.join(dir, 'pg-frame-parser-test');
+    const bin = path.join(dir, `${name}-test`);
     const cc = spawnSync(compiler(), ['-std=c++17', '-g', '-O1', '-fsanitize=address,undefined', '-fno-sanitize-recover=all', `-I${native}`,
-      path.join(native, 'test', 'pg-frame-parser-test.cc'), path.join(native, 'pg', 'pg-frame-parser.cc'), '-o', bin], { encoding: 'utf8' });
+      path.join(native, 'test', `${name}-test.cc`), ...sources.map((f) => path.join(native, f)), '-o', bin], { encoding: 'utf8' });
     assert.equal(cc.status, 0, cc.stderr);
     const run = spawnSync(bin, [], { encoding: 'utf8' });
     assert.equal(run.status, 0, run.stderr + run.stdout);
@@ -37,6 +39,18 @@ test('pg-frame-parser unit tests under ASan/UBSan', () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+test('pg-frame-parser unit tests under ASan/UBSan', () => {
+  unitTests('pg-frame-parser', ['pg/pg-frame-parser.cc']);
+});
+
+test('pump transaction-pooling unit tests under ASan/UBSan (links released between transactions, nothing lost or misrouted)', () => {
+  unitTests('pump-pooling', ['session/pump.cc', 'pg/pg-frame-parser.cc', 'pg/pg-reply-tracker.cc', 'pg/session-pins.cc', 'net/close-reason.cc']);
+});
+
+test('session-pins unit tests under ASan/UBSan (what pins a pooled session, read as PostgreSQL splits text)', () => {
+  unitTests('session-pins', ['pg/session-pins.cc']);
 });
 
 /**
@@ -83,5 +97,5 @@ test(`statement-recorder libFuzzer target runs ${FUZZ_SECONDS}s without a findin
 });
 
 test(`pump-inspector libFuzzer target runs ${FUZZ_SECONDS}s without a finding (only allowed statements reach the server; any chunking gives the same bytes)`, () => {
-  fuzz('pump-inspector-fuzz', 'pump-inspector', ['session/pump.cc', 'pg/pg-frame-parser.cc', 'pg/pg-reply-tracker.cc', 'net/close-reason.cc']);
+  fuzz('pump-inspector-fuzz', 'pump-inspector', ['session/pump.cc', 'pg/pg-frame-parser.cc', 'pg/pg-reply-tracker.cc', 'pg/session-pins.cc', 'net/close-reason.cc']);
 });

@@ -1,0 +1,291 @@
+// Server links for `upstream.pool.mode: transaction`, per worker. A pooled client session
+// holds a link only inside a transaction (the native pump releases it at ReadyForQuery 'I',
+// native/session/pump.h SetTransactionPooling); between transactions the link is here, idle,
+// for any session with the same key. The key is the connection, the upstream user and
+// database and the client's forwarded startup parameters (a link's session defaults are the
+// ones it was started with), never the subject: identity, policy and recording stay per
+// client session, in the gateway.
+//
+// `size` bounds the links of one connection over every key and worker (each worker gets its
+// share, at least one); a session that wants a link when none is idle and the share is
+// open waits, FIFO, up to `wait_timeout`, then gets 53300 naming the limit.
+//
+// A link whose session state changed (a statement pinned its session: pg/session-pins.h)
+// never comes back here: it is closed when its session ends.
+import type { Connection } from '../src/native.js';
+import type { UpstreamPoolConfig } from '../src/config/types.js';
+import type { UpstreamReady } from './pg-upstream-setup.js';
+import { workerShare } from './pg-upstream-pool.js';
+
+export interface TransactionPoolEvents {
+  readonly index: number;
+  readonly config: { readonly server: { readonly workers: number } };
+  log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void;
+}
+
+/** What waits for a link: `give` takes it (false: not wanted any more, it goes to the next), `fail` ends the wait. */
+export interface LinkWaiter {
+  give(ready: UpstreamReady): boolean;
+  fail(message: string, sqlstate: string): void;
+}
+
+interface Link {
+  ready: UpstreamReady;
+  key: string;
+  idleTimer: NodeJS.Timeout | null;
+  idleSince: number;
+}
+
+interface Group {
+  connection: string;
+  cfg: UpstreamPoolConfig;
+  open: () => Promise<UpstreamReady>;
+  idle: Link[];
+  waiters: { w: LinkWaiter; timer: NodeJS.Timeout }[];
+}
+
+/** Links of one configured connection, over its keys. */
+interface Budget {
+  open: number;
+  opening: number;
+}
+
+export class PgTransactionPool {
+  private readonly groups = new Map<string, Group>();
+  private readonly links = new Map<Connection, Link>();
+  private readonly budgets = new Map<string, Budget>();
+  private closed = false;
+
+  constructor(private readonly events: TransactionPoolEvents) {}
+
+  static key(connection: string, user: string, database: string, params: ReadonlyMap<string, string>): string {
+    const p = [...params].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${v}`);
+    return `${connection}\0${JSON.stringify([user, database, p])}`;
+  }
+
+  /** This worker's share of a connection's `size`: at least one link. */
+  share(cfg: UpstreamPoolConfig): number {
+    return Math.max(1, workerShare(cfg.size, this.events.index, this.events.config.server.workers));
+  }
+
+  private budget(connection: string): Budget {
+    let b = this.budgets.get(connection);
+    if (b === undefined) {
+      b = { open: 0, opening: 0 };
+      this.budgets.set(connection, b);
+    }
+    return b;
+  }
+
+  /** Links this worker holds for a connection: [open (idle or in use), idle, waiting sessions]. */
+  stats(connection: string): [number, number, number] {
+    let idle = 0;
+    let waiting = 0;
+    for (const g of this.groups.values()) {
+      if (g.connection !== connection) continue;
+      idle += g.idle.length;
+      waiting += g.waiters.length;
+    }
+    return [this.budget(connection).open, idle, waiting];
+  }
+
+  /**
+   * A link for `waiter`: an idle one at once, a new one (`open`) while the share allows, or
+   * the first one released after it, in order. Returns a function that withdraws the wait.
+   */
+  acquire(key: string, connection: string, cfg: UpstreamPoolConfig, open: () => Promise<UpstreamReady>, waiter: LinkWaiter): () => void {
+    if (this.closed) {
+      waiter.fail('the gateway is shutting down', '57P01');
+      return () => {};
+    }
+    let g = this.groups.get(key);
+    if (g === undefined) {
+      g = { connection, cfg, open, idle: [], waiters: [] };
+      this.groups.set(key, g);
+    }
+    g.open = open;
+    while (g.idle.length > 0) {
+      const link = g.idle.pop()!;
+      this.unwatch(link);
+      if (waiter.give(link.ready)) return () => {};
+      this.idle(link);
+      return () => {};
+    }
+    const entry = {
+      w: waiter,
+      timer: setTimeout(() => {
+        const i = g!.waiters.indexOf(entry);
+        if (i < 0) return;
+        g!.waiters.splice(i, 1);
+        const limit = this.share(cfg);
+        this.events.log('warn', 'pooled session waited too long for an upstream connection', { connection, size: cfg.size, workerShare: limit, waitMs: cfg.waitTimeoutMs });
+        waiter.fail(
+          `all ${limit} upstream connection${limit === 1 ? '' : 's'} of this gateway worker for connection "${connection}" stayed busy for ${cfg.waitTimeoutMs / 1000} s (upstream.pool.size ${cfg.size} over ${this.events.config.server.workers} workers)`,
+          '53300',
+        );
+      }, cfg.waitTimeoutMs),
+    };
+    g.waiters.push(entry);
+    this.openIfRoom(g);
+    return () => {
+      const i = g!.waiters.indexOf(entry);
+      if (i >= 0) {
+        clearTimeout(entry.timer);
+        g!.waiters.splice(i, 1);
+      }
+    };
+  }
+
+  /** Opens one more link for a group with waiters when the connection's share has room. */
+  private openIfRoom(g: Group): void {
+    const b = this.budget(g.connection);
+    if (g.waiters.length <= b.opening) return;
+    if (b.open + b.opening >= this.share(g.cfg)) {
+      // The share is full: an idle link of another key of this connection makes room (its
+      // close wakes the waiting keys, this one among them, which then open into it).
+      this.evictIdle(g.connection);
+      return;
+    }
+    b.opening++;
+    const key = [...this.groups].find(([, v]) => v === g)![0];
+    g.open().then(
+      (ready) => {
+        b.opening--;
+        if (this.closed) {
+          ready.conn.destroy();
+          return;
+        }
+        b.open++;
+        const link: Link = { ready, key, idleTimer: null, idleSince: 0 };
+        this.links.set(ready.conn, link);
+        this.handOut(g, link);
+      },
+      (err: Error & { clientMessage?: string; sqlstate?: string }) => {
+        b.opening--;
+        // The first waiter learns why; the others keep waiting (a later try may succeed).
+        const first = g.waiters.shift();
+        if (first) {
+          clearTimeout(first.timer);
+          first.w.fail(err.clientMessage ?? `the gateway could not reach the database (${err.message})`, err.sqlstate ?? '08006');
+        }
+        this.openIfRoom(g);
+      },
+    );
+  }
+
+  /** Closes the link of `connection` idle the longest; false when none is idle. */
+  private evictIdle(connection: string): boolean {
+    let oldest: Link | null = null;
+    for (const g of this.groups.values()) {
+      if (g.connection !== connection) continue;
+      for (const l of g.idle) if (oldest === null || l.idleSince < oldest.idleSince) oldest = l;
+    }
+    if (oldest === null) return false;
+    const conn = oldest.ready.conn;
+    this.forget(conn);
+    conn.close();
+    return true;
+  }
+
+  /** Gives a free link to the first waiter that takes it, else keeps it idle. */
+  private handOut(g: Group, link: Link): void {
+    while (g.waiters.length > 0) {
+      const first = g.waiters.shift()!;
+      clearTimeout(first.timer);
+      if (first.w.give(link.ready)) return;
+    }
+    this.idle(link);
+  }
+
+  /** A session let go of `conn` between transactions (or ended idle, unpinned): it serves the next. */
+  release(conn: Connection): void {
+    const link = this.links.get(conn);
+    if (link === undefined) {
+      conn.destroy();
+      return;
+    }
+    const g = this.groups.get(link.key);
+    if (this.closed || g === undefined || conn.closed) {
+      this.forget(conn);
+      conn.destroy();
+      return;
+    }
+    this.handOut(g, link);
+  }
+
+  /** A link that will not come back (closed with its session, or its state changed): the share has room again. */
+  forget(conn: Connection): void {
+    const link = this.links.get(conn);
+    if (link === undefined) return;
+    this.links.delete(conn);
+    this.unwatch(link);
+    const g = this.groups.get(link.key);
+    if (g) {
+      const i = g.idle.indexOf(link);
+      if (i >= 0) g.idle.splice(i, 1);
+      this.budget(g.connection).open--;
+      this.wake(g.connection);
+    }
+  }
+
+  /** Room in a connection's share, or an idle link another key could use: the waiting keys try again. */
+  private wake(connection: string): void {
+    for (const g of this.groups.values()) if (g.connection === connection && g.waiters.length > 0) this.openIfRoom(g);
+  }
+
+  /** Idle in the pool: watched for the server closing it, closed after idle_timeout. */
+  private idle(link: Link): void {
+    const g = this.groups.get(link.key)!;
+    const conn = link.ready.conn;
+    link.idleSince = Date.now();
+    g.idle.push(link);
+    conn.setCallbacks(
+      () => {
+        // Nothing is owed to an idle link (a notice, a setting's report after a reload): its
+        // state is no longer known to be a fresh session's, so it goes.
+        this.forget(conn);
+        conn.destroy();
+      },
+      () => this.forget(conn),
+    );
+    conn.resume();
+    link.idleTimer = setTimeout(() => {
+      this.forget(conn);
+      conn.close();
+    }, g.cfg.idleTimeoutMs);
+    this.wake(g.connection);  // a session of another key may be waiting for room
+  }
+
+  private unwatch(link: Link): void {
+    if (link.idleTimer) clearTimeout(link.idleTimer);
+    link.idleTimer = null;
+    link.ready.conn.pause();
+    link.ready.conn.setCallbacks(() => {}, () => {});
+  }
+
+  /** Credentials or policies were reloaded: idle links close (sessions holding one keep it). */
+  dropIdle(): void {
+    for (const g of this.groups.values()) {
+      for (const link of [...g.idle]) {
+        this.forget(link.ready.conn);
+        link.ready.conn.close();
+      }
+    }
+  }
+
+  /** Shutdown: idle links close; waiting sessions are told. */
+  clear(): void {
+    this.closed = true;
+    for (const g of this.groups.values()) {
+      for (const w of g.waiters.splice(0)) {
+        clearTimeout(w.timer);
+        w.w.fail('the gateway is shutting down', '57P01');
+      }
+      for (const link of g.idle.splice(0)) {
+        this.unwatch(link);
+        this.links.delete(link.ready.conn);
+        link.ready.conn.close();
+      }
+    }
+  }
+}

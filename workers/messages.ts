@@ -8,6 +8,7 @@ import type { RecordEvent } from '../src/recording/record-event.js';
 import type { CredentialHeader } from './http/credential-header.js';
 import type { HttpStatsRow } from './http/http-stats.js';
 import type { PoolStatsRow } from './pg-upstream-pool.js';
+import type { TransactionPoolStatsRow } from './pg-transaction-pool.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: true });
 
@@ -81,7 +82,8 @@ export type ToPrimary =
   /** HTTP requests answered since the last such message (workers/http/http-stats.ts). */
   | { t: 'http-stats'; rows: HttpStatsRow[] }
   /** A worker's parked upstream PostgreSQL connections now, per connection, and evictions since its last such message. */
-  | { t: 'pg-pool-stats'; worker: number; rows: PoolStatsRow[] };
+  | { t: 'pg-pool-stats'; worker: number; rows: PoolStatsRow[] }
+  | { t: 'pg-txpool-stats'; worker: number; rows: TransactionPoolStatsRow[] };
 
 export type ToWorker =
   | { t: 'auth-result'; id: number; result: AuthResult }

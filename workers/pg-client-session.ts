@@ -476,7 +476,10 @@ export class PgClientSession {
             gone.close();
           }
         }
-        if (stats.pinReason !== '') this.ctx.log('debug', 'pooled session was pinned to its upstream', { connection: this.cfg.name, subject: grant.subject, reason: stats.pinReason });
+        if (stats.pinReason !== '') {
+          pool.pinned(this.cfg.name, stats.pinReason);
+          this.ctx.log('debug', 'pooled session was pinned to its upstream', { connection: this.cfg.name, subject: grant.subject, reason: stats.pinReason });
+        }
       }
       this.ctx.sessions.delete(this);
       this.ctx.sessionEnded();

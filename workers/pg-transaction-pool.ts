@@ -21,6 +21,23 @@ export interface TransactionPoolEvents {
   readonly index: number;
   readonly config: { readonly server: { readonly workers: number } };
   log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void;
+  /** Counts changed: `stats()` has news for the primary. */
+  transactionPoolChanged(): void;
+}
+
+/**
+ * One connection's transaction pool in one worker, for /metrics: gauges absolute, counters
+ * since the last stats() (the primary adds them up).
+ */
+export interface TransactionPoolStatsRow {
+  connection: string;
+  open: number;
+  idle: number;
+  waiting: number;
+  waits: number;
+  waitMs: number;
+  timeouts: number;
+  pins: [reason: string, count: number][];
 }
 
 /** What waits for a link: `give` takes it (false: not wanted any more, it goes to the next), `fail` ends the wait. */
@@ -41,13 +58,18 @@ interface Group {
   cfg: UpstreamPoolConfig;
   open: () => Promise<UpstreamReady>;
   idle: Link[];
-  waiters: { w: LinkWaiter; timer: NodeJS.Timeout }[];
+  waiters: { w: LinkWaiter; since: number; timer: NodeJS.Timeout }[];
 }
 
 /** Links of one configured connection, over its keys. */
 interface Budget {
   open: number;
   opening: number;
+  // Since the last stats():
+  waits: number;
+  waitMs: number;
+  timeouts: number;
+  pins: Map<string, number>;
 }
 
 export class PgTransactionPool {
@@ -71,22 +93,37 @@ export class PgTransactionPool {
   private budget(connection: string): Budget {
     let b = this.budgets.get(connection);
     if (b === undefined) {
-      b = { open: 0, opening: 0 };
+      b = { open: 0, opening: 0, waits: 0, waitMs: 0, timeouts: 0, pins: new Map() };
       this.budgets.set(connection, b);
     }
     return b;
   }
 
-  /** Links this worker holds for a connection: [open (idle or in use), idle, waiting sessions]. */
-  stats(connection: string): [number, number, number] {
-    let idle = 0;
-    let waiting = 0;
-    for (const g of this.groups.values()) {
-      if (g.connection !== connection) continue;
-      idle += g.idle.length;
-      waiting += g.waiters.length;
+  /** Every connection's counts (counters since the last call, which resets them). */
+  stats(): TransactionPoolStatsRow[] {
+    const rows: TransactionPoolStatsRow[] = [];
+    for (const [connection, b] of this.budgets) {
+      let idle = 0;
+      let waiting = 0;
+      for (const g of this.groups.values()) {
+        if (g.connection !== connection) continue;
+        idle += g.idle.length;
+        waiting += g.waiters.length;
+      }
+      rows.push({ connection, open: b.open + b.opening, idle, waiting, waits: b.waits, waitMs: b.waitMs, timeouts: b.timeouts, pins: [...b.pins] });
+      b.waits = 0;
+      b.waitMs = 0;
+      b.timeouts = 0;
+      b.pins.clear();
     }
-    return [this.budget(connection).open, idle, waiting];
+    return rows;
+  }
+
+  /** A session of `connection` was pinned to its link (counted for /metrics). */
+  pinned(connection: string, reason: string): void {
+    const b = this.budget(connection);
+    b.pins.set(reason, (b.pins.get(reason) ?? 0) + 1);
+    this.events.transactionPoolChanged();
   }
 
   /**
@@ -111,12 +148,18 @@ export class PgTransactionPool {
       this.idle(link);
       return () => {};
     }
+    const budget = this.budget(connection);
+    budget.waits++;
     const entry = {
       w: waiter,
+      since: Date.now(),
       timer: setTimeout(() => {
         const i = g!.waiters.indexOf(entry);
         if (i < 0) return;
         g!.waiters.splice(i, 1);
+        budget.timeouts++;
+        budget.waitMs += Date.now() - entry.since;
+        this.events.transactionPoolChanged();
         const limit = this.share(cfg);
         this.events.log('warn', 'pooled session waited too long for an upstream connection', { connection, size: cfg.size, workerShare: limit, waitMs: cfg.waitTimeoutMs });
         waiter.fail(
@@ -127,11 +170,14 @@ export class PgTransactionPool {
     };
     g.waiters.push(entry);
     this.openIfRoom(g);
+    this.events.transactionPoolChanged();
     return () => {
       const i = g!.waiters.indexOf(entry);
       if (i >= 0) {
         clearTimeout(entry.timer);
         g!.waiters.splice(i, 1);
+        budget.waitMs += Date.now() - entry.since;
+        this.events.transactionPoolChanged();
       }
     };
   }
@@ -189,9 +235,11 @@ export class PgTransactionPool {
 
   /** Gives a free link to the first waiter that takes it, else keeps it idle. */
   private handOut(g: Group, link: Link): void {
+    this.events.transactionPoolChanged();
     while (g.waiters.length > 0) {
       const first = g.waiters.shift()!;
       clearTimeout(first.timer);
+      this.budget(g.connection).waitMs += Date.now() - first.since;
       if (first.w.give(link.ready)) return;
     }
     this.idle(link);
@@ -224,6 +272,7 @@ export class PgTransactionPool {
       const i = g.idle.indexOf(link);
       if (i >= 0) g.idle.splice(i, 1);
       this.budget(g.connection).open--;
+      this.events.transactionPoolChanged();
       this.wake(g.connection);
     }
   }

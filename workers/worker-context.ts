@@ -207,6 +207,18 @@ export class WorkerContext implements PendingStatementSweep {
     this.poolStatsTimer.unref();
   }
 
+  private txPoolStatsTimer: NodeJS.Timeout | null = null;
+
+  /** The transaction pool changed: its counts go to the primary within POOL_STATS_FLUSH_MS, in one message. */
+  transactionPoolChanged(): void {
+    if (this.txPoolStatsTimer !== null) return;
+    this.txPoolStatsTimer = setTimeout(() => {
+      this.txPoolStatsTimer = null;
+      this.post({ t: 'pg-txpool-stats', worker: this.index, rows: this.transactionPool.stats() });
+    }, POOL_STATS_FLUSH_MS);
+    this.txPoolStatsTimer.unref();
+  }
+
   sessionSummary(summary: SessionSummary): void {
     this.post({ t: 'session-end', summary });
   }

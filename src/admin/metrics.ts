@@ -14,6 +14,13 @@ export class GatewayMetrics {
   readonly httpRequests = new Counter({ name: 'vecgate_http_requests_total', help: 'HTTP requests answered, by status class (aborted: the client left before an answer); body bytes count in vecgate_bytes_total', labelNames: ['connection', 'status'], registers: [this.registry] });
   readonly upstreamParked = new Gauge({ name: 'vecgate_upstream_parked_connections', help: 'Idle upstream PostgreSQL connections parked for reuse, all workers (upstream.pool)', labelNames: ['connection'], registers: [this.registry] });
   readonly upstreamParkedEvictions = new Counter({ name: 'vecgate_upstream_parked_evictions_total', help: 'Parked upstream connections closed to stay within upstream.pool.max_idle_total (least recently used first)', labelNames: ['connection'], registers: [this.registry] });
+  // upstream.pool.mode transaction (workers/pg-transaction-pool.ts), all workers.
+  readonly poolConnections = new Gauge({ name: 'vecgate_upstream_pool_connections', help: 'Upstream connections of transaction pooling, by state: busy (held by a session in a transaction, or opening) or idle', labelNames: ['connection', 'state'], registers: [this.registry] });
+  readonly poolWaiting = new Gauge({ name: 'vecgate_upstream_pool_waiting_sessions', help: 'Sessions waiting for a free upstream connection now (transaction pooling)', labelNames: ['connection'], registers: [this.registry] });
+  readonly poolWaits = new Counter({ name: 'vecgate_upstream_pool_waits_total', help: 'Times a session had to wait for an upstream connection (transaction pooling)', labelNames: ['connection'], registers: [this.registry] });
+  readonly poolWaitSeconds = new Counter({ name: 'vecgate_upstream_pool_wait_seconds_total', help: 'Time sessions spent waiting for an upstream connection (transaction pooling)', labelNames: ['connection'], registers: [this.registry] });
+  readonly poolWaitTimeouts = new Counter({ name: 'vecgate_upstream_pool_wait_timeouts_total', help: 'Sessions that got 53300 after upstream.pool.wait_timeout (transaction pooling)', labelNames: ['connection'], registers: [this.registry] });
+  readonly poolPins = new Counter({ name: 'vecgate_upstream_pool_pins_total', help: 'Sessions pinned to their upstream connection by session state, by reason (transaction pooling)', labelNames: ['connection', 'reason'], registers: [this.registry] });
   readonly liveSessions = new Gauge({ name: 'vecgate_live_sessions', help: 'Sessions being pumped now', registers: [this.registry] });
   readonly certReloads = new Counter({ name: 'vecgate_certificate_reloads_total', help: 'Server certificate reloads, by result', labelNames: ['result'], registers: [this.registry] });
 

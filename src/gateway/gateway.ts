@@ -149,6 +149,8 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
   let drainResolve: (() => void) | null = null;
   /** Parked upstream connections per connection name, per worker (vecgate_upstream_parked_connections). */
   const parkedByConnection = new Map<string, Map<number, number>>();
+  /** Transaction pooling gauges per connection and worker: [open, idle, waiting]. */
+  const txPoolByConnection = new Map<string, Map<number, [number, number, number]>>();
 
   const onWorkerMessage = (w: Worker, msg: ToPrimary) => {
     switch (msg.t) {
@@ -188,6 +190,30 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
           metrics.bytes.inc({ connection, direction: 'from_upstream' }, bytesOut);
         }
         break;
+      case 'pg-txpool-stats': {
+        // Gauges are absolute per worker (summed here); counters are deltas.
+        for (const r of msg.rows) {
+          let byWorker = txPoolByConnection.get(r.connection);
+          if (byWorker === undefined) txPoolByConnection.set(r.connection, (byWorker = new Map()));
+          byWorker.set(msg.worker, [r.open, r.idle, r.waiting]);
+          let open = 0;
+          let idle = 0;
+          let waiting = 0;
+          for (const [o, i, w] of byWorker.values()) {
+            open += o;
+            idle += i;
+            waiting += w;
+          }
+          metrics.poolConnections.set({ connection: r.connection, state: 'idle' }, idle);
+          metrics.poolConnections.set({ connection: r.connection, state: 'busy' }, open - idle);
+          metrics.poolWaiting.set({ connection: r.connection }, waiting);
+          if (r.waits > 0) metrics.poolWaits.inc({ connection: r.connection }, r.waits);
+          if (r.waitMs > 0) metrics.poolWaitSeconds.inc({ connection: r.connection }, r.waitMs / 1000);
+          if (r.timeouts > 0) metrics.poolWaitTimeouts.inc({ connection: r.connection }, r.timeouts);
+          for (const [reason, n] of r.pins) metrics.poolPins.inc({ connection: r.connection, reason }, n);
+        }
+        break;
+      }
       case 'pg-pool-stats': {
         // Counts are absolute per worker: the gauge is their sum.
         for (const [connection, parked, evicted] of msg.rows) {

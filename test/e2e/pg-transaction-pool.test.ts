@@ -202,3 +202,29 @@ function pgbench(args: string[], password?: string): Promise<{ status: number | 
     });
   });
 }
+
+test('/metrics: pool connections by state, waiting sessions, waits and their timeouts, pins by reason', async () => {
+  const value = async (name: string, labels: string): Promise<number | null> => {
+    const text = await gw.handle.metrics.registry.metrics();
+    const m = new RegExp(`^${name}\\{${labels}\\} ([0-9.e+-]+)$`, 'm').exec(text);
+    return m ? Number(m[1]) : null;
+  };
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    // Workers report within a second of a change (POOL_STATS_FLUSH_MS).
+    const pins = await value('vecgate_upstream_pool_pins_total', 'connection="vectors",reason="SET"');
+    const timeouts = await value('vecgate_upstream_pool_wait_timeouts_total', 'connection="vectors"');
+    const waiting = await value('vecgate_upstream_pool_waiting_sessions', 'connection="vectors"');
+    if ((pins ?? 0) >= 3 && (timeouts ?? 0) >= 1 && waiting === 0) break;
+    if (Date.now() > deadline) assert.fail(`pins ${pins}, timeouts ${timeouts}, waiting ${waiting}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // Three sessions ran SET above (one in the pin test, two in the 53300 test); one named
+  // prepared statement pinned; every wait that timed out was counted, with its time.
+  assert.equal(await value('vecgate_upstream_pool_pins_total', 'connection="vectors",reason="named prepared statement"'), 1);
+  assert.ok((await value('vecgate_upstream_pool_waits_total', 'connection="vectors"'))! >= 1);
+  assert.ok((await value('vecgate_upstream_pool_wait_seconds_total', 'connection="vectors"'))! >= 1.9);
+  const idle = (await value('vecgate_upstream_pool_connections', 'connection="vectors",state="idle"')) ?? 0;
+  const busy = (await value('vecgate_upstream_pool_connections', 'connection="vectors",state="busy"')) ?? 0;
+  assert.ok(idle + busy <= SIZE, `idle ${idle} + busy ${busy}`);
+});

@@ -235,6 +235,12 @@ export interface NativeBinding {
    */
   attachUpstream(client: Connection, upstream: Connection): boolean;
   /**
+   * A `transactionPooling` session keeps its current link while `on` (a cancel is on its way
+   * to that link's backend); `false` releases it at once if the session is between
+   * transactions. False when the connection is not such a session.
+   */
+  holdUpstream(client: Connection, on: boolean): boolean;
+  /**
    * Recording (primary): frames payload i = `blob[offsets[2i], offsets[2i+1])` as Event frames
    * with sequence numbers `firstSeq`, `firstSeq + 1`, ..., each chained to the previous frame's
    * hash (the first to `prevHash`). `frames` is every frame back to back, byte-identical to

@@ -83,7 +83,10 @@ export type ToPrimary =
   | { t: 'http-stats'; rows: HttpStatsRow[] }
   /** A worker's parked upstream PostgreSQL connections now, per connection, and evictions since its last such message. */
   | { t: 'pg-pool-stats'; worker: number; rows: PoolStatsRow[] }
-  | { t: 'pg-txpool-stats'; worker: number; rows: TransactionPoolStatsRow[] };
+  | { t: 'pg-txpool-stats'; worker: number; rows: TransactionPoolStatsRow[] }
+  /** A CancelRequest for a pooled session of worker `to` arrived at worker `from`: relayed to `to`, which answers cancel-done. */
+  | { t: 'cancel-route'; from: number; to: number; id: number; slot: number; secret: number }
+  | { t: 'cancel-done'; to: number; id: number };
 
 export type ToWorker =
   | { t: 'auth-result'; id: number; result: AuthResult }
@@ -91,7 +94,9 @@ export type ToWorker =
   | { t: 'drain'; deadlineMs: number }
   | { t: 'policy'; policies: PolicyConfig[] }
   | { t: 'record-ack'; batch: number; ok: boolean; message: string }
-  | { t: 'stats?' };
+  | { t: 'stats?' }
+  | { t: 'cancel-route'; from: number; id: number; slot: number; secret: number }
+  | { t: 'cancel-done'; id: number };
 
 export interface WorkerInit {
   index: number;

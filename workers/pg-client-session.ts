@@ -9,7 +9,8 @@ import { parseStartupPacket } from './pg/startup-parser.js';
 import { MessageReader } from './pg/message-reader.js';
 import { parseBackendMessage, parsePasswordMessage } from './pg/backend-parser.js';
 import * as ser from './pg/serializer.js';
-import { encodeCancelKey, decodeCancelKey } from './pg/cancel-key.js';
+import { randomBytes } from 'node:crypto';
+import { encodeCancelKey, decodeAnyCancelKey, MAX_CANCEL_ROUTED_WORKERS, sessionKeyPid, sessionOfKeyPid } from './pg/cancel-key.js';
 import { UpstreamSetup, type UpstreamReady } from './pg-upstream-setup.js';
 import { randomUUID } from 'node:crypto';
 import type { WorkerContext } from './worker-context.js';
@@ -44,6 +45,10 @@ export class PgClientSession {
   private txKey: string | null = null;
   private openLink: (() => Promise<UpstreamReady>) | null = null;
   private withdrawWait: (() => void) | null = null;
+  /** Transaction mode: the link held now (null between transactions), and the session's cancel-key slot. */
+  private currentLink: UpstreamReady | null = null;
+  private cancelSlot: number | null = null;
+  private cancelsInFlight = 0;
 
   constructor(
     private readonly conn: Connection,
@@ -314,10 +319,17 @@ export class PgClientSession {
         return this.fatal('0A000', `the database sets ${unreadable} for this session, which the gateway cannot check read-only statements in; ask the operator, or set client_encoding to UTF8`);
       }
     }
-    // Transaction mode: no cancel key yet. The link's own key would reach whichever session
-    // holds that link when the cancel arrives (another client's statement); routing a cancel
-    // to a session's current link is still to be built (issue #18).
-    const gatewayKey = ready.backendKey && this.txKey === null ? encodeCancelKey(this.ctx.cancelKey, ready.backendKey) : null;
+    // Transaction mode: the key names this session (worker and slot), not a backend: a link's
+    // own key would reach whichever session holds that link when the cancel arrives. A cancel
+    // goes to the session's current link (cancelCurrent), from whichever worker it reaches.
+    let gatewayKey = null;
+    if (this.txKey === null) {
+      gatewayKey = ready.backendKey ? encodeCancelKey(this.ctx.cancelKey, ready.backendKey) : null;
+    } else if (this.ctx.index < MAX_CANCEL_ROUTED_WORKERS) {
+      const secret = randomBytes(4).readUInt32BE(0);
+      this.cancelSlot = this.ctx.registerPooledSession(secret, () => this.cancelCurrent());
+      if (this.cancelSlot !== null) gatewayKey = encodeCancelKey(this.ctx.cancelKey, { processId: sessionKeyPid(this.ctx.index, this.cancelSlot), secretKey: secret }, 'session');
+    }
     const out: Buffer[] = [ser.authenticationOk()];
     for (const [k, v] of ready.parameters) out.push(ser.parameterStatus(k, v));
     if (gatewayKey) out.push(ser.backendKeyData(gatewayKey.processId, gatewayKey.secretKey));
@@ -417,8 +429,7 @@ export class PgClientSession {
     const { base, recording, statements, nativeStatements, statementCaptures } = rec;
     const txKey = this.txKey;
     const pool = this.ctx.transactionPool;
-    /** Transaction mode: the link the session holds now (null between transactions). */
-    let current: Connection | null = ready.conn;
+    this.currentLink = txKey === null ? null : ready;
     let withdraw: (() => void) | null = null;
     const pooling: Partial<PumpOptions> =
       txKey === null
@@ -430,7 +441,7 @@ export class PgClientSession {
                 give: (link) => {
                   withdraw = null;
                   if (this.state !== 'pumping' || !this.ctx.native.attachUpstream(this.conn, link.conn)) return false;
-                  current = link.conn;
+                  this.currentLink = link;
                   return true;
                 },
                 fail: (message, sqlstate) => {
@@ -442,7 +453,7 @@ export class PgClientSession {
               });
             },
             onUpstreamReleased: (link) => {
-              if (current === link) current = null;
+              if (this.currentLink?.conn === link) this.currentLink = null;
               // After the pump's call returns (microtasks run when it unwinds): another
               // session may take the link at once, and should not do so from inside this one's.
               queueMicrotask(() => pool.release(link));
@@ -465,12 +476,13 @@ export class PgClientSession {
       if (stats.upstreamKept && this.poolKey !== null) this.ctx.upstreamPool.give(this.poolKey, ready, this.cfg.upstream.pool);
       if (txKey !== null) {
         (withdraw as (() => void) | null)?.();
+        if (this.cancelSlot !== null) this.ctx.unregisterPooledSession(this.cancelSlot);
         const kept = stats.upstreamKept ? (stats.upstream ?? null) : null;
         if (kept !== null && stats.pinReason === '') {
           pool.release(kept);
         } else {
           // A pinned link carries this session's state; one the pump closed is gone.
-          const gone = kept ?? current;
+          const gone = kept ?? this.currentLink?.conn ?? null;
           if (gone !== null) {
             pool.forget(gone);
             gone.close();
@@ -505,6 +517,23 @@ export class PgClientSession {
       if (recording !== 'off') this.ctx.record({ type: 'session-close', ts: Date.now(), ...base, ...summary });
       if (nativeStatements) this.ctx.nativeRecordingEnded();
     });
+  }
+
+  /**
+   * Transaction mode: a CancelRequest for this session goes to the backend of the link it
+   * holds now; between transactions there is nothing to cancel (as with an idle backend).
+   * The link stays this session's until the cancel reached its backend, so it cannot land on
+   * another session's statement.
+   */
+  private cancelCurrent(): Promise<void> {
+    const link = this.currentLink;
+    if (link === null || link.backendKey === null || this.state !== 'pumping') return Promise.resolve();
+    if (this.cancelsInFlight++ === 0) this.ctx.native.holdUpstream(this.conn, true);
+    return UpstreamSetup.sendCancel(this.ctx, this.cfg, link.backendKey)
+      .catch((err: Error) => this.ctx.log('info', 'cancel request could not be forwarded', { connection: this.cfg.name, error: err.message }))
+      .finally(() => {
+        if (--this.cancelsInFlight === 0 && this.state === 'pumping') this.ctx.native.holdUpstream(this.conn, false);
+      });
   }
 
   /** Client bytes that arrived during setup, for the pump (which reads them first). */
@@ -547,12 +576,23 @@ export class PgClientSession {
       limiter.drop('malformed'); // we only ever hand out 4-byte keys
       return this.conn.close();
     }
-    const upstreamKey = decodeCancelKey(this.ctx.cancelKey, { processId, secretKey: secretKey.readUInt32BE(0) });
-    if (upstreamKey === null) {
+    const decoded = decodeAnyCancelKey(this.ctx.cancelKey, { processId, secretKey: secretKey.readUInt32BE(0) });
+    if (decoded === null) {
       limiter.drop('undecodable');
       return this.conn.close();
     }
     if (limiter.acquire() !== null) return this.conn.close();
+    if (decoded.kind === 'session') {
+      // A transaction-pooling session: the worker holding it sends the cancel to its current link.
+      const { worker, slot } = sessionOfKeyPid(decoded.processId);
+      const done = worker === this.ctx.index ? this.ctx.cancelPooledSession(slot, decoded.secretKey) : this.ctx.routeCancel(worker, slot, decoded.secretKey);
+      void done.finally(() => {
+        limiter.release();
+        this.conn.close();
+      });
+      return;
+    }
+    const upstreamKey = { processId: decoded.processId, secretKey: decoded.secretKey };
     // As with PostgreSQL, the client's cancel connection closes once the cancel reached the
     // server: clients wait for that close before their next statement, which a late cancel
     // would otherwise hit.

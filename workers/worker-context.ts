@@ -15,6 +15,7 @@ import { RecordBatchWriter } from '../src/recording/record-batch.js';
 import { renderForNativeRecording, type PendingStatementSweep, type PgStatementRecorder } from './pg-statement-recorder.js';
 import { PgUpstreamPool } from './pg-upstream-pool.js';
 import { PgTransactionPool } from './pg-transaction-pool.js';
+import { SESSION_SLOT_BITS } from './pg/cancel-key.js';
 import { CancelLimiter } from './pg/cancel-limiter.js';
 import { send, type AuthClientInfo, type AuthResult, type SessionSummary, type ToPrimary } from './messages.js';
 
@@ -40,6 +41,8 @@ export const NATIVE_RECORD_POLL_MS = 200;
 export const RECORD_PENDING_STATEMENT_MS = 250;
 /** Parked-upstream counts go to the primary at most this often (after a change), for /metrics. */
 export const POOL_STATS_FLUSH_MS = 1_000;
+/** Cancel-key slots of pooled sessions per worker (workers/pg/cancel-key.ts SESSION_SLOT_BITS). */
+const SESSION_SLOTS = 2 ** SESSION_SLOT_BITS;
 /** Largest password message (the access token) accepted from a client. */
 export const MAX_PASSWORD_MESSAGE_BYTES = 16 * 1024;
 
@@ -205,6 +208,57 @@ export class WorkerContext implements PendingStatementSweep {
       this.post({ t: 'pg-pool-stats', worker: this.index, rows: this.upstreamPool.stats() });
     }, POOL_STATS_FLUSH_MS);
     this.poolStatsTimer.unref();
+  }
+
+  /**
+   * Transaction-pooling sessions of this worker by their cancel-key slot (workers/pg/cancel-key.ts
+   * sessionKeyPid): the key's secret, and how to cancel what the session runs now.
+   */
+  private readonly pooledSessions = new Map<number, { secret: number; cancel: () => Promise<void> }>();
+  private nextSlot = 0;
+  private readonly routedCancels = new Map<number, { done: () => void; timer: NodeJS.Timeout }>();
+  private nextRoutedCancel = 1;
+
+  /** A slot for a pooled session's cancel key, or null when all are taken. */
+  registerPooledSession(secret: number, cancel: () => Promise<void>): number | null {
+    if (this.pooledSessions.size >= SESSION_SLOTS) return null;
+    while (this.pooledSessions.has(this.nextSlot)) this.nextSlot = (this.nextSlot + 1) % SESSION_SLOTS;
+    const slot = this.nextSlot;
+    this.nextSlot = (this.nextSlot + 1) % SESSION_SLOTS;
+    this.pooledSessions.set(slot, { secret, cancel });
+    return slot;
+  }
+
+  unregisterPooledSession(slot: number): void {
+    this.pooledSessions.delete(slot);
+  }
+
+  /** A CancelRequest for a pooled session of this worker: forwarded to its current backend, if it has one. */
+  cancelPooledSession(slot: number, secret: number): Promise<void> {
+    const s = this.pooledSessions.get(slot);
+    if (s === undefined || s.secret !== secret) return Promise.resolve();
+    return s.cancel().catch(() => {});
+  }
+
+  /** A CancelRequest for a pooled session of another worker: relayed through the primary; resolves when that worker is done (or after 10 s). */
+  routeCancel(worker: number, slot: number, secret: number): Promise<void> {
+    const id = this.nextRoutedCancel++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.routedCancels.delete(id);
+        resolve();
+      }, 10_000);
+      this.routedCancels.set(id, { done: resolve, timer });
+      this.post({ t: 'cancel-route', from: this.index, to: worker, id, slot, secret });
+    });
+  }
+
+  cancelRouted(id: number): void {
+    const r = this.routedCancels.get(id);
+    if (r === undefined) return;
+    this.routedCancels.delete(id);
+    clearTimeout(r.timer);
+    r.done();
   }
 
   private txPoolStatsTimer: NodeJS.Timeout | null = null;

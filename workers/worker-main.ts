@@ -155,6 +155,12 @@ async function main(): Promise<void> {
         check();
         break;
       }
+      case 'cancel-route':
+        ctx.cancelPooledSession(msg.slot, msg.secret).finally(() => ctx.post({ t: 'cancel-done', to: msg.from, id: msg.id }));
+        break;
+      case 'cancel-done':
+        ctx.cancelRouted(msg.id);
+        break;
       case 'stats?': {
         const s = binding.stats();
         send(port, { t: 'stats', worker: init.index, liveSessions: s.liveSessions, liveConnections: s.liveConnections, bytesPumped: s.bytesPumped });

@@ -33,6 +33,7 @@ VgAddon::VgAddon(Napi::Env env, Napi::Object exports)
                            InstanceMethod<&VgAddon::EndPump>("endPump"),
                            InstanceMethod<&VgAddon::ReleaseStatement>("releaseStatement"),
                            InstanceMethod<&VgAddon::AttachUpstream>("attachUpstream"),
+                           InstanceMethod<&VgAddon::HoldUpstream>("holdUpstream"),
                            InstanceMethod<&VgAddon::FrameEvents>("frameEvents"),
                            InstanceMethod<&VgAddon::FrameEventsInto>("frameEventsInto"),
                            InstanceMethod<&VgAddon::SkipJsonNumberListJs>("skipJsonNumberList"),

@@ -70,6 +70,7 @@ class VgAddon : public Napi::Addon<VgAddon> {
   Napi::Value EndPump(const Napi::CallbackInfo& info);
   Napi::Value ReleaseStatement(const Napi::CallbackInfo& info);
   Napi::Value AttachUpstream(const Napi::CallbackInfo& info);
+  Napi::Value HoldUpstream(const Napi::CallbackInfo& info);
 };
 
 }  // namespace vg

@@ -333,3 +333,22 @@ Napi::Value VgAddon::AttachUpstream(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace vg
+
+namespace vg {
+
+// holdUpstream(client, on): a transaction-pooling session keeps its current server link while
+// on (a cancel is on its way to it); off releases it if the session is between transactions.
+Napi::Value VgAddon::HoldUpstream(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ConnWrap* c = UnwrapTagged<ConnWrap>(env, info[0], ConnWrap::kTag, "client to be a Connection");
+  if (!c) return env.Undefined();
+  if (!info[1].IsBoolean()) return ThrowTypeError(env, "holdUpstream: on must be a boolean");
+  PumpBridge* bridge = c->pump();
+  if (bridge == nullptr || !bridge->pump.transactionPooling()) return Napi::Boolean::New(env, false);
+  PumpBridge::Entry entry(bridge);
+  bridge->pump.HoldUpstream(info[1].As<Napi::Boolean>().Value());
+  io.Flush();
+  return Napi::Boolean::New(env, true);
+}
+
+}  // namespace vg

@@ -465,7 +465,7 @@ void Pump::PinFor(const std::string& reason) {
 }
 
 void Pump::ReleaseIfIdle() {
-  if (!pooling_ || pinned_ || ended_ || upstream_ == nullptr || clientClosed_ || clientTerminated_) return;
+  if (!pooling_ || pinned_ || holdLink_ || ended_ || upstream_ == nullptr || clientClosed_ || clientTerminated_) return;
   if (!UpstreamIdle()) return;
   Leg* u = upstream_;
   upstream_ = nullptr;

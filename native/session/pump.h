@@ -137,6 +137,13 @@ class Pump {
   // Pins with the reason the end stats, and OnPinned, report (the first reason only).
   void PinFor(const std::string& reason);
   bool pinned() const { return pinned_; }
+  // While on, the current server link is not released (a cancel for the session is on its
+  // way to that link's backend: another session must not get the link until it arrived).
+  // Turned off, the link goes back at once if the session is between transactions.
+  void HoldUpstream(bool on) {
+    holdLink_ = on;
+    if (!on) ReleaseIfIdle();
+  }
   // Gives the session a server link after OnUpstreamWanted; what waited is written to it.
   // False (the link stays the caller's) when the pump has ended, its client is gone, or it
   // has a link already.
@@ -368,6 +375,7 @@ class Pump {
   bool reuse_ = false;
   bool pooling_ = false;
   bool pinned_ = false;
+  bool holdLink_ = false;
   bool wanting_ = false;  // OnUpstreamWanted sent, no link attached since
   std::string waiting_;   // client bytes for a server link not attached yet
   bool draining_ = false;  // the client left while its bytes waited for a link (FinishDrain)

@@ -190,6 +190,17 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
           metrics.bytes.inc({ connection, direction: 'from_upstream' }, bytesOut);
         }
         break;
+      case 'cancel-route': {
+        const to = workers[msg.to];
+        if (to !== undefined) send(to, { t: 'cancel-route', from: msg.from, id: msg.id, slot: msg.slot, secret: msg.secret });
+        else send(w, { t: 'cancel-done', id: msg.id });
+        break;
+      }
+      case 'cancel-done': {
+        const to = workers[msg.to];
+        if (to !== undefined) send(to, { t: 'cancel-done', id: msg.id });
+        break;
+      }
       case 'pg-txpool-stats': {
         // Gauges are absolute per worker (summed here); counters are deltas.
         for (const r of msg.rows) {

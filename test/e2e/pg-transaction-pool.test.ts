@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -39,6 +40,7 @@ before(async () => {
   await cluster.psql(`CREATE SCHEMA pinned_schema; GRANT USAGE ON SCHEMA pinned_schema TO ${cluster.roles.rw.user};
     CREATE TABLE tx_items (id int PRIMARY KEY, v text); ALTER TABLE tx_items OWNER TO ${cluster.roles.rw.user};`);
   mkdirSync(path.join(dir, 'gw'));
+  mkdirSync(path.join(dir, 'gw2'));
   gw = await startGatewayFixture({
     dir: path.join(dir, 'gw'),
     serverCert: pki.serverCert,
@@ -227,4 +229,75 @@ test('/metrics: pool connections by state, waiting sessions, waits and their tim
   const idle = (await value('vecgate_upstream_pool_connections', 'connection="vectors",state="idle"')) ?? 0;
   const busy = (await value('vecgate_upstream_pool_connections', 'connection="vectors",state="busy"')) ?? 0;
   assert.ok(idle + busy <= SIZE, `idle ${idle} + busy ${busy}`);
+});
+
+/** Sends a CancelRequest with a session's key, as libpq's PQcancel does; resolves when the gateway closes it. */
+function sendCancel(port: number, processId: number, secretKey: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: '127.0.0.1', port }, () => {
+      const b = Buffer.alloc(16);
+      b.writeInt32BE(16, 0);
+      b.writeInt32BE(80877102, 4);
+      b.writeUInt32BE(processId >>> 0, 8);
+      b.writeUInt32BE(secretKey >>> 0, 12);
+      sock.write(b);
+    });
+    sock.on('close', () => resolve());
+    sock.on('error', reject);
+  });
+}
+
+type Keyed = pg.Client & { processID: number; secretKey: number };
+
+async function cancelWorks(port: number, connect: () => Promise<pg.Client>): Promise<void> {
+  const a = (await connect()) as Keyed;
+  const b = await connect();
+  try {
+    assert.ok(Number.isInteger(a.processID) && a.processID !== 0, 'the session got a cancel key');
+    // Between transactions nothing runs: a cancel then touches no one, not even another
+    // session that is running a statement on what was this session's backend.
+    const other = b.query('SELECT pg_sleep(0.3) AS slept');
+    await new Promise((r) => setTimeout(r, 50));
+    await sendCancel(port, a.processID, a.secretKey);
+    assert.ok((await other).rows.length === 1, "another session's statement is not cancelled");
+    // While it runs, the cancel reaches this session's statement.
+    const long = assert.rejects(a.query('SELECT pg_sleep(10)'), (err: Error & { code?: string }) => err.code === '57014');
+    await new Promise((r) => setTimeout(r, 200));
+    const started = Date.now();
+    await sendCancel(port, a.processID, a.secretKey);
+    await long;
+    assert.ok(Date.now() - started < 5000);
+    assert.equal((await a.query('SELECT 1 AS one')).rows[0].one, 1);
+  } finally {
+    await a.end();
+    await b.end();
+  }
+}
+
+test('cancel: the key names the session; a cancel reaches the statement it runs now, and nothing else', async () => {
+  await cancelWorks(gw.port, () => client());
+});
+
+test('cancel across workers: whichever worker the CancelRequest reaches, it is routed to the one holding the session', async () => {
+  const gw2 = await startGatewayFixture({
+    dir: path.join(dir, 'gw2'),
+    serverCert: pki.serverCert,
+    serverKey: pki.serverKey,
+    workers: 2,
+    upstream: { host: 'localhost', port: cluster.port, database: 'vectors', tls: { mode: 'verify-full', ca: pki.caCert }, pool: { mode: 'transaction', size: 4 } },
+    credentials: { read: cluster.roles.rw, write: cluster.roles.rw },
+  });
+  try {
+    const token = await gw2.token('writer@example.com', ['ml-writers']);
+    const connect = async () => {
+      const c = new pg.Client({ host: 'localhost', port: gw2.port, database: 'vectors', user: 'ignored', password: token, ssl: { ca: readFileSync(pki.caCert), servername: 'localhost' } });
+      await c.connect();
+      return c;
+    };
+    // The kernel spreads connections over the workers' listeners: four tries make it all but
+    // certain that some cancels arrive at the other worker (each must work either way).
+    for (let i = 0; i < 4; i++) await cancelWorks(gw2.port, connect);
+  } finally {
+    await gw2.stop();
+  }
 });

@@ -38,9 +38,18 @@ function round(key: Buffer, i: number, half: number): number {
   return h.digest().readUInt32BE(0);
 }
 
-function mac(key: Buffer, pid: number, secret: number): number {
+/**
+ * What a key stands for: an upstream backend's (pid, secret) (session pooling: a session keeps
+ * its backend), or a pooled session's slot and secret (transaction pooling: the session's
+ * backend changes, so the key names the session and the gateway finds its current backend).
+ * The two use different MAC domains, so neither decodes as the other.
+ */
+export type CancelKeyKind = 'upstream' | 'session';
+const SESSION_MAC_DOMAIN = 0x81;
+
+function mac(key: Buffer, pid: number, secret: number, kind: CancelKeyKind = 'upstream'): number {
   const b = Buffer.allocUnsafe(9);
-  b.writeUInt8(MAC_DOMAIN, 0);
+  b.writeUInt8(kind === 'upstream' ? MAC_DOMAIN : SESSION_MAC_DOMAIN, 0);
   b.writeUInt32BE(pid >>> 0, 1);
   b.writeUInt32BE(secret >>> 0, 5);
   return createHmac('sha256', key).update(b).digest().readUInt32BE(0) & MAC_MASK;
@@ -63,11 +72,11 @@ export function canEncodeCancelKey(upstream: BackendKey): boolean {
  * const k = encodeCancelKey(gatewayKey, { processId: 4242, secretKey: 0xdeadbeef });
  * decodeCancelKey(gatewayKey, k!); // { processId: 4242, secretKey: 0xdeadbeef }
  */
-export function encodeCancelKey(key: Buffer, upstream: BackendKey): BackendKey | null {
+export function encodeCancelKey(key: Buffer, upstream: BackendKey, kind: CancelKeyKind = 'upstream'): BackendKey | null {
   if (!canEncodeCancelKey(upstream)) return null;
   const pid = upstream.processId;
   const secret = upstream.secretKey >>> 0;
-  let l = (pid * 2 ** CANCEL_KEY_MAC_BITS + mac(key, pid, secret)) >>> 0;
+  let l = (pid * 2 ** CANCEL_KEY_MAC_BITS + mac(key, pid, secret, kind)) >>> 0;
   let r = secret;
   for (let i = 0; i < ROUNDS; i++) {
     const next = (l ^ round(key, i, r)) >>> 0;
@@ -79,6 +88,12 @@ export function encodeCancelKey(key: Buffer, upstream: BackendKey): BackendKey |
 
 /** The upstream (pid, secret) behind a key this gateway handed out, or null for any other key. */
 export function decodeCancelKey(key: Buffer, gateway: BackendKey): BackendKey | null {
+  const d = decodeAnyCancelKey(key, gateway);
+  return d !== null && d.kind === 'upstream' ? { processId: d.processId, secretKey: d.secretKey } : null;
+}
+
+/** What a key this gateway handed out stands for (an upstream's key or a pooled session's), or null. */
+export function decodeAnyCancelKey(key: Buffer, gateway: BackendKey): (BackendKey & { kind: CancelKeyKind }) | null {
   let l = gateway.processId >>> 0;
   let r = gateway.secretKey >>> 0;
   for (let i = ROUNDS - 1; i >= 0; i--) {
@@ -87,6 +102,22 @@ export function decodeCancelKey(key: Buffer, gateway: BackendKey): BackendKey | 
     l = prev;
   }
   const pid = Math.floor(l / 2 ** CANCEL_KEY_MAC_BITS);
-  if ((l & MAC_MASK) !== mac(key, pid, r)) return null;
-  return { processId: pid, secretKey: r };
+  if ((l & MAC_MASK) === mac(key, pid, r, 'upstream')) return { processId: pid, secretKey: r, kind: 'upstream' };
+  if ((l & MAC_MASK) === mac(key, pid, r, 'session')) return { processId: pid, secretKey: r, kind: 'session' };
+  return null;
+}
+
+/**
+ * A pooled session's key: the worker's index and the session's slot in that worker share the
+ * pid bits (SESSION_SLOT_BITS for the slot), so any worker can route the cancel to the one
+ * holding the session.
+ */
+export const SESSION_SLOT_BITS = 16;
+/** Workers whose pooled sessions can get a cancel key (the rest of the pid bits). */
+export const MAX_CANCEL_ROUTED_WORKERS = 2 ** (CANCEL_KEY_PID_BITS - SESSION_SLOT_BITS);
+export function sessionKeyPid(worker: number, slot: number): number {
+  return worker * 2 ** SESSION_SLOT_BITS + slot;
+}
+export function sessionOfKeyPid(pid: number): { worker: number; slot: number } {
+  return { worker: Math.floor(pid / 2 ** SESSION_SLOT_BITS), slot: pid % 2 ** SESSION_SLOT_BITS };
 }

@@ -9,8 +9,7 @@ import { parseStartupPacket } from './pg/startup-parser.js';
 import { MessageReader } from './pg/message-reader.js';
 import { parseBackendMessage, parsePasswordMessage } from './pg/backend-parser.js';
 import * as ser from './pg/serializer.js';
-import { randomBytes } from 'node:crypto';
-import { encodeCancelKey, decodeAnyCancelKey, MAX_CANCEL_ROUTED_WORKERS, sessionKeyPid, sessionOfKeyPid } from './pg/cancel-key.js';
+import { encodeCancelKey, decodeAnyCancelKey, MAX_CANCEL_ROUTED_WORKERS, newSessionCancelKey, sessionOfKeyPid } from './pg/cancel-key.js';
 import { UpstreamSetup, type UpstreamReady } from './pg-upstream-setup.js';
 import { randomUUID } from 'node:crypto';
 import type { WorkerContext } from './worker-context.js';
@@ -326,9 +325,12 @@ export class PgClientSession {
     if (this.txKey === null) {
       gatewayKey = ready.backendKey ? encodeCancelKey(this.ctx.cancelKey, ready.backendKey) : null;
     } else if (this.ctx.index < MAX_CANCEL_ROUTED_WORKERS) {
-      const secret = randomBytes(4).readUInt32BE(0);
-      this.cancelSlot = this.ctx.registerPooledSession(secret, () => this.cancelCurrent());
-      if (this.cancelSlot !== null) gatewayKey = encodeCancelKey(this.ctx.cancelKey, { processId: sessionKeyPid(this.ctx.index, this.cancelSlot), secretKey: secret }, 'session');
+      this.cancelSlot = this.ctx.registerPooledSession(() => this.cancelCurrent());
+      if (this.cancelSlot !== null) {
+        const k = newSessionCancelKey(this.ctx.cancelKey, this.ctx.index, this.cancelSlot);
+        this.ctx.setPooledSessionSecret(this.cancelSlot, k.secret);
+        gatewayKey = k.gateway;
+      }
     }
     const out: Buffer[] = [ser.authenticationOk()];
     for (const [k, v] of ready.parameters) out.push(ser.parameterStatus(k, v));

@@ -219,14 +219,19 @@ export class WorkerContext implements PendingStatementSweep {
   private readonly routedCancels = new Map<number, { done: () => void; timer: NodeJS.Timeout }>();
   private nextRoutedCancel = 1;
 
-  /** A slot for a pooled session's cancel key, or null when all are taken. */
-  registerPooledSession(secret: number, cancel: () => Promise<void>): number | null {
+  /** A slot for a pooled session's cancel key, or null when all are taken; its secret follows (setPooledSessionSecret). */
+  registerPooledSession(cancel: () => Promise<void>): number | null {
     if (this.pooledSessions.size >= SESSION_SLOTS) return null;
     while (this.pooledSessions.has(this.nextSlot)) this.nextSlot = (this.nextSlot + 1) % SESSION_SLOTS;
     const slot = this.nextSlot;
     this.nextSlot = (this.nextSlot + 1) % SESSION_SLOTS;
-    this.pooledSessions.set(slot, { secret, cancel });
+    this.pooledSessions.set(slot, { secret: -1, cancel }); // -1: no key has it (secrets are uint32)
     return slot;
+  }
+
+  setPooledSessionSecret(slot: number, secret: number): void {
+    const s = this.pooledSessions.get(slot);
+    if (s !== undefined) s.secret = secret;
   }
 
   unregisterPooledSession(slot: number): void {

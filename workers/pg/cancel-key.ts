@@ -16,7 +16,7 @@
 // Cross-replica cancel (issue #20) needs no field: every replica sharing the key decodes to
 // the same upstream (pid, secret). If one is ever needed (a replica id, a format version), it
 // is taken from the MAC bits (MAC_BITS below), which keeps the key 64 bits as PostgreSQL's is.
-import { createHmac } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 
 const ROUNDS = 4;
 /** Bits of the upstream pid carried in the key (Linux pid_max is at most 2^22). */
@@ -120,4 +120,17 @@ export function sessionKeyPid(worker: number, slot: number): number {
 }
 export function sessionOfKeyPid(pid: number): { worker: number; slot: number } {
   return { worker: Math.floor(pid / 2 ** SESSION_SLOT_BITS), slot: pid % 2 ** SESSION_SLOT_BITS };
+}
+
+/**
+ * A fresh key for a pooled session in slot `slot` of worker `worker`, and its secret. A key
+ * whose MAC happens to be valid in the upstream domain too (1 in 2^CANCEL_KEY_MAC_BITS) would
+ * be read as an upstream key: such a secret is drawn again.
+ */
+export function newSessionCancelKey(key: Buffer, worker: number, slot: number): { gateway: BackendKey; secret: number } {
+  for (;;) {
+    const secret = randomBytes(4).readUInt32BE(0);
+    const gateway = encodeCancelKey(key, { processId: sessionKeyPid(worker, slot), secretKey: secret }, 'session')!;
+    if (decodeAnyCancelKey(key, gateway)?.kind === 'session') return { gateway, secret };
+  }
 }

@@ -3,7 +3,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { decodeCancelKey, encodeCancelKey, MAX_CANCEL_KEY_PID } from '../../../workers/pg/cancel-key.js';
+import { decodeAnyCancelKey, decodeCancelKey, encodeCancelKey, MAX_CANCEL_KEY_PID, MAX_CANCEL_ROUTED_WORKERS, newSessionCancelKey, sessionKeyPid, sessionOfKeyPid } from '../../../workers/pg/cancel-key.js';
 
 const key = randomBytes(32);
 
@@ -46,5 +46,25 @@ describe('cancel keys', () => {
       if (decodeCancelKey(key, flipped) !== null) passed++;
     }
     assert.ok(passed < 20, `${passed} of 4000 forged keys decoded`);
+  });
+
+  it('pooled-session keys carry worker and slot, and never decode as an upstream key (nor the reverse)', () => {
+    let crossed = 0;
+    for (let i = 0; i < 2000; i++) {
+      const worker = i % MAX_CANCEL_ROUTED_WORKERS;
+      const slot = (i * 7919) % 65536;
+      const { gateway: k, secret: secretKey } = newSessionCancelKey(key, worker, slot);
+      assert.equal(k.processId, encodeCancelKey(key, { processId: sessionKeyPid(worker, slot), secretKey }, 'session')!.processId);
+      const d = decodeAnyCancelKey(key, k)!;
+      assert.equal(d.kind, 'session');
+      assert.deepEqual(sessionOfKeyPid(d.processId), { worker, slot });
+      assert.equal(d.secretKey, secretKey);
+      // decodeCancelKey (upstream keys only) refuses it; an upstream key never reads as a session's.
+      if (decodeCancelKey(key, k) !== null) crossed++;
+      const u = encodeCancelKey(key, { processId: 1000 + i, secretKey })!;
+      if (decodeAnyCancelKey(key, u)!.kind !== 'upstream') crossed++;
+    }
+    assert.equal(crossed, 0);
+    assert.equal(MAX_CANCEL_ROUTED_WORKERS, 64);
   });
 });

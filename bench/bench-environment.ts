@@ -15,7 +15,7 @@ export const BENCH_TOKEN_TTL_SEC = 4 * 3600;
 /** Time allowed for `pgbench -i`. */
 export const PGBENCH_INIT_TIMEOUT_SEC = 300;
 
-export type PgSystem = 'direct' | 'vecgate' | 'pgbouncer';
+export type PgSystem = 'direct' | 'vecgate' | 'pgbouncer' | 'vecgate (transaction)' | 'pgbouncer (transaction)';
 
 /** A PostgreSQL endpoint clients can reach with libpq (psql, pgbench). */
 export interface PgTarget {

@@ -101,8 +101,8 @@ async function openIdleBatch(env: BenchEnvironment, t: PgTarget, count: number):
  * process's fixed growth — V8's young generation, allocator arenas — has happened), the
  * whole run's is the average.
  */
-export async function runIdle(env: BenchEnvironment, s: BenchSettings, t: PgTarget): Promise<IdleResult> {
-  const asked = idleSessionsToAsk(s);
+/** `asked`: sessions to open (default idleSessionsToAsk: one backend each); pooled proxies hold more than PostgreSQL's max_connections. */
+export async function runIdle(env: BenchEnvironment, s: BenchSettings, t: PgTarget, asked = idleSessionsToAsk(s)): Promise<IdleResult> {
   await waitForBackendsGone(env);
   await sleep(IDLE_SETTLE_MS);
   const pid = t.proxyPid();

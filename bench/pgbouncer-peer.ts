@@ -26,6 +26,8 @@ export async function startPgbouncer(opts: {
   scramSecret: string;
   /** Server connections per (db, user): one per client in session mode. */
   poolSize: number;
+  /** pool_mode (default session). */
+  poolMode?: 'session' | 'transaction';
 }): Promise<PgbouncerPeer> {
   const port = await freePortOn('127.0.0.1');
   // pgbouncer will not run as root: it runs as `postgres` and needs its own readable copies.
@@ -50,7 +52,7 @@ export async function startPgbouncer(opts: {
       'listen_addr = 127.0.0.1',
       `listen_port = ${port}`,
       `unix_socket_dir =`,
-      'pool_mode = session',
+      `pool_mode = ${opts.poolMode ?? 'session'}`,
       `max_client_conn = ${PGBOUNCER_MAX_CLIENT_CONN}`,
       `default_pool_size = ${opts.poolSize}`,
       `max_db_connections = 0`,

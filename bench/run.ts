@@ -25,7 +25,9 @@ import { startHaproxy, startNginxStream, type StreamProxyPeer } from './stream-p
 import { COPY_ROW_WIRE_BYTES } from './bench-settings.js';
 import { ensureBenchPeers } from './system-deps.js';
 
-const WORKLOADS = ['copy', 'select', 'churn', 'handshake', 'latency', 'http', 'recording', 'idle'] as const;
+const WORKLOADS = ['copy', 'select', 'churn', 'handshake', 'latency', 'http', 'recording', 'idle', 'pooled'] as const;
+/** Backends of the pooled rows (issue #18's targets: 20). */
+const POOLED_BACKENDS = 20;
 /** Workloads that need the PostgreSQL-speaking targets (vecgate postgres, pgbouncer). */
 const PG_WORKLOADS: readonly Workload[] = ['copy', 'select', 'churn', 'latency'];
 type Workload = (typeof WORKLOADS)[number];
@@ -46,6 +48,9 @@ interface Results {
   /** HTTP vector API scenarios (Qdrant routes). */
   http: HttpResult[];
   idle: IdleResult[];
+  /** Transaction pooling, vecgate and pgbouncer both in transaction mode over POOLED_BACKENDS backends. */
+  pooledSelect?: SelectResult[];
+  pooledIdle?: IdleResult[];
   recording: RecordingResult[];
   durationSec: number;
   /** 1-minute load average at start and end: other work on the machine shows up here. */
@@ -67,8 +72,9 @@ function startVecgateTarget(env: BenchEnvironment, s: BenchSettings): Promise<{ 
   return startVecgatePgTarget(env, repoRoot, s.proxyWorkers);
 }
 
-async function startPgbouncerTarget(env: BenchEnvironment, poolSize: number): Promise<{ target: PgTarget; server: Server }> {
+async function startPgbouncerTarget(env: BenchEnvironment, poolSize: number, poolMode: 'session' | 'transaction' = 'session'): Promise<{ target: PgTarget; server: Server }> {
   const pb = await startPgbouncer({
+    poolMode,
     dir: env.dir,
     serverCert: env.pki.serverCert,
     serverKey: env.pki.serverKey,
@@ -80,7 +86,7 @@ async function startPgbouncerTarget(env: BenchEnvironment, poolSize: number): Pr
   });
   return {
     server: pb.server,
-    target: { system: 'pgbouncer', port: pb.port, dbname: env.cluster.database, user: env.rwUser, password: env.rwPassword, proxyPids: () => [pb.server.pid], proxyPid: () => pb.server.pid },
+    target: { system: poolMode === 'transaction' ? 'pgbouncer (transaction)' : 'pgbouncer', port: pb.port, dbname: env.cluster.database, user: env.rwUser, password: env.rwPassword, proxyPids: () => [pb.server.pid], proxyPid: () => pb.server.pid },
   };
 }
 
@@ -305,11 +311,49 @@ async function main(): Promise<void> {
       }
       tables.push(idleTable(res.idle, s));
     }
+    if (only.has('pooled')) {
+      // Both in transaction mode over the same number of backends: many clients, few backends.
+      res.pooledSelect = [];
+      res.pooledIdle = [];
+      const clientCounts = s.mode === 'quick' ? [64] : [64, 256];
+      for (const system of ['vecgate', 'pgbouncer'] as const) {
+        await waitForBackendsGone(env);
+        const p = await attempt(`start ${system} (pooled)`, failures, () =>
+          system === 'vecgate' ? startVecgatePgTarget(env, repoRoot, s.proxyWorkers, undefined, POOLED_BACKENDS) : startPgbouncerTarget(env, POOLED_BACKENDS, 'transaction'),
+        );
+        if (!p) continue;
+        for (const clients of clientCounts) {
+          log(`pooled select: ${clients} clients over ${POOLED_BACKENDS} backends through ${p.target.system}`);
+          res.pooledSelect.push(await runSelect(env, s, p.target, clients));
+        }
+        await p.server.stop();
+        // Fresh proxies for memory, as in the idle rows.
+        await waitForBackendsGone(env);
+        const q = await attempt(`start ${system} (pooled idle)`, failures, () =>
+          system === 'vecgate' ? startVecgatePgTarget(env, repoRoot, s.proxyWorkers, undefined, POOLED_BACKENDS) : startPgbouncerTarget(env, POOLED_BACKENDS, 'transaction'),
+        );
+        if (!q) continue;
+        log(`pooled idle: ${s.idleSessions} sessions over ${POOLED_BACKENDS} backends through ${q.target.system}`);
+        res.pooledIdle.push(await runIdle(env, s, q.target, s.idleSessions));
+        await q.server.stop();
+      }
+      const sel = selectTable(res.pooledSelect, s);
+      tables.push({ ...sel, title: `transaction pooling: ${sel.title}, ${POOLED_BACKENDS} backends` });
+      const idle = idleTable(res.pooledIdle, s);
+      tables.push({
+        ...idle,
+        title: `transaction pooling: idle sessions over ${POOLED_BACKENDS} backends`,
+        notes: [
+          ...idle.notes.slice(0, 1),
+          `Both proxies in transaction mode: an idle session holds no backend (vecgate \`upstream.pool: { mode: transaction, size: ${POOLED_BACKENDS} }\`, pgbouncer \`pool_mode = transaction\`, \`default_pool_size = ${POOLED_BACKENDS}\`), so PostgreSQL's max_connections does not bound the count.`,
+        ],
+      });
+    }
   } finally {
     killAllServers();
     await env.cleanup().catch((err: Error) => log(`cleanup: ${err.message}`));
   }
-  for (const group of [res.copy, res.select, res.churn, res.handshake, res.latency, res.httpLatency, res.http, res.idle] as { ok: boolean; system: string; error?: string }[][]) {
+  for (const group of [res.copy, res.select, res.churn, res.handshake, res.latency, res.httpLatency, res.http, res.idle, res.pooledSelect ?? [], res.pooledIdle ?? []] as { ok: boolean; system: string; error?: string }[][]) {
     for (const r of group) if (!r.ok) failures.push(`${r.system}: ${r.error ?? 'failed'}`);
   }
   res.durationSec = (Date.now() - t0) / 1000;

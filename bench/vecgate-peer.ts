@@ -35,6 +35,8 @@ export async function startVecgate(opts: {
   workers: number;
   /** Recording mode and durability (default: off) — the recording rows compare them. */
   recording?: { mode: 'off' | 'metadata' | 'queries' | 'full'; durability: 'strict' | 'async' };
+  /** upstream.pool.mode transaction with this many backends (the pooled rows); default session mode. */
+  transactionPoolSize?: number;
 }): Promise<VecgatePeer> {
   const port = await freePortOn('127.0.0.1');
   const doc = {
@@ -45,7 +47,13 @@ export async function startVecgate(opts: {
       [VECGATE_CONNECTION]: {
         protocol: 'postgres',
         listen: `127.0.0.1:${port}`,
-        upstream: { host: opts.upstream.host, port: opts.upstream.port, database: opts.upstream.database, tls: { mode: 'verify-full', ca: opts.caCert } },
+        upstream: {
+          host: opts.upstream.host,
+          port: opts.upstream.port,
+          database: opts.upstream.database,
+          tls: { mode: 'verify-full', ca: opts.caCert },
+          ...(opts.transactionPoolSize ? { pool: { mode: 'transaction', size: opts.transactionPoolSize, wait_timeout: '60s' } } : {}),
+        },
         credentials: { user: opts.credentials.user, password: `file:${path.join(opts.dir, 'vecgate-upstream-password')}` },
         // The data path rows run with recording off; the recording rows set a mode.
         recording: opts.recording?.mode ?? 'off',
@@ -82,6 +90,7 @@ export async function startVecgatePgTarget(
   repoRoot: string,
   workers: number,
   recording?: { mode: 'off' | 'metadata' | 'queries' | 'full'; durability: 'strict' | 'async' },
+  transactionPoolSize?: number,
 ): Promise<{ target: PgTarget; server: Server }> {
   const vg = await startVecgate({
     ...gatewayFiles(env, repoRoot),
@@ -89,10 +98,11 @@ export async function startVecgatePgTarget(
     credentials: { user: env.rwUser, password: env.rwPassword },
     workers,
     recording,
+    transactionPoolSize,
   });
   return {
     server: vg.server,
-    target: { system: 'vecgate', port: vg.port, dbname: VECGATE_CONNECTION, user: 'bench', password: env.token, proxyPids: () => [vg.server.pid], proxyPid: () => vg.server.pid },
+    target: { system: transactionPoolSize ? 'vecgate (transaction)' : 'vecgate', port: vg.port, dbname: VECGATE_CONNECTION, user: 'bench', password: env.token, proxyPids: () => [vg.server.pid], proxyPid: () => vg.server.pid },
   };
 }
 

@@ -49,12 +49,17 @@ export interface LinkWaiter {
 interface Link {
   ready: UpstreamReady;
   key: string;
+  connection: string;
   idleTimer: NodeJS.Timeout | null;
   idleSince: number;
 }
 
 interface Group {
+  key: string;
   connection: string;
+  /** Links of this key opening, and handed to sessions: with no idle link and no waiter either, the group goes (dropIfUnused). */
+  opening: number;
+  inUse: number;
   cfg: UpstreamPoolConfig;
   open: () => Promise<UpstreamReady>;
   idle: Link[];
@@ -137,15 +142,17 @@ export class PgTransactionPool {
     }
     let g = this.groups.get(key);
     if (g === undefined) {
-      g = { connection, cfg, open, idle: [], waiters: [] };
+      g = { key, connection, cfg, open, idle: [], waiters: [], opening: 0, inUse: 0 };
       this.groups.set(key, g);
     }
     g.open = open;
-    while (g.idle.length > 0) {
+    if (g.idle.length > 0) {
       const link = g.idle.pop()!;
       this.unwatch(link);
+      g.inUse++;
       if (waiter.give(link.ready)) return () => {};
-      this.idle(link);
+      g.inUse--;
+      this.idle(link, g);
       return () => {};
     }
     const budget = this.budget(connection);
@@ -157,6 +164,7 @@ export class PgTransactionPool {
         const i = g!.waiters.indexOf(entry);
         if (i < 0) return;
         g!.waiters.splice(i, 1);
+        this.dropIfUnused(g!);
         budget.timeouts++;
         budget.waitMs += Date.now() - entry.since;
         this.events.transactionPoolChanged();
@@ -178,6 +186,7 @@ export class PgTransactionPool {
         g!.waiters.splice(i, 1);
         budget.waitMs += Date.now() - entry.since;
         this.events.transactionPoolChanged();
+        this.dropIfUnused(g!);
       }
     };
   }
@@ -193,21 +202,23 @@ export class PgTransactionPool {
       return;
     }
     b.opening++;
-    const key = [...this.groups].find(([, v]) => v === g)![0];
+    g.opening++;
     g.open().then(
       (ready) => {
         b.opening--;
+        g.opening--;
         if (this.closed) {
           ready.conn.destroy();
           return;
         }
         b.open++;
-        const link: Link = { ready, key, idleTimer: null, idleSince: 0 };
+        const link: Link = { ready, key: g.key, connection: g.connection, idleTimer: null, idleSince: 0 };
         this.links.set(ready.conn, link);
         this.handOut(g, link);
       },
       (err: Error & { clientMessage?: string; sqlstate?: string }) => {
         b.opening--;
+        g.opening--;
         // The first waiter learns why; the others keep waiting (a later try may succeed).
         const first = g.waiters.shift();
         if (first) {
@@ -215,8 +226,14 @@ export class PgTransactionPool {
           first.w.fail(err.clientMessage ?? `the gateway could not reach the database (${err.message})`, err.sqlstate ?? '08006');
         }
         this.openIfRoom(g);
+        this.dropIfUnused(g);
       },
     );
+  }
+
+  /** A key nobody uses any more (no link idle, handed out or opening, no waiter) is forgotten: keys come from client startup parameters. */
+  private dropIfUnused(g: Group): void {
+    if (g.idle.length === 0 && g.waiters.length === 0 && g.opening === 0 && g.inUse === 0 && this.groups.get(g.key) === g) this.groups.delete(g.key);
   }
 
   /** Closes the link of `connection` idle the longest; false when none is idle. */
@@ -240,9 +257,11 @@ export class PgTransactionPool {
       const first = g.waiters.shift()!;
       clearTimeout(first.timer);
       this.budget(g.connection).waitMs += Date.now() - first.since;
+      g.inUse++;
       if (first.w.give(link.ready)) return;
+      g.inUse--;
     }
-    this.idle(link);
+    this.idle(link, g);
   }
 
   /** A session let go of `conn` between transactions (or ended idle, unpinned): it serves the next. */
@@ -254,10 +273,11 @@ export class PgTransactionPool {
     }
     const g = this.groups.get(link.key);
     if (this.closed || g === undefined || conn.closed) {
-      this.forget(conn);
+      this.forget(conn); // counts it out of its group's links in use
       conn.destroy();
       return;
     }
+    g.inUse--;
     this.handOut(g, link);
   }
 
@@ -267,14 +287,16 @@ export class PgTransactionPool {
     if (link === undefined) return;
     this.links.delete(conn);
     this.unwatch(link);
+    this.budget(link.connection).open--;
     const g = this.groups.get(link.key);
     if (g) {
       const i = g.idle.indexOf(link);
       if (i >= 0) g.idle.splice(i, 1);
-      this.budget(g.connection).open--;
-      this.events.transactionPoolChanged();
-      this.wake(g.connection);
+      else g.inUse = Math.max(0, g.inUse - 1); // it was a session's (released links are idle first)
+      this.dropIfUnused(g);
     }
+    this.events.transactionPoolChanged();
+    this.wake(link.connection);
   }
 
   /** Room in a connection's share, or an idle link another key could use: the waiting keys try again. */
@@ -283,8 +305,7 @@ export class PgTransactionPool {
   }
 
   /** Idle in the pool: watched for the server closing it, closed after idle_timeout. */
-  private idle(link: Link): void {
-    const g = this.groups.get(link.key)!;
+  private idle(link: Link, g: Group): void {
     const conn = link.ready.conn;
     link.idleSince = Date.now();
     g.idle.push(link);
@@ -302,6 +323,7 @@ export class PgTransactionPool {
       this.forget(conn);
       conn.close();
     }, g.cfg.idleTimeoutMs);
+    link.idleTimer.unref(); // an idle link keeps nothing alive
     this.wake(g.connection);  // a session of another key may be waiting for room
   }
 

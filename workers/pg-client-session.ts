@@ -40,6 +40,8 @@ export class PgClientSession {
   private nextHold = 1;
   /** Where this session's upstream is parked for reuse when it ends idle (null: reuse off). */
   private poolKey: string | null = null;
+  /** The upstream database the client asked for (upstream.database, or one of upstream.databases). */
+  private database = '';
   /** upstream.pool.mode transaction: the key of this session's links, how to open one, and a wait to withdraw. */
   private txKey: string | null = null;
   private openLink: (() => Promise<UpstreamReady>) | null = null;
@@ -186,8 +188,14 @@ export class PgClientSession {
       return this.fatal('28000', 'replication connections are not supported through vecgate');
     }
     const db = this.params.get('database') ?? this.params.get('user') ?? '';
-    if (db !== this.cfg.name && db !== this.cfg.upstream.database) {
-      return this.fatal('3D000', `database "${db}" is not served on this port: use dbname=${this.cfg.name}`);
+    const others = this.cfg.upstream.databases ?? [];
+    if (db === this.cfg.name || db === this.cfg.upstream.database) {
+      this.database = this.cfg.upstream.database;
+    } else if (others.includes(db)) {
+      this.database = db;
+    } else {
+      const served = [this.cfg.name, ...others].map((d) => `dbname=${d}`).join(', ');
+      return this.fatal('3D000', `database "${db}" is not served on this port: use ${served}`);
     }
     this.state = 'password';
     this.reader = new MessageReader(this.ctx.limits.maxPasswordMessageBytes);
@@ -258,8 +266,9 @@ export class PgClientSession {
       // Between transactions the session holds no upstream: it starts on a pooled link (one
       // its key shares with other sessions) and gives it back as soon as it is idle.
       const credential = grant.credential;
-      this.txKey = PgTransactionPool.key(this.cfg.name, credential.user, this.cfg.upstream.database, params);
-      this.openLink = () => new UpstreamSetup(this.ctx, this.cfg, credential, params).run();
+      const database = this.database;
+      this.txKey = PgTransactionPool.key(this.cfg.name, credential.user, database, params);
+      this.openLink = () => new UpstreamSetup(this.ctx, this.cfg, credential, params, database).run();
       this.withdrawWait = this.ctx.transactionPool.acquire(this.txKey, this.cfg.name, this.cfg.upstream.pool, this.openLink, {
         give: (ready) => {
           if (this.state !== 'upstream') return false;
@@ -277,14 +286,14 @@ export class PgClientSession {
       return;
     }
     if (this.cfg.upstream.pool.maxIdle > 0) {
-      this.poolKey = PgUpstreamPool.key(this.cfg.name, grant.credential.user, this.cfg.upstream.database, `${grant.issuer} ${grant.subject}`, params);
+      this.poolKey = PgUpstreamPool.key(this.cfg.name, grant.credential.user, this.database, `${grant.issuer} ${grant.subject}`, params);
       const parked = this.ctx.upstreamPool.take(this.poolKey);
       if (parked !== null) {
         this.onUpstreamReady(parked, true);
         return;
       }
     }
-    this.upstream = new UpstreamSetup(this.ctx, this.cfg, grant.credential, params);
+    this.upstream = new UpstreamSetup(this.ctx, this.cfg, grant.credential, params, this.database);
     this.upstream.run().then(
       (ready) => this.onUpstreamReady(ready, false),
       (err: Error & { code?: string; sqlstate?: string; clientMessage?: string }) => {
@@ -348,6 +357,7 @@ export class PgClientSession {
       access: grant.access,
       client: this.clientLabel(),
       upstreamUser: grant.credential.user,
+      database: this.database,
       clientTls: `${this.clientTls?.version} ${this.clientTls?.cipher}`,
       upstreamTls,
       upstreamReused: reused,
@@ -371,6 +381,7 @@ export class PgClientSession {
         clientTls: { version: this.clientTls?.version, cipher: this.clientTls?.cipher },
         upstreamTls: ready.tls ? { version: ready.tls.version, cipher: ready.tls.cipher } : null,
         upstreamUser: grant.credential.user,
+        database: this.database,
         upstreamReused: reused,
       });
     }

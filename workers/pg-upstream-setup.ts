@@ -94,6 +94,8 @@ export class UpstreamSetup {
     private readonly cfg: PostgresConnectionConfig,
     private readonly credential: DbCredential,
     private readonly params: Map<string, string>,
+    /** The upstream database this session asked for (upstream.database or one of upstream.databases). */
+    private readonly database: string = cfg.upstream.database,
   ) {}
 
   abort(): void {
@@ -157,7 +159,7 @@ export class UpstreamSetup {
       const sendStartup = () => {
         const p = new Map<string, string>([
           ['user', cred.user],
-          ['database', this.cfg.upstream.database],
+          ['database', this.database],
           ...this.params,
         ]);
         conn.write(ser.startupMessage(p));

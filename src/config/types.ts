@@ -121,7 +121,11 @@ export interface PostgresConnectionConfig {
   protocol: 'postgres';
   listen: HostPort;
   /** upstream.auth_methods: default [scram-sha-256]. */
-  upstream: { host: string; port: number; database: string; tls: UpstreamTlsConfig; pool: UpstreamPoolConfig; authMethods: PgAuthMethod[] };
+  /**
+   * `databases`: other databases on the same server a client may name with `dbname` (same
+   * credentials and policy); `dbname=<connection name>` or `database` gives `database`.
+   */
+  upstream: { host: string; port: number; database: string; databases?: string[]; tls: UpstreamTlsConfig; pool: UpstreamPoolConfig; authMethods: PgAuthMethod[] };
   /** Credential per access level; a single {user,password} in YAML fills all three. */
   credentials: Partial<Record<AccessLevel, DbCredential>>;
   recording: RecordingMode;

@@ -161,6 +161,11 @@ recordings: { dir: recordings, retention: 30d, durability: strict }  # strict = 
     assert.deepEqual(config, expected);
   });
 
+  it('takes upstream.databases (other databases a client may name; the main one is not repeated)', async () => {
+    const c = await load(minimal(pgConn('{ host: db.internal, database: vectors, databases: [analytics, vectors, staging] }')));
+    assert.deepEqual((c.connections.vectors as { upstream: { databases?: string[] } }).upstream.databases, ['analytics', 'staging']);
+  });
+
   it('takes transaction pooling: mode, size and wait_timeout', async () => {
     const c = await load(minimal(pgConn('{ host: db.internal, database: vectors, pool: { mode: transaction, size: 5, wait_timeout: 750ms } }')));
     const pool = (c.connections.vectors as { upstream: { pool: unknown } }).upstream.pool;
@@ -226,6 +231,7 @@ describe('durations', () => {
 describe('errors name the key path and what is allowed', () => {
   const cases: { name: string; yaml: () => string; expect: RegExp | string }[] = [
     { name: 'bad port', yaml: () => minimal(pgConn('{ host: db.internal, port: abc, database: vectors }')), expect: 'connections.vectors.upstream.port: must be an integer 1-65535 (got "abc")' },
+    { name: 'databases not a list of names', yaml: () => minimal(pgConn('{ host: db.internal, database: vectors, databases: [1] }')), expect: /^connections\.vectors\.upstream\.databases: must be a non-empty list of upstream database names/ },
     { name: 'bad pool mode', yaml: () => minimal(pgConn('{ host: db.internal, database: vectors, pool: { mode: statement } }')), expect: 'connections.vectors.upstream.pool.mode: must be one of session, transaction (got "statement")' },
     { name: 'pool size 0', yaml: () => minimal(pgConn('{ host: db.internal, database: vectors, pool: { mode: transaction, size: 0 } }')), expect: /^connections\.vectors\.upstream\.pool\.size: must be an integer 1-10000/ },
     { name: 'unknown key with a suggestion', yaml: () => minimal(pgConn('{ host: db.internal, databse: vectors }')), expect: /^connections\.vectors\.upstream\.databse: unknown key; did you mean "database"\?/ },

@@ -64,8 +64,8 @@ const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test
 if (r.status !== 0) process.exit(r.status ?? 1);
 
 // The ASan/UBSan pass: the PostgreSQL and HTTP end-to-end files that drive the addon hardest
-// (TLS both ways, the pump with inspection and holds, upstream reuse, lent HTTP reads,
-// response heads), the native guards (type confusion, re-entrancy from callbacks) and the
+// (TLS both ways, the pump with inspection and holds, upstream reuse, transaction pooling's
+// links handed between pumps, lent HTTP reads, response heads), the native guards (type confusion, re-entrancy from callbacks) and the
 // native recorder, parsers and framing. The child and everything it starts preload clang's
 // ASan runtime and load build/Asan/vecgate.node (VECGATE_NATIVE_BUILD=asan).
 const ASAN_E2E = [
@@ -78,6 +78,8 @@ const ASAN_E2E = [
   'e2e/pg-fidelity',
   'e2e/pg-upstream-reuse',
   'e2e/http-gateway',
+  'native/pump-pooling',
+  'e2e/pg-transaction-pool',
 ];
 if (process.env.VECGATE_SKIP_ASAN !== '1' && !only.length) {
   run(process.execPath, ['scripts/build-native-asan.mjs', '--if-stale']);

@@ -267,6 +267,8 @@ export class PgClientSession {
       // its key shares with other sessions) and gives it back as soon as it is idle.
       const credential = grant.credential;
       const database = this.database;
+      // The pool's wait (then 53300) comes before the setup deadline, not after it.
+      this.arm(this.ctx.limits.upstreamConnectTimeoutMs + this.cfg.upstream.pool.waitTimeoutMs, 'no upstream connection in time');
       this.txKey = PgTransactionPool.key(this.cfg.name, credential.user, database, params);
       this.openLink = () => new UpstreamSetup(this.ctx, this.cfg, credential, params, database).run();
       this.withdrawWait = this.ctx.transactionPool.acquire(this.txKey, this.cfg.name, this.cfg.upstream.pool, this.openLink, {

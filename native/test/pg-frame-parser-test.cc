@@ -7,17 +7,9 @@
 #include <vector>
 
 #include "pg/pg-frame-parser.h"
+#include "test/unit-check.h"
 
 namespace {
-
-int failures = 0;
-#define CHECK(cond)                                                         \
-  do {                                                                      \
-    if (!(cond)) {                                                          \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                           \
-    }                                                                       \
-  } while (0)
 
 struct Recorder : vg::PgFrameCallbacks {
   std::string log;  // "T<len>:<body>|" per message
@@ -114,10 +106,5 @@ int main() {
   TestSplits();
   TestBadLengths();
   TestHugeLengthNotAllocated();
-  if (failures) {
-    std::fprintf(stderr, "%d check(s) failed\n", failures);
-    return 1;
-  }
-  std::printf("pg-frame-parser: all checks passed\n");
-  return 0;
+  return vg::test::ChecksResult("pg-frame-parser");
 }

@@ -10,19 +10,12 @@
 
 #include "session/pump.h"
 #include "test/fake-leg.h"
+#include "test/unit-check.h"
 
 namespace {
 
 using vg::test::FakeLeg;
 
-int failures = 0;
-#define CHECK(cond)                                                                  \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                                    \
-    }                                                                                \
-  } while (0)
 
 std::string Msg(char type, const std::string& body) {
   uint32_t len = static_cast<uint32_t>(body.size() + 4);
@@ -300,10 +293,5 @@ int main() {
   TestWaitingIsBounded();
   TestEndedWhileWaiting();
   TestReadSessionStatementsStillChecked();
-  if (failures) {
-    std::fprintf(stderr, "%d check(s) failed\n", failures);
-    return 1;
-  }
-  std::printf("pump-pooling: all checks passed\n");
-  return 0;
+  return vg::test::ChecksResult("pump-pooling");
 }

@@ -6,17 +6,16 @@
 #include <string>
 
 #include "pg/session-pins.h"
+#include "test/unit-check.h"
 
 namespace {
-
-int failures = 0;
 
 void Expect(const char* sql, const char* reason) {
   const char* got = vg::SessionPinReason(sql, std::strlen(sql));
   bool ok = reason == nullptr ? got == nullptr : got != nullptr && std::string(got) == reason;
   if (!ok) {
     std::fprintf(stderr, "for %s: expected %s, got %s\n", sql, reason ? reason : "no pin", got ? got : "no pin");
-    failures++;
+    vg::test::CheckFailures()++;
   }
 }
 
@@ -77,10 +76,5 @@ int main() {
   TestPins();
   TestNoPins();
   TestBothBackslashReadings();
-  if (failures) {
-    std::fprintf(stderr, "%d check(s) failed\n", failures);
-    return 1;
-  }
-  std::printf("session-pins: all checks passed\n");
-  return 0;
+  return vg::test::ChecksResult("session-pins");
 }

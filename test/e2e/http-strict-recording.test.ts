@@ -4,7 +4,6 @@
 // recorder) in front of the fixture upstream (Qdrant flavor).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import https from 'node:https';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +17,7 @@ import { DevIssuer } from '../../src/identity/dev-issuer.js';
 import { connectionDirName } from '../../src/recording/segment-format.js';
 import { fixtureVector, startFixtureUpstream, type FixtureUpstream } from '../harness/http-upstream.js';
 import { freePort } from '../harness/free-port.js';
+import { httpsJson, type HttpsReply } from '../harness/https-json.js';
 
 let dir: string;
 let recordings: string;
@@ -27,29 +27,8 @@ let issuer: DevIssuer;
 let gw: GatewayHandle;
 let port: number;
 
-function request(method: string, urlPath: string, token: string, body?: unknown): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
-  return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const req = https.request(
-      {
-        host: '127.0.0.1',
-        port,
-        servername: 'localhost',
-        method,
-        path: urlPath,
-        ca: readFileSync(pki.caCert),
-        agent: false,
-        headers: { authorization: `Bearer ${token}`, ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}) },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (d: Buffer) => chunks.push(d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }));
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
+function request(method: string, urlPath: string, token: string, body?: unknown): Promise<HttpsReply> {
+  return httpsJson({ port, ca: readFileSync(pki.caCert), method, path: urlPath, token, body, agent: false });
 }
 
 before(async () => {

@@ -10,14 +10,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { native, type Connection, type Listener, type NativeBinding, type PumpStats, type TlsContext } from '../../src/native.js';
 import { selfSignedLocalhost } from '../harness/issuer-https.js';
+import { loopbackPairs, type LoopbackPairs } from '../harness/native-pairs.js';
 
 let n: NativeBinding;
 let dir: string;
 let serverCtx: TlsContext;
 let clientCtx: TlsContext;
+let pairs: LoopbackPairs;
 let listener: Listener;
-const accepted: Connection[] = [];
-const waiters: ((c: Connection) => void)[] = [];
+let pair: LoopbackPairs['pair'];
 
 before(() => {
   n = native();
@@ -25,32 +26,15 @@ before(() => {
   const cert = selfSignedLocalhost(dir, 'guards');
   serverCtx = n.createServerContext({ cert: cert.certPem, key: cert.keyPem, profile: 'modern' });
   clientCtx = n.createClientContext({ ca: cert.certPem, profile: 'modern' });
-  listener = n.listen('127.0.0.1', 0, 16, (c) => {
-    const w = waiters.shift();
-    if (w) w(c);
-    else accepted.push(c);
-  });
+  pairs = loopbackPairs(n);
+  listener = pairs.listener;
+  pair = () => pairs.pair();
 });
 
 after(() => {
-  listener.close();
+  pairs.close();
   rmSync(dir, { recursive: true, force: true });
 });
-
-function nextAccepted(): Promise<Connection> {
-  const c = accepted.shift();
-  if (c) return Promise.resolve(c);
-  return new Promise((resolve) => waiters.push(resolve));
-}
-
-/** A connected pair over loopback: [the side that connected, the accepted side]. */
-async function pair(): Promise<[Connection, Connection]> {
-  const server = nextAccepted();
-  const client = await new Promise<Connection>((resolve, reject) => {
-    n.connect('127.0.0.1', listener.port, (err, c) => (err ? reject(err) : resolve(c!)));
-  });
-  return [client, await server];
-}
 
 function code(e: unknown): string | undefined {
   return (e as NodeJS.ErrnoException).code;

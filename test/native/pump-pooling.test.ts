@@ -5,38 +5,19 @@
 // pump and JavaScript: links released and attached again, what waited delivered, ownership.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { native, type Connection, type Listener, type NativeBinding, type PumpStats } from '../../src/native.js';
+import { native, type Connection, type NativeBinding, type PumpStats } from '../../src/native.js';
+import { loopbackPairs, type LoopbackPairs } from '../harness/native-pairs.js';
 
 let n: NativeBinding;
-let listener: Listener;
-const accepted: Connection[] = [];
-const waiters: ((c: Connection) => void)[] = [];
+let pairs: LoopbackPairs;
+const pair = () => pairs.pair();
 
 before(() => {
   n = native();
-  listener = n.listen('127.0.0.1', 0, 16, (c) => {
-    const w = waiters.shift();
-    if (w) w(c);
-    else accepted.push(c);
-  });
+  pairs = loopbackPairs(n);
 });
 
-after(() => listener.close());
-
-function nextAccepted(): Promise<Connection> {
-  const c = accepted.shift();
-  if (c) return Promise.resolve(c);
-  return new Promise((resolve) => waiters.push(resolve));
-}
-
-/** A connected pair over loopback: [the side that connected, the accepted side]. */
-async function pair(): Promise<[Connection, Connection]> {
-  const server = nextAccepted();
-  const client = await new Promise<Connection>((resolve, reject) => {
-    n.connect('127.0.0.1', listener.port, (err, c) => (err ? reject(err) : resolve(c!)));
-  });
-  return [client, await server];
-}
+after(() => pairs.close());
 
 function message(type: string, body: string | Buffer): Buffer {
   const b = typeof body === 'string' ? Buffer.from(body, 'latin1') : body;

@@ -94,17 +94,18 @@ bool IsClientOnlyEncoding(const std::string& name) {
 constexpr size_t kMaxStandInNameBytes = 1024;
 
 // The statement text of a Query ("text\0") or Parse ("name\0text\0...") body.
-std::string StatementText(uint8_t type, const std::string& body) {
-  size_t start = 0;
+std::string StatementText(uint8_t type, const char* body, size_t len) {
+  const char* end = body + len;
+  const char* start = body;
   if (type == 'P') {
-    size_t nameEnd = body.find('\0');
-    if (nameEnd == std::string::npos) return std::string();
+    const char* nameEnd = static_cast<const char*>(std::memchr(body, '\0', len));
+    if (nameEnd == nullptr) return std::string();
     start = nameEnd + 1;
   } else if (type != 'Q') {
     return std::string();
   }
-  size_t end = body.find('\0', start);
-  return body.substr(start, end == std::string::npos ? std::string::npos : end - start);
+  const char* textEnd = static_cast<const char*>(std::memchr(start, '\0', static_cast<size_t>(end - start)));
+  return std::string(start, textEnd == nullptr ? end : textEnd);
 }
 
 }  // namespace
@@ -206,7 +207,8 @@ std::string& Pump::ClientInspector::Sink() { return pump_->gated_.empty() ? out 
 
 void Pump::ClientInspector::OnMessageBody(uint8_t type, const uint8_t* data, size_t len) {
   pump_->clientCap_.Body(data, len);
-  if (scanning_ && !scanTooLong_) scan_.append(reinterpret_cast<const char*>(data), len);
+  // An inspected statement is held whole already (held_): only a streamed one is copied here.
+  if (scanning_ && !scanTooLong_ && !holding_) scan_.append(reinterpret_cast<const char*>(data), len);
   if (tooLong_) {
     if (type == 'P' && held_.size() < 5 + kMaxStandInNameBytes) {
       size_t take = 5 + kMaxStandInNameBytes - held_.size();
@@ -228,8 +230,11 @@ std::string Pump::ClientInspector::PinReason(uint8_t type) {
   if (!scanning_) return std::string();
   scanning_ = false;
   if (scanTooLong_) return "statement too long to read for session state";
-  if (type == 'P' && !scan_.empty() && scan_[0] != '\0') return "named prepared statement";
-  std::string text = StatementText(type, scan_);
+  // An inspected statement is read where it is held (after its 5-byte header), a streamed one in scan_.
+  const char* body = holding_ ? held_.data() + 5 : scan_.data();
+  size_t len = holding_ ? held_.size() - 5 : scan_.size();
+  if (type == 'P' && len > 0 && body[0] != '\0') return "named prepared statement";
+  std::string text = StatementText(type, body, len);
   const char* r = SessionPinReason(text.data(), text.size());
   scan_.clear();
   if (scan_.capacity() > 64 * 1024) scan_.shrink_to_fit();
@@ -252,7 +257,7 @@ void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
     refusal.message = "statement too long for the gateway to check (limit " +
                       std::to_string(kMaxInspectedStatementBytes / (1024 * 1024)) + " MB)";
   } else {
-    std::string text = type == 'F' ? std::string() : StatementText(type, held_.substr(5));
+    std::string text = type == 'F' ? std::string() : StatementText(type, held_.data() + 5, held_.size() - 5);
     pump_->DeliverCaptures();  // earlier messages of this chunk first, in order
     verdict = pump_->observer_->OnStatement(type, text, &refusal, &holdId);
   }

@@ -92,14 +92,18 @@ struct Observer final : vg::PumpObserver {
   }
 };
 
-// Every message whole: a link goes back to the pool only between messages.
-void CheckWholeMessages(const std::string& out) {
+uint32_t Be32(const std::string& s, size_t at) {
+  return (static_cast<uint32_t>(static_cast<uint8_t>(s[at])) << 24) | (static_cast<uint32_t>(static_cast<uint8_t>(s[at + 1])) << 16) |
+         (static_cast<uint32_t>(static_cast<uint8_t>(s[at + 2])) << 8) | static_cast<uint32_t>(static_cast<uint8_t>(s[at + 3]));
+}
+
+// A link given back: every message whole (links go back only between messages), none a Terminate.
+void CheckReleasedLink(const std::string& out) {
   size_t at = 0;
   while (at < out.size()) {
     if (at + 5 > out.size()) abort();
-    uint32_t len = (static_cast<uint32_t>(static_cast<uint8_t>(out[at + 1])) << 24) | (static_cast<uint32_t>(static_cast<uint8_t>(out[at + 2])) << 16) |
-                   (static_cast<uint32_t>(static_cast<uint8_t>(out[at + 3])) << 8) | static_cast<uint32_t>(static_cast<uint8_t>(out[at + 4]));
-    if (len < 4 || at + 1 + len > out.size()) abort();
+    uint32_t len = Be32(out, at + 1);
+    if (len < 4 || at + 1 + len > out.size() || out[at] == 'X') abort();
     at += 1 + len;
   }
 }
@@ -109,12 +113,7 @@ void Observer::OnUpstreamReleased(vg::Leg* upstream) {
   FakeLeg* leg = links->back().get();
   if (leg->released || leg->closing) abort();
   leg->released = true;
-  CheckWholeMessages(leg->written);
-  for (size_t i = 0; i < leg->written.size();) {  // and no Terminate ever reached it
-    if (leg->written[i] == 'X') abort();
-    i += 1 + ((static_cast<uint32_t>(static_cast<uint8_t>(leg->written[i + 1])) << 24) | (static_cast<uint32_t>(static_cast<uint8_t>(leg->written[i + 2])) << 16) |
-              (static_cast<uint32_t>(static_cast<uint8_t>(leg->written[i + 3])) << 8) | static_cast<uint32_t>(static_cast<uint8_t>(leg->written[i + 4])));
-  }
+  CheckReleasedLink(leg->written);
 }
 
 struct Outcome {
@@ -129,11 +128,6 @@ struct Outcome {
   vg::CloseReason clientLegEnd = vg::CloseReason::None;
   bool endedByClientBytes = false;
 };
-
-uint32_t Be32(const std::string& s, size_t at) {
-  return (static_cast<uint32_t>(static_cast<uint8_t>(s[at])) << 24) | (static_cast<uint32_t>(static_cast<uint8_t>(s[at + 1])) << 16) |
-         (static_cast<uint32_t>(static_cast<uint8_t>(s[at + 2])) << 8) | static_cast<uint32_t>(static_cast<uint8_t>(s[at + 3]));
-}
 
 // What the server receives, read as the server reads it: every statement is one the observer
 // allowed or the stand-in, and nothing follows a Terminate.

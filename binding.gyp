@@ -15,6 +15,7 @@
         "native/pg/pg-frame-parser.cc",
         "native/pg/pg-reply-tracker.cc",
         "native/pg/session-pins.cc",
+        "native/pg/prepared-statements.cc",
         "native/pg/statement-recorder.cc",
         "native/http/json-number-list.cc",
         "native/http/http-response-head.cc",

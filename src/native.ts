@@ -69,6 +69,9 @@ export interface PumpStats {
   upstreamReleases: number;
   /** `transactionPooling`: why a statement pinned the session to its server session (native/pg/session-pins.h); '' if none did. */
   pinReason: string;
+  /** `preparedStatements`: Parses sent to a server (the client's, or the gateway's before a Bind or Describe on another link), and the client's Parses answered without one (the link had it prepared). */
+  serverPrepares: number;
+  preparesReused: number;
   /** Who ended the session (native/net/conn.h CloseReason): 'client-eof' | 'upstream-eof' | 'client-error' | 'upstream-error' | 'client-terminate' | 'protocol-error' | 'token-expired' | 'unreadable-setting' | 'closed', or an endPump reason. */
   reason: string;
   /** Human-readable detail for errors (errno name, TLS alert, parser complaint). */
@@ -141,6 +144,14 @@ export interface PumpOptions {
   transactionPooling?: boolean;
   onUpstreamWanted?: () => void;
   onUpstreamReleased?: (upstream: Connection) => void;
+  /**
+   * `transactionPooling`: the client's named prepared statements work on every server link
+   * (native/pg/prepared-statements.h): the gateway keeps each session's names, prepares a
+   * statement on the link that serves a transaction when it is not there yet, and keeps at most
+   * this many prepared per link (least recently used closed first). 0 (default): a named Parse
+   * pins the session to its link.
+   */
+  preparedStatements?: number;
 }
 
 export interface Connection {

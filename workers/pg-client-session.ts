@@ -451,6 +451,7 @@ export class PgClientSession {
         ? {}
         : {
             transactionPooling: true,
+            preparedStatements: this.cfg.upstream.pool.preparedStatements,
             onUpstreamWanted: () => {
               withdraw = pool.acquire(txKey, this.cfg.name, this.cfg.upstream.pool, this.openLink!, {
                 give: (link) => {

@@ -156,6 +156,8 @@ void PumpBridge::OnPumpEnd(const PumpStats& s) {
     o.Set("upstreamAttaches", static_cast<double>(s.upstreamAttaches));
     o.Set("upstreamReleases", static_cast<double>(s.upstreamReleases));
     o.Set("pinReason", s.pinReason);
+    o.Set("serverPrepares", static_cast<double>(s.serverPrepares));
+    o.Set("preparesReused", static_cast<double>(s.preparesReused));
     o.Set("reason", CloseReasonName(s.reason));
     o.Set("detail", s.detail);
     EnterJs();
@@ -236,6 +238,10 @@ Napi::Value VgAddon::StartPump(const Napi::CallbackInfo& info) {
   Napi::Value onReleased = opts.Get("onUpstreamReleased");
   if (pooling && (protocol != PumpProtocol::Postgres || !onWanted.IsFunction() || !onReleased.IsFunction()))
     return ThrowTypeError(env, "pump: transactionPooling needs protocol 'pg' and the functions onUpstreamWanted and onUpstreamReleased");
+  Napi::Value prepared = opts.Get("preparedStatements");
+  double preparedPerLink = 0;
+  if (!prepared.IsUndefined() && !ReadFinite(env, prepared, "pump: preparedStatements", 0, kMaxPreparedStatementsPerLink, &preparedPerLink))
+    return env.Undefined();
   Napi::Value early = opts.Get("earlyClientBytes");
   if (!early.IsUndefined() && !early.IsBuffer()) return ThrowTypeError(env, "pump: earlyClientBytes must be a Buffer");
 
@@ -249,6 +255,7 @@ Napi::Value VgAddon::StartPump(const Napi::CallbackInfo& info) {
   bridge->pump.SetReuseUpstream(opts.Get("reuseUpstream").ToBoolean().Value());
   if (pooling) {
     bridge->pump.SetTransactionPooling(true);
+    bridge->pump.SetPreparedStatements(static_cast<size_t>(preparedPerLink));
     bridge->onUpstreamWanted_ = Napi::Persistent(onWanted.As<Napi::Function>());
     bridge->onUpstreamReleased_ = Napi::Persistent(onReleased.As<Napi::Function>());
   }

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace vg {
@@ -51,9 +52,19 @@ constexpr size_t kTlsRecordPlaintext = 16 * 1024;
 // OpenSSL's buffer and wait forever; PostgreSQL client legs write records no larger.
 constexpr size_t kPgTlsRecordPlaintext = 8 * 1024;
 
+// What a protocol keeps about a connection beyond one session using it (e.g. the statements a
+// pooled PostgreSQL backend has prepared: pg/prepared-statements.h). Owned by the leg.
+class LegState {
+ public:
+  virtual ~LegState() = default;
+};
+
 class Leg {
  public:
   virtual ~Leg() = default;
+  LegState* state() const { return state_.get(); }
+  void SetState(std::unique_ptr<LegState> s) { state_ = std::move(s); }
+
   // Writes plaintext; false (nothing written) when the leg is closing or cannot take bytes yet.
   virtual bool Write(const char* data, size_t len) = 0;
   virtual void PauseRead() = 0;
@@ -72,6 +83,9 @@ class Leg {
   virtual void SetMaxTlsRecord(size_t bytes) = 0;
   // Milliseconds of the loop's cached clock.
   virtual uint64_t Now() const = 0;
+
+ private:
+  std::unique_ptr<LegState> state_;
 };
 
 }  // namespace vg

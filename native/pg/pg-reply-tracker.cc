@@ -8,7 +8,7 @@ namespace {
 constexpr size_t kKeptCapacity = 32;
 }  // namespace
 
-void PgReplyTracker::OnClientMessage(uint8_t type, uint8_t detail, uint32_t refusal) {
+void PgReplyTracker::OnClientMessage(uint8_t type, uint8_t detail, uint32_t refusal, PgReplyAction action, uint32_t tag) {
   PgRequest kind;
   switch (type) {
     case 'P': kind = PgRequest::Parse; break;
@@ -21,12 +21,15 @@ void PgReplyTracker::OnClientMessage(uint8_t type, uint8_t detail, uint32_t refu
     case 'F': kind = PgRequest::FunctionCall; break;
     default: return;  // H, d, c, f, X, p: no reply of their own
   }
-  items_.push_back(Item{kind, refusal});
+  items_.push_back(Item{kind, action, false, refusal, tag});
+  if (action != PgReplyAction::Forward) rewrites_++;
 }
 
-void PgReplyTracker::Pop() {
-  uint32_t r = items_[head_].refusal;
-  if (r > lastRetiredRefusal_) lastRetiredRefusal_ = r;
+void PgReplyTracker::Pop(bool answered) {
+  const Item& item = items_[head_];
+  if (item.refusal > lastRetiredRefusal_) lastRetiredRefusal_ = item.refusal;
+  if (item.action != PgReplyAction::Forward) rewrites_--;
+  if (item.tag != 0) outcomes_.push_back(PgTaggedOutcome{item.tag, answered && !item.failed});
   head_++;
   if (head_ == items_.size()) {
     items_.clear();
@@ -36,31 +39,44 @@ void PgReplyTracker::Pop() {
 }
 
 void PgReplyTracker::SkipToSync() {
-  while (!Empty() && items_[head_].kind != PgRequest::Sync) Pop();
+  while (!Empty() && items_[head_].kind != PgRequest::Sync) Pop(false);
 }
 
 uint32_t PgReplyTracker::OnServerMessage(uint8_t type) {
+  dropCurrent_ = false;
   if (Empty()) return 0;
   const PgRequest front = items_[head_].kind;
+  const bool drop = items_[head_].action == PgReplyAction::Drop;
   switch (type) {
-    case '1': if (front == PgRequest::Parse) Pop(); break;
-    case '2': if (front == PgRequest::Bind) Pop(); break;
-    case '3': if (front == PgRequest::Close) Pop(); break;
+    case '1':
+      if (front == PgRequest::Parse) {
+        dropCurrent_ = drop;
+        Pop(true);
+      }
+      break;
+    case '2': if (front == PgRequest::Bind) Pop(true); break;
+    case '3':
+      if (front == PgRequest::Close) {
+        dropCurrent_ = drop;
+        Pop(true);
+      }
+      break;
     case 'T':  // RowDescription: a Describe's answer (inside a Query it is part of the results)
     case 'n':  // NoData
-      if (front == PgRequest::DescribeStatement || front == PgRequest::DescribePortal) Pop();
+      if (front == PgRequest::DescribeStatement || front == PgRequest::DescribePortal) Pop(true);
       break;
     case 'C':  // CommandComplete, EmptyQueryResponse, PortalSuspended end an Execute
     case 'I':
     case 's':
-      if (front == PgRequest::Execute) Pop();
+      if (front == PgRequest::Execute) Pop(true);
       break;
     case 'Z':
       // Answers the first Sync, Query or FunctionCall; anything before it was answered.
       while (!Empty()) {
         PgRequest k = items_[head_].kind;
-        Pop();
-        if (k == PgRequest::Sync || k == PgRequest::Query || k == PgRequest::FunctionCall) break;
+        bool ends = k == PgRequest::Sync || k == PgRequest::Query || k == PgRequest::FunctionCall;
+        Pop(ends);
+        if (ends) break;
       }
       break;
     case 'E': {
@@ -68,7 +84,12 @@ uint32_t PgReplyTracker::OnServerMessage(uint8_t type) {
       // A Query's or FunctionCall's error is followed by its ReadyForQuery; so is a Sync's
       // (a deferred constraint failing at commit). An extended message's error makes the
       // server skip to the next Sync.
-      if (front != PgRequest::Query && front != PgRequest::FunctionCall && front != PgRequest::Sync) SkipToSync();
+      if (front != PgRequest::Query && front != PgRequest::FunctionCall && front != PgRequest::Sync) {
+        Pop(false);
+        SkipToSync();
+      } else {
+        items_[head_].failed = true;
+      }
       return refusal;
     }
     default:

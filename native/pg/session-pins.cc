@@ -32,6 +32,9 @@ const char* PinOf(const Statement& s) {
     return "SET";
   }
   if (first == "prepare") return "PREPARE";
+  // The ones a pooled session's own names allow are answered before this (pump.cc StatementQuery).
+  if (first == "deallocate") return "DEALLOCATE";
+  if (first == "discard" && s.Word(1) == std::string("all")) return "DISCARD";
   if (first == "listen") return "LISTEN";
   if (first == "load") return "LOAD";
   if (first == "do") return "DO block";

@@ -90,6 +90,14 @@ bool IsClientOnlyEncoding(const std::string& name) {
   return false;
 }
 
+// The name of a stand-in Parse that is not the client's (no session uses it: it has a space).
+const std::string kRefusedStatementName = "vecgate refused";
+
+void AppendMessage(std::string* out, uint8_t type, const std::string& body) {
+  AppendHeader(out, type, static_cast<uint32_t>(body.size()));
+  *out += body;
+}
+
 // Longest Parse statement name kept for a refused statement's stand-in.
 constexpr size_t kMaxStandInNameBytes = 1024;
 
@@ -161,6 +169,7 @@ void Pump::ClientInspector::OnMessageStart(uint8_t type, uint32_t length) {
   holding_ = false;
   dropping_ = false;
   tooLong_ = false;
+  prefixing_ = false;
   if (type == 'X' && pump_->copyIn_) {
     Sink() += CopyFailForTerminate();
     pump_->copyIn_ = false;
@@ -178,37 +187,43 @@ void Pump::ClientInspector::OnMessageStart(uint8_t type, uint32_t length) {
     dropping_ = true;
     return;
   }
-  scanning_ = (type == 'Q' || type == 'P') && pump_->pooling_ && !pump_->pinned_;
-  if (scanning_) {
-    scan_.clear();
-    scanTooLong_ = length > kMaxInspectedStatementBytes;
+  const bool statement = type == 'Q' || type == 'P' || type == 'F';
+  if (statement) {
+    pump_->stats_.statements += type == 'F' ? 0 : 1;
+    pump_->CheckDeadline();
   }
-  if ((type == 'Q' || type == 'P' || type == 'F') && !pump_->inspect_) {
-    // Rebuilt for pooling only: streamed like any other message, counted like the Counter does.
-    pump_->stats_.statements += type == 'F' ? 0 : 1;
-    pump_->CheckDeadline();
-  } else if (type == 'Q' || type == 'P' || type == 'F') {
-    pump_->stats_.statements += type == 'F' ? 0 : 1;
-    pump_->CheckDeadline();
-    held_.clear();
-    AppendHeader(&held_, type, length);
-    if (length > kMaxInspectedStatementBytes) {
-      tooLong_ = true;  // refused; only a Parse's name is kept, for the stand-in
-      dropping_ = true;
-      return;
-    }
-    holding_ = true;
+  scanning_ = (type == 'Q' || type == 'P') && pump_->pooling_ && !pump_->pinned_;
+  scanTooLong_ = scanning_ && length > kMaxInspectedStatementBytes;
+  if (pump_->MigratesStatements() &&
+      (type == 'B' || type == 'D' || type == 'C' || (type == 'P' && length > kMaxInspectedStatementBytes && !pump_->inspect_))) {
+    StartPrefix(type, length);
     return;
   }
-  AppendHeader(&Sink(), type, length);
+  // Held whole: a statement the observer decides on (read sessions), and a pooled session's
+  // Query or Parse (read for session state, and rewritten for prepared statements).
+  bool hold = statement && (pump_->inspect_ || (pump_->pooling_ && type != 'F' && length <= kMaxInspectedStatementBytes));
+  if (!hold) {
+    AppendHeader(&Sink(), type, length);
+    return;
+  }
+  held_.clear();
+  AppendHeader(&held_, type, length);
+  if (length > kMaxInspectedStatementBytes) {
+    tooLong_ = true;  // refused; only a Parse's name is kept, for the stand-in
+    dropping_ = true;
+    return;
+  }
+  holding_ = true;
 }
 
 std::string& Pump::ClientInspector::Sink() { return pump_->gated_.empty() ? out : pump_->gated_.back().bytes; }
 
 void Pump::ClientInspector::OnMessageBody(uint8_t type, const uint8_t* data, size_t len) {
   pump_->clientCap_.Body(data, len);
-  // An inspected statement is held whole already (held_): only a streamed one is copied here.
-  if (scanning_ && !scanTooLong_ && !holding_) scan_.append(reinterpret_cast<const char*>(data), len);
+  if (prefixing_) {
+    PrefixBody(type, data, len);
+    return;
+  }
   if (tooLong_) {
     if (type == 'P' && held_.size() < 5 + kMaxStandInNameBytes) {
       size_t take = 5 + kMaxStandInNameBytes - held_.size();
@@ -230,21 +245,23 @@ std::string Pump::ClientInspector::PinReason(uint8_t type) {
   if (!scanning_) return std::string();
   scanning_ = false;
   if (scanTooLong_) return "statement too long to read for session state";
-  // An inspected statement is read where it is held (after its 5-byte header), a streamed one in scan_.
-  const char* body = holding_ ? held_.data() + 5 : scan_.data();
-  size_t len = holding_ ? held_.size() - 5 : scan_.size();
-  if (type == 'P' && len > 0 && body[0] != '\0') return "named prepared statement";
+  if (!holding_) return std::string();
+  const char* body = held_.data() + 5;
+  size_t len = held_.size() - 5;
+  if (type == 'P' && len > 0 && body[0] != '\0' && !pump_->MigratesStatements()) return "named prepared statement";
   std::string text = StatementText(type, body, len);
   const char* r = SessionPinReason(text.data(), text.size());
-  scan_.clear();
-  if (scan_.capacity() > 64 * 1024) scan_.shrink_to_fit();
   return r != nullptr ? std::string(r) : std::string();
 }
 
 void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
   pump_->EndCapture(pump_->clientCap_, true);
-  std::string pin = PinReason(type);
+  if (prefixing_) {
+    EndPrefix(type);
+    return;
+  }
   if (!holding_ && !tooLong_) {
+    std::string pin = PinReason(type);
     if (!pin.empty()) pump_->PinFor(pin);
     pump_->TrackClientEnd(type, 0);
     return;
@@ -256,42 +273,434 @@ void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
     refusal.sqlstate = "54000";
     refusal.message = "statement too long for the gateway to check (limit " +
                       std::to_string(kMaxInspectedStatementBytes / (1024 * 1024)) + " MB)";
-  } else {
+  } else if (pump_->inspect_) {
     std::string text = type == 'F' ? std::string() : StatementText(type, held_.data() + 5, held_.size() - 5);
     pump_->DeliverCaptures();  // earlier messages of this chunk first, in order
     verdict = pump_->observer_->OnStatement(type, text, &refusal, &holdId);
+  } else {
+    verdict = PumpObserver::Verdict::Forward;  // held for pooling only
   }
+  if (verdict == PumpObserver::Verdict::Hold) pump_->gated_.push_back(Gate{holdId, false, std::string()});
+  std::string name;
+  if (type == 'P' && held_.size() > 5) {
+    size_t end = held_.find('\0', 5);
+    name = held_.substr(5, (end == std::string::npos ? held_.size() : end) - 5);
+  }
+  if (verdict != PumpObserver::Verdict::Refuse && pump_->MigratesStatements() && !tooLong_) {
+    // Prepared statements carried between links: a named Parse is the gateway's to place, and
+    // a DEALLOCATE of the client's names the gateway's to answer (neither pins).
+    bool handled = false;
+    bool ok = true;
+    if (type == 'P' && !name.empty()) {
+      handled = true;
+      ok = pump_->ParseStatement(Sink(), held_.data() + 5, held_.size() - 5, &refusal);
+    } else if (type == 'Q') {
+      handled = pump_->StatementQuery(Sink(), held_.data() + 5, held_.size() - 5, &refusal);
+      ok = !handled || refusal.message.empty();
+    }
+    if (handled) {
+      std::string pin = type == 'P' && ok ? PinReason(type) : std::string();  // what the statement does still counts
+      scanning_ = false;
+      if (!pin.empty()) pump_->PinFor(pin);
+      if (!ok) pump_->RefuseWithStandIn(Sink(), type, kRefusedStatementName, refusal);
+      holding_ = false;
+      held_.clear();
+      if (held_.capacity() > 64 * 1024) held_.shrink_to_fit();
+      return;
+    }
+  }
+  std::string pin = verdict == PumpObserver::Verdict::Refuse ? std::string() : PinReason(type);  // a refused statement never runs
   holding_ = false;
   dropping_ = false;
-  if (verdict != PumpObserver::Verdict::Refuse && !pin.empty()) pump_->PinFor(pin);  // a refused statement never runs
-  if (verdict == PumpObserver::Verdict::Hold) {
-    pump_->gated_.push_back(Gate{holdId, false, std::move(held_)});
-    pump_->TrackClientEnd(type, 0);
-  } else if (verdict == PumpObserver::Verdict::Forward) {
+  scanning_ = false;
+  if (!pin.empty()) pump_->PinFor(pin);
+  if (verdict != PumpObserver::Verdict::Refuse) {
     Sink() += held_;
     pump_->TrackClientEnd(type, 0);
   } else {
     pump_->stats_.refusedStatements++;
-    std::string name;
-    if (type == 'P') {
-      size_t end = held_.find('\0', 5);
-      if (end != std::string::npos) name = held_.substr(5, end - 5);
-    }
-    uint32_t id = pump_->nextRefusal_++;
-    pump_->refusals_.push_back(PendingRefusal{id, ErrorResponse(refusal)});
-    Sink() += RefusalStandIn(type, name);
-    pump_->TrackClientEnd(type, id);
+    pump_->RefuseWithStandIn(Sink(), type, name.size() > kMaxStandInNameBytes ? name.substr(0, kMaxStandInNameBytes) : name, refusal);
   }
   tooLong_ = false;
   held_.clear();
-  held_.shrink_to_fit();
+  if (held_.capacity() > 64 * 1024) held_.shrink_to_fit();
+}
+
+void Pump::RefuseWithStandIn(std::string& sink, uint8_t type, const std::string& name, const StatementRefusal& refusal) {
+  uint32_t id = nextRefusal_++;
+  refusals_.push_back(PendingRefusal{id, ErrorResponse(refusal)});
+  // A Bind's, Describe's or Close's stand-in is a Parse of a name no session uses: it fails
+  // without touching the unnamed statement, and the server skips to Sync as it would have.
+  bool statement = type == 'Q' || type == 'P' || type == 'F';
+  sink += RefusalStandIn(statement ? type : 'P', statement ? name : kRefusedStatementName);
+  TrackClientEnd(type, id);
+}
+
+void Pump::ClientInspector::StartPrefix(uint8_t type, uint32_t length) {
+  prefixing_ = true;
+  prefixDecided_ = false;
+  prefixDrop_ = false;
+  prefixType_ = type;
+  prefixLength_ = length;
+  prefixRefusal_ = 0;
+  prefixAction_ = PgReplyAction::Forward;
+  prefixTag_ = 0;
+  prefix_.clear();
+}
+
+namespace {
+// The statement name of a Bind ("portal\0statement\0..."), Describe or Close ("S" or "P",
+// then "name\0"), or Parse ("name\0..."): where it starts, and false while its NUL has not come.
+bool NameIn(uint8_t type, const std::string& body, size_t* start, size_t* end) {
+  size_t from = 0;
+  if (type == 'B') {
+    size_t portalEnd = body.find('\0');
+    if (portalEnd == std::string::npos) return false;
+    from = portalEnd + 1;
+  } else if (type == 'D' || type == 'C') {
+    if (body.empty()) return false;
+    from = 1;
+  }
+  size_t nul = body.find('\0', from);
+  if (nul == std::string::npos) return false;
+  *start = from;
+  *end = nul;
+  return true;
+}
+}  // namespace
+
+void Pump::ClientInspector::PrefixBody(uint8_t type, const uint8_t* data, size_t len) {
+  pump_->TrackClientBody(type, data, len);  // a Describe's or Close's kind byte
+  if (prefixDecided_) {
+    if (!prefixDrop_) Sink().append(reinterpret_cast<const char*>(data), len);
+    return;
+  }
+  prefix_.append(reinterpret_cast<const char*>(data), len);
+  size_t start;
+  size_t end;
+  if (NameIn(type, prefix_, &start, &end) || prefix_.size() > 2 * kMaxStatementNameBytes + 2) DecidePrefix();
+}
+
+void Pump::ClientInspector::DecidePrefix() {
+  prefixDecided_ = true;
+  const uint8_t type = prefixType_;
+  size_t start = 0;
+  size_t end = 0;
+  bool complete = NameIn(type, prefix_, &start, &end);
+  bool tooLong = !complete && prefix_.size() > 2 * kMaxStatementNameBytes + 2;
+  bool byName = type == 'B' || ((type == 'D' || type == 'C') && !prefix_.empty() && prefix_[0] == 'S') || type == 'P';
+  if ((!complete && !tooLong) || !byName || (complete && start == end)) {
+    // A portal, the unnamed statement, or a malformed message (the server answers that): as is.
+    AppendHeader(&Sink(), type, prefixLength_);
+    Sink() += prefix_;
+    prefix_.clear();
+    return;
+  }
+  std::string name = complete ? prefix_.substr(start, end - start) : std::string();
+  if (type == 'P') {
+    // A named Parse too long to hold: it could not be prepared again on another link.
+    prefixDrop_ = true;
+    pump_->stats_.refusedStatements++;
+    StatementRefusal r;
+    r.sqlstate = "54000";
+    r.message = "prepared statement \"" + name.substr(0, 256) + "\" is too long to carry between server sessions (limit " +
+                std::to_string(kMaxInspectedStatementBytes / (1024 * 1024)) +
+                " MB); use an unnamed statement, or session pooling for this connection";
+    prefixRefusal_ = 1;  // refused at the end (RefuseWithStandIn)
+    pendingRefusal_ = r;
+    prefix_.clear();
+    return;
+  }
+  auto it = complete && end - start <= kMaxStatementNameBytes ? pump_->statements_.find(name) : pump_->statements_.end();
+  if (type == 'C') {
+    // The client's name goes; the server keeps the statement for other sessions (the link's
+    // LRU closes it when full). Closing a name that does not exist is no error.
+    prefixDrop_ = true;
+    prefixAction_ = PgReplyAction::Fake;
+    if (it != pump_->statements_.end()) {
+      prefixTag_ = pump_->AddOp(StatementOp::Kind::FakeClose, it->second, name);
+      pump_->ForgetName(name);
+    }
+    prefix_.clear();
+    return;
+  }
+  if (it == pump_->statements_.end()) {
+    prefixDrop_ = true;
+    prefixRefusal_ = 1;
+    pendingRefusal_.sqlstate = "26000";
+    pendingRefusal_.message = "prepared statement \"" + name.substr(0, 256) + "\" does not exist";
+    prefix_.clear();
+    return;
+  }
+  PgStatementRef stmt = it->second;
+  pump_->EnsurePrepared(Sink(), stmt);
+  std::string& sink = Sink();
+  AppendHeader(&sink, type, static_cast<uint32_t>(prefixLength_ - name.size() + stmt->serverName.size()));
+  sink.append(prefix_, 0, start);
+  sink += stmt->serverName;
+  sink.append(prefix_, end, std::string::npos);
+  prefix_.clear();
+}
+
+void Pump::ClientInspector::EndPrefix(uint8_t type) {
+  if (!prefixDecided_) DecidePrefix();
+  prefixing_ = false;
+  if (scanning_) {
+    // A Parse too long to hold, streamed: it pins (or was refused above).
+    std::string pin = prefixDrop_ ? std::string() : PinReason(type);
+    if (!pin.empty()) pump_->PinFor(pin);
+  }
+  if (prefixRefusal_ != 0) {
+    pump_->RefuseWithStandIn(Sink(), type, std::string(), pendingRefusal_);
+    pendingRefusal_ = StatementRefusal();
+  } else {
+    pump_->TrackClientEnd(type, 0, prefixAction_, prefixTag_);
+  }
+  if (prefix_.capacity() > 64 * 1024) prefix_.shrink_to_fit();
+}
+
+uint32_t Pump::AddOp(StatementOp::Kind kind, PgStatementRef stmt, std::string clientName) {
+  uint32_t tag = nextOpTag_++;
+  if (nextOpTag_ == 0) nextOpTag_ = 1;
+  StatementOp op;
+  op.tag = tag;
+  op.kind = kind;
+  op.stmt = std::move(stmt);
+  op.clientName = std::move(clientName);
+  ops_.push_back(std::move(op));
+  return tag;
+}
+
+PgServerStatements* Pump::LinkStatements() {
+  if (upstream_ == nullptr) return nullptr;
+  if (upstream_->state() == nullptr) upstream_->SetState(std::make_unique<PgServerStatements>(statementCapacity_));
+  return static_cast<PgServerStatements*>(upstream_->state());
+}
+
+void Pump::ForgetName(const std::string& name) {
+  auto it = statements_.find(name);
+  if (it == statements_.end()) return;
+  statementBytes_ -= it->first.size() + it->second->tail.size();
+  statements_.erase(it);
+}
+
+void Pump::Restore(StatementOp& op) {
+  // The server skipped (or failed) what dropped these names: they exist again, unless the
+  // client has used the name since.
+  if (op.stmt && !op.clientName.empty() && statements_.count(op.clientName) == 0) {
+    statementBytes_ += op.clientName.size() + op.stmt->tail.size();
+    statements_.emplace(op.clientName, op.stmt);
+  }
+  for (auto& e : op.removed) {
+    if (statements_.count(e.first) != 0) continue;
+    statementBytes_ += e.first.size() + e.second->tail.size();
+    statements_.emplace(e.first, e.second);
+  }
+  op.removed.clear();
+}
+
+bool Pump::ParseStatement(std::string& sink, const char* body, size_t len, StatementRefusal* refusal) {
+  const char* nul = static_cast<const char*>(std::memchr(body, '\0', len));
+  if (nul == nullptr) {
+    // Malformed: the server answers it (and will not prepare anything).
+    AppendHeader(&sink, 'P', static_cast<uint32_t>(len));
+    sink.append(body, len);
+    TrackClientEnd('P', 0);
+    return true;
+  }
+  std::string name(body, static_cast<size_t>(nul - body));
+  const char* tail = nul + 1;
+  size_t tailLen = len - name.size() - 1;
+  if (statements_.count(name) != 0) {
+    refusal->sqlstate = "42P05";
+    refusal->message = "prepared statement \"" + name.substr(0, 256) + "\" already exists";
+    return false;
+  }
+  if (name.size() > kMaxStatementNameBytes) {
+    refusal->sqlstate = "42622";
+    refusal->message = "prepared statement name longer than the gateway carries (" + std::to_string(kMaxStatementNameBytes) + " bytes)";
+    return false;
+  }
+  if (statementBytes_ + name.size() + tailLen > kMaxSessionStatementBytes) {
+    refusal->sqlstate = "54000";
+    refusal->message = "this session's prepared statements hold more than the gateway keeps per session (" +
+                       std::to_string(kMaxSessionStatementBytes / (1024 * 1024)) + " MB of text); close some first";
+    return false;
+  }
+  PgStatementRef stmt = PgStatementRegistry::ForThisThread().Intern(tail, tailLen);
+  statementBytes_ += name.size() + tailLen;
+  statements_.emplace(name, stmt);
+  PgServerStatements* link = LinkStatements();
+  if (link != nullptr && link->Has(stmt.get())) {
+    link->Touch(stmt.get());
+    stats_.preparesReused++;
+    uint32_t tag = AddOp(StatementOp::Kind::FakeParse, stmt, name);
+    TrackClientEnd('P', 0, PgReplyAction::Fake, tag);
+    return true;
+  }
+  if (link != nullptr) {
+    PgStatementRef evicted = link->Add(stmt);
+    if (evicted) {
+      std::string close = "S" + evicted->serverName + std::string(1, '\0');
+      AppendMessage(&sink, 'C', close);
+      replies_.OnClientMessage('C', 'S', 0, PgReplyAction::Drop, 0);
+    }
+  }
+  AppendHeader(&sink, 'P', static_cast<uint32_t>(stmt->serverName.size() + 1 + tailLen));
+  sink += stmt->serverName;
+  sink.push_back('\0');
+  sink.append(tail, tailLen);
+  stats_.serverPrepares++;
+  uint32_t tag = AddOp(StatementOp::Kind::ServerParse, stmt, name);
+  TrackClientEnd('P', 0, PgReplyAction::Forward, tag);
+  return true;
+}
+
+void Pump::EnsurePrepared(std::string& sink, const PgStatementRef& stmt) {
+  PgServerStatements* link = LinkStatements();
+  if (link == nullptr) return;
+  if (link->Has(stmt.get())) {
+    link->Touch(stmt.get());
+    return;
+  }
+  PgStatementRef evicted = link->Add(stmt);
+  if (evicted) {
+    AppendMessage(&sink, 'C', "S" + evicted->serverName + std::string(1, '\0'));
+    replies_.OnClientMessage('C', 'S', 0, PgReplyAction::Drop, 0);
+  }
+  AppendHeader(&sink, 'P', static_cast<uint32_t>(stmt->serverName.size() + 1 + stmt->tail.size()));
+  sink += stmt->serverName;
+  sink.push_back('\0');
+  sink += stmt->tail;
+  stats_.serverPrepares++;
+  replies_.OnClientMessage('P', 0, 0, PgReplyAction::Drop, AddOp(StatementOp::Kind::ServerParse, stmt, std::string()));
+}
+
+bool Pump::StatementQuery(std::string& sink, const char* body, size_t len, StatementRefusal* refusal) {
+  std::string text = StatementText('Q', body, len);
+  PgDeallocate d;
+  if (ParseDeallocate(text.data(), text.size(), &d)) {
+    if (d.all) {
+      uint32_t tag = AddOp(pinned_ ? StatementOp::Kind::DeallocateAll : StatementOp::Kind::FakeDeallocate, nullptr, std::string());
+      ops_.back().removed.swap(statements_);
+      ops_.back().commandTag = "DEALLOCATE ALL";
+      statementBytes_ = 0;
+      if (pinned_) {
+        // The server's own statements (SQL PREPARE pinned the session) go too: it runs it.
+        AppendHeader(&sink, 'Q', static_cast<uint32_t>(len));
+        sink.append(body, len);
+        TrackClientEnd('Q', 0, PgReplyAction::Forward, tag);
+      } else {
+        TrackClientEnd('Q', 0, PgReplyAction::Fake, tag);
+      }
+      return true;
+    }
+    auto it = statements_.find(d.name);
+    if (it == statements_.end()) {
+      if (pinned_) return false;  // perhaps a SQL PREPARE's name: the server's to answer
+      refusal->sqlstate = "26000";
+      refusal->message = "prepared statement \"" + d.name.substr(0, 256) + "\" does not exist";
+      return true;
+    }
+    uint32_t tag = AddOp(StatementOp::Kind::FakeDeallocate, it->second, d.name);
+    ops_.back().commandTag = "DEALLOCATE";
+    ForgetName(d.name);
+    TrackClientEnd('Q', 0, PgReplyAction::Fake, tag);
+    return true;
+  }
+  if (IsDiscardAll(text.data(), text.size())) {
+    uint32_t tag = AddOp(StatementOp::Kind::DiscardAll, nullptr, std::string());
+    ops_.back().removed.swap(statements_);
+    statementBytes_ = 0;
+    AppendHeader(&sink, 'Q', static_cast<uint32_t>(len));
+    sink.append(body, len);
+    TrackClientEnd('Q', 0, PgReplyAction::Forward, tag);
+    return true;
+  }
+  return false;
+}
+
+void Pump::OnOutcomes() {
+  replies_.TakeOutcomes(&outcomes_);
+  for (const PgTaggedOutcome& o : outcomes_) {
+    while (!ops_.empty() && ops_.front().tag != o.tag) ops_.pop_front();  // none expected
+    if (ops_.empty()) break;
+    StatementOp& op = ops_.front();
+    switch (op.kind) {
+      case StatementOp::Kind::ServerParse:
+        if (!o.ok) {
+          // The server has no such statement after all (an error, or skipped after one).
+          if (PgServerStatements* link = LinkStatements()) link->Remove(op.stmt.get());
+          auto it = op.clientName.empty() ? statements_.end() : statements_.find(op.clientName);
+          if (it != statements_.end() && it->second == op.stmt) ForgetName(op.clientName);
+        }
+        break;
+      case StatementOp::Kind::FakeParse:
+        if (!o.ok) {
+          auto it = statements_.find(op.clientName);
+          if (it != statements_.end() && it->second == op.stmt) ForgetName(op.clientName);
+        }
+        break;
+      case StatementOp::Kind::FakeClose:
+      case StatementOp::Kind::FakeDeallocate:
+        if (!o.ok) Restore(op);
+        break;
+      case StatementOp::Kind::DeallocateAll:
+      case StatementOp::Kind::DiscardAll:
+        if (o.ok) {
+          if (PgServerStatements* link = LinkStatements()) link->Clear();
+        } else {
+          Restore(op);
+        }
+        break;
+    }
+    ops_.pop_front();
+  }
+  outcomes_.clear();
+}
+
+std::string Pump::TakeFakes() {
+  std::string out;
+  if (replies_.HasOutcomes()) OnOutcomes();
+  while (replies_.FrontIsFake()) {
+    PgRequest kind = replies_.FrontKind();
+    uint32_t tag = replies_.FrontTag();
+    if (kind == PgRequest::Parse) {
+      out.append("1\0\0\0\4", 5);
+    } else if (kind == PgRequest::Close) {
+      out.append("3\0\0\0\4", 5);
+    } else {
+      // A DEALLOCATE: what PostgreSQL answers, in the transaction state the session is in.
+      StatementOp* op = nullptr;
+      for (StatementOp& o : ops_)
+        if (o.tag == tag) op = &o;
+      if (lastStatus_ == 'E') {
+        out += ErrorMessage("ERROR", "25P02", "current transaction is aborted, commands ignored until end of transaction block", 0);
+        if (op != nullptr) Restore(*op);
+      } else {
+        AppendMessage(&out, 'C', (op != nullptr ? op->commandTag : std::string("DEALLOCATE")) + std::string(1, '\0'));
+      }
+      AppendMessage(&out, 'Z', std::string(1, static_cast<char>(lastStatus_)));
+    }
+    replies_.PopFake();
+    if (kind == PgRequest::Query && replies_.Empty()) clientUnsynced_ = false;
+    if (replies_.HasOutcomes()) OnOutcomes();
+  }
+  return out;
+}
+
+void Pump::AnswerFakes() {
+  // Between server messages only: the client's stream is never cut inside one.
+  if (!replies_.FrontIsFake() || !upstreamParser_.AtBoundary()) return;
+  std::string out = TakeFakes();
+  if (!out.empty() && !client_->closed()) client_->Write(out.data(), out.size());
 }
 
 // The client's stream counts as at a message boundary when its Terminate was held back: the
 // server got everything before the Terminate and none of it (its body may still be arriving,
 // and is never read).
 bool Pump::UpstreamIdle() const {
-  return reuse_ && protocol_ == PumpProtocol::Postgres && UpstreamOpen() && !expired_ && !copyIn_ && waiting_.empty() &&
+  return reuse_ && protocol_ == PumpProtocol::Postgres && UpstreamOpen() && !expired_ && !copyIn_ && waiting_.empty() && raw_.empty() &&
          replies_.Empty() && !clientUnsynced_ && lastStatus_ == 'I' && gated_.empty() && refusals_.empty() &&
          unreadableSetting_.empty() && (clientParser_.AtBoundary() || terminateHeld_) && upstreamParser_.AtBoundary() &&
          !clientParser_.failed() && !upstreamParser_.failed() && upstream_->queuedBytes() == 0;
@@ -307,7 +716,7 @@ void Pump::FinishTerminate() {
   if (!clientTerminated_ || terminateFinished_ || ended_ || clientClosed_) return;
   if (!terminateHeld_) return;  // the Terminate went on: the server closes, then the client (OnClosed)
   // Pooled: what the client sent before its Terminate still waits for a server link.
-  if (wanting_ || !waiting_.empty()) return;
+  if (wanting_ || !waiting_.empty() || !raw_.empty()) return;
   bool upstreamOpen = UpstreamOpen();
   if (!replies_.Empty() && upstreamOpen) return;  // earlier requests still being answered
   if (!upstreamParser_.AtBoundary() && upstreamOpen) return;  // the last answer (its ReadyForQuery) is still arriving
@@ -381,6 +790,8 @@ void Pump::UpstreamInspector::OnMessageStart(uint8_t type, uint32_t length) {
     }
   }
   while (!refusals.empty() && refusals.front().id <= pump_->replies_.LastRetiredRefusal()) refusals.pop_front();
+  // The answer to the gateway's own Parse or Close (prepared statements carried between links).
+  if (pump_->replies_.DropCurrent()) dropping_ = true;
   pump_->upstreamCap_.Start(dropping_ ? 0 : type, length);
   if (dropping_) return;
   if (type == 'S') parameter_.clear();
@@ -397,6 +808,7 @@ void Pump::UpstreamInspector::OnMessageBody(uint8_t type, const uint8_t* data, s
 
 void Pump::UpstreamInspector::OnMessageEnd(uint8_t type) {
   pump_->EndCapture(pump_->upstreamCap_, false);
+  if (pump_->replies_.FrontIsFake()) out += pump_->TakeFakes();  // their turn came with this message
   if (type != 'S' || dropping_) return;
   // ParameterStatus "name\0value\0": the settings that decide how statement text is read.
   size_t nameEnd = parameter_.find('\0');
@@ -457,6 +869,13 @@ bool Pump::AttachUpstream(Leg* upstream) {
     bytes.swap(waiting_);
     upstream_->Write(bytes.data(), bytes.size());
   }
+  if (!raw_.empty()) {
+    // What the client sent meanwhile is read now, with the link it will go to.
+    std::string bytes;
+    bytes.swap(raw_);
+    OnPlaintext(client_, bytes.data(), bytes.size());
+    if (ended_) return true;
+  }
   if (!clientTerminated_ && !client_->closed() && GatedBytes() <= highWater_ / 4) client_->ResumeRead();
   if (clientTerminated_) FinishTerminate();
   return true;
@@ -483,11 +902,35 @@ void Pump::OnPlaintext(Leg* from, const char* data, size_t len) {
   bool fromClient = from == client_;
   if (fromClient && clientTerminated_) return;  // after Terminate: never read
   if (!fromClient && from != upstream_) return;  // a link this pump let go of
+  if (fromClient && pooling_ && upstream_ == nullptr && !ended_) {
+    // Between links: kept as they came until a link is attached (a Terminate alone is read
+    // at once: it needs no server).
+    bool now = raw_.empty() && (!clientParser_.AtBoundary() || (len > 0 && data[0] == 'X'));
+    if (!now) {
+      if (clientClosed_ && !draining_) return;
+      raw_.append(data, len);
+      if (!wanting_) {
+        wanting_ = true;
+        observer_->OnUpstreamWanted();  // may attach at once (AttachUpstream reads raw_)
+      }
+      return;
+    }
+  }
+  bool upstreamInspecting = false;
   if (protocol_ == PumpProtocol::Postgres) {
     PgFrameParser& parser = fromClient ? clientParser_ : upstreamParser_;
     PgFrameCallbacks* cb = fromClient ? static_cast<PgFrameCallbacks*>(&clientCounter_) : &upstreamCounter_;
     if (fromClient && Rebuild()) cb = &clientInspector_;
-    if (!fromClient && inspect_) cb = &upstreamInspector_;
+    if (!fromClient) {
+      // The server's answers are rebuilt while some need rewriting; back to plain forwarding
+      // only between messages (a message the inspector began may be one it drops).
+      bool want = inspect_ || !refusals_.empty() || replies_.Rewrites() > 0;
+      if (want && !upstreamInspecting_) upstreamInspector_.Resume();
+      if (want) upstreamInspecting_ = true;
+      else if (upstreamParser_.AtBoundary()) upstreamInspecting_ = false;
+      upstreamInspecting = upstreamInspecting_;
+      if (upstreamInspecting) cb = &upstreamInspector_;
+    }
     PgFrameResult r = parser.Feed(reinterpret_cast<const uint8_t*>(data), len, cb);
     if (r.status == PgFrameStatus::Error) {
       // Fail closed: a frame we cannot parse ends the session; nothing of it is forwarded.
@@ -542,7 +985,7 @@ void Pump::OnPlaintext(Leg* from, const char* data, size_t len) {
   }
   if (fromClient) stats_.bytesFromClient += len;
   else stats_.bytesFromUpstream += len;
-  if (fromClient ? Rebuild() : inspect_) {
+  if (fromClient ? Rebuild() : upstreamInspecting) {
     std::string& out = fromClient ? clientInspector_.out : upstreamInspector_.out;
     if (!out.empty()) {
       if (fromClient) ToUpstream(out.data(), out.size());
@@ -564,7 +1007,8 @@ void Pump::OnPlaintext(Leg* from, const char* data, size_t len) {
     return;
   }
   if (clientTerminated_) FinishTerminate();
-  if (!fromClient) {
+  if (!fromClient || (pooling_ && replies_.Empty())) {
+    // (A pooled client chunk may have needed no server at all: answered by the gateway.)
     FinishDrain();
     ReleaseIfIdle();
   }
@@ -573,7 +1017,7 @@ void Pump::OnPlaintext(Leg* from, const char* data, size_t len) {
 void Pump::OnReadDone(Leg* from) {
   if (from == client_) {
     // Toward the server: its link's queue, what waits for a link, and what waits behind holds.
-    size_t queued = upstream_ != nullptr ? upstream_->queuedBytes() : waiting_.size();
+    size_t queued = upstream_ != nullptr ? upstream_->queuedBytes() : waiting_.size() + raw_.size();
     if (queued > highWater_ || GatedBytes() > highWater_) from->PauseRead();
   } else if (from == upstream_) {
     if (client_->queuedBytes() > highWater_) from->PauseRead();
@@ -609,7 +1053,7 @@ void Pump::OnClosed(Leg* c) {
     stats_.detail = c->closeDetail();
   }
   if (isClient && upstream_ == nullptr) {
-    if (pooling_ && (wanting_ || !waiting_.empty()) && !expired_) {
+    if (pooling_ && (wanting_ || !waiting_.empty() || !raw_.empty()) && !expired_) {
       // Pooled, between links: what the client sent before it left still goes to a server
       // (as PostgreSQL runs what it read before the EOF); the pump ends once it is answered.
       draining_ = true;
@@ -646,6 +1090,7 @@ void Pump::FinishDrain() {
 void Pump::AbandonWait() {
   // Ended from the gateway's side with no server link: nothing waits for one any more.
   waiting_.clear();
+  raw_.clear();
   wanting_ = false;
   draining_ = false;
   upstreamClosed_ = true;

@@ -3,13 +3,16 @@
 // PostgreSQL message framing tracked for boundaries and counters, nothing copied to JS.
 #pragma once
 #include <cstdint>
-#include <string>
+#include <deque>
 #include <list>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "net/leg.h"
 #include "pg/pg-frame-parser.h"
 #include "pg/pg-reply-tracker.h"
+#include "pg/prepared-statements.h"
 
 namespace vg {
 
@@ -28,6 +31,11 @@ struct PumpStats {
   uint64_t upstreamReleases = 0;
   // Transaction pooling: why the session was pinned to its server session (empty: never).
   std::string pinReason;
+  // Transaction pooling with prepared statements carried (SetPreparedStatements): Parses sent
+  // to a server (the client's, or the gateway's before a Bind or Describe on another link),
+  // and the client's Parses answered without one (the link had the statement prepared).
+  uint64_t serverPrepares = 0;
+  uint64_t preparesReused = 0;
   CloseReason reason = CloseReason::None;
   std::string detail;
 };
@@ -79,6 +87,13 @@ constexpr uint32_t kMaxCaptureBytes = 16 * 1024 * 1024;
 
 // Longest statement buffered for inspection; a longer one is refused (fail closed).
 constexpr uint32_t kMaxInspectedStatementBytes = 1024 * 1024;
+// Transaction pooling with prepared statements carried: the most text (names, statements and
+// parameter types) one session's named statements may hold in the gateway, and the longest
+// statement or portal name read (a longer name is no statement's: "does not exist").
+constexpr size_t kMaxSessionStatementBytes = 64 * 1024 * 1024;
+constexpr size_t kMaxStatementNameBytes = 64 * 1024;
+// Most statements one server link keeps prepared (SetPreparedStatements; config checks the same).
+constexpr size_t kMaxPreparedStatementsPerLink = 100000;
 
 // Which messages of one direction are handed to the observer whole (up to a byte limit),
 // for recording. DataRows stop being captured after `maxRowBytes` per ReadyForQuery.
@@ -131,6 +146,11 @@ class Pump {
     if (pooling_) reuse_ = true;
   }
   bool transactionPooling() const { return pooling_; }
+  // Transaction pooling: the client's named prepared statements work on every server link
+  // (pg/prepared-statements.h), each link keeping at most `perLink` prepared; 0: a named
+  // Parse pins the session instead. Set before Start().
+  void SetPreparedStatements(size_t perLink) { statementCapacity_ = perLink; }
+  bool MigratesStatements() const { return pooling_ && statementCapacity_ > 0; }
   // Keeps the current server link for the rest of the session (state that cannot move between
   // server sessions); takes effect at once, also while no link is attached (the next one stays).
   void Pin() { PinFor("pinned by the gateway"); }
@@ -152,7 +172,9 @@ class Pump {
   // AttachUpstream would take a link now.
   bool CanAttachUpstream() const { return pooling_ && !ended_ && upstream_ == nullptr && (!clientClosed_ || draining_); }
   Leg* upstream() const { return upstream_; }
-  size_t WaitingBytes() const { return waiting_.size(); }
+  size_t WaitingBytes() const { return waiting_.size() + raw_.size(); }
+  // The client's named prepared statements (SetPreparedStatements).
+  size_t ClientStatements() const { return statements_.size(); }
   // Sessions are bound to their token: the first statement after `deadline` (uv_now() ms)
   // gets FATAL `message` and the session ends.
   void SetDeadline(uint64_t deadline, const std::string& message) {
@@ -185,10 +207,28 @@ class Pump {
     bool tooLong_ = false;
     std::string held_;
     // Transaction pooling: a Query or Parse read for what it leaves in the server session
-    // (pg/session-pins.h), streamed on meanwhile; past kMaxInspectedStatementBytes it pins.
+    // (pg/session-pins.h), held whole meanwhile; past kMaxInspectedStatementBytes it is
+    // streamed on, and pins.
     bool scanning_ = false;
     bool scanTooLong_ = false;
-    std::string scan_;
+    // Prepared statements carried (MigratesStatements): a Bind, Describe or Close (or a Parse
+    // too long to hold) is held until its statement name has arrived, then written with the
+    // server's name for it, and the rest streamed (a Bind's parameters may be large).
+    void StartPrefix(uint8_t type, uint32_t length);
+    void PrefixBody(uint8_t type, const uint8_t* data, size_t len);
+    void DecidePrefix();
+    void EndPrefix(uint8_t type);
+    bool prefixing_ = false;
+    bool prefixDecided_ = false;
+    bool prefixDrop_ = false;  // the message is not sent on (answered by the gateway, or refused)
+    uint8_t prefixType_ = 0;
+    uint32_t prefixLength_ = 0;
+    std::string prefix_;
+    // How the message's request is tracked once it ends.
+    uint32_t prefixRefusal_ = 0;
+    PgReplyAction prefixAction_ = PgReplyAction::Forward;
+    uint32_t prefixTag_ = 0;
+    StatementRefusal pendingRefusal_;
   };
   // Upstream -> client when statements are inspected: puts the gateway's refusal in place of
   // the server's error for a stand-in, and watches the settings that change how statements
@@ -199,6 +239,8 @@ class Pump {
     void OnMessageStart(uint8_t type, uint32_t length) override;
     void OnMessageBody(uint8_t type, const uint8_t* data, size_t len) override;
     void OnMessageEnd(uint8_t type) override;
+    // Takes over from the plain path, perhaps inside a message it did not see begin.
+    void Resume() { dropping_ = false; }
     std::string out;
 
    private:
@@ -250,12 +292,14 @@ class Pump {
       detailPending_ = false;
     }
   }
-  void TrackClientEnd(uint8_t type, uint32_t refusal) {
+  void TrackClientEnd(uint8_t type, uint32_t refusal, PgReplyAction action = PgReplyAction::Forward, uint32_t tag = 0) {
     if (type == 'X') return;
-    replies_.OnClientMessage(type, detail_, refusal);
+    replies_.OnClientMessage(type, detail_, refusal, action, tag);
+    if (action == PgReplyAction::Fake) AnswerFakes();
   }
   uint32_t TrackUpstreamStart(uint8_t type) {
     uint32_t refusal = replies_.OnServerMessage(type);
+    if (replies_.HasOutcomes()) OnOutcomes();
     if (type == 'G') copyIn_ = true;
     if (type == 'E') copyIn_ = false;  // an error ends copy-in; what the client still sends is dropped
     if (type == 'Z') {
@@ -268,6 +312,35 @@ class Pump {
   void TrackUpstreamBody(uint8_t type, const uint8_t* data, size_t len) {
     if (type == 'Z' && len > 0) lastStatus_ = data[0];
   }
+  // Prepared statements carried between server links (SetPreparedStatements).
+  struct StatementOp {
+    enum class Kind : uint8_t { ServerParse, FakeParse, FakeClose, FakeDeallocate, DeallocateAll, DiscardAll };
+    uint32_t tag;
+    Kind kind;
+    PgStatementRef stmt;
+    std::string clientName;  // the client's name it registered or dropped ("" for the gateway's own Parse)
+    std::unordered_map<std::string, PgStatementRef> removed;  // names a DEALLOCATE ALL or DISCARD ALL dropped
+    std::string commandTag;  // a DEALLOCATE the gateway answers: its CommandComplete tag
+  };
+  uint32_t AddOp(StatementOp::Kind kind, PgStatementRef stmt, std::string clientName);
+  PgServerStatements* LinkStatements();
+  // The client's named Parse: registered, then answered at once when the link has its
+  // statement, else sent with the server's name. False: refused (`refusal` filled in).
+  bool ParseStatement(std::string& sink, const char* body, size_t len, StatementRefusal* refusal);
+  // Prepares `stmt` on the link before a message that uses it (closing the least recently used one if full).
+  void EnsurePrepared(std::string& sink, const PgStatementRef& stmt);
+  // A simple Query the gateway answers or follows for prepared statements (DEALLOCATE,
+  // DISCARD ALL). False: not one of those; forward it as usual.
+  bool StatementQuery(std::string& sink, const char* body, size_t len, StatementRefusal* refusal);
+  void ForgetName(const std::string& name);
+  void Restore(StatementOp& op);
+  void OnOutcomes();
+  // Answers of the gateway's own (Fake) requests now oldest in line.
+  std::string TakeFakes();
+  // From the client side: writes them when the client's stream is between server messages.
+  void AnswerFakes();
+  // A refused message: the server gets a stand-in it must fail, the client the refusal.
+  void RefuseWithStandIn(std::string& sink, uint8_t type, const std::string& name, const StatementRefusal& refusal);
   bool UpstreamIdle() const;
   bool UpstreamReusable() const;
   // Writes toward the server: to the attached link, or into waiting_ (asking for a link).
@@ -305,6 +378,10 @@ class Pump {
   bool expired_ = false;
   std::string expiryMessage_;
   bool inspect_ = false;  // statements are checked by the observer (read sessions)
+  // The upstream's stream is rebuilt message by message (UpstreamInspector): with inspection,
+  // and while the server's answers need rewriting (refusals, the gateway's own requests).
+  // Switched off only between server messages.
+  bool upstreamInspecting_ = false;
   // Client -> server messages are rebuilt message by message (ClientInspector) rather than
   // forwarded as read: with inspection, and with transaction pooling, so that no message is
   // ever split between two server links and a Terminate never reaches a pooled server.
@@ -378,6 +455,15 @@ class Pump {
   bool holdLink_ = false;
   bool wanting_ = false;  // OnUpstreamWanted sent, no link attached since
   std::string waiting_;   // client bytes for a server link not attached yet
+  // Pooled, no link: the client's bytes as they came, read once a link is attached (what is
+  // done with a message may depend on the link: pg/prepared-statements.h).
+  std::string raw_;
+  size_t statementCapacity_ = 0;
+  std::unordered_map<std::string, PgStatementRef> statements_;  // the client's names
+  size_t statementBytes_ = 0;
+  std::deque<StatementOp> ops_;  // by tag, oldest first
+  uint32_t nextOpTag_ = 1;
+  std::vector<PgTaggedOutcome> outcomes_;
   bool draining_ = false;  // the client left while its bytes waited for a link (FinishDrain)
   bool clientUnsynced_ = false;
   uint8_t lastStatus_ = 'I';  // the ReadyForQuery the owner saw before pumping

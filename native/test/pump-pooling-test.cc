@@ -34,6 +34,36 @@ const std::string kSync = Msg('S', "");
 const std::string kFlush = Msg('H', "");
 std::string Parse(const std::string& name, const std::string& sql) { return Msg('P', name + std::string(1, '\0') + sql + std::string(1, '\0') + std::string(2, '\0')); }
 const std::string kParseComplete = Msg('1', "");
+const std::string kBindComplete = Msg('2', "");
+const std::string kCloseComplete = Msg('3', "");
+const std::string kNoData = Msg('n', "");
+const std::string kExecute = Msg('E', std::string("\0\0\0\0\0", 5));
+const std::string kZ = std::string(1, '\0');
+std::string Bind(const std::string& stmt, const std::string& param) {
+  // Portal "", statement, no format codes, one text parameter, no result formats.
+  std::string b = kZ + stmt + kZ + std::string(2, '\0') + std::string("\0\1", 2);
+  uint32_t n = static_cast<uint32_t>(param.size());
+  b.push_back(static_cast<char>(n >> 24));
+  b.push_back(static_cast<char>(n >> 16));
+  b.push_back(static_cast<char>(n >> 8));
+  b.push_back(static_cast<char>(n));
+  return Msg('B', b + param + std::string(2, '\0'));
+}
+std::string Describe(const std::string& stmt) { return Msg('D', "S" + stmt + kZ); }
+std::string CloseStmt(const std::string& stmt) { return Msg('C', "S" + stmt + kZ); }
+std::string Error(const std::string& sqlstate) { return Msg('E', "SERROR" + kZ + "C" + sqlstate + kZ + "Mfailed" + kZ + kZ); }
+std::string Row(const std::string& v) { return Msg('D', std::string("\0\1\0\0\0", 5) + std::string(1, static_cast<char>(v.size())) + v); }
+// The server-side name in the n-th Parse the gateway wrote (as the server reads it).
+std::string ServerNameIn(const std::string& written, size_t nth = 0) {
+  size_t at = 0;
+  for (size_t i = 0;; i++) {
+    at = written.find("vecgate_", at);
+    if (at == std::string::npos) return std::string();
+    if (i == nth) break;
+    at++;
+  }
+  return written.substr(at, written.find('\0', at) - at);
+}
 
 // Owns the legs; hands out a fresh link when the pump asks (at once, or when told to).
 struct Session : vg::PumpObserver {
@@ -52,13 +82,23 @@ struct Session : vg::PumpObserver {
     pump->SetTransactionPooling(true);
   }
   FakeLeg* link() { return static_cast<FakeLeg*>(pump->upstream()); }
+  // Attaches a link this session (or another) had before, as the pool would hand it back.
+  void Reattach(FakeLeg* leg) {
+    leg->released = false;
+    leg->written.clear();
+    CHECK(pump->AttachUpstream(leg));
+  }
   void Attach() {
     links.push_back(std::make_unique<FakeLeg>());
     CHECK(pump->AttachUpstream(links.back().get()));
   }
+  // Each transaction gets the link released last (written: what it got since), as a pool
+  // with one idle link does.
+  bool sameLink = false;
   void OnUpstreamWanted() override {
     wanted++;
-    if (attachAtOnce) Attach();
+    if (sameLink && !released.empty()) Reattach(released.back());
+    else if (attachAtOnce) Attach();
   }
   void OnUpstreamReleased(vg::Leg* u) override {
     auto* leg = static_cast<FakeLeg*>(u);
@@ -281,6 +321,163 @@ void TestReadSessionStatementsStillChecked() {
   CHECK(!s.pump->pinned() && s.link() == nullptr);
 }
 
+
+// Prepared statements carried between links (SetPreparedStatements): a statement the client
+// named works on whichever link serves the transaction; each link prepares it once.
+void TestPreparedStatementMovesBetweenLinks() {
+  Session s;
+  s.pump->SetPreparedStatements(10);
+  s.pump->Start();
+  s.FromClient(Parse("s1", "select $1") + Describe("s1") + kSync);
+  FakeLeg* first = s.link();
+  CHECK(first == s.links[1].get());
+  const std::string name = ServerNameIn(first->written);
+  CHECK(name.size() > 8);
+  CHECK(first->written == Parse(name, "select $1") + Describe(name) + kSync);
+  s.FromServer(kParseComplete + Msg('t', std::string("\0\1\0\0\0\x19", 6)) + kNoData + Ready('I'));
+  CHECK(s.client.written == kParseComplete + Msg('t', std::string("\0\1\0\0\0\x19", 6)) + kNoData + Ready('I'));
+  CHECK(s.link() == nullptr && s.released.back() == first);
+  CHECK(s.pump->ClientStatements() == 1 && !s.pump->pinned());
+  // The next transaction gets a link that never saw it: prepared there first, its
+  // ParseComplete not the client's.
+  s.client.written.clear();
+  s.FromClient(Bind("s1", "7") + kExecute + kSync);
+  FakeLeg* second = s.link();
+  CHECK(second == s.links[2].get());
+  CHECK(second->written == Parse(name, "select $1") + Bind(name, "7") + kExecute + kSync);
+  s.FromServer(kParseComplete + kBindComplete + Row("7") + Complete("SELECT 1") + Ready('I'));
+  CHECK(s.client.written == kBindComplete + Row("7") + Complete("SELECT 1") + Ready('I'));
+  CHECK(s.link() == nullptr);
+  // Back on the first link: it has the statement, so only the Bind goes.
+  s.attachAtOnce = false;
+  s.client.written.clear();
+  s.FromClient(Bind("s1", "8") + kExecute + kSync);
+  CHECK(s.link() == nullptr && s.pump->waitingForUpstream());  // kept until a link comes
+  s.Reattach(first);
+  CHECK(first->written == Bind(name, "8") + kExecute + kSync);
+  s.FromServer(kBindComplete + Row("8") + Complete("SELECT 1") + Ready('I'));
+  CHECK(s.client.written == kBindComplete + Row("8") + Complete("SELECT 1") + Ready('I'));
+  CHECK(s.pump->stats().serverPrepares == 2 && s.pump->stats().preparesReused == 0);
+  // Another name for the same statement on a link that has it: answered by the gateway, in
+  // its place in line (after the Query before it).
+  s.client.written.clear();
+  s.FromClient(Query("select 2") + Parse("s2", "select $1") + kSync);
+  s.Reattach(second);
+  CHECK(second->written == Query("select 2") + kSync);
+  CHECK(s.client.written.empty());
+  s.FromServer(Complete("SELECT 1") + Ready('I') + Ready('I'));
+  CHECK(s.client.written == Complete("SELECT 1") + Ready('I') + kParseComplete + Ready('I'));
+  CHECK(s.pump->stats().preparesReused == 1 && s.pump->ClientStatements() == 2);
+  CHECK(!s.pump->pinned());
+}
+
+void TestPreparedStatementNamesAsPostgresKeepsThem() {
+  Session s;
+  s.sameLink = true;
+  s.pump->SetPreparedStatements(10);
+  s.pump->Start();
+  s.FromClient(Parse("s1", "select 1") + kSync);
+  FakeLeg* l = s.link();
+  s.FromServer(kParseComplete + Ready('I'));
+  s.client.written.clear();
+  // A name in use: 42P05, as PostgreSQL answers, and the batch is skipped to Sync.
+  s.FromClient(Parse("s1", "select 2") + Bind("s1", "x") + kSync);
+  l = s.link();
+  CHECK(l->written.find("select 2") == std::string::npos && l->written.find("vecgate refused") != std::string::npos);
+  s.FromServer(Error("42601") + Ready('I'));
+  CHECK(s.client.written.find("C42P05") != std::string::npos && s.client.written.find("already exists") != std::string::npos);
+  // A name never prepared: 26000.
+  s.client.written.clear();
+  s.FromClient(Bind("nope", "x") + kExecute + kSync);
+  s.FromServer(Error("42601") + Ready('I'));
+  CHECK(s.client.written.find("C26000") != std::string::npos && s.client.written.find("\"nope\" does not exist") != std::string::npos);
+  // A Parse the server fails leaves no name behind (and nothing on the link).
+  s.client.written.clear();
+  s.FromClient(Parse("bad", "selec 1") + kSync);
+  s.FromServer(Error("42601") + Ready('I'));
+  s.FromClient(Describe("bad") + kSync);
+  s.FromServer(Error("42601") + Ready('I'));
+  CHECK(s.client.written.find("\"bad\" does not exist") != std::string::npos);
+  // Close: the name goes (answered by the gateway), the server keeps the statement for others;
+  // closing a name that does not exist is no error.
+  s.client.written.clear();
+  s.FromClient(CloseStmt("s1") + CloseStmt("never") + kSync);
+  l = s.link();
+  CHECK(l->written == kSync);
+  s.FromServer(Ready('I'));
+  CHECK(s.client.written == kCloseComplete + kCloseComplete + Ready('I'));
+  CHECK(s.pump->ClientStatements() == 0);
+  // Prepared again under the same name: the link has it, the gateway answers.
+  s.client.written.clear();
+  s.FromClient(Parse("s1", "select 1") + kSync);
+  CHECK(s.link()->written == kSync);
+  s.FromServer(Ready('I'));
+  CHECK(s.client.written == kParseComplete + Ready('I'));
+}
+
+void TestFullLinkClosesLeastRecentlyUsed() {
+  Session s;
+  s.sameLink = true;
+  s.pump->SetPreparedStatements(2);
+  s.pump->Start();
+  s.FromClient(Parse("a", "select 'a'") + Parse("b", "select 'b'") + Bind("a", "") + kSync);
+  FakeLeg* l = s.link();
+  const std::string na = ServerNameIn(l->written, 0);
+  const std::string nb = ServerNameIn(l->written, 1);
+  s.FromServer(kParseComplete + kParseComplete + kBindComplete + Ready('I'));
+  s.client.written.clear();
+  // A third statement: the least recently used (b: a was bound after it) is closed first,
+  // and the server's CloseComplete is not the client's.
+  s.FromClient(Parse("c", "select 'c'") + kSync);
+  l = s.link();
+  const std::string nc = ServerNameIn(l->written, 1);  // after the Close's
+  CHECK(l->written == CloseStmt(nb) + Parse(nc, "select 'c'") + kSync);
+  s.FromServer(kCloseComplete + kParseComplete + Ready('I'));
+  CHECK(s.client.written == kParseComplete + Ready('I'));
+  // b still works: prepared again before its Bind (closing a now).
+  s.client.written.clear();
+  s.FromClient(Bind("b", "") + kSync);
+  l = s.link();
+  CHECK(l->written == CloseStmt(na) + Parse(nb, "select 'b'") + Bind(nb, "") + kSync);
+  s.FromServer(kCloseComplete + kParseComplete + kBindComplete + Ready('I'));
+  CHECK(s.client.written == kBindComplete + Ready('I'));
+}
+
+void TestDeallocateAnsweredByTheGateway() {
+  Session s;
+  s.pump->SetPreparedStatements(10);
+  s.pump->Start();
+  s.FromClient(Parse("s1", "select 1") + Parse("s2", "select 2") + kSync);
+  s.FromServer(kParseComplete + kParseComplete + Ready('I'));
+  s.client.written.clear();
+  s.FromClient(Query("DEALLOCATE s1;"));
+  CHECK(s.client.written == Complete("DEALLOCATE") + Ready('I'));
+  CHECK(s.link() == nullptr && s.pump->ClientStatements() == 1 && !s.pump->pinned());
+  s.client.written.clear();
+  s.FromClient(Query("deallocate prepare \"s1\""));  // gone already: 26000
+  s.FromServer(Error("42601") + Ready('I'));
+  CHECK(s.client.written.find("C26000") != std::string::npos);
+  // Inside a failed transaction PostgreSQL refuses it (25P02) and the name stays.
+  s.client.written.clear();
+  s.FromClient(Query("begin"));
+  s.FromServer(Complete("BEGIN") + Ready('T'));
+  s.FromClient(Query("select 1/0"));
+  s.FromServer(Error("22012") + Ready('E'));
+  s.client.written.clear();
+  s.FromClient(Query("DEALLOCATE ALL"));
+  CHECK(s.client.written.find("C25P02") != std::string::npos && s.client.written.substr(s.client.written.size() - 6) == Ready('E'));
+  CHECK(s.pump->ClientStatements() == 1);
+  s.FromClient(Query("rollback"));
+  s.FromServer(Complete("ROLLBACK") + Ready('I'));
+  s.client.written.clear();
+  s.FromClient(Query("DEALLOCATE ALL"));
+  CHECK(s.client.written == Complete("DEALLOCATE ALL") + Ready('I'));
+  CHECK(s.pump->ClientStatements() == 0);
+  // DEALLOCATE inside other text cannot be answered for the client: it pins.
+  s.FromClient(Query("select 1; deallocate all"));
+  CHECK(s.pump->pinned() && s.pump->stats().pinReason == "DEALLOCATE");
+}
+
 }  // namespace
 
 int main() {
@@ -293,5 +490,9 @@ int main() {
   TestWaitingIsBounded();
   TestEndedWhileWaiting();
   TestReadSessionStatementsStillChecked();
+  TestPreparedStatementMovesBetweenLinks();
+  TestPreparedStatementNamesAsPostgresKeepsThem();
+  TestFullLinkClosesLeastRecentlyUsed();
+  TestDeallocateAnsweredByTheGateway();
   return vg::test::ChecksResult("pump-pooling");
 }

@@ -47,6 +47,14 @@ export const MAX_UPSTREAM_POOL_SIZE = 10_000;
 /** upstream.pool.wait_timeout (transaction mode): a session's wait for a free upstream connection. */
 export const DEFAULT_UPSTREAM_POOL_WAIT_TIMEOUT_MS = 10_000;
 export const MAX_UPSTREAM_POOL_WAIT_TIMEOUT_MS = 600_000;
+/**
+ * upstream.pool.prepared_statements (transaction mode): named prepared statements each upstream
+ * connection keeps prepared for the sessions it serves (PgBouncer's max_prepared_statements);
+ * 0 turns carrying them off (a named Parse pins its session). Same limit as the pump's
+ * (native/session/pump.h kMaxPreparedStatementsPerLink).
+ */
+export const DEFAULT_UPSTREAM_POOL_PREPARED_STATEMENTS = 200;
+export const MAX_UPSTREAM_POOL_PREPARED_STATEMENTS = 100_000;
 export const DEFAULT_MAX_STARTUP_PACKET_BYTES = 10_000;
 export const DEFAULT_PUMP_HIGH_WATER_BYTES = 262_144;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
@@ -497,8 +505,9 @@ function dbConnectionSchema<P extends 'postgres' | 'mysql'>(ctx: SchemaContext, 
                 mode: protocol === 'postgres' ? oneOf(['session', 'transaction'] as const, 'session') : oneOf(['session'] as const, 'session'),
                 size: integer(1, MAX_UPSTREAM_POOL_SIZE, DEFAULT_UPSTREAM_POOL_SIZE),
                 wait_timeout: duration(100, MAX_UPSTREAM_POOL_WAIT_TIMEOUT_MS, DEFAULT_UPSTREAM_POOL_WAIT_TIMEOUT_MS / 1000),
+                prepared_statements: integer(0, MAX_UPSTREAM_POOL_PREPARED_STATEMENTS, DEFAULT_UPSTREAM_POOL_PREPARED_STATEMENTS),
               },
-              'max_idle, max_idle_total, idle_timeout, mode, size, wait_timeout',
+              'max_idle, max_idle_total, idle_timeout, mode, size, wait_timeout, prepared_statements',
             ).transform((p) => ({
               maxIdle: p.max_idle,
               maxIdleTotal: p.max_idle_total,
@@ -506,6 +515,7 @@ function dbConnectionSchema<P extends 'postgres' | 'mysql'>(ctx: SchemaContext, 
               mode: p.mode,
               size: p.size,
               waitTimeoutMs: p.wait_timeout,
+              preparedStatements: p.prepared_statements,
             })),
           ),
           auth_methods: protocol === 'postgres' ? pgAuthMethods : leaf((v): Check<undefined> => (v === undefined ? ok(undefined) : fail('is for postgres connections only'))),

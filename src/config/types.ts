@@ -106,6 +106,12 @@ export interface UpstreamPoolConfig {
   size: number;
   /** upstream.pool.wait_timeout: how long a transaction-mode session waits for a free upstream connection before 53300. Default 10s. */
   waitTimeoutMs: number;
+  /**
+   * upstream.pool.prepared_statements: transaction mode carries named prepared statements between
+   * upstream connections, each keeping at most this many prepared (least recently used closed
+   * first); 0: a named prepared statement pins its session instead. Default 200.
+   */
+  preparedStatements: number;
 }
 
 /**

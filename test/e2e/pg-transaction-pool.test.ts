@@ -1,6 +1,6 @@
-// upstream.pool.mode: transaction against PostgreSQL 15 (issue #18, first part): many client
-// sessions share few upstream backends, each holding one only inside a transaction; session
-// state (SET, named prepared statements, ...) pins a session to its backend and never reaches
+// upstream.pool.mode: transaction against PostgreSQL 15 (issue #18): many client sessions
+// share few upstream backends, each holding one only inside a transaction; session state
+// (SET, SQL PREPARE, ...) pins a session to its backend and never reaches
 // another client; a session that finds every backend busy waits, then gets 53300. Backends
 // are identified by pg_backend_pid() through the gateway and counted in pg_stat_activity.
 import { after, before, test } from 'node:test';
@@ -121,7 +121,8 @@ test('session state pins the session to its backend and never reaches another se
       assert.equal(other.rows[0].s, '"$user", public');
       assert.notEqual(other.rows[0].pid, pidA);
     }
-    // A named prepared statement (protocol level) pins as well, and keeps working.
+    // A named prepared statement (protocol level) does not pin: it moves with the session
+    // (test/e2e/pg-prepared-statements.test.ts), and works.
     const q = { name: 'by_id', text: 'SELECT $1::int + 1 AS n', values: [41] };
     assert.equal((await b.query(q)).rows[0].n, 42);
     assert.equal((await b.query({ ...q, values: [1] })).rows[0].n, 2);
@@ -221,9 +222,9 @@ test('/metrics: pool connections by state, waiting sessions, waits and their tim
     if (Date.now() > deadline) assert.fail(`pins ${pins}, timeouts ${timeouts}, waiting ${waiting}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  // Three sessions ran SET above (one in the pin test, two in the 53300 test); one named
-  // prepared statement pinned; every wait that timed out was counted, with its time.
-  assert.equal(await value('vecgate_upstream_pool_pins_total', 'connection="vectors",reason="named prepared statement"'), 1);
+  // Three sessions ran SET above (one in the pin test, two in the 53300 test); the named
+  // prepared statement pinned nothing; every wait that timed out was counted, with its time.
+  assert.equal(await value('vecgate_upstream_pool_pins_total', 'connection="vectors",reason="named prepared statement"'), null);
   assert.ok((await value('vecgate_upstream_pool_waits_total', 'connection="vectors"'))! >= 1);
   assert.ok((await value('vecgate_upstream_pool_wait_seconds_total', 'connection="vectors"'))! >= 1.9);
   const idle = (await value('vecgate_upstream_pool_connections', 'connection="vectors",state="idle"')) ?? 0;

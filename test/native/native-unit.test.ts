@@ -46,7 +46,7 @@ test('pg-frame-parser unit tests under ASan/UBSan', () => {
 });
 
 test('pump transaction-pooling unit tests under ASan/UBSan (links released between transactions, nothing lost or misrouted)', () => {
-  unitTests('pump-pooling', ['session/pump.cc', 'pg/pg-frame-parser.cc', 'pg/pg-reply-tracker.cc', 'pg/session-pins.cc', 'net/close-reason.cc']);
+  unitTests('pump-pooling', ['session/pump.cc', 'pg/pg-frame-parser.cc', 'pg/pg-reply-tracker.cc', 'pg/session-pins.cc', 'pg/prepared-statements.cc', 'net/close-reason.cc']);
 });
 
 test('session-pins unit tests under ASan/UBSan (what pins a pooled session, read as PostgreSQL splits text)', () => {
@@ -97,5 +97,5 @@ test(`statement-recorder libFuzzer target runs ${FUZZ_SECONDS}s without a findin
 });
 
 test(`pump-inspector libFuzzer target runs ${FUZZ_SECONDS}s without a finding (only allowed statements reach the server; any chunking gives the same bytes)`, () => {
-  fuzz('pump-inspector-fuzz', 'pump-inspector', ['session/pump.cc', 'pg/pg-frame-parser.cc', 'pg/pg-reply-tracker.cc', 'pg/session-pins.cc', 'net/close-reason.cc']);
+  fuzz('pump-inspector-fuzz', 'pump-inspector', ['session/pump.cc', 'pg/pg-frame-parser.cc', 'pg/pg-reply-tracker.cc', 'pg/session-pins.cc', 'pg/prepared-statements.cc', 'net/close-reason.cc']);
 });

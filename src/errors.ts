@@ -36,7 +36,10 @@ export type VgErrorCode =
   | 'ERR_VG_HTTP_HEADERS_TOO_LARGE'
   | 'ERR_VG_HTTP_UNSUPPORTED'
   // recordings
-  | 'ERR_VG_RECORDING';
+  | 'ERR_VG_RECORDING'
+  // the admin endpoint, as CLI commands reach it
+  | 'ERR_VG_ADMIN_UNREACHABLE'
+  | 'ERR_VG_ADMIN_ANSWER';
 
 export class VgError extends Error {
   readonly code: VgErrorCode;

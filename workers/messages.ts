@@ -7,8 +7,8 @@ import type { AccessLevel, DbCredential, PolicyConfig, VecgateConfig } from '../
 import type { RecordEvent } from '../src/recording/record-event.js';
 import type { CredentialHeader } from './http/credential-header.js';
 import type { HttpStatsRow } from './http/http-stats.js';
-import type { PoolStatsRow } from './pg-upstream-pool.js';
-import type { TransactionPoolStatsRow } from './pg-transaction-pool.js';
+import type { ParkedGroupRow, PoolStatsRow } from './pg-upstream-pool.js';
+import type { TransactionPoolSnapshot, TransactionPoolStatsRow } from './pg-transaction-pool.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: true });
 
@@ -67,6 +67,12 @@ export interface SessionSummary {
   detail: string;
 }
 
+/** A worker's pools as they are when asked (`pools?`), for /pools: transaction pools by group, session mode's parked connections. */
+export interface WorkerPoolsSnapshot {
+  transaction: TransactionPoolSnapshot;
+  parked: ParkedGroupRow[];
+}
+
 export type ToPrimary =
   | { t: 'ready'; worker: number; listeners: { connection: string; port: number }[] }
   | { t: 'listen-error'; worker: number; connection: string; code: string; message: string }
@@ -84,6 +90,8 @@ export type ToPrimary =
   /** A worker's parked upstream PostgreSQL connections now, per connection, and evictions since its last such message. */
   | { t: 'pg-pool-stats'; worker: number; rows: PoolStatsRow[] }
   | { t: 'pg-txpool-stats'; worker: number; rows: TransactionPoolStatsRow[] }
+  /** The answer to `pools?` `id`. */
+  | { t: 'pools'; worker: number; id: number; pools: WorkerPoolsSnapshot }
   /** A CancelRequest for a pooled session of worker `to` arrived at worker `from`: relayed to `to`, which answers cancel-done. */
   | { t: 'cancel-route'; from: number; to: number; id: number; slot: number; secret: number }
   | { t: 'cancel-done'; to: number; id: number };
@@ -95,6 +103,8 @@ export type ToWorker =
   | { t: 'policy'; policies: PolicyConfig[] }
   | { t: 'record-ack'; batch: number; ok: boolean; message: string }
   | { t: 'stats?' }
+  /** /pools asks every worker for its pools now; each answers `pools` with the same id. */
+  | { t: 'pools?'; id: number }
   | { t: 'cancel-route'; from: number; id: number; slot: number; secret: number }
   | { t: 'cancel-done'; id: number };
 

@@ -40,6 +40,35 @@ export interface TransactionPoolStatsRow {
   pins: [reason: string, count: number][];
 }
 
+/**
+ * One pool group (connection, upstream database and user: the keys of every client parameter
+ * set together) in one worker, for /pools: gauges now, counters since the worker started.
+ */
+export interface TransactionPoolGroupRow {
+  connection: string;
+  database: string;
+  user: string;
+  /** Links held by a session (in a transaction, at startup, or pinned). */
+  busy: number;
+  idle: number;
+  /** Links being opened (DNS, TCP, TLS, authentication) for a waiting session. */
+  opening: number;
+  /** Sessions waiting for a link now. */
+  waiting: number;
+  /** How long the longest current wait has lasted, ms (0: nobody waits). */
+  maxWaitMs: number;
+  /** Waits begun (a session found no idle link), their time once over (ms), and those that ended in 53300. */
+  waits: number;
+  waitMs: number;
+  timeouts: number;
+}
+
+/** This worker's transaction pools for /pools: one row per group; pins per connection (a pin is counted when its session ends). */
+export interface TransactionPoolSnapshot {
+  groups: TransactionPoolGroupRow[];
+  pins: [connection: string, reason: string, count: number][];
+}
+
 /** What waits for a link: `give` takes it (false: not wanted any more, it goes to the next), `fail` ends the wait. */
 export interface LinkWaiter {
   give(ready: UpstreamReady): boolean;
@@ -54,9 +83,20 @@ interface Link {
   idleSince: number;
 }
 
+/** Counters of one group (connection, database, user) since the worker started: kept when its keys are forgotten (there are only as many as configured credentials and databases). */
+interface GroupCounters {
+  connection: string;
+  database: string;
+  user: string;
+  waits: number;
+  waitMs: number;
+  timeouts: number;
+}
+
 interface Group {
   key: string;
   connection: string;
+  counters: GroupCounters;
   /** Links of this key opening, and handed to sessions: with no idle link and no waiter either, the group goes (dropIfUnused). */
   opening: number;
   inUse: number;
@@ -70,17 +110,19 @@ interface Group {
 interface Budget {
   open: number;
   opening: number;
-  // Since the last stats():
-  waits: number;
-  waitMs: number;
-  timeouts: number;
+  /** Its groups' counters, and its pins by reason, since the worker started. */
+  counters: GroupCounters[];
   pins: Map<string, number>;
+  /** What stats() reported so far (it reports the difference). */
+  reported: { waits: number; waitMs: number; timeouts: number; pins: Map<string, number> };
 }
 
 export class PgTransactionPool {
   private readonly groups = new Map<string, Group>();
   private readonly links = new Map<Connection, Link>();
   private readonly budgets = new Map<string, Budget>();
+  /** Every group's counters, by [connection, database, user] as JSON. */
+  private readonly counters = new Map<string, GroupCounters>();
   private closed = false;
 
   constructor(private readonly events: TransactionPoolEvents) {}
@@ -88,6 +130,20 @@ export class PgTransactionPool {
   static key(connection: string, user: string, database: string, params: ReadonlyMap<string, string>): string {
     const p = [...params].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${v}`);
     return `${connection}\0${JSON.stringify([user, database, p])}`;
+  }
+
+  /** The upstream user and database a key() names ('' for a key not made by key()). */
+  static keyGroup(key: string): { user: string; database: string } {
+    const i = key.indexOf('\0');
+    if (i >= 0) {
+      try {
+        const [user, database] = JSON.parse(key.slice(i + 1)) as unknown[];
+        if (typeof user === 'string' && typeof database === 'string') return { user, database };
+      } catch {
+        // not a key() key: a programmer's stand-in (unit tests)
+      }
+    }
+    return { user: '', database: '' };
   }
 
   /** This worker's share of a connection's `size`: at least one link. */
@@ -98,13 +154,25 @@ export class PgTransactionPool {
   private budget(connection: string): Budget {
     let b = this.budgets.get(connection);
     if (b === undefined) {
-      b = { open: 0, opening: 0, waits: 0, waitMs: 0, timeouts: 0, pins: new Map() };
+      b = { open: 0, opening: 0, counters: [], pins: new Map(), reported: { waits: 0, waitMs: 0, timeouts: 0, pins: new Map() } };
       this.budgets.set(connection, b);
     }
     return b;
   }
 
-  /** Every connection's counts (counters since the last call, which resets them). */
+  private groupCounters(connection: string, key: string): GroupCounters {
+    const { user, database } = PgTransactionPool.keyGroup(key);
+    const id = JSON.stringify([connection, database, user]);
+    let c = this.counters.get(id);
+    if (c === undefined) {
+      c = { connection, database, user, waits: 0, waitMs: 0, timeouts: 0 };
+      this.counters.set(id, c);
+      this.budget(connection).counters.push(c);
+    }
+    return c;
+  }
+
+  /** Every connection's counts for /metrics (counters since the last call). */
   stats(): TransactionPoolStatsRow[] {
     const rows: TransactionPoolStatsRow[] = [];
     for (const [connection, b] of this.budgets) {
@@ -115,16 +183,50 @@ export class PgTransactionPool {
         idle += g.idle.length;
         waiting += g.waiters.length;
       }
-      rows.push({ connection, open: b.open + b.opening, idle, waiting, waits: b.waits, waitMs: b.waitMs, timeouts: b.timeouts, pins: [...b.pins] });
-      b.waits = 0;
-      b.waitMs = 0;
-      b.timeouts = 0;
-      b.pins.clear();
+      let waits = 0;
+      let waitMs = 0;
+      let timeouts = 0;
+      for (const c of b.counters) {
+        waits += c.waits;
+        waitMs += c.waitMs;
+        timeouts += c.timeouts;
+      }
+      const r = b.reported;
+      const pins: [string, number][] = [];
+      for (const [reason, n] of b.pins) {
+        const d = n - (r.pins.get(reason) ?? 0);
+        if (d > 0) pins.push([reason, d]);
+        r.pins.set(reason, n);
+      }
+      rows.push({ connection, open: b.open + b.opening, idle, waiting, waits: waits - r.waits, waitMs: waitMs - r.waitMs, timeouts: timeouts - r.timeouts, pins });
+      r.waits = waits;
+      r.waitMs = waitMs;
+      r.timeouts = timeouts;
     }
     return rows;
   }
 
-  /** A session of `connection` was pinned to its link (counted for /metrics). */
+  /** Every group's counts now, for /pools (nothing is reset: counters are since the worker started). */
+  snapshot(now = Date.now()): TransactionPoolSnapshot {
+    const rows = new Map<GroupCounters, TransactionPoolGroupRow>();
+    for (const c of this.counters.values()) {
+      rows.set(c, { connection: c.connection, database: c.database, user: c.user, busy: 0, idle: 0, opening: 0, waiting: 0, maxWaitMs: 0, waits: c.waits, waitMs: c.waitMs, timeouts: c.timeouts });
+    }
+    for (const g of this.groups.values()) {
+      const row = rows.get(g.counters)!;
+      row.busy += g.inUse;
+      row.idle += g.idle.length;
+      row.opening += g.opening;
+      row.waiting += g.waiters.length;
+      // Waiters queue in arrival order: the first has waited longest.
+      if (g.waiters.length > 0) row.maxWaitMs = Math.max(row.maxWaitMs, now - g.waiters[0]!.since);
+    }
+    const pins: [string, string, number][] = [];
+    for (const [connection, b] of this.budgets) for (const [reason, n] of b.pins) pins.push([connection, reason, n]);
+    return { groups: [...rows.values()], pins };
+  }
+
+  /** A session of `connection` was pinned to its link (counted for /metrics and /pools). */
   pinned(connection: string, reason: string): void {
     const b = this.budget(connection);
     b.pins.set(reason, (b.pins.get(reason) ?? 0) + 1);
@@ -142,7 +244,7 @@ export class PgTransactionPool {
     }
     let g = this.groups.get(key);
     if (g === undefined) {
-      g = { key, connection, cfg, open, idle: [], waiters: [], opening: 0, inUse: 0 };
+      g = { key, connection, counters: this.groupCounters(connection, key), cfg, open, idle: [], waiters: [], opening: 0, inUse: 0 };
       this.groups.set(key, g);
     }
     g.open = open;
@@ -155,8 +257,8 @@ export class PgTransactionPool {
       this.idle(link, g);
       return () => {};
     }
-    const budget = this.budget(connection);
-    budget.waits++;
+    const counters = g.counters;
+    counters.waits++;
     const entry = {
       w: waiter,
       since: Date.now(),
@@ -165,8 +267,8 @@ export class PgTransactionPool {
         if (i < 0) return;
         g!.waiters.splice(i, 1);
         this.dropIfUnused(g!);
-        budget.timeouts++;
-        budget.waitMs += Date.now() - entry.since;
+        counters.timeouts++;
+        counters.waitMs += Date.now() - entry.since;
         this.events.transactionPoolChanged();
         const limit = this.share(cfg);
         this.events.log('warn', 'pooled session waited too long for an upstream connection', { connection, size: cfg.size, workerShare: limit, waitMs: cfg.waitTimeoutMs });
@@ -184,7 +286,7 @@ export class PgTransactionPool {
       if (i >= 0) {
         clearTimeout(entry.timer);
         g!.waiters.splice(i, 1);
-        budget.waitMs += Date.now() - entry.since;
+        counters.waitMs += Date.now() - entry.since;
         this.events.transactionPoolChanged();
         this.dropIfUnused(g!);
       }
@@ -223,6 +325,8 @@ export class PgTransactionPool {
         const first = g.waiters.shift();
         if (first) {
           clearTimeout(first.timer);
+          g.counters.waitMs += Date.now() - first.since;
+          this.events.transactionPoolChanged();
           first.w.fail(err.clientMessage ?? `the gateway could not reach the database (${err.message})`, err.sqlstate ?? '08006');
         }
         this.openIfRoom(g);
@@ -256,7 +360,7 @@ export class PgTransactionPool {
     while (g.waiters.length > 0) {
       const first = g.waiters.shift()!;
       clearTimeout(first.timer);
-      this.budget(g.connection).waitMs += Date.now() - first.since;
+      g.counters.waitMs += Date.now() - first.since;
       g.inUse++;
       if (first.w.give(link.ready)) return;
       g.inUse--;

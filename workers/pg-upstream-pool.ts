@@ -43,6 +43,9 @@ export interface PoolEvents {
 /** [connection, parked now in this worker, evicted since the last stats()] */
 export type PoolStatsRow = [connection: string, parked: number, evicted: number];
 
+/** [connection, upstream database, upstream user, parked now in this worker] */
+export type ParkedGroupRow = [connection: string, database: string, user: string, parked: number];
+
 /** This worker's part of a connection's max_idle_total: an even split, the remainder to the lowest indexes. */
 export function workerShare(total: number, worker: number, workers: number): number {
   const n = Math.max(1, workers);
@@ -214,6 +217,20 @@ export class PgUpstreamPool {
     for (const [connection, lru] of this.byConnection) rows.push([connection, lru.size, this.evicted.get(connection) ?? 0]);
     this.evicted.clear();
     return rows;
+  }
+
+  /** Parked connections now per connection, upstream database and user, for /pools (stats() is /metrics'). */
+  parkedByGroup(): ParkedGroupRow[] {
+    const rows = new Map<string, ParkedGroupRow>();
+    for (const [key, list] of this.idle) {
+      const [user, database] = JSON.parse(key.slice(key.indexOf('\0') + 1)) as [string, string];
+      const connection = PgUpstreamPool.connectionOf(key);
+      const id = JSON.stringify([connection, database, user]);
+      const row = rows.get(id);
+      if (row === undefined) rows.set(id, [connection, database, user, list.length]);
+      else row[3] += list.length;
+    }
+    return [...rows.values()];
   }
 
   /** Parked connections now (metrics, tests). */

@@ -278,6 +278,11 @@ export class WorkerContext implements PendingStatementSweep {
     this.txPoolStatsTimer.unref();
   }
 
+  /** /pools asked (`pools?`): this worker's pools as they are now, answered at once. */
+  postPools(id: number): void {
+    this.post({ t: 'pools', worker: this.index, id, pools: { transaction: this.transactionPool.snapshot(), parked: this.upstreamPool.parkedByGroup() } });
+  }
+
   sessionSummary(summary: SessionSummary): void {
     this.post({ t: 'session-end', summary });
   }

@@ -155,6 +155,9 @@ async function main(): Promise<void> {
         check();
         break;
       }
+      case 'pools?':
+        ctx.postPools(msg.id);
+        break;
       case 'cancel-route':
         ctx.cancelPooledSession(msg.slot, msg.secret).finally(() => ctx.post({ t: 'cancel-done', to: msg.from, id: msg.id }));
         break;

@@ -1,9 +1,11 @@
 // The admin endpoint on the primary thread (uWebSockets.js App, plain HTTP, meant for
 // loopback or a cluster-internal port): /healthz (alive), /readyz (every listener accepts
-// and not draining), /metrics (Prometheus text).
+// and not draining), /metrics (Prometheus text), /pools (JSON: the upstream pools now,
+// src/admin/pools-view.ts).
 import uWS from 'uWebSockets.js';
 import type { HostPort } from '../config/types.js';
 import type { GatewayMetrics } from './metrics.js';
+import type { PoolsView } from './pools-view.js';
 
 export interface AdminServer {
   port: number;
@@ -13,6 +15,7 @@ export interface AdminServer {
 export interface AdminState {
   ready(): boolean;
   metrics: GatewayMetrics;
+  pools(): Promise<PoolsView>;
 }
 
 export function startAdminServer(listen: HostPort, state: AdminState): Promise<AdminServer> {
@@ -37,8 +40,28 @@ export function startAdminServer(listen: HostPort, state: AdminState): Promise<A
         });
       });
     });
+    app.get('/pools', (res) => {
+      let aborted = false;
+      res.onAborted(() => {
+        aborted = true;
+      });
+      state.pools().then(
+        (view) => {
+          if (aborted) return;
+          res.cork(() => {
+            res.writeHeader('content-type', 'application/json').end(JSON.stringify(view));
+          });
+        },
+        (err: Error) => {
+          if (aborted) return;
+          res.cork(() => {
+            res.writeStatus('500 Internal Server Error').writeHeader('content-type', 'application/json').end(JSON.stringify({ error: `the pools could not be read: ${err.message}` }));
+          });
+        },
+      );
+    });
     app.any('/*', (res) => {
-      res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json').end('{"error":"not found: use /healthz, /readyz or /metrics"}');
+      res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json').end('{"error":"not found: use /healthz, /readyz, /metrics or /pools"}');
     });
     app.listen(listen.host, listen.port, (token) => {
       if (!token) {

@@ -116,6 +116,16 @@ function buildProgram(setExitCode: (code: number) => void): Command {
       const { runWhoami } = await import('./whoami-command.js');
       await runWhoami({ token: opts.token, groupsClaim: opts.groupsClaim, config: opts.config, json: opts.json });
     });
+  program
+    .command('pools')
+    .description("show a running gateway's upstream pools, like PgBouncer's SHOW POOLS (from its admin endpoint's /pools)")
+    .option('-c, --config <file>', 'gateway config: its server.admin.listen is asked (nothing else in it is read)')
+    .option('--admin <url>', 'the admin endpoint, like http://127.0.0.1:9090')
+    .option('--json', "print the endpoint's JSON")
+    .action(async (opts: { config?: string; admin?: string; json?: boolean }) => {
+      const { runPools } = await import('./pools-command.js');
+      setExitCode(await runPools({ config: opts.config, admin: opts.admin, json: opts.json }));
+    });
   const recordingsDir = async (opts: { dir?: string; config?: string }): Promise<string> => {
     if (opts.dir) return opts.dir;
     if (opts.config) {

@@ -16,6 +16,7 @@ import { GatewayMetrics } from '../admin/metrics.js';
 import { RecorderThread } from '../recording/recorder-thread.js';
 import { setSensitiveSettings } from '../recording/redact-event.js';
 import { startAdminServer, type AdminServer } from '../admin/admin-server.js';
+import { buildPoolsView, WorkerPoolsRounds, type PoolsView } from '../admin/pools-view.js';
 import { assertListenAddressesFree } from './listen-probe.js';
 import { packInit, receive, send, type AuthClientInfo, type AuthResult, type ToPrimary } from '../../workers/messages.js';
 import { DRAIN_REPORT_MARGIN_MS, DRAIN_SHUTDOWN_GRACE_MS } from '../../workers/drain-deadline.js';
@@ -49,6 +50,8 @@ export interface GatewayHandle {
   stop(opts?: { drainMs?: number }): Promise<void>;
   stats(): Promise<{ liveSessions: number; liveConnections: number; bytesPumped: number }>;
   metrics: GatewayMetrics;
+  /** The pools now, as /pools shows them (every worker is asked). */
+  pools(): Promise<PoolsView>;
   /** Port of the admin endpoint, when configured. */
   adminPort: number | null;
 }
@@ -151,6 +154,19 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
   const parkedByConnection = new Map<string, Map<number, number>>();
   /** Transaction pooling gauges per connection and worker: [open, idle, waiting]. */
   const txPoolByConnection = new Map<string, Map<number, [number, number, number]>>();
+  /** Sessions being served per connection (session-start minus session-end), for /pools. */
+  const sessionsByConnection = new Map<string, number>();
+  const poolsRounds = new WorkerPoolsRounds(
+    () => workers.length,
+    (id) => {
+      for (const w of workers) send(w, { t: 'pools?', id });
+    },
+  );
+  const pgConnections = Object.values(config.connections).filter((c): c is PostgresConnectionConfig => c.protocol === 'postgres');
+  const pools = async (): Promise<PoolsView> => {
+    const { at, answers } = await poolsRounds.collect();
+    return buildPoolsView({ connections: pgConnections, workers: workers.length, answers, sessions: sessionsByConnection, at });
+  };
 
   const onWorkerMessage = (w: Worker, msg: ToPrimary) => {
     switch (msg.t) {
@@ -169,11 +185,13 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
       case 'session-start':
         metrics.sessionsStarted.inc({ connection: msg.connection, access: msg.access });
         metrics.liveSessions.inc();
+        sessionsByConnection.set(msg.connection, (sessionsByConnection.get(msg.connection) ?? 0) + 1);
         break;
       case 'session-end': {
         const s = msg.summary;
         log.info({ ...s }, 'session ended');
         metrics.liveSessions.dec();
+        sessionsByConnection.set(s.connection, (sessionsByConnection.get(s.connection) ?? 0) - 1);
         metrics.sessionsEnded.inc({ connection: s.connection, reason: s.reason });
         metrics.bytes.inc({ connection: s.connection, direction: 'from_client' }, s.bytesFromClient);
         metrics.bytes.inc({ connection: s.connection, direction: 'from_upstream' }, s.bytesFromUpstream);
@@ -225,6 +243,9 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
         }
         break;
       }
+      case 'pools':
+        poolsRounds.answer(msg.worker, msg.id, msg.pools);
+        break;
       case 'pg-pool-stats': {
         // Counts are absolute per worker: the gauge is their sum.
         for (const [connection, parked, evicted] of msg.rows) {
@@ -325,7 +346,7 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
   let admin: AdminServer | null = null;
   try {
     await readyAll;
-    if (config.server.admin) admin = await startAdminServer(config.server.admin, { ready: () => ready, metrics });
+    if (config.server.admin) admin = await startAdminServer(config.server.admin, { ready: () => ready, metrics, pools });
   } catch (err) {
     await terminateAll();
     throw err;
@@ -430,6 +451,7 @@ export async function startGateway(config: VecgateConfig, opts: GatewayOptions):
     reloadConfig,
     stop,
     metrics,
+    pools,
     adminPort: admin ? (admin as AdminServer).port : null,
     async stats() {
       const results = await Promise.all(

@@ -10,8 +10,9 @@ set -euo pipefail
 # certificate checks, clang-14 with its sanitizer/libFuzzer runtime for the native parser
 # tests, the toolchain node-gyp builds the addon with, and nginx as a real TLS upstream for the
 # HTTP data path (test/harness/nginx-upstream.ts starts its own on loopback), and psycopg (libpq
-# in non-blocking mode, Debian's python3) as a real driver for regressions only a driver shows.
-TEST_PACKAGES=(postgresql-15 postgresql-client-15 openssl clang-14 libclang-rt-14-dev g++ make python3 python3-psycopg nginx)
+# in non-blocking mode, Debian's python3) and asyncpg (it names every statement: transaction
+# pooling's prepared statements) as real drivers for what only a driver shows.
+TEST_PACKAGES=(postgresql-15 postgresql-client-15 openssl clang-14 libclang-rt-14-dev g++ make python3 python3-psycopg python3-asyncpg nginx)
 # The peers and load generators the benchmarks run side by side with the gateway.
 BENCH_PACKAGES=(pgbouncer haproxy nginx libnginx-mod-stream wrk nghttp2-client stunnel4)
 # A command each package must provide: catches a package that is half-installed or removed by hand.

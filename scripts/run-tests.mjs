@@ -80,6 +80,7 @@ const ASAN_E2E = [
   'e2e/http-gateway',
   'native/pump-pooling',
   'e2e/pg-transaction-pool',
+  'e2e/pg-prepared-statements',
 ];
 if (process.env.VECGATE_SKIP_ASAN !== '1' && !only.length) {
   run(process.execPath, ['scripts/build-native-asan.mjs', '--if-stale']);

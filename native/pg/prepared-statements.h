@@ -41,6 +41,8 @@ class PgStatementRegistry {
   // The statement with this Parse tail: the one already in use, or a new one with a new name.
   PgStatementRef Intern(const char* tail, size_t len);
   size_t live();
+  // A server-side name no statement has (the gateway's own short-lived ones).
+  std::string FreshName() { return kServerStatementPrefix + std::to_string(next_++); }
 
  private:
   void Sweep();
@@ -64,10 +66,19 @@ class PgServerStatements final : public LegState {
     index_.clear();
     lru_.clear();
   }
+  // What the backend has prepared is no longer known (a DEALLOCATE ALL or DISCARD ALL sent
+  // on, which may or may not run): from now on each Parse the gateway sends here is preceded
+  // by a Close of its name (closing a name that does not exist is no error).
+  void MarkUncertain() {
+    Clear();
+    closeFirst_ = true;
+  }
+  bool closeFirst() const { return closeFirst_; }
   size_t size() const { return lru_.size(); }
 
  private:
   size_t capacity_;
+  bool closeFirst_ = false;
   std::list<PgStatementRef> lru_;  // front: least recently used
   std::unordered_map<const PgStatement*, std::list<PgStatementRef>::iterator> index_;
 };

@@ -297,9 +297,14 @@ void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
     } else if (type == 'Q') {
       handled = pump_->StatementQuery(Sink(), held_.data() + 5, held_.size() - 5, &refusal);
       ok = !handled || refusal.message.empty();
+    } else if (type == 'P') {
+      handled = pump_->StatementParse(Sink(), held_.data() + 5, held_.size() - 5, &refusal);
+      ok = !handled || refusal.message.empty();
     }
     if (handled) {
-      std::string pin = type == 'P' && ok ? PinReason(type) : std::string();  // what the statement does still counts
+      // What a named statement does still counts (a DEALLOCATE or DISCARD the gateway
+      // handled does not pin).
+      std::string pin = type == 'P' && ok && !name.empty() ? PinReason(type) : std::string();
       scanning_ = false;
       if (!pin.empty()) pump_->PinFor(pin);
       if (!ok) pump_->RefuseWithStandIn(Sink(), type, kRefusedStatementName, refusal);
@@ -541,17 +546,73 @@ bool Pump::ParseStatement(std::string& sink, const char* body, size_t len, State
   if (link != nullptr) {
     PgStatementRef evicted = link->Add(stmt);
     if (evicted) {
-      std::string close = "S" + evicted->serverName + std::string(1, '\0');
-      AppendMessage(&sink, 'C', close);
+      AppendMessage(&sink, 'C', "S" + evicted->serverName + std::string(1, '\0'));
       replies_.OnClientMessage('C', 'S', 0, PgReplyAction::Drop, 0);
     }
   }
-  AppendHeader(&sink, 'P', static_cast<uint32_t>(stmt->serverName.size() + 1 + tailLen));
-  sink += stmt->serverName;
+  uint32_t tag = AddOp(StatementOp::Kind::ServerParse, stmt, name);
+  SendParse(sink, link, stmt->serverName, tail, tailLen, PgReplyAction::Forward, tag);
+  return true;
+}
+
+void Pump::SendParse(std::string& sink, PgServerStatements* link, const std::string& serverName, const char* tail, size_t tailLen,
+                     PgReplyAction action, uint32_t tag) {
+  if (link != nullptr && link->closeFirst()) {
+    AppendMessage(&sink, 'C', "S" + serverName + std::string(1, '\0'));
+    replies_.OnClientMessage('C', 'S', 0, PgReplyAction::Drop, 0);
+  }
+  AppendHeader(&sink, 'P', static_cast<uint32_t>(serverName.size() + 1 + tailLen));
+  sink += serverName;
   sink.push_back('\0');
   sink.append(tail, tailLen);
   stats_.serverPrepares++;
-  uint32_t tag = AddOp(StatementOp::Kind::ServerParse, stmt, name);
+  replies_.OnClientMessage('P', 0, 0, action, tag);
+}
+
+bool Pump::StatementParse(std::string& sink, const char* body, size_t len, StatementRefusal* refusal) {
+  if (len == 0 || body[0] != '\0') return false;
+  const char* textStart = body + 1;
+  const char* textEnd = static_cast<const char*>(std::memchr(textStart, '\0', len - 1));
+  if (textEnd == nullptr) return false;
+  const size_t textLen = static_cast<size_t>(textEnd - textStart);
+  const char* params = textEnd + 1;  // the parameter type count and OIDs, as the client sent them
+  const size_t paramsLen = len - 1 - textLen - 1;
+  PgDeallocate d;
+  const bool discard = IsDiscardAll(textStart, textLen);
+  if (!discard && !ParseDeallocate(textStart, textLen, &d)) return false;
+  if (discard || d.all) {
+    // Sent on as it is: the server drops every statement when it runs, which the gateway
+    // cannot see from the Parse, so the link's prepared set is uncertain from here on.
+    uint32_t tag = AddOp(StatementOp::Kind::Forget, nullptr, std::string());
+    ops_.back().removed.swap(statements_);
+    statementBytes_ = 0;
+    if (PgServerStatements* link = LinkStatements()) link->MarkUncertain();
+    AppendHeader(&sink, 'P', static_cast<uint32_t>(len));
+    sink.append(body, len);
+    TrackClientEnd('P', 0, PgReplyAction::Forward, tag);
+    return true;
+  }
+  auto it = statements_.find(d.name);
+  if (it == statements_.end()) {
+    if (pinned_) return false;  // perhaps a SQL PREPARE's name: the server's to answer
+    refusal->sqlstate = "26000";
+    refusal->message = "prepared statement \"" + d.name.substr(0, 256) + "\" does not exist";
+    return true;
+  }
+  uint32_t tag = AddOp(StatementOp::Kind::Forget, it->second, d.name);
+  ForgetName(d.name);
+  // The client's statement stays on the server for other sessions; what runs is a DEALLOCATE
+  // of a statement prepared for it now, so the answer is PostgreSQL's own (the DEALLOCATE
+  // tag, 25P02 in an aborted transaction) wherever the client Binds and Executes it.
+  const std::string dummy = PgStatementRegistry::ForThisThread().FreshName();
+  static const char kDummyTail[] = "SELECT\0\0\0";  // text, then no parameter types
+  SendParse(sink, nullptr, dummy, kDummyTail, sizeof(kDummyTail) - 1, PgReplyAction::Drop, 0);
+  std::string text = "DEALLOCATE " + dummy;
+  AppendHeader(&sink, 'P', static_cast<uint32_t>(1 + text.size() + 1 + paramsLen));
+  sink.push_back('\0');
+  sink += text;
+  sink.push_back('\0');
+  sink.append(params, paramsLen);
   TrackClientEnd('P', 0, PgReplyAction::Forward, tag);
   return true;
 }
@@ -568,12 +629,8 @@ void Pump::EnsurePrepared(std::string& sink, const PgStatementRef& stmt) {
     AppendMessage(&sink, 'C', "S" + evicted->serverName + std::string(1, '\0'));
     replies_.OnClientMessage('C', 'S', 0, PgReplyAction::Drop, 0);
   }
-  AppendHeader(&sink, 'P', static_cast<uint32_t>(stmt->serverName.size() + 1 + stmt->tail.size()));
-  sink += stmt->serverName;
-  sink.push_back('\0');
-  sink += stmt->tail;
-  stats_.serverPrepares++;
-  replies_.OnClientMessage('P', 0, 0, PgReplyAction::Drop, AddOp(StatementOp::Kind::ServerParse, stmt, std::string()));
+  uint32_t tag = AddOp(StatementOp::Kind::ServerParse, stmt, std::string());
+  SendParse(sink, link, stmt->serverName, stmt->tail.data(), stmt->tail.size(), PgReplyAction::Drop, tag);
 }
 
 bool Pump::StatementQuery(std::string& sink, const char* body, size_t len, StatementRefusal* refusal) {
@@ -643,6 +700,7 @@ void Pump::OnOutcomes() {
         break;
       case StatementOp::Kind::FakeClose:
       case StatementOp::Kind::FakeDeallocate:
+      case StatementOp::Kind::Forget:
         if (!o.ok) Restore(op);
         break;
       case StatementOp::Kind::DeallocateAll:

@@ -314,7 +314,8 @@ class Pump {
   }
   // Prepared statements carried between server links (SetPreparedStatements).
   struct StatementOp {
-    enum class Kind : uint8_t { ServerParse, FakeParse, FakeClose, FakeDeallocate, DeallocateAll, DiscardAll };
+    // Forget: names dropped as a message was sent on, back if the server failed or skipped it.
+    enum class Kind : uint8_t { ServerParse, FakeParse, FakeClose, FakeDeallocate, DeallocateAll, DiscardAll, Forget };
     uint32_t tag;
     Kind kind;
     PgStatementRef stmt;
@@ -332,6 +333,12 @@ class Pump {
   // A simple Query the gateway answers or follows for prepared statements (DEALLOCATE,
   // DISCARD ALL). False: not one of those; forward it as usual.
   bool StatementQuery(std::string& sink, const char* body, size_t len, StatementRefusal* refusal);
+  // The same in an unnamed Parse (psycopg sends its DEALLOCATEs so): a DEALLOCATE of a client's
+  // name runs as a DEALLOCATE of a statement the gateway prepares for it just before.
+  bool StatementParse(std::string& sink, const char* body, size_t len, StatementRefusal* refusal);
+  // Writes a Parse of `stmt` under its server name (after a Close of it when the link is uncertain).
+  void SendParse(std::string& sink, PgServerStatements* link, const std::string& serverName, const char* tail, size_t tailLen,
+                 PgReplyAction action, uint32_t tag);
   void ForgetName(const std::string& name);
   void Restore(StatementOp& op);
   void OnOutcomes();

@@ -473,6 +473,43 @@ void TestDeallocateAnsweredByTheGateway() {
   s.FromClient(Query("DEALLOCATE ALL"));
   CHECK(s.client.written == Complete("DEALLOCATE ALL") + Ready('I'));
   CHECK(s.pump->ClientStatements() == 0);
+  // Through the extended protocol (psycopg sends its DEALLOCATEs so): what runs is a DEALLOCATE
+  // of a statement the gateway prepares for it, so the tag and any error are PostgreSQL's.
+  s.FromClient(Parse("s3", "select 3") + kSync);
+  s.FromServer(kParseComplete + Ready('I'));
+  s.client.written.clear();
+  s.FromClient(Parse("", "DEALLOCATE s3") + Bind("", "") + kExecute + kSync);
+  FakeLeg* l = s.link();
+  const std::string dummy = ServerNameIn(l->written, 0);
+  CHECK(l->written == Parse(dummy, "SELECT") + Parse("", "DEALLOCATE " + dummy) + Bind("", "") + kExecute + kSync);
+  s.FromServer(kParseComplete + kParseComplete + kBindComplete + Complete("DEALLOCATE") + Ready('I'));
+  CHECK(s.client.written == kParseComplete + kBindComplete + Complete("DEALLOCATE") + Ready('I'));
+  CHECK(s.pump->ClientStatements() == 0);
+  CHECK(s.link() == nullptr && !s.pump->pinned());
+  // A failed one (here: in an aborted transaction, the server refuses the first Parse) gives
+  // the name back.
+  s.FromClient(Parse("s4", "select 4") + kSync);
+  s.FromServer(kParseComplete + Ready('I'));
+  s.FromClient(Parse("", "DEALLOCATE s4") + Bind("", "") + kExecute + kSync);
+  s.FromServer(Error("25P02") + Ready('E'));
+  CHECK(s.pump->ClientStatements() == 1);
+  // DEALLOCATE ALL so: sent on; the link's prepared set is uncertain from then on, so its
+  // next Parse closes the name first.
+  s.FromClient(Query("rollback"));
+  s.FromServer(Complete("ROLLBACK") + Ready('I'));
+  s.sameLink = true;
+  s.FromClient(Parse("", "DEALLOCATE ALL") + Bind("", "") + kExecute + kSync);
+  l = s.link();
+  CHECK(l->written == Parse("", "DEALLOCATE ALL") + Bind("", "") + kExecute + kSync);
+  s.FromServer(kParseComplete + kBindComplete + Complete("DEALLOCATE ALL") + Ready('I'));
+  CHECK(s.pump->ClientStatements() == 0);
+  s.FromClient(Parse("s5", "select 5") + kSync);
+  l = s.link();
+  const std::string n5 = ServerNameIn(l->written, 0);
+  CHECK(l->written == CloseStmt(n5) + Parse(n5, "select 5") + kSync);
+  s.client.written.clear();
+  s.FromServer(kCloseComplete + kParseComplete + Ready('I'));
+  CHECK(s.client.written == kParseComplete + Ready('I'));
   // DEALLOCATE inside other text cannot be answered for the client: it pins.
   s.FromClient(Query("select 1; deallocate all"));
   CHECK(s.pump->pinned() && s.pump->stats().pinReason == "DEALLOCATE");

@@ -12,6 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { writeTestPki, type TestPki } from '../../src/dev/pki.js';
+import { runPgbench, runPython } from '../harness/run-tool.js';
 import { startPgCluster, type PgCluster } from '../harness/pg-cluster.js';
 import { startGatewayFixture, type GatewayFixture } from '../harness/gateway-fixture.js';
 import {
@@ -490,38 +491,3 @@ print("ok")
     assert.equal(r.stdout.trim(), 'ok');
   });
 });
-
-function runPython(script: string, env: Record<string, string>, timeoutMs: number): Promise<{ status: number | null; stdout: string; stderr: string; timedOut: boolean }> {
-  return new Promise((resolve) => {
-    // Debian's python3, where python3-psycopg is installed (scripts/ensure-system-deps.sh).
-    const child = spawn('/usr/bin/python3', ['-c', script], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env, PGCONNECT_TIMEOUT: '10' } });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
-    let timedOut = false;
-    const t = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.on('close', (status) => {
-      clearTimeout(t);
-      resolve({ status, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), timedOut });
-    });
-  });
-}
-
-function runPgbench(args: string[], password?: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn('/usr/lib/postgresql/15/bin/pgbench', args, { env: { ...process.env, ...(password ? { PGPASSWORD: password } : {}), PGCONNECT_TIMEOUT: '10' } });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
-    const t = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('close', (status) => {
-      clearTimeout(t);
-      resolve({ status, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
-    });
-  });
-}

@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { writeTestPki, type TestPki } from '../../src/dev/pki.js';
+import { runPgbench } from '../harness/run-tool.js';
 import { startPgCluster, type PgCluster } from '../harness/pg-cluster.js';
 import { startGatewayFixture, type GatewayFixture } from '../harness/gateway-fixture.js';
 
@@ -179,32 +180,17 @@ test('read sessions in transaction mode: writes still refused, reads answered', 
 });
 
 test('pgbench, simple and extended protocol, 6 clients over 2 backends: no errors', async () => {
-  const init = await pgbench(['-i', '-s', '1', '-q', `host=${cluster.socketDir} port=${cluster.port} dbname=vectors user=${cluster.superuser}`]);
+  const init = await runPgbench(['-i', '-s', '1', '-q', `host=${cluster.socketDir} port=${cluster.port} dbname=vectors user=${cluster.superuser}`]);
   assert.equal(init.status, 0, init.out);
   await cluster.psql(`GRANT SELECT ON pgbench_accounts, pgbench_branches, pgbench_tellers TO ${cluster.roles.rw.user}`);
   const dsn = `host=localhost port=${gw.port} dbname=vectors user=me sslmode=verify-full sslrootcert=${pki.caCert} application_name=${APP}`;
   for (const mode of ['simple', 'extended']) {
-    const r = await pgbench(['-n', '-S', '-M', mode, '-c', '6', '-j', '2', '-t', '100', dsn], writer);
+    const r = await runPgbench(['-n', '-S', '-M', mode, '-c', '6', '-j', '2', '-t', '100', dsn], writer);
     assert.equal(r.status, 0, `${mode}: ${r.out}`);
     assert.match(r.out, /number of transactions actually processed: 600\/600/);
   }
 });
 
-function pgbench(args: string[], password?: string): Promise<{ status: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn('/usr/lib/postgresql/15/bin/pgbench', args, {
-      env: { ...process.env, ...(password ? { PGPASSWORD: password } : {}), PGCONNECT_TIMEOUT: '10' },
-    });
-    const out: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => out.push(d));
-    const t = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('close', (status) => {
-      clearTimeout(t);
-      resolve({ status, out: Buffer.concat(out).toString() });
-    });
-  });
-}
 
 test('/metrics: pool connections by state, waiting sessions, waits and their timeouts, pins by reason', async () => {
   const value = async (name: string, labels: string): Promise<number | null> => {

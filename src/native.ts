@@ -72,6 +72,8 @@ export interface PumpStats {
   /** `preparedStatements`: Parses sent to a server (the client's, or the gateway's before a Bind or Describe on another link), and the client's Parses answered without one (the link had it prepared). */
   serverPrepares: number;
   preparesReused: number;
+  /** `transactionPooling`: server links that ended under the session while it was not pinned; it went on (each was handed to `onUpstreamReleased`, closed). */
+  upstreamLost: number;
   /** Who ended the session (native/net/conn.h CloseReason): 'client-eof' | 'upstream-eof' | 'client-error' | 'upstream-error' | 'client-terminate' | 'protocol-error' | 'token-expired' | 'unreadable-setting' | 'closed', or an endPump reason. */
   reason: string;
   /** Human-readable detail for errors (errno name, TLS alert, parser complaint). */
@@ -140,6 +142,9 @@ export interface PumpOptions {
    * `onUpstreamWanted()` asks for one, once per wait: answer with `attachUpstream`, now or
    * later, or end the session. The client's Terminate never reaches a pooled server. The
    * session's first link may be released at once (a session starts between transactions).
+   * A link that ends under an unpinned session (its server closed or the connection broke,
+   * both streams between messages) fails what was in flight (08006, ReadyForQuery 'I') and
+   * is handed to `onUpstreamReleased` closed; the session goes on.
    */
   transactionPooling?: boolean;
   onUpstreamWanted?: () => void;

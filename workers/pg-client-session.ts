@@ -470,6 +470,7 @@ export class PgClientSession {
             },
             onUpstreamReleased: (link) => {
               if (this.currentLink?.conn === link) this.currentLink = null;
+              if (link.closed) this.ctx.log('warn', 'pooled session lost its upstream connection; what was in flight failed with 08006, the session goes on', { connection: this.cfg.name, subject: grant.subject });
               // After the pump's call returns (microtasks run when it unwinds): another
               // session may take the link at once, and should not do so from inside this one's.
               queueMicrotask(() => pool.release(link));

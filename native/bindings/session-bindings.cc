@@ -158,6 +158,7 @@ void PumpBridge::OnPumpEnd(const PumpStats& s) {
     o.Set("pinReason", s.pinReason);
     o.Set("serverPrepares", static_cast<double>(s.serverPrepares));
     o.Set("preparesReused", static_cast<double>(s.preparesReused));
+    o.Set("upstreamLost", static_cast<double>(s.upstreamLost));
     o.Set("reason", CloseReasonName(s.reason));
     o.Set("detail", s.detail);
     EnterJs();

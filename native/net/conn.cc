@@ -490,7 +490,11 @@ void Conn::OnCloseCb(uv_handle_t* h) {
   }
   c->handleClosed_ = true;
   c->io_->liveConns--;
-  c->events_->OnClosed(c);
+  // What the owner writes to other connections in answer (a pooled session telling its client
+  // the server went) is sent now, not with whatever I/O comes next on this thread.
+  std::shared_ptr<ThreadIo> io = c->io_;
+  c->events_->OnClosed(c);  // may delete c
+  io->Flush();
 }
 
 std::string Conn::RemoteAddress(int* port) const {

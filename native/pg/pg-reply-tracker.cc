@@ -38,6 +38,22 @@ void PgReplyTracker::Pop(bool answered) {
   }
 }
 
+size_t PgReplyTracker::Abandon(bool* endsAtSyncPoint) {
+  size_t syncPoints = 0;
+  bool last = true;
+  while (!Empty()) {
+    const Item& item = items_[head_];
+    bool sync = item.kind == PgRequest::Sync || item.kind == PgRequest::Query || item.kind == PgRequest::FunctionCall;
+    if (item.action != PgReplyAction::Fake) {
+      if (sync) syncPoints++;
+      last = sync;
+    }
+    Pop(false);
+  }
+  *endsAtSyncPoint = last;
+  return syncPoints;
+}
+
 void PgReplyTracker::SkipToSync() {
   while (!Empty() && items_[head_].kind != PgRequest::Sync) Pop(false);
 }

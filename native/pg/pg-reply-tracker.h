@@ -48,6 +48,10 @@ class PgReplyTracker {
   PgRequest FrontKind() const { return items_[head_].kind; }
   uint32_t FrontTag() const { return items_[head_].tag; }
   void PopFake() { Pop(true); }
+  // The server is gone: every request retires unanswered. Returns how many of them expected a
+  // ReadyForQuery (Sync, Query, FunctionCall; the gateway's Fakes not counted), and whether
+  // the last one did (else the client's batch is unfinished: more is coming before its Sync).
+  size_t Abandon(bool* endsAtSyncPoint);
   // Requests of action Drop or Fake not yet retired (the server's answers need rewriting).
   size_t Rewrites() const { return rewrites_; }
   // Tagged requests retired since the last call, in order.

@@ -187,6 +187,11 @@ void Pump::ClientInspector::OnMessageStart(uint8_t type, uint32_t length) {
     dropping_ = true;
     return;
   }
+  skipping_ = pump_->skipUntilSync_;
+  if (skipping_) {
+    dropping_ = true;  // not run: its transaction's server is gone (Pump::AnswerSkipped)
+    return;
+  }
   const bool statement = type == 'Q' || type == 'P' || type == 'F';
   if (statement) {
     pump_->stats_.statements += type == 'F' ? 0 : 1;
@@ -256,6 +261,12 @@ std::string Pump::ClientInspector::PinReason(uint8_t type) {
 
 void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
   pump_->EndCapture(pump_->clientCap_, true);
+  if (skipping_) {
+    skipping_ = false;
+    dropping_ = false;
+    if (type == 'S' || type == 'Q' || type == 'F') pump_->AnswerSkipped();
+    return;
+  }
   if (prefixing_) {
     EndPrefix(type);
     return;
@@ -754,6 +765,69 @@ void Pump::AnswerFakes() {
   if (!out.empty() && !client_->closed()) client_->Write(out.data(), out.size());
 }
 
+bool Pump::SurviveLinkLoss(Leg* lost) {
+  CloseReason why = lost->closeReason();
+  bool serverSide = why == CloseReason::Eof || why == CloseReason::ReadError || why == CloseReason::WriteError || why == CloseReason::TlsError;
+  // Only between messages both ways: half a server message already reached the client, or
+  // half a client message the lost server, cannot be taken back.
+  if (!pooling_ || pinned_ || !serverSide || ended_ || clientClosed_ || clientTerminated_ || client_->closed() || expired_ || draining_ ||
+      !gated_.empty() || !upstreamParser_.AtBoundary() || !clientParser_.AtBoundary() || stats_.reason != CloseReason::None)
+    return false;
+  std::string lostMessage = "the database connection serving this session's transaction ended (" + std::string(CloseReasonName(why)) +
+                 (lost->closeDetail().empty() ? std::string() : ": " + lost->closeDetail()) +
+                 "); the transaction is gone (a COMMIT in flight may or may not have been applied); the session goes on";
+  const bool inTransaction = lastStatus_ != 'I';
+  bool endsAtSyncPoint = true;
+  const bool pending = !replies_.Empty();
+  size_t syncPoints = replies_.Abandon(&endsAtSyncPoint);
+  if (replies_.HasOutcomes()) OnOutcomes();  // statements it was preparing are not there
+  std::string out;
+  // The server's own words when it said why (withheld: it came with nothing asked).
+  lostError_ = withheldError_.empty() ? ErrorMessage("ERROR", "08006", lostMessage, 0) : withheldError_;
+  withheldError_.clear();
+  const std::string& error = lostError_;
+  bool errorSent = errorSinceReady_;
+  for (size_t i = 0; i < syncPoints; i++) {
+    if (!errorSent) out += error;
+    errorSent = false;  // each later request gets its own
+    AppendMessage(&out, 'Z', "I");
+  }
+  if (pending && !endsAtSyncPoint) {
+    // The client's batch goes on up to its Sync: the error now, the ReadyForQuery then.
+    if (syncPoints > 0 || !errorSinceReady_) out += error;
+    skipUntilSync_ = true;
+    skipErrorSent_ = true;
+  } else if (!pending && inTransaction) {
+    // Idle in a transaction the server took with it: the client's next request learns it.
+    skipUntilSync_ = true;
+    skipErrorSent_ = false;
+  }
+  if (!out.empty()) client_->Write(out.data(), out.size());
+  lastStatus_ = 'I';
+  copyIn_ = false;
+  clientUnsynced_ = skipUntilSync_;
+  errorSinceReady_ = false;
+  refusals_.clear();
+  upstreamInspecting_ = false;
+  stats_.upstreamLost++;
+  upstream_ = nullptr;
+  observer_->OnUpstreamReleased(lost);  // closed: the owner drops it
+  return true;
+}
+
+void Pump::AnswerSkipped() {
+  std::string out;
+  if (!skipErrorSent_) out += lostError_;
+  AppendMessage(&out, 'Z', "I");
+  skipUntilSync_ = false;
+  skipErrorSent_ = false;
+  clientUnsynced_ = false;
+  if (!client_->closed()) client_->Write(out.data(), out.size());
+  // What follows in the chunk is read afresh (it may need a link: OnPlaintext).
+  clientParser_.StopAfterMessage();
+  resumeAfterSkip_ = true;
+}
+
 // The client's stream counts as at a message boundary when its Terminate was held back: the
 // server got everything before the Terminate and none of it (its body may still be arriving,
 // and is never read).
@@ -835,6 +909,14 @@ void Pump::EndExpired() {
 }
 
 void Pump::UpstreamInspector::OnMessageStart(uint8_t type, uint32_t length) {
+  withholding_ = type == 'E' && pump_->pooling_ && !pump_->pinned_ && pump_->replies_.Empty() && pump_->upstream_ != nullptr;
+  if (withholding_) {
+    dropping_ = true;
+    pump_->upstreamCap_.Start(0, length);
+    pump_->withheldError_.clear();
+    if (length + 5 <= kMaxWithheldErrorBytes) AppendHeader(&pump_->withheldError_, type, length);
+    return;
+  }
   uint32_t refusal = pump_->TrackUpstreamStart(type);
   dropping_ = false;
   std::list<PendingRefusal>& refusals = pump_->refusals_;
@@ -858,6 +940,10 @@ void Pump::UpstreamInspector::OnMessageStart(uint8_t type, uint32_t length) {
 
 void Pump::UpstreamInspector::OnMessageBody(uint8_t type, const uint8_t* data, size_t len) {
   pump_->upstreamCap_.Body(data, len);
+  if (withholding_) {
+    if (!pump_->withheldError_.empty()) pump_->withheldError_.append(reinterpret_cast<const char*>(data), len);
+    return;
+  }
   pump_->TrackUpstreamBody(type, data, len);
   if (dropping_) return;
   if (type == 'S' && parameter_.size() < 256) parameter_.append(reinterpret_cast<const char*>(data), len);
@@ -866,6 +952,11 @@ void Pump::UpstreamInspector::OnMessageBody(uint8_t type, const uint8_t* data, s
 
 void Pump::UpstreamInspector::OnMessageEnd(uint8_t type) {
   pump_->EndCapture(pump_->upstreamCap_, false);
+  if (withholding_) {
+    withholding_ = false;
+    dropping_ = false;
+    return;
+  }
   if (pump_->replies_.FrontIsFake()) out += pump_->TakeFakes();  // their turn came with this message
   if (type != 'S' || dropping_) return;
   // ParameterStatus "name\0value\0": the settings that decide how statement text is read.
@@ -951,6 +1042,7 @@ void Pump::ReleaseIfIdle() {
   if (!UpstreamIdle()) return;
   Leg* u = upstream_;
   upstream_ = nullptr;
+  withheldError_.clear();  // that link's
   u->PauseRead();
   stats_.upstreamReleases++;
   observer_->OnUpstreamReleased(u);
@@ -963,7 +1055,7 @@ void Pump::OnPlaintext(Leg* from, const char* data, size_t len) {
   if (fromClient && pooling_ && upstream_ == nullptr && !ended_) {
     // Between links: kept as they came until a link is attached (a Terminate alone is read
     // at once: it needs no server).
-    bool now = raw_.empty() && (!clientParser_.AtBoundary() || (len > 0 && data[0] == 'X'));
+    bool now = raw_.empty() && (!clientParser_.AtBoundary() || (len > 0 && data[0] == 'X') || skipUntilSync_);
     if (!now) {
       if (clientClosed_ && !draining_) return;
       raw_.append(data, len);
@@ -975,6 +1067,8 @@ void Pump::OnPlaintext(Leg* from, const char* data, size_t len) {
     }
   }
   bool upstreamInspecting = false;
+  const char* rest = nullptr;  // after a skipped request was answered: read again (AnswerSkipped)
+  size_t restLen = 0;
   if (protocol_ == PumpProtocol::Postgres) {
     PgFrameParser& parser = fromClient ? clientParser_ : upstreamParser_;
     PgFrameCallbacks* cb = fromClient ? static_cast<PgFrameCallbacks*>(&clientCounter_) : &upstreamCounter_;
@@ -982,7 +1076,8 @@ void Pump::OnPlaintext(Leg* from, const char* data, size_t len) {
     if (!fromClient) {
       // The server's answers are rebuilt while some need rewriting; back to plain forwarding
       // only between messages (a message the inspector began may be one it drops).
-      bool want = inspect_ || !refusals_.empty() || replies_.Rewrites() > 0;
+      // (Also while nothing is asked of a pooled link: an ErrorResponse then is withheld.)
+      bool want = inspect_ || !refusals_.empty() || replies_.Rewrites() > 0 || (pooling_ && !pinned_ && replies_.Empty());
       if (want && !upstreamInspecting_) upstreamInspector_.Resume();
       if (want) upstreamInspecting_ = true;
       else if (upstreamParser_.AtBoundary()) upstreamInspecting_ = false;
@@ -1000,6 +1095,14 @@ void Pump::OnPlaintext(Leg* from, const char* data, size_t len) {
       client_->Destroy(CloseReason::ProtocolError, stats_.detail);
       if (upstream_ != nullptr) upstream_->Destroy(CloseReason::ProtocolError, stats_.detail);
       return;
+    }
+    if (fromClient && resumeAfterSkip_) {
+      resumeAfterSkip_ = false;
+      if (r.consumed < len) {
+        rest = data + r.consumed;
+        restLen = len - r.consumed;
+        len = r.consumed;
+      }
     }
     if (fromClient && clientTerminated_) {
       // The parser stopped after the Terminate: what follows it in this chunk is dropped.
@@ -1070,6 +1173,7 @@ void Pump::OnPlaintext(Leg* from, const char* data, size_t len) {
     FinishDrain();
     ReleaseIfIdle();
   }
+  if (rest != nullptr && !ended_) OnPlaintext(client_, rest, restLen);
 }
 
 void Pump::OnReadDone(Leg* from) {
@@ -1096,6 +1200,7 @@ void Pump::OnDrain(Leg* c) {
 void Pump::OnClosed(Leg* c) {
   bool isClient = c == client_;
   if (!isClient && c != upstream_) return;  // a link this pump let go of
+  if (!isClient && !upstreamClosed_ && SurviveLinkLoss(c)) return;
   if (isClient) {
     if (clientClosed_) return;
     clientClosed_ = true;

@@ -36,6 +36,9 @@ struct PumpStats {
   // and the client's Parses answered without one (the link had the statement prepared).
   uint64_t serverPrepares = 0;
   uint64_t preparesReused = 0;
+  // Transaction pooling: server links that ended under the session (the server closed, or the
+  // connection broke) while it was not pinned; the session went on (OnUpstreamReleased got them).
+  uint64_t upstreamLost = 0;
   CloseReason reason = CloseReason::None;
   std::string detail;
 };
@@ -218,6 +221,7 @@ class Pump {
     void PrefixBody(uint8_t type, const uint8_t* data, size_t len);
     void DecidePrefix();
     void EndPrefix(uint8_t type);
+    bool skipping_ = false;  // dropped after a lost link (Pump::AnswerSkipped)
     bool prefixing_ = false;
     bool prefixDecided_ = false;
     bool prefixDrop_ = false;  // the message is not sent on (answered by the gateway, or refused)
@@ -246,6 +250,7 @@ class Pump {
    private:
     Pump* pump_;
     bool dropping_ = false;
+    bool withholding_ = false;  // an unasked-for ErrorResponse (Pump::withheldError_)
     std::string parameter_;  // a ParameterStatus body, to check
   };
   friend class ClientInspector;
@@ -298,6 +303,8 @@ class Pump {
     if (action == PgReplyAction::Fake) AnswerFakes();
   }
   uint32_t TrackUpstreamStart(uint8_t type) {
+    if (type == 'E') errorSinceReady_ = true;
+    if (type == 'Z') errorSinceReady_ = false;
     uint32_t refusal = replies_.OnServerMessage(type);
     if (replies_.HasOutcomes()) OnOutcomes();
     if (type == 'G') copyIn_ = true;
@@ -354,6 +361,14 @@ class Pump {
   void ToUpstream(const char* data, size_t len);
   // Transaction pooling: gives the link back at a transaction boundary (see SetTransactionPooling).
   void ReleaseIfIdle();
+  // Transaction pooling: the attached link ended (not pinned, both streams between messages):
+  // what it owed the client is answered with an error (the transaction is gone, as its backend
+  // is), the link goes to the owner (closed), and the session goes on. False: it cannot (the
+  // session ends as without pooling).
+  bool SurviveLinkLoss(Leg* lost);
+  // After a lost link: the client's messages up to its next Sync (or Query, FunctionCall) are
+  // not run; that one is answered with the error (unless given already) and ReadyForQuery 'I'.
+  void AnswerSkipped();
   bool UpstreamOpen() const { return upstream_ != nullptr && !upstreamClosed_ && !upstream_->closed(); }
   // Pooled client gone with requests still waiting for a link: ends the pump once answered.
   void FinishDrain();
@@ -471,6 +486,16 @@ class Pump {
   std::deque<StatementOp> ops_;  // by tag, oldest first
   uint32_t nextOpTag_ = 1;
   std::vector<PgTaggedOutcome> outcomes_;
+  bool errorSinceReady_ = false;  // an ErrorResponse reached the client since the last ReadyForQuery
+  bool skipUntilSync_ = false;    // see AnswerSkipped
+  bool skipErrorSent_ = false;
+  bool resumeAfterSkip_ = false;
+  std::string lostError_;  // the ErrorResponse AnswerSkipped gives
+  // Transaction pooling, not pinned: an ErrorResponse the server sent with nothing asked (the
+  // FATAL before it closes: a shutdown, pg_terminate_backend, idle_in_transaction_session_timeout)
+  // is held back, and answers the client's next request if the link then ends under it.
+  std::string withheldError_;
+  static constexpr size_t kMaxWithheldErrorBytes = 8 * 1024;
   bool draining_ = false;  // the client left while its bytes waited for a link (FinishDrain)
   bool clientUnsynced_ = false;
   uint8_t lastStatus_ = 'I';  // the ReadyForQuery the owner saw before pumping

@@ -515,6 +515,104 @@ void TestDeallocateAnsweredByTheGateway() {
   CHECK(s.pump->pinned() && s.pump->stats().pinReason == "DEALLOCATE");
 }
 
+// A link that ends under a session (its backend terminated, the server restarted, the network
+// broke) fails what was in flight with an error and ReadyForQuery 'I', as the transaction is
+// gone; the session goes on with another link.
+void TestLostLinkFailsOnlyItsTransaction() {
+  const std::string fatal = Msg('E', "SFATAL" + kZ + "C57P01" + kZ + "Mterminating connection due to administrator command" + kZ + kZ);
+  {
+    Session s;
+    s.pump->Start();
+    s.FromClient(Query("begin"));
+    FakeLeg* l = s.link();
+    s.FromServer(Complete("BEGIN") + Ready('T'));
+    s.FromClient(Query("insert into t values (1)"));
+    s.client.written.clear();
+    // The server's own error reaches the client, then the gateway's ReadyForQuery.
+    s.FromServer(fatal);
+    l->End(vg::CloseReason::Eof, "");
+    s.pump->OnClosed(l);
+    CHECK(!s.ended && !s.client.closing);
+    CHECK(s.client.written == fatal + Ready('I'));
+    CHECK(s.link() == nullptr && s.released.back() == l && s.pump->stats().upstreamLost == 1);
+    s.client.written.clear();
+    s.FromClient(Query("select 1"));
+    CHECK(s.link() != nullptr && s.link() != l && s.link()->written == Query("select 1"));
+    s.FromServer(Complete("SELECT 1") + Ready('I'));
+    CHECK(s.client.written == Complete("SELECT 1") + Ready('I'));
+  }
+  {
+    // Gone without a word, two requests in flight: each gets the gateway's error.
+    Session s;
+    s.pump->Start();
+    s.FromClient(Query("select pg_sleep(10)") + Query("select 2"));
+    FakeLeg* l = s.link();
+    l->End(vg::CloseReason::ReadError, "ECONNRESET");
+    s.pump->OnClosed(l);
+    CHECK(!s.ended);
+    CHECK(s.client.written.find("C08006") != std::string::npos && s.client.written.find("ECONNRESET") != std::string::npos);
+    const std::string ready = Ready('I');
+    size_t first = s.client.written.find(ready);
+    CHECK(first != std::string::npos && s.client.written.find(ready, first + 1) != std::string::npos);
+  }
+  {
+    // Idle in a transaction: the client's next request (here an extended batch) is not run;
+    // its Sync gets the error and ReadyForQuery 'I'; what follows runs on a new link.
+    Session s;
+    s.pump->Start();
+    s.FromClient(Query("begin"));
+    FakeLeg* l = s.link();
+    s.FromServer(Complete("BEGIN") + Ready('T'));
+    l->End(vg::CloseReason::Eof, "");
+    s.pump->OnClosed(l);
+    CHECK(!s.ended && s.client.written == Complete("BEGIN") + Ready('T'));
+    s.client.written.clear();
+    size_t links = s.links.size();
+    s.FromClient(Parse("", "insert into t values (2)") + Bind("", "") + kExecute + kSync + Query("select 3"));
+    CHECK(s.client.written.find("C08006") != std::string::npos);
+    CHECK(s.links.size() == links + 1 && s.link()->written == Query("select 3"));
+    s.FromServer(Complete("SELECT 1") + Ready('I'));
+    CHECK(s.client.written.substr(s.client.written.size() - 2 * 6 - 14) == Ready('I') + Complete("SELECT 1") + Ready('I'));
+  }
+  {
+    // Mid-batch (no Sync yet): the error at once; the Sync, when it comes, only ReadyForQuery.
+    Session s;
+    s.pump->Start();
+    s.FromClient(Parse("", "select 1") + Bind("", "") + kExecute + kFlush);
+    FakeLeg* l = s.link();
+    l->End(vg::CloseReason::Eof, "");
+    s.pump->OnClosed(l);
+    CHECK(s.client.written.find("C08006") != std::string::npos && s.client.written.find('Z') == std::string::npos);
+    s.client.written.clear();
+    s.FromClient(kSync);
+    CHECK(s.client.written == Ready('I'));
+  }
+  {
+    // Pinned: its state went with the server; the session ends.
+    Session s;
+    s.pump->Start();
+    s.FromClient(Query("set search_path = x"));
+    FakeLeg* l = s.link();
+    s.FromServer(Complete("SET") + Ready('I'));
+    CHECK(s.pump->pinned());
+    l->End(vg::CloseReason::Eof, "");
+    s.pump->OnClosed(l);
+    CHECK(s.client.closing);
+  }
+  {
+    // Half a server message reached the client: the stream cannot be mended; the session ends.
+    Session s;
+    s.pump->Start();
+    s.FromClient(Query("select 1"));
+    FakeLeg* l = s.link();
+    std::string row = Row("1");
+    s.FromServer(row.substr(0, 3));
+    l->End(vg::CloseReason::Eof, "");
+    s.pump->OnClosed(l);
+    CHECK(s.client.closing);
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -531,5 +629,6 @@ int main() {
   TestPreparedStatementNamesAsPostgresKeepsThem();
   TestFullLinkClosesLeastRecentlyUsed();
   TestDeallocateAnsweredByTheGateway();
+  TestLostLinkFailsOnlyItsTransaction();
   return vg::test::ChecksResult("pump-pooling");
 }

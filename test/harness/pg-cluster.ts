@@ -44,6 +44,8 @@ export interface PgCluster {
   psql(sql: string, database?: string): Promise<string>;
   /** Fast shutdown, then removes the temp dir. Idempotent. */
   stop(): Promise<void>;
+  /** pg_ctl restart -m fast on the same port and data: every backend ends (FATAL 57P01), then the server takes connections again. */
+  restart(): Promise<void>;
   /** SIGKILL to the postmaster and every backend at once: the server vanishes mid-whatever. */
   kill9(): Promise<void>;
   /** The postmaster's PID. */
@@ -277,6 +279,11 @@ export async function startPgCluster(opts: PgClusterOptions): Promise<PgCluster>
           await run(pgCtl, ['-D', data, '-m', 'fast', '-w', '-t', String(PG_CTL_TIMEOUT_S), 'stop']).catch(() => {});
         }
         cleanupSync('immediate');
+      },
+      async restart() {
+        if (killed || stopped) throw new Error('restart: the cluster is stopped');
+        await run(pgCtl, ['-D', data, '-l', logFile, '-w', '-t', String(PG_CTL_TIMEOUT_S), '-m', 'fast', 'restart']);
+        postmasterPid = Number(readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
       },
       async kill9() {
         // List the children before the postmaster dies (then they are re-parented); kill the

@@ -81,6 +81,7 @@ const ASAN_E2E = [
   'native/pump-pooling',
   'e2e/pg-transaction-pool',
   'e2e/pg-prepared-statements',
+  'e2e/pg-pool-chaos',
 ];
 if (process.env.VECGATE_SKIP_ASAN !== '1' && !only.length) {
   run(process.execPath, ['scripts/build-native-asan.mjs', '--if-stale']);

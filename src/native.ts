@@ -74,6 +74,8 @@ export interface PumpStats {
   preparesReused: number;
   /** `transactionPooling`: server links that ended under the session while it was not pinned; it went on (each was handed to `onUpstreamReleased`, closed). */
   upstreamLost: number;
+  /** `refusePins`: statements refused because they would have pinned the session. */
+  pinRefusals: number;
   /** Who ended the session (native/net/conn.h CloseReason): 'client-eof' | 'upstream-eof' | 'client-error' | 'upstream-error' | 'client-terminate' | 'protocol-error' | 'token-expired' | 'unreadable-setting' | 'closed', or an endPump reason. */
   reason: string;
   /** Human-readable detail for errors (errno name, TLS alert, parser complaint). */
@@ -157,6 +159,8 @@ export interface PumpOptions {
    * pins the session to its link.
    */
   preparedStatements?: number;
+  /** `transactionPooling`: a statement that would pin the session is refused (0A000, naming why) instead; the session keeps sharing links. */
+  refusePins?: boolean;
 }
 
 export interface Connection {

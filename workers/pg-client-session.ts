@@ -452,6 +452,7 @@ export class PgClientSession {
         : {
             transactionPooling: true,
             preparedStatements: this.cfg.upstream.pool.preparedStatements,
+            refusePins: this.cfg.upstream.pool.onPin === 'refuse',
             onUpstreamWanted: () => {
               withdraw = pool.acquire(txKey, this.cfg.name, this.cfg.upstream.pool, this.openLink!, {
                 give: (link) => {
@@ -505,6 +506,7 @@ export class PgClientSession {
             gone.close();
           }
         }
+        if (stats.pinRefusals > 0) this.ctx.log('info', 'statements refused because they would pin the session (upstream.pool.on_pin: refuse)', { connection: this.cfg.name, subject: grant.subject, refused: stats.pinRefusals });
         if (stats.pinReason !== '') {
           pool.pinned(this.cfg.name, stats.pinReason);
           this.ctx.log('debug', 'pooled session was pinned to its upstream', { connection: this.cfg.name, subject: grant.subject, reason: stats.pinReason });

@@ -159,6 +159,7 @@ void PumpBridge::OnPumpEnd(const PumpStats& s) {
     o.Set("serverPrepares", static_cast<double>(s.serverPrepares));
     o.Set("preparesReused", static_cast<double>(s.preparesReused));
     o.Set("upstreamLost", static_cast<double>(s.upstreamLost));
+    o.Set("pinRefusals", static_cast<double>(s.pinRefusals));
     o.Set("reason", CloseReasonName(s.reason));
     o.Set("detail", s.detail);
     EnterJs();
@@ -257,6 +258,7 @@ Napi::Value VgAddon::StartPump(const Napi::CallbackInfo& info) {
   if (pooling) {
     bridge->pump.SetTransactionPooling(true);
     bridge->pump.SetPreparedStatements(static_cast<size_t>(preparedPerLink));
+    bridge->pump.SetRefusePins(opts.Get("refusePins").ToBoolean().Value());
     bridge->onUpstreamWanted_ = Napi::Persistent(onWanted.As<Napi::Function>());
     bridge->onUpstreamReleased_ = Napi::Persistent(onReleased.As<Napi::Function>());
   }

@@ -199,6 +199,14 @@ void Pump::ClientInspector::OnMessageStart(uint8_t type, uint32_t length) {
   }
   scanning_ = (type == 'Q' || type == 'P') && pump_->pooling_ && !pump_->pinned_;
   scanTooLong_ = scanning_ && length > kMaxInspectedStatementBytes;
+  if (scanTooLong_ && pump_->refusePins_) {
+    // Too long to read for session state, so it would pin: refused (on_pin: refuse).
+    held_.clear();
+    AppendHeader(&held_, type, length);
+    tooLong_ = true;
+    dropping_ = true;
+    return;
+  }
   if (pump_->MigratesStatements() &&
       (type == 'B' || type == 'D' || type == 'C' || (type == 'P' && length > kMaxInspectedStatementBytes && !pump_->inspect_))) {
     StartPrefix(type, length);
@@ -284,6 +292,12 @@ void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
     refusal.sqlstate = "54000";
     refusal.message = "statement too long for the gateway to check (limit " +
                       std::to_string(kMaxInspectedStatementBytes / (1024 * 1024)) + " MB)";
+    if (scanTooLong_ && pump_->refusePins_) {
+      refusal.message = "statement too long for the gateway to read for session state (limit " +
+                        std::to_string(kMaxInspectedStatementBytes / (1024 * 1024)) +
+                        " MB), so it could pin this session to its server connection, which this connection refuses (upstream.pool.on_pin: refuse)";
+      pump_->stats_.pinRefusals++;
+    }
   } else if (pump_->inspect_) {
     std::string text = type == 'F' ? std::string() : StatementText(type, held_.data() + 5, held_.size() - 5);
     pump_->DeliverCaptures();  // earlier messages of this chunk first, in order
@@ -296,6 +310,23 @@ void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
   if (type == 'P' && held_.size() > 5) {
     size_t end = held_.find('\0', 5);
     name = held_.substr(5, (end == std::string::npos ? held_.size() : end) - 5);
+  }
+  // What the statement leaves in the server session (a refused statement never runs).
+  std::string pin = verdict == PumpObserver::Verdict::Refuse ? std::string() : PinReason(type);
+  if (!pin.empty() && pump_->MigratesStatements() && (type == 'Q' || name.empty())) {
+    // A DEALLOCATE or DISCARD ALL the gateway answers or follows itself does not pin.
+    std::string text = StatementText(type, held_.data() + 5, held_.size() - 5);
+    PgDeallocate d;
+    if (IsDiscardAll(text.data(), text.size()) || ParseDeallocate(text.data(), text.size(), &d)) pin.clear();
+  }
+  if (!pin.empty() && pump_->refusePins_) {
+    verdict = PumpObserver::Verdict::Refuse;
+    refusal.sqlstate = "0A000";
+    refusal.message = "this statement would pin the session to its server connection (" + pin +
+                      "), which this connection refuses (upstream.pool.on_pin: refuse); use SET LOCAL inside a transaction, or a "
+                      "connection in session pooling for this client";
+    pump_->stats_.pinRefusals++;
+    pin.clear();  // (held for its audit record, the refusal waits in its place in line)
   }
   if (verdict != PumpObserver::Verdict::Refuse && pump_->MigratesStatements() && !tooLong_) {
     // Prepared statements carried between links: a named Parse is the gateway's to place, and
@@ -313,11 +344,8 @@ void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
       ok = !handled || refusal.message.empty();
     }
     if (handled) {
-      // What a named statement does still counts (a DEALLOCATE or DISCARD the gateway
-      // handled does not pin).
-      std::string pin = type == 'P' && ok && !name.empty() ? PinReason(type) : std::string();
       scanning_ = false;
-      if (!pin.empty()) pump_->PinFor(pin);
+      if (!pin.empty() && ok) pump_->PinFor(pin);  // what a named statement does still counts
       if (!ok) pump_->RefuseWithStandIn(Sink(), type, kRefusedStatementName, refusal);
       holding_ = false;
       held_.clear();
@@ -325,7 +353,6 @@ void Pump::ClientInspector::OnMessageEnd(uint8_t type) {
       return;
     }
   }
-  std::string pin = verdict == PumpObserver::Verdict::Refuse ? std::string() : PinReason(type);  // a refused statement never runs
   holding_ = false;
   dropping_ = false;
   scanning_ = false;

@@ -39,6 +39,8 @@ struct PumpStats {
   // Transaction pooling: server links that ended under the session (the server closed, or the
   // connection broke) while it was not pinned; the session went on (OnUpstreamReleased got them).
   uint64_t upstreamLost = 0;
+  // Transaction pooling with SetRefusePins: statements refused because they would have pinned.
+  uint64_t pinRefusals = 0;
   CloseReason reason = CloseReason::None;
   std::string detail;
 };
@@ -154,6 +156,9 @@ class Pump {
   // Parse pins the session instead. Set before Start().
   void SetPreparedStatements(size_t perLink) { statementCapacity_ = perLink; }
   bool MigratesStatements() const { return pooling_ && statementCapacity_ > 0; }
+  // Transaction pooling: a statement that would pin the session is refused instead (0A000,
+  // naming why), and the session keeps sharing links (upstream.pool.on_pin: refuse).
+  void SetRefusePins(bool on) { refusePins_ = on; }
   // Keeps the current server link for the rest of the session (state that cannot move between
   // server sessions); takes effect at once, also while no link is attached (the next one stays).
   void Pin() { PinFor("pinned by the gateway"); }
@@ -481,6 +486,7 @@ class Pump {
   // done with a message may depend on the link: pg/prepared-statements.h).
   std::string raw_;
   size_t statementCapacity_ = 0;
+  bool refusePins_ = false;
   std::unordered_map<std::string, PgStatementRef> statements_;  // the client's names
   size_t statementBytes_ = 0;
   std::deque<StatementOp> ops_;  // by tag, oldest first

@@ -613,6 +613,40 @@ void TestLostLinkFailsOnlyItsTransaction() {
   }
 }
 
+// upstream.pool.on_pin: refuse: what would pin is refused (0A000, naming why); the session keeps
+// sharing links.
+void TestRefusePins() {
+  Session s;
+  s.pump->SetPreparedStatements(10);
+  s.pump->SetRefusePins(true);
+  s.pump->Start();
+  s.FromClient(Query("set search_path = x"));
+  FakeLeg* l = s.link();
+  CHECK(l->written == Query("vecgate refused this statement"));
+  s.FromServer(Error("42601") + Ready('I'));
+  CHECK(s.client.written.find("C0A000") != std::string::npos && s.client.written.find("(SET)") != std::string::npos);
+  CHECK(!s.pump->pinned() && s.link() == nullptr && s.pump->stats().pinRefusals == 1);
+  // SET LOCAL does not pin: it runs.
+  s.client.written.clear();
+  s.FromClient(Query("begin; set local search_path = x; select 1; commit"));
+  CHECK(s.link()->written == Query("begin; set local search_path = x; select 1; commit"));
+  s.FromServer(Complete("COMMIT") + Ready('I'));
+  // A named statement that would pin is refused, and leaves no name.
+  s.FromClient(Parse("p", "listen ch") + kSync);
+  s.FromServer(Error("42601") + Ready('I'));
+  CHECK(s.pump->ClientStatements() == 0 && s.pump->stats().pinRefusals == 2 && !s.pump->pinned());
+  // Too long to read for session state: refused, not streamed.
+  s.client.written.clear();
+  s.FromClient(Query("select '" + std::string(vg::kMaxInspectedStatementBytes, 'x') + "'"));
+  CHECK(s.link()->written.size() < 100);
+  s.FromServer(Error("42601") + Ready('I'));
+  CHECK(s.client.written.find("C54000") != std::string::npos && s.pump->stats().pinRefusals == 3);
+  // DEALLOCATE of its own names is the gateway's: no pin, so no refusal.
+  s.client.written.clear();
+  s.FromClient(Query("deallocate all"));
+  CHECK(s.client.written == Complete("DEALLOCATE ALL") + Ready('I'));
+}
+
 }  // namespace
 
 int main() {
@@ -630,5 +664,6 @@ int main() {
   TestFullLinkClosesLeastRecentlyUsed();
   TestDeallocateAnsweredByTheGateway();
   TestLostLinkFailsOnlyItsTransaction();
+  TestRefusePins();
   return vg::test::ChecksResult("pump-pooling");
 }

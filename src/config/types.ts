@@ -112,6 +112,13 @@ export interface UpstreamPoolConfig {
    * first); 0: a named prepared statement pins its session instead. Default 200.
    */
   preparedStatements: number;
+  /**
+   * upstream.pool.on_pin: what transaction mode does with a statement that leaves state in the
+   * server session (SET, PREPARE, LISTEN, temporary tables, ...): `pin` the session to its
+   * upstream connection for the rest of its life (default), or `refuse` the statement (0A000,
+   * naming why), so every session keeps sharing connections.
+   */
+  onPin: 'pin' | 'refuse';
 }
 
 /**

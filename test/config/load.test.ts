@@ -141,7 +141,7 @@ recordings: { dir: recordings, retention: 30d, durability: strict }  # strict = 
           name: 'vectors',
           protocol: 'postgres',
           listen: { host: '0.0.0.0', port: 15432 },
-          upstream: { host: 'db.internal', port: 5432, database: 'vectors', tls: { mode: 'verify-full', ca: path.join(dir, 'tls/db-ca.pem'), serverName: 'db.internal' }, pool: { maxIdle: 8, maxIdleTotal: 32, idleTimeoutMs: 30_000, mode: 'session', size: 20, waitTimeoutMs: 10_000, preparedStatements: 200 }, authMethods: ['scram-sha-256'] },
+          upstream: { host: 'db.internal', port: 5432, database: 'vectors', tls: { mode: 'verify-full', ca: path.join(dir, 'tls/db-ca.pem'), serverName: 'db.internal' }, pool: { maxIdle: 8, maxIdleTotal: 32, idleTimeoutMs: 30_000, mode: 'session', size: 20, waitTimeoutMs: 10_000, preparedStatements: 200, onPin: 'pin' }, authMethods: ['scram-sha-256'] },
           credentials: { read: { user: 'vec_ro', password: 'ro-secret-from-env' }, write: { user: 'vec_rw', password: 'rw-secret-from-file' } },
           recording: 'queries',
         },
@@ -169,7 +169,7 @@ recordings: { dir: recordings, retention: 30d, durability: strict }  # strict = 
   it('takes transaction pooling: mode, size and wait_timeout', async () => {
     const c = await load(minimal(pgConn('{ host: db.internal, database: vectors, pool: { mode: transaction, size: 5, wait_timeout: 750ms } }')));
     const pool = (c.connections.vectors as { upstream: { pool: unknown } }).upstream.pool;
-    assert.deepEqual(pool, { maxIdle: 8, maxIdleTotal: 32, idleTimeoutMs: 30_000, mode: 'transaction', size: 5, waitTimeoutMs: 750, preparedStatements: 200 });
+    assert.deepEqual(pool, { maxIdle: 8, maxIdleTotal: 32, idleTimeoutMs: 30_000, mode: 'transaction', size: 5, waitTimeoutMs: 750, preparedStatements: 200, onPin: 'pin' });
   });
 
   it('fills the documented defaults and resolves paths against the config file, not the cwd', async () => {
@@ -189,7 +189,7 @@ recordings: { dir: recordings, retention: 30d, durability: strict }  # strict = 
     const conn = c.connections['vectors']!;
     assert.equal(conn.recording, 'metadata');
     assert.ok(conn.protocol === 'postgres');
-    assert.deepEqual(conn.upstream, { host: 'db.internal', port: 5432, database: 'vectors', tls: { mode: 'verify-full', ca: null, serverName: 'db.internal' }, pool: { maxIdle: 8, maxIdleTotal: 32, idleTimeoutMs: 30_000, mode: 'session', size: 20, waitTimeoutMs: 10_000, preparedStatements: 200 }, authMethods: ['scram-sha-256'] });
+    assert.deepEqual(conn.upstream, { host: 'db.internal', port: 5432, database: 'vectors', tls: { mode: 'verify-full', ca: null, serverName: 'db.internal' }, pool: { maxIdle: 8, maxIdleTotal: 32, idleTimeoutMs: 30_000, mode: 'session', size: 20, waitTimeoutMs: 10_000, preparedStatements: 200, onPin: 'pin' }, authMethods: ['scram-sha-256'] });
     // one {user, password} applies to every access level
     assert.deepEqual(conn.credentials, { read: { user: 'u', password: 'p' }, write: { user: 'u', password: 'p' }, admin: { user: 'u', password: 'p' } });
     assert.deepEqual(c.recordings, { dir: path.join(dir, 'recordings'), retentionMs: 30 * 86_400_000, durability: 'strict', redactSettings: ['primary_conninfo', 'ssl_passphrase_command', 'archive_command', 'restore_command'] });

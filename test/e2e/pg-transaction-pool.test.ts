@@ -288,3 +288,38 @@ test('cancel across workers: whichever worker the CancelRequest reaches, it is r
     await gw2.stop();
   }
 });
+
+test('on_pin: refuse: what would pin is refused with 0A000 naming why; the session keeps sharing backends and SET LOCAL works', async () => {
+  mkdirSync(path.join(dir, 'gw3'));
+  const gw3 = await startGatewayFixture({
+    dir: path.join(dir, 'gw3'),
+    serverCert: pki.serverCert,
+    serverKey: pki.serverKey,
+    workers: 1,
+    upstream: { host: 'localhost', port: cluster.port, database: 'vectors', tls: { mode: 'verify-full', ca: pki.caCert }, pool: { mode: 'transaction', size: 2, on_pin: 'refuse' } },
+    credentials: { read: cluster.roles.rw, write: cluster.roles.rw },
+  });
+  try {
+    const token = await gw3.token('writer@example.com', ['ml-writers']);
+    const c = new pg.Client({ host: 'localhost', port: gw3.port, database: 'vectors', user: 'ignored', password: token, ssl: { ca: readFileSync(pki.caCert), servername: 'localhost' } });
+    await c.connect();
+    try {
+      await assert.rejects(c.query('SET search_path = pinned_schema'), (e: pg.DatabaseError) => e.code === '0A000' && /\(SET\)/.test(e.message) && /on_pin: refuse/.test(e.message));
+      await assert.rejects(c.query('LISTEN ch'), (e: pg.DatabaseError) => e.code === '0A000' && /\(LISTEN\)/.test(e.message));
+      // Nothing ran: the setting is the default, and the session is not pinned (its backends vary).
+      assert.equal((await c.query('SHOW search_path')).rows[0].search_path, '"$user", public');
+      await c.query('BEGIN');
+      await c.query('SET LOCAL search_path = pinned_schema');
+      assert.equal((await c.query('SHOW search_path')).rows[0].search_path, 'pinned_schema');
+      await c.query('COMMIT');
+      // Named statements move between backends: not a pin, so not refused.
+      assert.equal((await c.query({ name: 'n', text: 'SELECT $1::int AS n', values: [5] })).rows[0].n, 5);
+    } finally {
+      await c.end();
+    }
+    const m = await gw3.handle.metrics.registry.metrics();
+    assert.doesNotMatch(m, /vecgate_upstream_pool_pins_total\{[^}]*\} [1-9]/);
+  } finally {
+    await gw3.stop();
+  }
+});

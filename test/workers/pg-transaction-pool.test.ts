@@ -32,7 +32,7 @@ function ready(): UpstreamReady {
   return { conn: new FakeLink() as unknown as Connection, tls: null, parameters: new Map(), backendKey: null, transactionStatus: 'I', leftover: Buffer.alloc(0) };
 }
 
-const cfg = (size: number, waitTimeoutMs = 200): UpstreamPoolConfig => ({ maxIdle: 8, maxIdleTotal: 32, idleTimeoutMs: 30_000, mode: 'transaction', size, waitTimeoutMs, preparedStatements: 200 });
+const cfg = (size: number, waitTimeoutMs = 200): UpstreamPoolConfig => ({ maxIdle: 8, maxIdleTotal: 32, idleTimeoutMs: 30_000, mode: 'transaction', size, waitTimeoutMs, preparedStatements: 200, onPin: 'pin' });
 
 function pool(workers = 1, index = 0) {
   let changed = 0;

@@ -79,8 +79,12 @@ interface Link {
   ready: UpstreamReady;
   key: string;
   connection: string;
-  idleTimer: NodeJS.Timeout | null;
+  /** In a group's idle list (watched; closed by the sweep after idle_timeout). */
+  idle: boolean;
   idleSince: number;
+  /** The watch callbacks, made once per link (set again at each return to idle: a pump's attach lets JavaScript's go). */
+  onData: () => void;
+  onClose: () => void;
 }
 
 /** Counters of one group (connection, database, user) since the worker started: kept when its keys are forgotten (there are only as many as configured credentials and databases). */
@@ -124,6 +128,8 @@ export class PgTransactionPool {
   /** Every group's counters, by [connection, database, user] as JSON. */
   private readonly counters = new Map<string, GroupCounters>();
   private closed = false;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private sweepEveryMs = Infinity;
 
   constructor(private readonly events: TransactionPoolEvents) {}
 
@@ -314,7 +320,21 @@ export class PgTransactionPool {
           return;
         }
         b.open++;
-        const link: Link = { ready, key: g.key, connection: g.connection, idleTimer: null, idleSince: 0 };
+        const conn = ready.conn;
+        const link: Link = {
+          ready,
+          key: g.key,
+          connection: g.connection,
+          idle: false,
+          idleSince: 0,
+          // Nothing is owed to an idle link (a notice, a setting's report after a reload): its
+          // state is no longer known to be a fresh session's, so it goes.
+          onData: () => {
+            this.forget(conn);
+            conn.destroy();
+          },
+          onClose: () => this.forget(conn),
+        };
         this.links.set(ready.conn, link);
         this.handOut(g, link);
       },
@@ -412,30 +432,52 @@ export class PgTransactionPool {
   private idle(link: Link, g: Group): void {
     const conn = link.ready.conn;
     link.idleSince = Date.now();
+    link.idle = true;
     g.idle.push(link);
-    conn.setCallbacks(
-      () => {
-        // Nothing is owed to an idle link (a notice, a setting's report after a reload): its
-        // state is no longer known to be a fresh session's, so it goes.
-        this.forget(conn);
-        conn.destroy();
-      },
-      () => this.forget(conn),
-    );
+    conn.setCallbacks(link.onData, link.onClose);
     conn.resume();
-    link.idleTimer = setTimeout(() => {
-      this.forget(conn);
-      conn.close();
-    }, g.cfg.idleTimeoutMs);
-    link.idleTimer.unref(); // an idle link keeps nothing alive
-    this.wake(g.connection);  // a session of another key may be waiting for room
+    this.armSweep(g.cfg.idleTimeoutMs);
+    this.wake(g.connection); // a session of another key may be waiting for room
   }
 
+  /**
+   * Taken from idle: given to a session (its pump's attach takes the connection's events, and
+   * resumes reading) or about to close. No timer to clear: idle links are closed by one sweep.
+   */
   private unwatch(link: Link): void {
-    if (link.idleTimer) clearTimeout(link.idleTimer);
-    link.idleTimer = null;
-    link.ready.conn.pause();
-    link.ready.conn.setCallbacks(() => {}, () => {});
+    link.idle = false;
+  }
+
+  /**
+   * Idle links past idle_timeout close: one timer per pool, not one per link (a link goes idle
+   * after every transaction). It runs every quarter of the shortest idle_timeout seen (at least
+   * every second), and stops while nothing is idle.
+   */
+  private armSweep(idleTimeoutMs: number): void {
+    const every = Math.max(1000, Math.floor(idleTimeoutMs / 4));
+    if (this.sweepTimer !== null && every >= this.sweepEveryMs) return;
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    this.sweepEveryMs = every;
+    this.sweepTimer = setInterval(() => this.sweep(), every);
+    this.sweepTimer.unref(); // an idle link keeps nothing alive
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    let idle = 0;
+    for (const g of [...this.groups.values()]) {
+      for (const link of [...g.idle]) {
+        if (now - link.idleSince < g.cfg.idleTimeoutMs) continue;
+        this.forget(link.ready.conn);
+        link.ready.conn.close();
+      }
+      idle += g.idle.length;
+    }
+    if (idle === 0 && this.sweepTimer !== null) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = null;
+      this.sweepEveryMs = Infinity;
+    }
   }
 
   /** Credentials or policies were reloaded: idle links close (sessions holding one keep it). */
@@ -451,6 +493,8 @@ export class PgTransactionPool {
   /** Shutdown: idle links close; waiting sessions are told. */
   clear(): void {
     this.closed = true;
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
     for (const g of this.groups.values()) {
       for (const w of g.waiters.splice(0)) {
         clearTimeout(w.timer);

@@ -74,6 +74,33 @@ describe('transaction pool', () => {
     assert.equal(opened, 2);
   });
 
+  it('idle links close after idle_timeout (one sweep for the pool), links in use never; a link used again starts its idle time over', async () => {
+    const { p } = pool();
+    const quick = { ...cfg(3, 5000), idleTimeoutMs: 1000 };
+    const ws = [waiter(), waiter()];
+    for (const w of ws) p.acquire('k', 'c', quick, () => Promise.resolve(ready()), w);
+    await tick();
+    const [a, b] = ws.map((w) => w.got[0]!.conn as unknown as FakeLink);
+    p.release(a as unknown as Connection); // idle from now; b stays with its session
+    await new Promise((r) => setTimeout(r, 600));
+    const again = waiter();
+    p.acquire('k', 'c', quick, () => Promise.resolve(ready()), again);
+    assert.equal(again.got[0]!.conn, a as unknown as Connection, 'taken from idle');
+    p.release(a as unknown as Connection); // idle again: its time starts over
+    await new Promise((r) => setTimeout(r, 700));
+    assert.equal(a.closed, false, 'idle 0.7 s of 1 s');
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(a.closed, true, 'closed by the sweep');
+    assert.equal(b.closed, false, 'in use: never swept');
+    // The slot is free again: a new waiter opens a link.
+    let opened = 0;
+    const w3 = waiter();
+    p.acquire('k', 'c', quick, () => (opened++, Promise.resolve(ready())), w3);
+    await tick();
+    assert.equal(opened, 1);
+    p.clear();
+  });
+
   it('a worker gets its share of size (at least one)', () => {
     assert.equal(pool(4, 0).p.share(cfg(10)), 3);
     assert.equal(pool(4, 3).p.share(cfg(10)), 2);

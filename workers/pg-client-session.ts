@@ -457,9 +457,13 @@ export class PgClientSession {
               withdraw = pool.acquire(txKey, this.cfg.name, this.cfg.upstream.pool, this.openLink!, {
                 give: (link) => {
                   withdraw = null;
-                  if (this.state !== 'pumping' || !this.ctx.native.attachUpstream(this.conn, link.conn)) return false;
+                  if (this.state !== 'pumping') return false;
+                  // Set first: the attach reads what waited, which may be answered without the
+                  // server (a DEALLOCATE of the client's own names) and release the link at once.
                   this.currentLink = link;
-                  return true;
+                  if (this.ctx.native.attachUpstream(this.conn, link.conn)) return true;
+                  if (this.currentLink === link) this.currentLink = null;
+                  return false;
                 },
                 fail: (message, sqlstate) => {
                   withdraw = null;

@@ -42,6 +42,8 @@ const pyEnv = (token: string): Record<string, string> => ({
   PGAPPNAME: APP,
 });
 
+const backends = async () => Number((await cluster.psql(`SELECT count(*) FROM pg_stat_activity WHERE application_name = '${APP}'`)).trim());
+
 async function metric(name: string, labels: string): Promise<number | null> {
   const text = await gw.handle.metrics.registry.metrics();
   const m = new RegExp(`^${name}\\{${labels}\\} ([0-9.e+-]+)$`, 'm').exec(text);
@@ -138,6 +140,27 @@ test('state matrix: names behave as in PostgreSQL (exists, does not exist, DEALL
     }
   } finally {
     await a.end();
+    await b.end();
+  }
+});
+
+test('a request the gateway answers without the server (DEALLOCATE) gives its backend back at once; the session ending then closes nobody\'s backend', async () => {
+  const [a, b] = [await client(), await client()];
+  try {
+    await b.query('BEGIN');
+    const held = (await b.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+    await a.query({ name: 'x', text: 'SELECT 1' }); // on the other backend
+    const open = await backends();
+    assert.equal(open, SIZE);
+    await a.query('DEALLOCATE x'); // attached to the other backend, answered by the gateway, released
+    await a.end();
+    // b's backend and the other one are both still open: a's end closed neither.
+    assert.equal((await b.query('SELECT pg_backend_pid() AS pid')).rows[0].pid, held);
+    await b.query('COMMIT');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(await backends(), open);
+  } finally {
+    await a.end().catch(() => {});
     await b.end();
   }
 });

@@ -71,11 +71,13 @@ export interface SelectResult extends PgbenchRun {
 }
 
 /** `ratePerSec`: pgbench -R (a fixed transaction rate) instead of as fast as it can. */
-export async function runSelect(env: BenchEnvironment, s: BenchSettings, t: PgTarget, clients: number, ratePerSec?: number): Promise<SelectResult> {
+export async function runSelect(env: BenchEnvironment, s: BenchSettings, t: PgTarget, clients: number, ratePerSec?: number, queryMode: 'simple' | 'prepared' = 'simple'): Promise<SelectResult> {
   const threads = Math.min(s.pgbenchThreads, clients);
   const rate = ratePerSec === undefined ? [] : ['-R', String(Math.round(ratePerSec))];
-  const r = await pgbench(env, t, ['-S', '-n', '-c', String(clients), '-j', String(threads), ...rate, '-T', String(s.selectSec)], s.selectSec, threads);
-  return { ...r, system: t.system, clients, proxyCpuMsPer1kTx: r.proxyCpuSec === null || !(r.transactions > 0) ? null : (r.proxyCpuSec * 1000) / (r.transactions / 1000) };
+  const mode = queryMode === 'prepared' ? ['-M', 'prepared'] : [];
+  const r = await pgbench(env, t, ['-S', '-n', ...mode, '-c', String(clients), '-j', String(threads), ...rate, '-T', String(s.selectSec)], s.selectSec, threads);
+  const system = queryMode === 'prepared' ? `${t.system} (-M prepared)` : t.system;
+  return { ...r, system, clients, proxyCpuMsPer1kTx: r.proxyCpuSec === null || !(r.transactions > 0) ? null : (r.proxyCpuSec * 1000) / (r.transactions / 1000) };
 }
 
 export function selectTable(results: SelectResult[], s: BenchSettings): ResultTable {

@@ -326,6 +326,12 @@ async function main(): Promise<void> {
           log(`pooled select: ${clients} clients over ${POOLED_BACKENDS} backends through ${p.target.system}`);
           res.pooledSelect.push(await runSelect(env, s, p.target, clients));
         }
+        for (const clients of clientCounts) {
+          // Named statements: vecgate carries them between backends; a pgbouncer without
+          // max_prepared_statements (before 1.21) cannot, and its row shows how that fails.
+          log(`pooled select -M prepared: ${clients} clients over ${POOLED_BACKENDS} backends through ${p.target.system}`);
+          res.pooledSelect.push(await runSelect(env, s, p.target, clients, undefined, 'prepared'));
+        }
         await p.server.stop();
         // Fresh proxies for memory, as in the idle rows.
         await waitForBackendsGone(env);

@@ -21,7 +21,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const bin = path.join(root, 'bin', 'vecgate');
 const SIZE = 2;
 const APP = 'pools-admin-test';
-const WAIT_TIMEOUT_S = 2;
+// Long enough for the two CLI runs while a session waits (each a node process; slow machines, ASan).
+const WAIT_TIMEOUT_S = 6;
 /** The session-mode gateway's clients: their backends are told apart from the transaction pool's idle links. */
 const SESSION_APP = 'pools-admin-session-test';
 
@@ -165,7 +166,9 @@ test('pool exhausted: waiting sessions and a growing maxwait, live; the wait cou
     assert.deepEqual([before.busy, before.idle, before.waiting], [SIZE, 0, 0]);
     // A new session finds every link busy and waits (at startup), as does a query of a
     // session that already runs (at its transaction's first message).
-    waiters.push(client());
+    const waiting = client();
+    waiting.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
+    waiters.push(waiting);
     const v1 = await poolsWhen((x) => groupRow(x).waiting === 1, 'one session waiting');
     await new Promise((r) => setTimeout(r, 300));
     const v2 = await pools();

@@ -47,7 +47,9 @@
 // being the input's bytes; bits 5-6: when that server answers (0: after all client bytes;
 // 1: after each Sync; 2: after each Sync, Query, FunctionCall and Flush; 3: after any
 // message, by the seed); bit 7: errors often (1 in 4) rather than rarely (1 in 32). The seed
-// is byte 4 and the bytes after the client's.
+// is byte 4 and the bytes after the client's; in a quarter of these runs (by the seed) the
+// pool hands out no link for the client's last stretch (after the server's last turn; all of
+// it with the input's server bytes) until the client has left.
 // A finding says which rule broke on stderr; PUMP_FUZZ_TRACE=1 with the one input shows what
 // each link, its server and the client sent and got, run by run (the last run is the one).
 #include <algorithm>
@@ -78,25 +80,25 @@ using vg::test::FakeLeg;
 //  1. A DISCARD ALL or DEALLOCATE ALL sent as a simple Query is followed by the client's Parse
 //     before its answer came: the gateway answers the Parse itself (the link still "has" the
 //     statement), and the Bind after it fails on the server, which dropped it (26000).
-constexpr bool kSkipDiscardQueryRace = true;
+constexpr bool kSkipDiscardQueryRace = false;
 //  2. An eviction Close the server skips (after an error earlier in the batch): the server
 //     keeps the statement, the gateway forgets it, and its next Parse of it there fails
 //     (42P05 "already exists") each time.
-constexpr bool kSkipSkippedEvictionClose = true;
+constexpr bool kSkipSkippedEvictionClose = false;
 //  3. An eviction Close inside a transaction closes the client's open portals built from that
 //     statement (PostgreSQL closes them with it): the client's next Execute fails (34000).
-constexpr bool kSkipEvictionClosesPortal = true;
+constexpr bool kSkipEvictionClosesPortal = false;
 //  4. The server's answers switch from plain forwarding to being rebuilt (UpstreamInspector)
 //     at the start of a server chunk (once the gateway has a request of its own in line, or,
 //     since 0c7196a, once every request was answered); when the previous chunk ended inside a
 //     message header, the plain path forwarded those header bytes already and the inspector
 //     writes the whole header again (the client's stream is corrupt). Skipped by never
 //     splitting the server's bytes inside a message header.
-constexpr bool kSkipHeaderSplitSwitch = true;
+constexpr bool kSkipHeaderSplitSwitch = false;
 //  5. As 1, the other way: the statements the client prepares after such a Query and before
 //     its answer are forgotten when the answer comes (the link's set is cleared then), so the
 //     gateway prepares one again where the server has it (42P05, each time after).
-constexpr bool kSkipDiscardQueryClearsLater = true;
+constexpr bool kSkipDiscardQueryClearsLater = false;
 
 constexpr char kStandIn[] = "vecgate refused this statement";
 constexpr char kPrefix[] = "vecgate_";
@@ -217,6 +219,9 @@ struct Config {
   int turnPolicy = 0;
   uint32_t errorOneIn = 32;
   uint64_t seed = 0;
+  // From the client's last stretch on (after the last server turn), no link until the client
+  // has left: what it sent waits, and is answered after it left (Pump::FinishDrain).
+  bool poolLate = false;
   std::vector<size_t> turns;  // client offsets after which the generated server answers
 };
 
@@ -356,6 +361,7 @@ struct Observer final : vg::PumpObserver {
   Pool* pool = nullptr;
   bool attachAtOnce = false;
   bool wanted = false;
+  bool poolLate = false;  // no link handed out for now: the client may leave while it waits
   void Attach() {
     wanted = false;
     if (!pump->AttachUpstream(&pool->Take()->leg)) Broken("AttachUpstream refused a link it asked for");
@@ -363,7 +369,7 @@ struct Observer final : vg::PumpObserver {
   void OnUpstreamWanted() override {
     if (wanted || pump->upstream() != nullptr) Broken("OnUpstreamWanted twice, or with a link");
     wanted = true;
-    if (attachAtOnce) Attach();
+    if (attachAtOnce && !poolLate) Attach();
   }
   void OnUpstreamReleased(vg::Leg* upstream) override;
   void OnPumpEnd(const vg::PumpStats& s) override {
@@ -649,7 +655,7 @@ class Session {
  private:
   bool Turn(size_t clientOffset) const { return clientOffset < isTurn_.size() && isTurn_[clientOffset]; }
   void AttachIfWanted() {
-    if (obs_.wanted && !p_->ended()) obs_.Attach();
+    if (obs_.wanted && !obs_.poolLate && !p_->ended()) obs_.Attach();
   }
   // Server bytes to one link, in the chunks given; what reaches the pump from its current link
   // is what the client may get.
@@ -1133,10 +1139,12 @@ Outcome Session::Run(const std::vector<size_t>& cuts, size_t upstreamCut) {
     }
     if (flags & 64) p.Pin();
     p.Start();
+    const size_t lateFrom = cfg_.turns.empty() ? 0 : cfg_.turns.back();
     size_t from = 0;
     for (size_t i = 0; i <= all.size(); i++) {
       size_t to = i < all.size() ? all[i] : client_.size();
       if (to <= from) continue;
+      obs_.poolLate = cfg_.poolLate && from >= lateFrom;
       // (A closed client is read no more.)
       if (!c_.closing) {
         Trace("client sends", pool_.current != nullptr ? pool_.current->id : -1, client_.substr(from, to - from));
@@ -1148,6 +1156,7 @@ Outcome Session::Run(const std::vector<size_t>& cuts, size_t upstreamCut) {
       if (cfg_.generated && Turn(to)) ServerTurn();
     }
     endedByClientBytes = c_.closing;
+    obs_.poolLate = cfg_.poolLate;  // (also when the last stretch was empty)
     for (size_t i = obs_.holds.size(); i-- > 0;)
       if (!p.ended()) p.Release(obs_.holds[i]);
     AttachIfWanted();
@@ -1185,6 +1194,7 @@ Outcome Session::Run(const std::vector<size_t>& cuts, size_t upstreamCut) {
           p.OnClosed(leg);
         }
       }
+      if (c_.closeDelivered) obs_.poolLate = false;
       AttachIfWanted();
     }
     if (!p.ended() || !obs_.ended) Broken("the session did not end once its legs closed");
@@ -1285,6 +1295,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     uint64_t seed = 0xcbf29ce484222325ULL ^ data[4];
     for (char ch : upstream) seed = (seed ^ static_cast<uint8_t>(ch)) * 0x100000001b3ULL;  // FNV-1a
     cfg.seed = seed;
+    cfg.poolLate = (seed >> 8) % 4 == 0;
   }
   if (cfg.generated) cfg.turns = TurnPoints(client, cfg.turnPolicy, cfg.seed);
 

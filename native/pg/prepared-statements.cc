@@ -52,13 +52,13 @@ void PgServerStatements::Touch(const PgStatement* s) {
   lru_.splice(lru_.end(), lru_, it->second);
 }
 
-PgStatementRef PgServerStatements::Add(PgStatementRef s) {
+PgStatementRef PgServerStatements::Add(PgStatementRef s, bool mayEvict) {
   if (Has(s.get())) {
     Touch(s.get());
     return nullptr;
   }
   PgStatementRef evicted;
-  if (lru_.size() >= capacity_) {
+  if (mayEvict && lru_.size() >= capacity_) {
     evicted = std::move(lru_.front());
     lru_.pop_front();
     index_.erase(evicted.get());

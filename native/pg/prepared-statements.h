@@ -58,9 +58,10 @@ class PgServerStatements final : public LegState {
   bool Has(const PgStatement* s) const { return index_.count(s) != 0; }
   // Marks `s` most recently used.
   void Touch(const PgStatement* s);
-  // Records `s` as prepared; when full, first drops the least recently used statement and
-  // returns it (the caller closes it on the server before preparing `s`).
-  PgStatementRef Add(PgStatementRef s);
+  // Records `s` as prepared; when full and `mayEvict`, first drops the least recently used
+  // statement and returns it (the caller closes it on the server before preparing `s`);
+  // without `mayEvict` the set grows past its capacity.
+  PgStatementRef Add(PgStatementRef s, bool mayEvict = true);
   void Remove(const PgStatement* s);
   void Clear() {
     index_.clear();

@@ -160,6 +160,7 @@ void Pump::TrackClientStart(uint8_t type) {
     detailPending_ = true;
   }
   if (type == 'c' || type == 'f') copyIn_ = false;
+  batchOpenBefore_ = clientUnsynced_;
   if (type != 'Q' && type != 'S' && type != 'F') clientUnsynced_ = true;
 }
 
@@ -582,15 +583,23 @@ bool Pump::ParseStatement(std::string& sink, const char* body, size_t len, State
     return true;
   }
   if (link != nullptr) {
-    PgStatementRef evicted = link->Add(stmt);
-    if (evicted) {
-      AppendMessage(&sink, 'C', "S" + evicted->serverName + std::string(1, '\0'));
-      replies_.OnClientMessage('C', 'S', 0, PgReplyAction::Drop, 0);
-    }
+    AddToLink(sink, link, stmt);
   }
   uint32_t tag = AddOp(StatementOp::Kind::ServerParse, stmt, name);
   SendParse(sink, link, stmt->serverName, tail, tailLen, PgReplyAction::Forward, tag);
   return true;
+}
+
+void Pump::AddToLink(std::string& sink, PgServerStatements* link, const PgStatementRef& stmt) {
+  // A full link closes its least recently used statement, but only where that cannot close
+  // a portal of the client's (PostgreSQL closes a statement's portals with it): outside a
+  // transaction, at the first message of a batch. Elsewhere the set grows past its size for
+  // a while; a later prepare at such a point brings it back.
+  const bool mayEvict = lastStatus_ == 'I' && replies_.Empty() && !batchOpenBefore_;
+  PgStatementRef evicted = link->Add(stmt, mayEvict);
+  if (!evicted) return;
+  AppendMessage(&sink, 'C', "S" + evicted->serverName + std::string(1, '\0'));
+  replies_.OnClientMessage('C', 'S', 0, PgReplyAction::Drop, AddOp(StatementOp::Kind::EvictClose, evicted, std::string()));
 }
 
 void Pump::SendParse(std::string& sink, PgServerStatements* link, const std::string& serverName, const char* tail, size_t tailLen,
@@ -662,11 +671,7 @@ void Pump::EnsurePrepared(std::string& sink, const PgStatementRef& stmt) {
     link->Touch(stmt.get());
     return;
   }
-  PgStatementRef evicted = link->Add(stmt);
-  if (evicted) {
-    AppendMessage(&sink, 'C', "S" + evicted->serverName + std::string(1, '\0'));
-    replies_.OnClientMessage('C', 'S', 0, PgReplyAction::Drop, 0);
-  }
+  AddToLink(sink, link, stmt);
   uint32_t tag = AddOp(StatementOp::Kind::ServerParse, stmt, std::string());
   SendParse(sink, link, stmt->serverName, stmt->tail.data(), stmt->tail.size(), PgReplyAction::Drop, tag);
 }
@@ -682,6 +687,8 @@ bool Pump::StatementQuery(std::string& sink, const char* body, size_t len, State
       statementBytes_ = 0;
       if (pinned_) {
         // The server's own statements (SQL PREPARE pinned the session) go too: it runs it.
+        // What the link has prepared is unknown from now on (it may or may not run).
+        if (PgServerStatements* link = LinkStatements()) link->MarkUncertain();
         AppendHeader(&sink, 'Q', static_cast<uint32_t>(len));
         sink.append(body, len);
         TrackClientEnd('Q', 0, PgReplyAction::Forward, tag);
@@ -707,6 +714,9 @@ bool Pump::StatementQuery(std::string& sink, const char* body, size_t len, State
     uint32_t tag = AddOp(StatementOp::Kind::DiscardAll, nullptr, std::string());
     ops_.back().removed.swap(statements_);
     statementBytes_ = 0;
+    // Whether it runs is known only at its answer; what the client prepares meanwhile must
+    // not be taken as there: the link's set is unknown from now on.
+    if (PgServerStatements* link = LinkStatements()) link->MarkUncertain();
     AppendHeader(&sink, 'Q', static_cast<uint32_t>(len));
     sink.append(body, len);
     TrackClientEnd('Q', 0, PgReplyAction::Forward, tag);
@@ -743,10 +753,13 @@ void Pump::OnOutcomes() {
         break;
       case StatementOp::Kind::DeallocateAll:
       case StatementOp::Kind::DiscardAll:
-        if (o.ok) {
-          if (PgServerStatements* link = LinkStatements()) link->Clear();
-        } else {
-          Restore(op);
+        if (!o.ok) Restore(op);  // (the link was marked uncertain when it was sent)
+        break;
+      case StatementOp::Kind::EvictClose:
+        // The server skipped the Close (an error earlier in the batch): it still has the
+        // statement, which the link no longer lists.
+        if (!o.ok) {
+          if (PgServerStatements* link = LinkStatements()) link->MarkUncertain();
         }
         break;
     }
@@ -1103,8 +1116,10 @@ void Pump::OnPlaintext(Leg* from, const char* data, size_t len) {
     if (!fromClient) {
       // The server's answers are rebuilt while some need rewriting; back to plain forwarding
       // only between messages (a message the inspector began may be one it drops).
-      // (Also while nothing is asked of a pooled link: an ErrorResponse then is withheld.)
-      bool want = inspect_ || !refusals_.empty() || replies_.Rewrites() > 0 || (pooling_ && !pinned_ && replies_.Empty());
+      // Pooled sessions always: switching from the plain path inside a message header would
+      // write the header's first bytes twice, and what needs rewriting (the gateway's own
+      // requests, an ErrorResponse with nothing asked) comes in any chunk.
+      bool want = inspect_ || pooling_ || !refusals_.empty() || replies_.Rewrites() > 0;
       if (want && !upstreamInspecting_) upstreamInspector_.Resume();
       if (want) upstreamInspecting_ = true;
       else if (upstreamParser_.AtBoundary()) upstreamInspecting_ = false;

@@ -327,7 +327,7 @@ class Pump {
   // Prepared statements carried between server links (SetPreparedStatements).
   struct StatementOp {
     // Forget: names dropped as a message was sent on, back if the server failed or skipped it.
-    enum class Kind : uint8_t { ServerParse, FakeParse, FakeClose, FakeDeallocate, DeallocateAll, DiscardAll, Forget };
+    enum class Kind : uint8_t { ServerParse, FakeParse, FakeClose, FakeDeallocate, DeallocateAll, DiscardAll, Forget, EvictClose };
     uint32_t tag;
     Kind kind;
     PgStatementRef stmt;
@@ -348,6 +348,8 @@ class Pump {
   // The same in an unnamed Parse (psycopg sends its DEALLOCATEs so): a DEALLOCATE of a client's
   // name runs as a DEALLOCATE of a statement the gateway prepares for it just before.
   bool StatementParse(std::string& sink, const char* body, size_t len, StatementRefusal* refusal);
+  // Records `stmt` as prepared on the link, closing the least recently used one first when full.
+  void AddToLink(std::string& sink, PgServerStatements* link, const PgStatementRef& stmt);
   // Writes a Parse of `stmt` under its server name (after a Close of it when the link is uncertain).
   void SendParse(std::string& sink, PgServerStatements* link, const std::string& serverName, const char* tail, size_t tailLen,
                  PgReplyAction action, uint32_t tag);
@@ -504,6 +506,7 @@ class Pump {
   static constexpr size_t kMaxWithheldErrorBytes = 8 * 1024;
   bool draining_ = false;  // the client left while its bytes waited for a link (FinishDrain)
   bool clientUnsynced_ = false;
+  bool batchOpenBefore_ = false;  // clientUnsynced_ before the current client message
   uint8_t lastStatus_ = 'I';  // the ReadyForQuery the owner saw before pumping
   // The client sent Terminate: nothing it sends after it is read (PostgreSQL stops there).
   bool clientTerminated_ = false;

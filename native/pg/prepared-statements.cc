@@ -24,7 +24,6 @@ PgStatementRef PgStatementRegistry::Intern(const char* tail, size_t len) {
   auto s = std::make_shared<PgStatement>();
   s->tail.assign(tail, len);
   s->serverName = kServerStatementPrefix + std::to_string(next_++);
-  s->hash = h;
   byHash_.emplace(h, s);
   return s;
 }
@@ -37,13 +36,6 @@ void PgStatementRegistry::Sweep() {
     else ++it;
   }
   sweepAt_ = byHash_.size() * 2 < 1024 ? 1024 : byHash_.size() * 2;
-}
-
-size_t PgStatementRegistry::live() {
-  size_t n = 0;
-  for (auto& e : byHash_)
-    if (!e.second.expired()) n++;
-  return n;
 }
 
 void PgServerStatements::Touch(const PgStatement* s) {

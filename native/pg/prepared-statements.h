@@ -26,7 +26,6 @@ struct PgStatement {
   std::string tail;
   // The server-side name: "vecgate_" and a number unique on the thread.
   std::string serverName;
-  size_t hash = 0;
 };
 using PgStatementRef = std::shared_ptr<PgStatement>;
 
@@ -40,7 +39,6 @@ class PgStatementRegistry {
   static PgStatementRegistry& ForThisThread();
   // The statement with this Parse tail: the one already in use, or a new one with a new name.
   PgStatementRef Intern(const char* tail, size_t len);
-  size_t live();
   // A server-side name no statement has (the gateway's own short-lived ones).
   std::string FreshName() { return kServerStatementPrefix + std::to_string(next_++); }
 

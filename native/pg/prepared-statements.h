@@ -29,8 +29,10 @@ struct PgStatement {
 };
 using PgStatementRef = std::shared_ptr<PgStatement>;
 
-// Server-side names are this prefix and a number; a client name with it is refused (it could
-// reach another session's statement on a shared backend).
+// Server-side names are this prefix and a number. A client's protocol-level names are always
+// mapped, so they never reach these; SQL text (EXECUTE, DEALLOCATE) can name them: a pinned
+// session's DEALLOCATE of one leaves its own link's set stale (that link is closed with it),
+// and read sessions refuse EXECUTE of names they did not PREPARE.
 constexpr char kServerStatementPrefix[] = "vecgate_";
 
 // Statements in use on this thread (a pump's thread: its sessions and links), by content.

@@ -630,22 +630,11 @@ bool Pump::StatementParse(std::string& sink, const char* body, size_t len, State
   if (discard || d.all) {
     // Sent on as it is: the server drops every statement when it runs, which the gateway
     // cannot see from the Parse, so the link's prepared set is uncertain from here on.
-    uint32_t tag = AddOp(StatementOp::Kind::Forget, nullptr, std::string());
-    ops_.back().removed.swap(statements_);
-    statementBytes_ = 0;
-    if (PgServerStatements* link = LinkStatements()) link->MarkUncertain();
-    AppendHeader(&sink, 'P', static_cast<uint32_t>(len));
-    sink.append(body, len);
-    TrackClientEnd('P', 0, PgReplyAction::Forward, tag);
+    SendOnForgettingAll(sink, 'P', body, len, StatementOp::Kind::Forget);
     return true;
   }
   auto it = statements_.find(d.name);
-  if (it == statements_.end()) {
-    if (pinned_) return false;  // perhaps a SQL PREPARE's name: the server's to answer
-    refusal->sqlstate = "26000";
-    refusal->message = "prepared statement \"" + d.name.substr(0, 256) + "\" does not exist";
-    return true;
-  }
+  if (it == statements_.end()) return UnknownName(d.name, refusal);
   uint32_t tag = AddOp(StatementOp::Kind::Forget, it->second, d.name);
   ForgetName(d.name);
   // The client's statement stays on the server for other sessions; what runs is a DEALLOCATE
@@ -676,34 +665,44 @@ void Pump::EnsurePrepared(std::string& sink, const PgStatementRef& stmt) {
   SendParse(sink, link, stmt->serverName, stmt->tail.data(), stmt->tail.size(), PgReplyAction::Drop, tag);
 }
 
+void Pump::SendOnForgettingAll(std::string& sink, uint8_t type, const char* body, size_t len, StatementOp::Kind kind) {
+  uint32_t tag = AddOp(kind, nullptr, std::string());
+  ops_.back().removed.swap(statements_);  // back if the server fails or skips it
+  statementBytes_ = 0;
+  // Whether it runs is known only at its answer; what the client prepares meanwhile must not
+  // be taken as there: the link's set is unknown from now on.
+  if (PgServerStatements* link = LinkStatements()) link->MarkUncertain();
+  AppendHeader(&sink, type, static_cast<uint32_t>(len));
+  sink.append(body, len);
+  TrackClientEnd(type, 0, PgReplyAction::Forward, tag);
+}
+
+bool Pump::UnknownName(const std::string& name, StatementRefusal* refusal) {
+  if (pinned_) return false;  // perhaps a SQL PREPARE's name: the server's to answer
+  refusal->sqlstate = "26000";
+  refusal->message = "prepared statement \"" + name.substr(0, 256) + "\" does not exist";
+  return true;
+}
+
 bool Pump::StatementQuery(std::string& sink, const char* body, size_t len, StatementRefusal* refusal) {
   std::string text = StatementText('Q', body, len);
   PgDeallocate d;
   if (ParseDeallocate(text.data(), text.size(), &d)) {
     if (d.all) {
-      uint32_t tag = AddOp(pinned_ ? StatementOp::Kind::DeallocateAll : StatementOp::Kind::FakeDeallocate, nullptr, std::string());
+      if (pinned_) {
+        // The server's own statements (SQL PREPARE pinned the session) go too: it runs it.
+        SendOnForgettingAll(sink, 'Q', body, len, StatementOp::Kind::DeallocateAll);
+        return true;
+      }
+      uint32_t tag = AddOp(StatementOp::Kind::FakeDeallocate, nullptr, std::string());
       ops_.back().removed.swap(statements_);
       ops_.back().commandTag = "DEALLOCATE ALL";
       statementBytes_ = 0;
-      if (pinned_) {
-        // The server's own statements (SQL PREPARE pinned the session) go too: it runs it.
-        // What the link has prepared is unknown from now on (it may or may not run).
-        if (PgServerStatements* link = LinkStatements()) link->MarkUncertain();
-        AppendHeader(&sink, 'Q', static_cast<uint32_t>(len));
-        sink.append(body, len);
-        TrackClientEnd('Q', 0, PgReplyAction::Forward, tag);
-      } else {
-        TrackClientEnd('Q', 0, PgReplyAction::Fake, tag);
-      }
+      TrackClientEnd('Q', 0, PgReplyAction::Fake, tag);
       return true;
     }
     auto it = statements_.find(d.name);
-    if (it == statements_.end()) {
-      if (pinned_) return false;  // perhaps a SQL PREPARE's name: the server's to answer
-      refusal->sqlstate = "26000";
-      refusal->message = "prepared statement \"" + d.name.substr(0, 256) + "\" does not exist";
-      return true;
-    }
+    if (it == statements_.end()) return UnknownName(d.name, refusal);
     uint32_t tag = AddOp(StatementOp::Kind::FakeDeallocate, it->second, d.name);
     ops_.back().commandTag = "DEALLOCATE";
     ForgetName(d.name);
@@ -711,15 +710,7 @@ bool Pump::StatementQuery(std::string& sink, const char* body, size_t len, State
     return true;
   }
   if (IsDiscardAll(text.data(), text.size())) {
-    uint32_t tag = AddOp(StatementOp::Kind::DiscardAll, nullptr, std::string());
-    ops_.back().removed.swap(statements_);
-    statementBytes_ = 0;
-    // Whether it runs is known only at its answer; what the client prepares meanwhile must
-    // not be taken as there: the link's set is unknown from now on.
-    if (PgServerStatements* link = LinkStatements()) link->MarkUncertain();
-    AppendHeader(&sink, 'Q', static_cast<uint32_t>(len));
-    sink.append(body, len);
-    TrackClientEnd('Q', 0, PgReplyAction::Forward, tag);
+    SendOnForgettingAll(sink, 'Q', body, len, StatementOp::Kind::DiscardAll);
     return true;
   }
   return false;

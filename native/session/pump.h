@@ -345,6 +345,11 @@ class Pump {
   // A simple Query the gateway answers or follows for prepared statements (DEALLOCATE,
   // DISCARD ALL). False: not one of those; forward it as usual.
   bool StatementQuery(std::string& sink, const char* body, size_t len, StatementRefusal* refusal);
+  // A DISCARD ALL or DEALLOCATE ALL sent on as it is: every client name dropped (back if the
+  // server fails or skips it), the link's prepared set unknown from now on.
+  void SendOnForgettingAll(std::string& sink, uint8_t type, const char* body, size_t len, StatementOp::Kind kind);
+  // A DEALLOCATE of a name the session does not have: 26000, or false (pinned: the server's to answer).
+  bool UnknownName(const std::string& name, StatementRefusal* refusal);
   // The same in an unnamed Parse (psycopg sends its DEALLOCATEs so): a DEALLOCATE of a client's
   // name runs as a DEALLOCATE of a statement the gateway prepares for it just before.
   bool StatementParse(std::string& sink, const char* body, size_t len, StatementRefusal* refusal);
